@@ -1,0 +1,88 @@
+"""Command lines generated from frozen argument dataclasses.
+
+Each field becomes a ``--flag`` whose help is the field's docstring; ``--preset`` picks
+a named set of defaults that explicit flags override. Bad values stop with one line
+naming the field and exit code 2, before any file is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import sys
+import textwrap
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from experiments.rundir import RunDirError
+from probes.models import CheckpointError
+
+A = TypeVar("A")
+
+USER_ERRORS = (RunDirError, CheckpointError)
+"""Errors that mean "bad input", reported in one line with exit code 2."""
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings (the string literal under each field) of a dataclass."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _add_flag(parser: argparse.ArgumentParser, f: dataclasses.Field, hint: Any, doc: str) -> None:
+    flag = "--" + f.name.replace("_", "-")
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=doc)
+    elif origin is tuple:
+        item = typing.get_args(hint)[0]
+        parser.add_argument(flag, nargs="+", type=item, help=doc)
+    elif origin is typing.Literal:
+        parser.add_argument(flag, choices=typing.get_args(hint), help=doc)
+    else:
+        parser.add_argument(flag, type=hint, help=doc)
+
+
+def parse(cls: type[A], presets: Mapping[str, Mapping[str, Any]], argv: Sequence[str] | None) -> A:
+    """Build ``cls`` from the command line; exits 2 with one line on bad input."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    parser = argparse.ArgumentParser(description=(cls.__doc__ or "").strip().splitlines()[0])
+    for f in dataclasses.fields(cls):
+        if f.name != "preset":
+            _add_flag(parser, f, hints[f.name], docs.get(f.name, ""))
+    parser.add_argument("--preset", choices=sorted(presets), default="default", help=docs.get("preset"))
+    ns = vars(parser.parse_args(argv))
+    values = {**presets[ns["preset"]], **{k: v for k, v in ns.items() if v is not None}}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        parser.exit(2, f"error: {e}\n")
+
+
+def run(main: Callable[[A], Any], cls: type[A], presets: Mapping[str, Mapping[str, Any]]) -> None:
+    """Entry point for ``python -m experiments.X``: parse, run, one-line errors."""
+    args = parse(cls, presets, sys.argv[1:])
+    try:
+        main(args)
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except FloatingPointError as e:  # diverged training: say where, keep the last snapshot
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

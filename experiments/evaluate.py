@@ -1,0 +1,93 @@
+"""Roll a model out on task problems and score the completions.
+
+Modes can be forced: deliberate by appending <think> to the prompt, direct by banning
+<think> as the first token; ``mode=None`` lets the model choose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from experiments.sampling import sample
+from experiments.task import MODES, THINK, Mode, Parsed, Problem, completion_words, parse_completion, prompt_words
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollout:
+    problem: Problem
+    prompt_ids: tuple[int, ...]
+    """Prompt token ids, including a forced <think> when the mode was forced deliberate."""
+    completion_ids: tuple[int, ...]
+    """Completion token ids (the forced <think> excluded), up to and including <eos>."""
+    parsed: Parsed
+
+
+def max_new_tokens(problems: Sequence[Problem]) -> int:
+    """Room for the longest canonical completion plus slack for a wandering trace."""
+    return max(len(completion_words(pr, "deliberate")) for pr in problems) + 4
+
+
+@torch.no_grad()
+def rollouts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    problems: Sequence[Problem],
+    *,
+    mode: Mode | None,
+    temperature: float,
+    generator: torch.Generator | None = None,
+    batch_size: int = 512,
+) -> list[Rollout]:
+    """One completion per problem, parsed against it."""
+    think_id = tokenizer.convert_tokens_to_ids(THINK)
+    forced = [THINK] if mode == "deliberate" else []
+    out = []
+    for lo in range(0, len(problems), batch_size):
+        chunk = problems[lo : lo + batch_size]
+        prompts = [tokenizer.convert_tokens_to_ids(prompt_words(pr) + forced) for pr in chunk]
+        completions = sample(
+            model,
+            prompts,
+            max_new=max_new_tokens(chunk),
+            eos_id=tokenizer.eos_token_id,
+            pad_id=tokenizer.pad_token_id,
+            temperature=temperature,
+            generator=generator,
+            banned_first=[think_id] if mode == "direct" else [],
+        )
+        for pr, prompt, comp in zip(chunk, prompts, completions):
+            words = forced + tokenizer.convert_ids_to_tokens(comp)
+            out.append(Rollout(pr, tuple(prompt), tuple(comp), parse_completion(pr, words)))
+    return out
+
+
+def accuracy_by_k(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    problems: Sequence[Problem],
+    seed: int,
+) -> dict[str, dict]:
+    """Accuracy per k, per mode (deliberate, direct, free choice), greedy and sampled (T=1).
+
+    For free choice also the rate at which the model picked deliberation.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    ks = np.array([pr.k for pr in problems])
+    table: dict[str, dict] = {str(k): {} for k in sorted(set(ks.tolist()))}
+    for mode in (*MODES, None):
+        for decoding, temp in (("greedy", 0.0), ("sampled", 1.0)):
+            res = rollouts(model, tokenizer, problems, mode=mode, temperature=temp, generator=gen)
+            correct = np.array([r.parsed.correct for r in res])
+            deliberate = np.array([r.parsed.mode == "deliberate" for r in res])
+            for k in table:
+                sel = ks == int(k)
+                entry = table[k].setdefault(mode or "free", {"n": int(sel.sum())})
+                entry[decoding] = float(correct[sel].mean())
+                if mode is None:
+                    entry[f"deliberate_rate_{decoding}"] = float(deliberate[sel].mean())
+    return table

@@ -1,0 +1,92 @@
+"""Batched, KV-cached sampling from an HF causal LM over left-padded prompts.
+
+Rollouts dominate the cost of RL on CPU, so this loop feeds one new token per
+sequence per step and reuses the key/value cache; finished rows keep feeding <pad>.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from transformers import DynamicCache, PreTrainedModel
+
+
+def left_pad(
+    seqs: Sequence[Sequence[int]], pad_id: int
+) -> tuple[Int[Tensor, "B L"], Int[Tensor, "B L"]]:
+    """Left-padded ids and attention mask for a batch of prompts."""
+    width = max(len(s) for s in seqs)
+    ids_BL = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask_BL = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids_BL[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask_BL[i, width - len(s) :] = 1
+    return ids_BL, mask_BL
+
+
+@torch.no_grad()
+def sample(
+    model: PreTrainedModel,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new: int,
+    eos_id: int,
+    pad_id: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    banned_first: Sequence[int] = (),
+) -> list[list[int]]:
+    """Complete each prompt; returns new token ids, up to and including <eos>.
+
+    ``temperature == 0`` is greedy decoding. ``banned_first`` token ids are masked at
+    the first new position only (used to force a direct answer by banning <think>).
+    A completion that reaches ``max_new`` without <eos> is returned truncated.
+    """
+    device = next(model.parameters()).device
+    ids_BL, mask_BL = (t.to(device) for t in left_pad(prompts, pad_id))
+    pos_BL = (mask_BL.cumsum(-1) - 1).clamp(min=0)
+    cache = {_cache_kwarg(model): DynamicCache()}  # filled in place by every forward
+    out = model(input_ids=ids_BL, attention_mask=mask_BL, position_ids=pos_BL, use_cache=True, **cache)
+    logits_BV = out.logits[:, -1]
+    next_pos_B = pos_BL[:, -1] + 1
+    done_B = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    new_tokens = []
+    for t in range(max_new):
+        if t == 0 and banned_first:
+            logits_BV[:, list(banned_first)] = -torch.inf
+        if temperature == 0:
+            tok_B = logits_BV.argmax(-1)
+        else:
+            probs_BV = torch.softmax(logits_BV.float() / temperature, -1)
+            tok_B = torch.multinomial(probs_BV, 1, generator=generator).squeeze(-1)
+        tok_B = torch.where(done_B, pad_id, tok_B)
+        new_tokens.append(tok_B)
+        done_B |= tok_B == eos_id
+        if done_B.all() or t == max_new - 1:
+            break
+        mask_BL = torch.cat([mask_BL, torch.ones_like(mask_BL[:, :1])], dim=1)  # done rows are ignored
+        out = model(
+            input_ids=tok_B[:, None],
+            attention_mask=mask_BL,
+            position_ids=next_pos_B[:, None],
+            use_cache=True,
+            **cache,
+        )
+        logits_BV = out.logits[:, -1]
+        next_pos_B = next_pos_B + 1
+    new_BT = torch.stack(new_tokens, dim=1).cpu()
+    return [_until_eos(row.tolist(), eos_id) for row in new_BT]
+
+
+def _cache_kwarg(model: PreTrainedModel) -> str:
+    """transformers renamed ``past_key_values`` to ``cache`` during 5.x; accept both."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _until_eos(row: list[int], eos_id: int) -> list[int]:
+    return row[: row.index(eos_id) + 1] if eos_id in row else row

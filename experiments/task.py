@@ -1,0 +1,241 @@
+"""The embedded task: chained modular arithmetic over Z_p with a real shortcut.
+
+A problem is ``x0 op1 x1 op2 x2 ... opk xk =`` over Z_p; its difficulty knob is k.
+A completion is either
+
+* deliberate: ``<think> r0 op1 x1 r1 ... opk xk rk </think> rk <eos>`` — each step
+  repeats the operation and operand, then writes the running result, so a step
+  depends only on the three tokens before it (DESIGN.md: local steps learn fast);
+* direct: ``rk <eos>`` — the answer alone.
+
+The choice between the two is the first completion token (``<think>`` or a number),
+which makes "did the model deliberate?" a single-token decision. The reward is 1 iff
+the completion is well formed and its final answer is right; a blind guess succeeds
+with probability 1/p.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+BOS, EOS, PAD, UNK = "<bos>", "<eos>", "<pad>", "<unk>"
+THINK, END_THINK, EQUALS = "<think>", "</think>", "="
+SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
+ALL_OPS = ("+", "-", "*")
+
+Mode = Literal["deliberate", "direct"]
+MODES: tuple[Mode, ...] = ("deliberate", "direct")
+
+
+def is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, int(n**0.5) + 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """What defines the task's language: modulus and operation set."""
+
+    p: int = 11
+    """Prime modulus; numbers are 0..p-1 and a blind guess is right with probability 1/p."""
+    ops: tuple[str, ...] = ALL_OPS
+    """Operations a chain may use, a subset of ('+', '-', '*')."""
+
+    def __post_init__(self) -> None:
+        if not is_prime(self.p):
+            raise ValueError(f"p: {self.p} is not prime")
+        if not self.ops or set(self.ops) - set(ALL_OPS) or len(set(self.ops)) != len(self.ops):
+            raise ValueError(f"ops: must be distinct members of {ALL_OPS}, got {self.ops}")
+
+    @property
+    def numbers(self) -> tuple[str, ...]:
+        return tuple(str(i) for i in range(self.p))
+
+    @property
+    def vocab(self) -> tuple[str, ...]:
+        """Every word of the language; the order fixes token ids."""
+        return (*SPECIAL_TOKENS, EQUALS, THINK, END_THINK, *self.ops, *self.numbers)
+
+
+def apply_op(op: str, a: int, b: int, p: int) -> int:
+    if op == "+":
+        return (a + b) % p
+    if op == "-":
+        return (a - b) % p
+    if op == "*":
+        return (a * b) % p
+    raise ValueError(f"unknown op {op!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One chain ``start op1 x1 ... opk xk`` over Z_p."""
+
+    pid: str
+    p: int
+    start: int
+    ops: tuple[str, ...]
+    operands: tuple[int, ...]
+
+    @property
+    def k(self) -> int:
+        return len(self.ops)
+
+    @property
+    def running(self) -> tuple[int, ...]:
+        """r0 = start, r_i = r_{i-1} op_i x_i; the last entry is the answer."""
+        out = [self.start]
+        for op, x in zip(self.ops, self.operands):
+            out.append(apply_op(op, out[-1], x, self.p))
+        return tuple(out)
+
+    @property
+    def answer(self) -> int:
+        return self.running[-1]
+
+
+def draw_problem(rng: np.random.Generator, k: int, spec: TaskSpec, pid: str = "") -> Problem:
+    """One random chain of k operations drawn from ``rng``."""
+    start = int(rng.integers(spec.p))
+    op_idx = rng.integers(len(spec.ops), size=k)
+    operands = rng.integers(spec.p, size=k)
+    ops = tuple(spec.ops[j] for j in op_idx)
+    return Problem(pid=pid, p=spec.p, start=start, ops=ops, operands=tuple(int(x) for x in operands))
+
+
+def generate_problems(seed: int, k: int, n: int, spec: TaskSpec) -> list[Problem]:
+    """n problems of length k; a pure function of (seed, k, n, spec).
+
+    PCG64 seeded with (seed, k, p) gives the same stream on every machine, and
+    problems are drawn one at a time so the first m of n equal ``generate_problems(seed, k, m)``.
+    """
+    if k < 1 or n < 0:
+        raise ValueError(f"need k >= 1 and n >= 0, got k={k}, n={n}")
+    rng = np.random.Generator(np.random.PCG64([seed, k, spec.p]))
+    return [draw_problem(rng, k, spec, pid=f"s{seed}-k{k}-{i}") for i in range(n)]
+
+
+def prompt_words(problem: Problem) -> list[str]:
+    words = [BOS, str(problem.start)]
+    for op, x in zip(problem.ops, problem.operands):
+        words += [op, str(x)]
+    return words + [EQUALS]
+
+
+def completion_words(problem: Problem, mode: Mode) -> list[str]:
+    """The canonical (correct) completion in the given mode."""
+    answer = [str(problem.answer), EOS]
+    if mode == "direct":
+        return answer
+    running = problem.running
+    trace = [THINK, str(running[0])]
+    for op, x, r in zip(problem.ops, problem.operands, running[1:]):
+        trace += [op, str(x), str(r)]
+    return trace + [END_THINK] + answer
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    op: str
+    operand: int
+    result: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Parsed:
+    """A completion read against its problem; every field is defined for any input."""
+
+    mode: Mode | None
+    """'deliberate' if it opened with <think>, 'direct' if with a number, else None."""
+    steps: tuple[Step, ...]
+    """Trace steps as written (empty for direct answers and format errors)."""
+    answer: int | None
+    """Final answer as written, None when the completion is malformed."""
+    correct: bool
+    format_error: bool
+    n_skipped_steps: int
+    """Prompt steps the trace never wrote (greedy in-order alignment on (op, operand))."""
+    n_wrong_steps: int
+    """Written steps whose result is not the written previous result op operand (r0 included)."""
+    copied_answer: bool
+    """Wrong answer equal to the prompt's last operand: repeating the prompt, not computing."""
+    length: int
+    """Completion length in tokens, <eos> included."""
+
+    @property
+    def reward(self) -> float:
+        return float(self.correct)
+
+
+def _number(word: str, p: int) -> int | None:
+    return int(word) if word.isdigit() and int(word) < p else None
+
+
+def _parse_trace(body: Sequence[str], p: int) -> tuple[int, tuple[Step, ...]] | None:
+    """``r0 (op x r)*`` -> (r0, steps), or None when the body is not of that shape."""
+    if len(body) % 3 != 1 or _number(body[0], p) is None:
+        return None
+    steps = []
+    for i in range(1, len(body), 3):
+        op, x, r = body[i : i + 3]
+        xv, rv = _number(x, p), _number(r, p)
+        if op not in ALL_OPS or xv is None or rv is None:
+            return None
+        steps.append(Step(op, xv, rv))
+    return _number(body[0], p), tuple(steps)
+
+
+def _count_skipped(problem: Problem, steps: Sequence[Step]) -> int:
+    matched, i = 0, 0
+    for step in steps:
+        while i < problem.k and (problem.ops[i], problem.operands[i]) != (step.op, step.operand):
+            i += 1
+        if i == problem.k:
+            break
+        matched, i = matched + 1, i + 1
+    return problem.k - matched
+
+
+def _count_wrong(r0: int, steps: Sequence[Step], problem: Problem) -> int:
+    wrong, prev = int(r0 != problem.start), r0
+    for step in steps:
+        wrong += step.result != apply_op(step.op, prev, step.operand, problem.p)
+        prev = step.result
+    return wrong
+
+
+def parse_completion(problem: Problem, words: Sequence[str]) -> Parsed:
+    """Read a completion (words after the prompt, up to and including <eos>).
+
+    Never raises: anything that is not one of the two canonical shapes is a format error.
+    """
+    words = list(words)
+    length = len(words)
+    p = problem.p
+    mode: Mode | None = None
+    if words and words[0] == THINK:
+        mode = "deliberate"
+    elif words and _number(words[0], p) is not None:
+        mode = "direct"
+    error = Parsed(mode, (), None, False, True, problem.k, 0, False, length)
+    if mode is None or len(words) < 2 or words[-1] != EOS or EOS in words[:-1]:
+        return error
+    if mode == "direct":
+        if length != 2:
+            return error
+        answer, steps, skipped, wrong = _number(words[0], p), (), problem.k, 0
+    else:
+        if length < 5 or words[-3] != END_THINK or words[1:-3].count(END_THINK):
+            return error
+        trace = _parse_trace(words[1:-3], p)
+        answer = _number(words[-2], p)
+        if trace is None or answer is None:
+            return error
+        r0, steps = trace
+        skipped, wrong = _count_skipped(problem, steps), _count_wrong(r0, steps, problem)
+    correct = answer == problem.answer
+    copied = not correct and answer == problem.operands[-1]
+    return Parsed(mode, steps, answer, correct, False, skipped, wrong, copied, length)

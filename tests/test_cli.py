@@ -1,0 +1,68 @@
+import subprocess
+import sys
+
+import pytest
+
+from experiments import cli
+from experiments.pretrain import PRESETS, PretrainArgs
+
+
+def parse(argv):
+    return cli.parse(PretrainArgs, PRESETS, argv)
+
+
+def test_parse__preset_then_flags_override():
+    args = parse(["--preset", "smoke", "--steps", "7", "--ops", "+", "*", "--out", "x"])
+    assert args.steps == 7 and args.ops == ("+", "*") and args.d_model == PRESETS["smoke"]["d_model"]
+    assert str(args.out) == "x"
+
+
+def test_field_docs__every_field_has_help():
+    docs = cli.field_docs(PretrainArgs)
+    assert set(docs) == {f for f in PretrainArgs.__dataclass_fields__}
+    assert "Prime modulus" in docs["p"]
+
+
+@pytest.mark.parametrize(
+    "argv, field",
+    [
+        (["--steps", "-3"], "steps"),
+        (["--batch-size", "0"], "batch_size"),
+        (["--k-train-max", "0"], "k_train_max"),
+        (["--k-train-max", "8", "--k-eval-max", "5"], "k_eval_max"),
+        (["--p", "12"], "p: 12 is not prime"),
+        (["--direct-frac", "1.5"], "direct_frac"),
+        (["--n-heads", "3"], "n_heads"),
+    ],
+)
+def test_parse__invalid_values_exit_2_naming_the_field(argv, field, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert field in err and len(err.splitlines()) == 1
+
+
+def test_parse__unknown_preset_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse(["--preset", "huge"])
+    assert exc.value.code == 2 and "huge" in capsys.readouterr().err
+
+
+def run_module(*argv):
+    return subprocess.run([sys.executable, "-m", "experiments.pretrain", *argv], capture_output=True, text=True)
+
+
+def test_main__bad_value_writes_no_files(tmp_path):
+    out = tmp_path / "run"
+    res = run_module("--preset", "smoke", "--out", str(out), "--p", "9")
+    assert res.returncode == 2 and "p: 9 is not prime" in res.stderr
+    assert not out.exists()
+
+
+def test_main__unwritable_out_dir_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    res = run_module("--preset", "smoke", "--out", str(blocker / "run"))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [f"error: {blocker / 'run'}: not writable ({blocker} is not a writable directory)"]

@@ -1,0 +1,87 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from experiments import pretrain
+from experiments.model import build_tokenizer
+from experiments.pretrain import PRESETS, PretrainArgs
+from experiments.rundir import RunDirError
+
+SMOKE = PretrainArgs(**PRESETS["smoke"])
+
+
+def smoke(tmp_path, name="run", **kw) -> PretrainArgs:
+    return dataclasses.replace(SMOKE, out=tmp_path / name, **kw)
+
+
+def test_make_batch__labels_cover_the_completion_only():
+    args = SMOKE
+    vocab = build_tokenizer(args.task_spec).get_vocab()
+    ids, labels = pretrain.make_batch(np.random.default_rng(0), args, vocab)
+    for row_ids, row_labels in zip(ids.tolist(), labels.tolist()):
+        eq = row_ids.index(vocab["="])
+        assert all(lab == -100 for lab in row_labels[: eq + 1])  # prompt is never a target
+        n_target = sum(lab != -100 for lab in row_labels)
+        assert row_labels[eq + n_target] == vocab["<eos>"]  # targets run up to <eos>
+        first = row_labels[eq + 1]
+        assert first == vocab["<think>"] or 4 + 3 + len(args.ops) <= first  # a mode choice
+
+
+def test_pretrain__smoke_writes_base_model_and_eval_table(tmp_path):
+    args = smoke(tmp_path)
+    result = pretrain.main(args)
+    base = args.out / "base"
+    assert (base / "model.safetensors").is_file() and (base / "tokenizer.json").is_file()
+    on_disk = json.loads((base / "eval.json").read_text())
+    assert on_disk == result
+    table = on_disk["accuracy"]
+    assert list(table) == [str(k) for k in range(1, args.k_eval_max + 1)]
+    for row in table.values():
+        for mode in ("deliberate", "direct", "free"):
+            assert row[mode]["n"] == args.eval_per_k
+            assert 0.0 <= row[mode]["greedy"] <= 1.0 and 0.0 <= row[mode]["sampled"] <= 1.0
+    config = json.loads((args.out / "config.json").read_text())
+    assert config["stages"]["pretrain"]["seed"] == args.seed and "torch" in config["versions"]
+    assert not (args.out / "pretrain_state.pt").exists()
+    assert not [p for p in args.out.rglob("*") if ".tmp" in p.name]
+
+
+def test_pretrain__rerun_of_a_finished_run_does_not_retrain(tmp_path, monkeypatch):
+    args = smoke(tmp_path)
+    pretrain.main(args)
+    monkeypatch.setattr(pretrain, "train", lambda *a: pytest.fail("retrained a finished run"))
+    pretrain.main(args)
+
+
+def test_pretrain__different_args_refuse_to_overwrite(tmp_path):
+    pretrain.main(smoke(tmp_path))
+    before = (tmp_path / "run" / "base" / "model.safetensors").read_bytes()
+    with pytest.raises(RunDirError, match="different pretrain arguments"):
+        pretrain.main(smoke(tmp_path, seed=1))
+    assert (tmp_path / "run" / "base" / "model.safetensors").read_bytes() == before
+
+
+def test_pretrain__resume_after_interrupt_matches_uninterrupted(tmp_path, monkeypatch):
+    pretrain.main(smoke(tmp_path, name="straight"))
+    real_lr_at = pretrain.lr_at
+
+    def crash_at_step_15(step, args):
+        if step == 15:
+            raise KeyboardInterrupt
+        return real_lr_at(step, args)
+
+    monkeypatch.setattr(pretrain, "lr_at", crash_at_step_15)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.main(smoke(tmp_path, name="resumed"))
+    assert (tmp_path / "resumed" / "pretrain_state.pt").exists()  # snapshot at step 10
+    assert not (tmp_path / "resumed" / "base").exists()
+    monkeypatch.setattr(pretrain, "lr_at", real_lr_at)
+    pretrain.main(smoke(tmp_path, name="resumed"))
+    a = load_file(tmp_path / "straight" / "base" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "base" / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    straight = json.loads((tmp_path / "straight" / "base" / "eval.json").read_text())
+    assert json.loads((tmp_path / "resumed" / "base" / "eval.json").read_text()) == straight
