@@ -111,8 +111,9 @@ def init_run(out: Path, stage: str, args: object) -> dict:
     Rerunning with the same arguments resumes; different arguments would mix two
     studies in one directory, so they stop with an error instead of overwriting.
     """
-    resolved = dataclasses.asdict(args)  # type: ignore[call-overload]
-    resolved.pop("out", None)
+    resolved = json.loads(json.dumps(dataclasses.asdict(args), default=str))  # type: ignore[call-overload]
+    for where in ("out", "run"):  # where a run lives is not part of what it is
+        resolved.pop(where, None)
     config_path = out / "config.json"
     if config_path.exists():
         existing = read_json(config_path)

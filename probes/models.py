@@ -43,7 +43,7 @@ def load_hf(model_dir: str | Path, device: str = "cpu") -> PreTrainedModel:
 
 
 def load_bridge(model_dir: str | Path, device: str = "cpu"):
-    """TransformerBridge over the checkpoint, in compatibility mode.
+    """TransformerBridge over the checkpoint, in compatibility mode without weight processing.
 
     Hook names follow TransformerLens (``blocks.{l}.hook_resid_post`` ...). The tokenizer
     is loaded from the directory: one built only in memory makes ``boot_transformers``
@@ -56,5 +56,7 @@ def load_bridge(model_dir: str | Path, device: str = "cpu"):
     bridge = TransformerBridge.boot_transformers(
         str(model_dir), hf_model=hf_model, tokenizer=load_tokenizer(model_dir), device=device
     )
-    bridge.enable_compatibility_mode()
+    # No weight processing: folded/centred weights would change the residual basis (and,
+    # for RMSNorm models, the function), and SAEs here read and splice the HF model's own stream.
+    bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
     return bridge

@@ -3,8 +3,8 @@ import random
 import pytest
 
 from experiments.task import (
-    EOS,
     END_THINK,
+    EOS,
     THINK,
     TaskSpec,
     apply_op,
