@@ -45,6 +45,8 @@ def field_docs(cls: type) -> dict[str, str]:
 
 def _add_flag(parser: argparse.ArgumentParser, f: dataclasses.Field, hint: Any, doc: str) -> None:
     flag = "--" + f.name.replace("_", "-")
+    if type(None) in typing.get_args(hint):  # Optional[X]: the flag takes an X
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
     origin = typing.get_origin(hint)
     if hint is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=doc)

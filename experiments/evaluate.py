@@ -15,6 +15,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from experiments.sampling import sample
 from experiments.task import MODES, THINK, Mode, Parsed, Problem, completion_words, parse_completion, prompt_words
+from probes.behaviour import behaviour_rates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,14 +42,17 @@ def rollouts(
     mode: Mode | None,
     temperature: float,
     generator: torch.Generator | None = None,
-    batch_size: int = 512,
+    batch_size: int = 64,
 ) -> list[Rollout]:
     """One completion per problem, parsed against it."""
     think_id = tokenizer.convert_tokens_to_ids(THINK)
     forced = [THINK] if mode == "deliberate" else []
-    out = []
-    for lo in range(0, len(problems), batch_size):
-        chunk = problems[lo : lo + batch_size]
+    # Batches of similar k finish together: a batch runs until its longest completion ends.
+    order = sorted(range(len(problems)), key=lambda i: problems[i].k)
+    out: list[Rollout | None] = [None] * len(problems)
+    for lo in range(0, len(order), batch_size):
+        idx = order[lo : lo + batch_size]
+        chunk = [problems[i] for i in idx]
         prompts = [tokenizer.convert_tokens_to_ids(prompt_words(pr) + forced) for pr in chunk]
         completions = sample(
             model,
@@ -60,10 +64,10 @@ def rollouts(
             generator=generator,
             banned_first=[think_id] if mode == "direct" else [],
         )
-        for pr, prompt, comp in zip(chunk, prompts, completions):
+        for i, pr, prompt, comp in zip(idx, chunk, prompts, completions):
             words = forced + tokenizer.convert_ids_to_tokens(comp)
-            out.append(Rollout(pr, tuple(prompt), tuple(comp), parse_completion(pr, words)))
-    return out
+            out[i] = Rollout(pr, tuple(prompt), tuple(comp), parse_completion(pr, words))
+    return out  # type: ignore[return-value]
 
 
 def accuracy_by_k(
@@ -91,3 +95,27 @@ def accuracy_by_k(
                 if mode is None:
                     entry[f"deliberate_rate_{decoding}"] = float(deliberate[sel].mean())
     return table
+
+
+def eval_metrics(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, eval_set: Sequence[dict], p: int, seed: int
+) -> dict[str, float]:
+    """Free-choice accuracy on the shared held-out set: overall, per base-model band, per k.
+
+    ``eval_set`` rows are band-table records (problem fields plus the base model's band).
+    Greedy and sampled (T = 1); behaviour rates from the sampled completions.
+    """
+    problems = [Problem.from_record(r, p) for r in eval_set]
+    groups = {"all": np.ones(len(eval_set), bool)}
+    for key in ("band", "k"):
+        for value in sorted({r[key] for r in eval_set}, key=str):
+            name = f"k{value}" if key == "k" else value
+            groups[name] = np.array([r[key] == value for r in eval_set])
+    out: dict[str, float] = {}
+    gen = torch.Generator().manual_seed(seed)
+    for decoding, temp in (("greedy", 0.0), ("sampled", 1.0)):
+        res = rollouts(model, tokenizer, problems, mode=None, temperature=temp, generator=gen)
+        correct = np.array([r.parsed.correct for r in res])
+        out |= {f"eval/acc/{g}/{decoding}": float(correct[sel].mean()) for g, sel in groups.items()}
+    out |= {f"eval/behaviour/{k}": v for k, v in behaviour_rates([r.parsed for r in res]).items()}
+    return out

@@ -113,7 +113,12 @@ class PretrainArgs:
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(steps=30, batch_size=32, d_model=64, n_layers=2, d_mlp=128, eval_per_k=8, k_eval_max=7, checkpoint_every=10),
+    # A smaller language (Z_5, '+' only, k <= 3) that a tiny model learns in seconds, with the
+    # same shape of competence: direct answers at k = 1, traces in range, chance beyond it.
+    "smoke": dict(
+        p=5, ops=("+",), k_train_max=3, k_eval_max=5, steps=400, batch_size=64, lr=3e-3, warmup=20,
+        d_model=64, n_layers=2, d_mlp=128, eval_per_k=16, checkpoint_every=100,
+    ),  # fmt: skip
     "gpu": dict(steps=4000, batch_size=256, d_model=256, n_layers=4, d_mlp=1024, n_heads=8, eval_per_k=500, device="cuda"),
 }
 

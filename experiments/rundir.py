@@ -27,21 +27,24 @@ class RunDirError(Exception):
     """A run directory that cannot be used as asked (its message names the file)."""
 
 
-def write_json(path: Path, obj: object) -> None:
-    """Write JSON atomically: temp file in the same directory, fsync, rename."""
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file atomically: temp file in the same directory, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, obj: object) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def read_json(path: Path) -> dict:

@@ -29,6 +29,17 @@ def left_pad(
     return ids_BL, mask_BL
 
 
+def right_pad(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Int[Tensor, "B L"], Int[Tensor, "B L"]]:
+    """Right-padded ids and attention mask (for teacher-forced scoring and training)."""
+    width = max(len(s) for s in seqs)
+    ids_BL = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask_BL = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids_BL[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask_BL[i, : len(s)] = 1
+    return ids_BL, mask_BL
+
+
 @torch.no_grad()
 def sample(
     model: PreTrainedModel,

@@ -96,6 +96,14 @@ class Problem:
     def answer(self) -> int:
         return self.running[-1]
 
+    def as_record(self) -> dict:
+        """JSON-ready fields (the modulus is stored once per table, not per problem)."""
+        return {"pid": self.pid, "k": self.k, "start": self.start, "ops": list(self.ops), "operands": list(self.operands)}
+
+    @classmethod
+    def from_record(cls, rec: dict, p: int) -> Problem:
+        return cls(rec["pid"], p, rec["start"], tuple(rec["ops"]), tuple(rec["operands"]))
+
 
 def draw_problem(rng: np.random.Generator, k: int, spec: TaskSpec, pid: str = "") -> Problem:
     """One random chain of k operations drawn from ``rng``."""

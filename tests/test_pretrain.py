@@ -10,7 +10,8 @@ from experiments.model import build_tokenizer
 from experiments.pretrain import PRESETS, PretrainArgs
 from experiments.rundir import RunDirError
 
-SMOKE = PretrainArgs(**PRESETS["smoke"])
+# The smoke preset shortened further: these tests check mechanics, not competence.
+SMOKE = dataclasses.replace(PretrainArgs(**PRESETS["smoke"]), steps=30, checkpoint_every=10, eval_per_k=4)
 
 
 def smoke(tmp_path, name="run", **kw) -> PretrainArgs:
@@ -28,6 +29,15 @@ def test_make_batch__labels_cover_the_completion_only():
         assert row_labels[eq + n_target] == vocab["<eos>"]  # targets run up to <eos>
         first = row_labels[eq + 1]
         assert first == vocab["<think>"] or 4 + 3 + len(args.ops) <= first  # a mode choice
+
+
+def test_pretrain__smoke_preset_has_intermediate_competence(smoke_run):
+    """Golden: the seeded smoke base model has the competence profile bands rely on."""
+    table = json.loads((smoke_run / "base" / "eval.json").read_text())["accuracy"]
+    assert table["1"]["direct"]["greedy"] >= 0.9  # the shortcut works at the smallest k
+    assert table["3"]["direct"]["greedy"] <= 0.5  # ... and not at larger k
+    assert min(table[k]["deliberate"]["greedy"] for k in ("1", "2", "3")) >= 0.9  # traces in range
+    assert table["5"]["deliberate"]["greedy"] <= 0.3  # beyond the pretraining range
 
 
 def test_pretrain__smoke_writes_base_model_and_eval_table(tmp_path):

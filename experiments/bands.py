@@ -1,0 +1,157 @@
+"""Difficulty bands relative to a model: pass rates from sampled completions, thresholds, pools.
+
+``python -m experiments.bands --run runs/NAME`` measures every candidate problem's pass
+rate under the base model (n completions at T = 1, free mode choice), labels it easy /
+medium / hard, draws equal-size training pools per band, and does the same for one
+fixed held-out eval set. Bands are about the *model*, not about k: the table reports
+each band's k composition.
+
+Default thresholds: hard = pass rate <= 1/8 (with n = 8: at most one lucky success —
+the "Hard@8" regime where group-relative advantages come only from rare successes),
+easy = pass rate >= 3/4, medium in between.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from experiments import cli
+from experiments.evaluate import rollouts
+from experiments.rundir import RunDirError, init_run, read_json, write_json
+from experiments.task import Problem, TaskSpec, generate_problems
+from probes.bands import BANDS, Band, band_of
+from probes.models import load_hf, load_tokenizer
+
+
+@dataclasses.dataclass(frozen=True)
+class BandArgs:
+    """Measure pass rates under the base model and build equal-size band pools."""
+
+    run: Path = Path("runs/default")
+    """Run directory holding base/ (from experiments.pretrain)."""
+    preset: str = "default"
+    """Named defaults (smoke, default, gpu)."""
+    seed: int = 0
+    """Seeds the candidate problems and the sampled completions."""
+    candidates_per_k: int = 96
+    """Candidate training problems drawn per k (k spans the base eval range)."""
+    eval_per_k: int = 48
+    """Held-out eval problems per k, shared by every band run."""
+    n_samples: int = 8
+    """Completions per problem used to estimate its pass rate (>= 8)."""
+    hard_max: float = 1 / 8
+    """A problem with pass rate <= hard_max is hard."""
+    easy_min: float = 3 / 4
+    """A problem with pass rate >= easy_min is easy; in between is medium."""
+    pool_size: int = 64
+    """Training problems per band (capped by the smallest band's count)."""
+
+    def __post_init__(self) -> None:
+        for name in ("candidates_per_k", "eval_per_k", "pool_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.n_samples < 8:
+            raise ValueError(f"n_samples: pass rates need >= 8 samples, got {self.n_samples}")
+        if not 0 <= self.hard_max < self.easy_min <= 1:
+            raise ValueError(f"hard_max/easy_min: need 0 <= hard_max < easy_min <= 1, got {self.hard_max}, {self.easy_min}")
+
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "smoke": dict(candidates_per_k=12, eval_per_k=6, pool_size=8),
+    "gpu": dict(candidates_per_k=256, eval_per_k=128, n_samples=16, pool_size=256),
+}
+
+EVAL_SEED_OFFSET = 2_000_003
+"""Band eval problems come from seed + this offset; candidates from seed itself."""
+
+
+def pass_rates(model, tokenizer, problems: Sequence[Problem], n: int, seed: int) -> np.ndarray:
+    """Fraction of n free-choice completions at T = 1 that are correct, per problem."""
+    gen = torch.Generator().manual_seed(seed)
+    repeated = [pr for pr in problems for _ in range(n)]
+    res = rollouts(model, tokenizer, repeated, mode=None, temperature=1.0, generator=gen)
+    correct = np.array([r.parsed.correct for r in res], dtype=float)
+    return correct.reshape(len(problems), n).mean(1)
+
+
+def draw_pools(bands: Sequence[Band], size: int, seed: int) -> dict[Band, list[int]]:
+    """Equal-size pools: ``size`` indices per band, capped by the smallest band."""
+    rng = np.random.Generator(np.random.PCG64([seed, 17]))
+    by_band = {b: [i for i, x in enumerate(bands) if x == b] for b in BANDS}
+    for b, members in by_band.items():
+        if not members:
+            raise ValueError(f"band {b!r} is empty under this model: draw more candidates or change the thresholds")
+    n = min(size, *(len(v) for v in by_band.values()))
+    return {b: sorted(rng.choice(v, size=n, replace=False).tolist()) for b, v in by_band.items()}
+
+
+def composition(records: Sequence[dict]) -> dict[str, dict[str, int]]:
+    """Count of problems per k within each band."""
+    return {b: dict(sorted(Counter(str(r["k"]) for r in records if r["band"] == b).items(), key=lambda kv: int(kv[0]))) for b in BANDS}
+
+
+def _labelled(model, tokenizer, problems, args: BandArgs, seed: int) -> list[dict]:
+    rates = pass_rates(model, tokenizer, problems, args.n_samples, seed)
+    return [
+        {**pr.as_record(), "pass_rate": float(r), "band": band_of(r, args.hard_max, args.easy_min)}
+        for pr, r in zip(problems, rates)
+    ]
+
+
+def main(args: BandArgs) -> dict:
+    """Write <run>/bands/table.json (pools, eval set, composition); returns it."""
+    base = args.run / "base"
+    if not (base / "eval.json").exists():
+        raise RunDirError(f"{base}: no finished base model; run experiments.pretrain first")
+    init_run(args.run, "bands", args)
+    path = args.run / "bands" / "table.json"
+    if path.exists():
+        print(f"{path} exists: bands already measured")
+        return read_json(path)
+    pre = read_json(args.run / "config.json")["stages"]["pretrain"]
+    spec = TaskSpec(p=pre["p"], ops=tuple(pre["ops"]))
+    ks = range(1, pre["k_eval_max"] + 1)
+    model, tokenizer = load_hf(base), load_tokenizer(base)
+    candidates = [pr for k in ks for pr in generate_problems(args.seed, k, args.candidates_per_k, spec)]
+    held_out = [pr for k in ks for pr in generate_problems(args.seed + EVAL_SEED_OFFSET, k, args.eval_per_k, spec)]
+    print(f"bands: estimating pass rates of {len(candidates) + len(held_out)} problems x {args.n_samples} samples")
+    cand = _labelled(model, tokenizer, candidates, args, args.seed)
+    evals = _labelled(model, tokenizer, held_out, args, args.seed + 1)
+    pools = draw_pools([r["band"] for r in cand], args.pool_size, args.seed)
+    table = {
+        "p": spec.p,
+        "thresholds": {"hard_max": args.hard_max, "easy_min": args.easy_min, "n_samples": args.n_samples},
+        "pools": {b: [cand[i] for i in idx] for b, idx in pools.items()},
+        "eval_set": evals,
+        "composition": {"candidates": composition(cand), "eval_set": composition(evals)},
+    }
+    write_json(path, table)
+    print(format_composition(table))
+    return table
+
+
+def format_composition(table: dict) -> str:
+    lines = [f"pool size per band: {len(table['pools']['easy'])}", "candidates per band by k:"]
+    for band, counts in table["composition"]["candidates"].items():
+        lines.append(f"  {band:>6}: " + " ".join(f"k{k}:{n}" for k, n in counts.items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    cli.run(main, BandArgs, PRESETS)
+
+
+def remeasure(model_dir: Path, records: Sequence[dict], p: int, n_samples: int, seed: int) -> dict[str, float]:
+    """Pass rates of band-table records under another checkpoint (for band drift:
+    feed the result to ``probes.bands.relabel`` and compare with the original labels)."""
+    model, tokenizer = load_hf(model_dir), load_tokenizer(model_dir)
+    problems = [Problem.from_record(r, p) for r in records]
+    rates = pass_rates(model, tokenizer, problems, n_samples, seed)
+    return {r["pid"]: float(x) for r, x in zip(records, rates)}

@@ -1,0 +1,64 @@
+"""GRPO's pure pieces: group-relative advantages, the clipped token-level loss, KL, entropy.
+
+Kept apart from the trainer so each can be tested on hand-made tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+
+def group_advantages(rewards_NG: Float[Tensor, "N G"], scale_std: bool = True, eps: float = 1e-6) -> Float[Tensor, "N G"]:
+    """Reward minus its group mean, optionally divided by the group's (unbiased) std.
+
+    A group whose rewards are all equal carries no signal: its advantages are exactly 0.
+    With std scaling, one success among G otherwise failing samples gets advantage
+    (G-1)/sqrt(G) (2.47 for G = 8): the rare lucky success on a hard problem is
+    reinforced strongly.
+    """
+    centred_NG = rewards_NG - rewards_NG.mean(-1, keepdim=True)
+    if not scale_std:
+        return centred_NG
+    std_N1 = rewards_NG.std(-1, keepdim=True) if rewards_NG.shape[-1] > 1 else torch.zeros_like(centred_NG)
+    return torch.where(std_N1 > eps, centred_NG / (std_N1 + eps), torch.zeros_like(centred_NG))
+
+
+def token_logprobs(
+    logits_BLV: Float[Tensor, "B L V"], ids_BL: Int[Tensor, "B L"]
+) -> Float[Tensor, "B L-1"]:
+    """log p(ids[t+1] | ids[:t+1]) for every position."""
+    logp_BLV = torch.log_softmax(logits_BLV[:, :-1].float(), -1)
+    return logp_BLV.gather(-1, ids_BL[:, 1:, None]).squeeze(-1)
+
+
+def token_entropy(logits_BLV: Float[Tensor, "B L V"]) -> Float[Tensor, "B L-1"]:
+    logp_BLV = torch.log_softmax(logits_BLV[:, :-1].float(), -1)
+    return -(logp_BLV.exp() * logp_BLV).sum(-1)
+
+
+def masked_mean(x_BT: Float[Tensor, "B T"], mask_BT: Bool[Tensor, "B T"]) -> Float[Tensor, ""]:
+    """Mean over all unmasked tokens of the batch (token-level aggregation)."""
+    return (x_BT * mask_BT).sum() / mask_BT.sum().clamp(min=1)
+
+
+def clipped_policy_loss(
+    logp_BT: Float[Tensor, "B T"],
+    logp_old_BT: Float[Tensor, "B T"],
+    adv_B: Float[Tensor, " B"],
+    mask_BT: Bool[Tensor, "B T"],
+    clip_eps: float,
+) -> Float[Tensor, ""]:
+    """PPO-clipped surrogate, averaged over completion tokens (each token weighs the same,
+    so long completions are not down-weighted per token as with per-sequence means)."""
+    ratio_BT = torch.exp(logp_BT - logp_old_BT)
+    adv_B1 = adv_B[:, None]
+    surrogate_BT = torch.minimum(ratio_BT * adv_B1, ratio_BT.clamp(1 - clip_eps, 1 + clip_eps) * adv_B1)
+    return -masked_mean(surrogate_BT, mask_BT)
+
+
+def kl_k3(logp_BT: Float[Tensor, "B T"], logp_ref_BT: Float[Tensor, "B T"]) -> Float[Tensor, "B T"]:
+    """Per-token KL(policy || reference) estimate exp(d) - d - 1 with d = ref - policy (>= 0)."""
+    d_BT = logp_ref_BT - logp_BT
+    return torch.exp(d_BT) - d_BT - 1

@@ -1,0 +1,138 @@
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from experiments import grpo
+from experiments.evaluate import Rollout
+from experiments.grpo import PRESETS, GRPOArgs
+from experiments.grpo_loss import token_logprobs
+from experiments.sampling import right_pad
+from experiments.task import Problem, completion_words, parse_completion, prompt_words
+from probes.models import load_hf, load_tokenizer
+from probes.runs import read_jsonl
+
+
+def smoke_args(run, **kw) -> GRPOArgs:
+    return dataclasses.replace(GRPOArgs(run=run, **PRESETS["smoke"]), **kw)
+
+
+def make_rollout(tok, problem: Problem, words: list[str]) -> Rollout:
+    return Rollout(
+        problem,
+        tuple(tok.convert_tokens_to_ids(prompt_words(problem))),
+        tuple(tok.convert_tokens_to_ids(words)),
+        parse_completion(problem, words),
+    )
+
+
+def completion_logprob(model, r: Rollout) -> float:
+    ids = torch.tensor([list(r.prompt_ids) + list(r.completion_ids)])
+    with torch.no_grad():
+        lp = token_logprobs(model(input_ids=ids).logits, ids)[0]
+    return lp[len(r.prompt_ids) - 1 :].sum().item()
+
+
+def test_policy_update__rewarded_completion_rises_and_unrewarded_falls(smoke_run):
+    model, tok = load_hf(smoke_run / "base"), load_tokenizer(smoke_run / "base")
+    table = json.loads((smoke_run / "bands" / "table.json").read_text())
+    problem = Problem.from_record(table["pools"]["medium"][0], table["p"])
+    wrong = str((problem.answer + 1) % problem.p)
+    good = make_rollout(tok, problem, completion_words(problem, "deliberate"))
+    bad = make_rollout(tok, problem, [wrong, "<eos>"])
+    assert good.parsed.reward == 1.0 and bad.parsed.reward == 0.0
+    before = completion_logprob(model, good), completion_logprob(model, bad)
+    args = smoke_args(smoke_run, lr=1e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    stats = grpo.policy_update(model.train(), load_hf(smoke_run / "base"), opt, [[good, bad]], args)
+    after = completion_logprob(model.eval(), good), completion_logprob(model, bad)
+    assert after[0] > before[0] and after[1] < before[1]
+    assert stats["grpo/kl"] == pytest.approx(0.0, abs=1e-6)  # first step: policy == reference
+
+
+def test_right_pad__marks_real_tokens():
+    ids, mask = right_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_grpo__band_run_writes_metrics_ledger_and_checkpoints(smoke_run, tmp_path):
+    args = smoke_args(smoke_run, band="hard")
+    out = grpo.main(args)
+    assert sorted(p.name for p in out.glob("ckpt-*")) == ["ckpt-2", "ckpt-4"]
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in metrics] == [0, 1, 2, 3, 4]
+    evaluated = [r["step"] for r in metrics if "eval/acc/all/greedy" in r]
+    assert evaluated == [0, 2, 4]
+    table = json.loads((smoke_run / "bands" / "table.json").read_text())
+    ks = {r["k"] for r in table["eval_set"]}
+    for key in [f"eval/acc/{b}/{d}" for b in ("easy", "medium", "hard") for d in ("greedy", "sampled")]:
+        assert 0.0 <= metrics[0][key] <= 1.0
+    assert all(f"eval/acc/k{k}/greedy" in metrics[0] for k in ks)
+    # base-model eval of its own easy band is high, of its hard band low: the eval tracks bands
+    assert metrics[0]["eval/acc/easy/sampled"] > metrics[0]["eval/acc/hard/sampled"]
+    for r in metrics[1:]:
+        for key in ("grpo/reward_mean", "grpo/frac_zero_std", "grpo/kl", "grpo/entropy", "behaviour/direct_rate"):
+            assert np.isfinite(r[key])
+    ledger = read_jsonl(out / "ledger.jsonl")
+    pool = {r["pid"] for r in table["pools"]["hard"]}
+    assert len(ledger) == args.steps * args.prompts_per_step
+    assert {r["pid"] for r in ledger} <= pool and all(r["group_size"] == args.group_size for r in ledger)
+    assert all(sum(r["modes"].values()) == r["group_size"] for r in ledger)
+
+
+def copy_run(smoke_run, dest):
+    """A private copy of the shared smoke run (base model + band table)."""
+    shutil.copytree(smoke_run, dest, ignore=shutil.ignore_patterns("seed*"))
+    return dest
+
+
+def fail_on_call(monkeypatch, name: str, n: int, exc: BaseException, real=None):
+    """Make grpo.<name> raise ``exc`` on its n-th call (earlier calls go through)."""
+    real = real or getattr(grpo, name)
+    calls = {"n": 0}
+
+    def wrapper(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise exc
+        return real(*a, **kw)
+
+    monkeypatch.setattr(grpo, name, wrapper)
+
+
+def test_grpo__resume_after_interrupt_matches_uninterrupted(smoke_run, tmp_path, monkeypatch):
+    straight = grpo.main(smoke_args(copy_run(smoke_run, tmp_path / "a"), band="medium"))
+    run_b = copy_run(smoke_run, tmp_path / "b")
+    fail_on_call(monkeypatch, "policy_update", 3, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        grpo.main(smoke_args(run_b, band="medium"))
+    monkeypatch.undo()
+    resumed = smoke_args(run_b, band="medium").out
+    assert grpo.latest_checkpoint(resumed) == 2
+    grpo.main(smoke_args(run_b, band="medium"))
+    a, b = load_file(straight / "ckpt-4" / "model.safetensors"), load_file(resumed / "ckpt-4" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("metrics.jsonl", "ledger.jsonl"):
+        assert read_jsonl(resumed / name) == read_jsonl(straight / name)
+
+
+def test_grpo__nan_loss_stops_with_message_and_keeps_last_checkpoint(smoke_run, tmp_path, monkeypatch):
+    run = copy_run(smoke_run, tmp_path / "run")
+    real = grpo.group_advantages
+    calls = {"n": 0}
+
+    def nan_from_third_step(rewards, scale_std):
+        calls["n"] += 1
+        adv = real(rewards, scale_std)
+        return adv if calls["n"] < 3 else torch.full_like(adv, float("nan"))
+
+    monkeypatch.setattr(grpo, "group_advantages", nan_from_third_step)
+    args = smoke_args(run, band="easy")
+    with pytest.raises(FloatingPointError, match="loss is nan"):
+        grpo.main(args)
+    assert grpo.latest_checkpoint(args.out) == 2  # the last good checkpoint stays
+    assert max(r["step"] for r in read_jsonl(args.out / "metrics.jsonl")) == 2
