@@ -1,0 +1,37 @@
+import math
+
+import numpy as np
+import pytest
+
+from probes.stats import bootstrap_mean, cosine, noise_floor
+
+
+def test_bootstrap_mean__interval_contains_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    small = bootstrap_mean(rng.normal(1.0, 1.0, 5))
+    large = bootstrap_mean(rng.normal(1.0, 1.0, 500))
+    for est in (small, large):
+        assert est.ci95[0] <= est.mean <= est.ci95[1]
+    assert large.ci95[1] - large.ci95[0] < small.ci95[1] - small.ci95[0]
+    assert large.excludes(0.0) and not large.excludes(1.0)
+
+
+def test_bootstrap_mean__covers_the_true_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(1)
+    hits = sum(not bootstrap_mean(rng.normal(0.0, 1.0, 30), n_boot=500, seed=i).excludes(0.0) for i in range(200))
+    assert 0.88 <= hits / 200 <= 0.99
+
+
+def test_bootstrap_mean__degenerate_inputs():
+    one = bootstrap_mean([0.3])
+    assert one.mean == one.ci95[0] == one.ci95[1] == 0.3
+    assert math.isnan(bootstrap_mean([]).mean)
+
+
+def test_noise_floor__mean_abs_within_band_seed_difference():
+    assert noise_floor([[0.1, 0.3], [0.0, 0.0, 0.6]]) == pytest.approx((0.2 + 0.0 + 0.6 + 0.6) / 4)
+
+
+def test_cosine():
+    assert cosine([1, 0], [0, 2]) == 0.0 and cosine([1, 1], [2, 2]) == pytest.approx(1.0)
+    assert math.isnan(cosine([0, 0], [1, 0]))
