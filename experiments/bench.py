@@ -79,20 +79,26 @@ def main(args: BenchArgs) -> dict[str, float]:
         prompts = [tok.convert_tokens_to_ids(prompt_words(pr)) for pr in problems]
         n_new = max_new_tokens(problems)
         n_tokens = n_new * len(prompts)
-        # never stop early: every sampler produces exactly n_new tokens per prompt
-        cached = best_time(lambda: sample(model, prompts, max_new=n_new, eos_id=-1, pad_id=tok.pad_token_id, temperature=0), args.repeats)
-        naive = best_time(lambda: naive_sample(model, prompts, n_new, tok.pad_token_id), args.repeats)
-        tokens_BL = torch.tensor(prompts)  # equal-length prompts: no padding needed for the bridge
-        lens = best_time(
-            lambda: bridge.generate(tokens_BL, max_new_tokens=n_new, do_sample=False, stop_at_eos=False, verbose=False),
-            args.repeats,
-        )
-    result = {"bench/cached_tok_s": n_tokens / cached, "bench/naive_tok_s": n_tokens / naive, "bench/tl_generate_tok_s": n_tokens / lens}
+        # Never stop early: every sampler produces exactly n_new greedy tokens per prompt,
+        # and each must reproduce the naive loop's tokens for its speed to mean anything.
+        reference = naive_sample(model, prompts, n_new, tok.pad_token_id)[:, -n_new:].tolist()
+        samplers = {
+            "cached": lambda: sample(model, prompts, max_new=n_new, eos_id=-1, pad_id=tok.pad_token_id, temperature=0),
+            "naive": lambda: naive_sample(model, prompts, n_new, tok.pad_token_id)[:, -n_new:].tolist(),
+            "tl_generate": lambda: bridge.generate(
+                torch.tensor(prompts), max_new_tokens=n_new, do_sample=False, stop_at_eos=False, verbose=False
+            )[:, -n_new:].tolist(),  # equal-length prompts: no padding needed
+        }
+        result = {}
+        for name, fn in samplers.items():
+            result[f"bench/{name}_tok_s"] = n_tokens / best_time(fn, args.repeats)
+            result[f"bench/{name}_matches_naive"] = float(fn() == reference)
     print(f"batch {len(prompts)} x {n_new} new tokens, threads {torch.get_num_threads()}")
-    for name, value in result.items():
-        print(f"  {name:<24} {value:10.0f}")
-    print(f"  cached / naive          {naive / cached:10.2f}x")
-    print(f"  cached / TL generate    {lens / cached:10.2f}x")
+    for name in samplers:
+        ok = "same tokens as naive" if result[f"bench/{name}_matches_naive"] else "DIFFERENT tokens from naive"
+        print(f"  {name:<12} {result[f'bench/{name}_tok_s']:10.0f} tok/s  ({ok})")
+    print(f"  cached / naive        {result['bench/cached_tok_s'] / result['bench/naive_tok_s']:6.2f}x")
+    print(f"  cached / TL generate  {result['bench/cached_tok_s'] / result['bench/tl_generate_tok_s']:6.2f}x")
     return result
 
 

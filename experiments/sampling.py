@@ -2,11 +2,13 @@
 
 Rollouts dominate the cost of RL on CPU, so this loop feeds one new token per
 sequence per step and reuses the key/value cache; finished rows keep feeding <pad>.
+The model may be a plain HF model or the one inside a TransformerBridge
+(``bridge.original_model``): then TransformerLens hooks added with ``bridge.hooks``
+act on every sampled token.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 
 import torch
@@ -61,8 +63,8 @@ def sample(
     device = next(model.parameters()).device
     ids_BL, mask_BL = (t.to(device) for t in left_pad(prompts, pad_id))
     pos_BL = (mask_BL.cumsum(-1) - 1).clamp(min=0)
-    cache = {_cache_kwarg(model): DynamicCache()}  # filled in place by every forward
-    out = model(input_ids=ids_BL, attention_mask=mask_BL, position_ids=pos_BL, use_cache=True, **cache)
+    cache = DynamicCache()  # filled in place by every forward
+    out = model(input_ids=ids_BL, attention_mask=mask_BL, position_ids=pos_BL, use_cache=True, past_key_values=cache)
     logits_BV = out.logits[:, -1]
     next_pos_B = pos_BL[:, -1] + 1
     done_B = torch.zeros(len(prompts), dtype=torch.bool, device=device)
@@ -86,17 +88,12 @@ def sample(
             attention_mask=mask_BL,
             position_ids=next_pos_B[:, None],
             use_cache=True,
-            **cache,
+            past_key_values=cache,
         )
         logits_BV = out.logits[:, -1]
         next_pos_B = next_pos_B + 1
     new_BT = torch.stack(new_tokens, dim=1).cpu()
     return [_until_eos(row.tolist(), eos_id) for row in new_BT]
-
-
-def _cache_kwarg(model: PreTrainedModel) -> str:
-    """transformers renamed ``past_key_values`` to ``cache`` during 5.x; accept both."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _until_eos(row: list[int], eos_id: int) -> list[int]:
