@@ -77,6 +77,11 @@ def parse(cls: type[A], presets: Mapping[str, Mapping[str, Any]], argv: Sequence
         parser.exit(2, f"error: {e}\n")
 
 
+def preset_args(cls: type[A], presets: Mapping[str, Mapping[str, Any]], name: str, **overrides: Any) -> A:
+    """``cls`` from a named preset plus overrides, as ``--preset name --flag ...`` would build it."""
+    return cls(**{**presets[name], "preset": name, **overrides})
+
+
 def run(main: Callable[[A], Any], cls: type[A], presets: Mapping[str, Mapping[str, Any]]) -> None:
     """Entry point for ``python -m experiments.X``: parse, run, one-line errors."""
     args = parse(cls, presets, sys.argv[1:])

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import importlib.metadata
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -43,8 +44,20 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def finite_or_none(obj: object) -> object:
+    """Replace nan/inf (not valid JSON) by None, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj: object) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+    """Strict JSON (nan and inf become null), written atomically."""
+    atomic_write_text(path, json.dumps(finite_or_none(obj), indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path: Path) -> dict:

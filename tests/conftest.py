@@ -1,20 +1,27 @@
 """Shared fixtures: one smoke run directory (base model + bands) per test session."""
 
-from pathlib import Path
+import os
 
-import pytest
-import torch
+# Tiny models run fastest on one thread, and on a 2-core machine a second busy process
+# makes multi-threaded OpenMP/BLAS spin (seen: a 20 s smoke study took 9 minutes), so the
+# tests pin one thread. The variables must be set before torch or numpy is imported.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from experiments import bands, pretrain
+from pathlib import Path  # noqa: E402
 
-# Tiny models run fastest on one thread, and a second busy process on a 2-core machine
-# makes multi-threaded BLAS spin; tests pin one thread for speed and repeatability.
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from experiments import bands, pretrain  # noqa: E402
+from experiments.cli import preset_args  # noqa: E402
+
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("smoke") / "run"
-    pretrain.main(pretrain.PretrainArgs(out=run, **pretrain.PRESETS["smoke"]))
-    bands.main(bands.BandArgs(run=run, **bands.PRESETS["smoke"]))
+    pretrain.main(preset_args(pretrain.PretrainArgs, pretrain.PRESETS, "smoke", out=run))
+    bands.main(preset_args(bands.BandArgs, bands.PRESETS, "smoke", run=run))
     return run

@@ -1,0 +1,83 @@
+import json
+import math
+import shutil
+import time
+
+import pytest
+import torch
+
+from experiments import band_study, feature_study, train_sae
+from experiments.band_study import PRESETS, BandStudyArgs
+from experiments.cli import preset_args
+from probes.diff import change_vector, group_activity, latent_means, relative_change, rows_of
+from probes.features import LabelRules
+from probes.sae_train import load_sae
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "run"
+    start = time.perf_counter()
+    res = band_study.main(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))
+    return out, res, time.perf_counter() - start
+
+
+def test_band_study__smoke_end_to_end_writes_valid_results(study):
+    out, res, seconds = study
+    assert seconds < 60
+    on_disk = json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    for key in ("preset", "seeds", "bands", "matched_gain_target", "noise_floor", "verdict"):
+        assert key in on_disk
+    assert set(on_disk["bands"]) == {"easy", "medium", "hard"}
+    for band in on_disk["bands"].values():
+        assert {"gain", "matched_step", "behaviour", "feature_change"} <= set(band)
+        assert len(band["matched_step"]) == len(on_disk["seeds"])
+        assert band["gain"]["ci95"][0] <= band["gain"]["mean"] <= band["gain"]["ci95"][1]
+    assert on_disk["verdict"].startswith("At a matched accuracy gain of")
+    report = (out / "report.md").read_text()
+    assert on_disk["verdict"] in report and "temporal" in report and "batchtopk" in report  # SAEs side by side
+    for fig in ("gain", "feature_change", "behaviour", "sae_quality"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
+    diff = json.loads((out / "diff.json").read_text())
+    assert all("base" in per_ckpt and per_ckpt["base"]["change/sampled"] for per_ckpt in diff.values())
+
+
+def test_band_study__rerun_resumes_without_retraining(study, monkeypatch):
+    out, res, _ = study
+    monkeypatch.setattr(train_sae, "train_and_save", lambda *a: pytest.fail("retrained an SAE"))
+    monkeypatch.setattr(band_study.grpo, "policy_update", lambda *a: pytest.fail("retrained a band run"))
+    again = band_study.main(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))
+    assert again["verdict"] == res["verdict"] and again["bands"]["medium"]["gain"] == res["bands"]["medium"]["gain"]
+
+
+def test_features_and_causal_checks__on_a_users_own_checkpoint_and_sae(study, tmp_path):
+    """Bring your own: a checkpoint dir outside any run and an SAE loaded by path."""
+    out, _, _ = study
+    user_ckpt, user_sae = tmp_path / "my_model", tmp_path / "my_sae"
+    shutil.copytree(out / "base", user_ckpt)
+    sae_name = next(p.name for p in (out / "sae").iterdir() if p.name.startswith("batchtopk"))
+    shutil.copytree(out / "sae" / sae_name, user_sae)
+    sae = load_sae(user_sae)
+    args = preset_args(train_sae.TrainSAEArgs, train_sae.PRESETS, "smoke", run=tmp_path / "scratch", checkpoint=str(user_ckpt))
+    src = train_sae.open_source(args, user_ckpt)
+    features = feature_study.label_checkpoint(sae, src.cache, LabelRules(), {"checkpoint": str(user_ckpt)})
+    assert len(features["features"]) == sae.cfg.d_sae and sum(features["counts"].values()) == sae.cfg.d_sae
+    table = json.loads((out / "bands" / "table.json").read_text())
+    problems = feature_study.group_problems(table, k_max=3, per_k=3)
+    checks = feature_study.causal_checks(src.bridge, src.tokenizer, sae, args.hook, problems, features, feature_study.CausalSpec(n_random=1))
+    assert set(checks["clean"]) == {"direct_acc", "deliberate_acc", "deliberate_rate"}
+    for label, check in checks["checks"].items():
+        assert check["group"] == features["groups"][label][: feature_study.CausalSpec().max_group]
+        assert len(check["random_effects"]) == 1
+    means = latent_means(sae, src.cache, rows_of(src.cache, "canonical"))
+    assert means.shape == (sae.cfg.d_sae,) and (means >= 0).all()
+
+
+def test_group_activity_and_relative_change():
+    means = torch.tensor([0.0, 1.0, 3.0, 2.0])
+    act = group_activity(means, {"a": [1, 2], "b": [], "c": [3]})
+    assert act["a"] == 2.0 and math.isnan(act["b"]) and act["c"] == 2.0
+    change = relative_change({"a": 3.0, "c": 1.0}, {"a": 2.0, "c": 2.0})
+    assert change == pytest.approx({"a": 0.5, "c": -0.5})
+    vec = change_vector(torch.tensor([0.0, 2.0, 3.0]), torch.tensor([0.0, 1.0, 3.0]), torch.tensor([False, True, True]))
+    assert vec.shape == (2,) and vec[0] > 0 and vec[1] == 0
