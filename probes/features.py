@@ -41,7 +41,9 @@ LIFT_EPS = 1e-8
 """Added to both sides of a lift: a latent silent on both sides has lift 1."""
 SCORE_TOL = 1e-9
 """Slack on 'score >= 1': a statistic exactly at its threshold passes despite rounding."""
-STATS = ("fire_rate", "mean", "choice_auc", "result_eta2", "trace_lift", "direct_lift", "decision_lift", "k_corr")
+STATS = ("fire_rate", "mean", "choice_auc", "result_eta2", "answer_eta2", "trace_lift", "direct_lift", "decision_lift", "k_corr")
+DIRECT_K = 1
+"""Chain length at which direct answers work (DESIGN: the shortcut is real only at k = 1)."""
 """Per-latent statistics (``FeatureStats.<name>_F``) in the evidence."""
 
 
@@ -65,6 +67,10 @@ class FeatureStats:
     result_eta2_F: Float[np.ndarray, " F"]
     """Correlation ratio of activation at trace operand rows (canonical, step >= 1) on the next token."""
     n_result_rows: int
+    answer_eta2_F: Float[np.ndarray, " F"]
+    """Correlation ratio of activation at the decision row of k = DIRECT_K problems on their answer:
+    a latent that computes the direct answer where the shortcut works."""
+    n_answer_rows: int
     trace_lift_F: Float[np.ndarray, " F"]
     """Mean over completion rows of deliberate sequences / mean over the other unique rows."""
     direct_lift_F: Float[np.ndarray, " F"]
@@ -96,6 +102,7 @@ class _Plan:
     role_N: Int[np.ndarray, " N"]  # token role, on unique rows of the selection
     k_N: Int[np.ndarray, " N"]  # index into k_values, on unique completion rows of deliberate sequences
     value_N: Int[np.ndarray, " N"]  # index of the next token, on unique canonical trace operand rows (step >= 1)
+    answer_N: Int[np.ndarray, " N"]  # index of the answer, on decision rows of canonical direct k = DIRECT_K sequences
     decision_rows_P: Int[np.ndarray, " P"]  # one decision row per problem with choosing samples
     k_values: tuple[int, ...]
     n_values: int
@@ -105,7 +112,7 @@ class _Plan:
     @property
     def rows_R(self) -> Int[np.ndarray, " R"]:
         """Unique rows of the selection, sorted (contiguous reads)."""
-        return np.flatnonzero(self.role_N >= 0)
+        return np.flatnonzero((self.role_N >= 0) | (self.answer_N >= 0))
 
 
 def _sequence_column(cache: ActivationCache, name: str) -> np.ndarray:
@@ -143,12 +150,15 @@ def _plan(cache: ActivationCache, rows_R: Int[np.ndarray, " R"] | None) -> _Plan
     same_seq_N = np.r_[seq_N[1:] == seq_N[:-1], False]
     canonical_N = _sequence_column(cache, "source")[seq_N] == "canonical"
     result_N = trace_N & canonical_N & same_seq_N & (cache.role_N == ROLES.index("operand")) & (cache.step_N >= 1)
-    values = np.unique(next_N[result_N])
+    answer_N = in_N & canonical_N & (_sequence_column(cache, "mode")[seq_N] == "direct") & (k_N == DIRECT_K)
+    answer_N &= cache.pos_N == _sequence_column(cache, "n_prompt")[seq_N] - 1
+    values = np.unique(np.r_[next_N[result_N], next_N[answer_N]])
     decision_rows_P, w_deliberate_P, w_direct_P = _decision_rows(cache, in_N)
     return _Plan(
         role_N=np.where(base_N, cache.role_N, -1).astype(np.int64),
         k_N=np.where(trace_N, np.searchsorted(k_values, k_N), -1),
         value_N=np.where(result_N, np.searchsorted(values, next_N), -1),
+        answer_N=np.where(answer_N, np.searchsorted(values, next_N), -1),
         decision_rows_P=decision_rows_P, k_values=tuple(int(k) for k in k_values), n_values=len(values),
         w_deliberate_P=w_deliberate_P, w_direct_P=w_direct_P,
     )
@@ -178,10 +188,13 @@ def _chunk_sums(codes_NF: Float[Tensor, "N F"], plan: _Plan, idx: np.ndarray) ->
     role_RF, role_n_R = _group_sums(codes_NF, role_N, len(ROLES))
     k_KF, k_n_K = _group_sums(codes_NF, plan.k_N[idx], len(plan.k_values))
     value_VF, value_n_V = _group_sums(codes_NF, value_N, plan.n_values)
+    answer_VF, answer_n_V = _group_sums(codes_NF, plan.answer_N[idx], plan.n_values)
     on_value = torch.from_numpy(value_N >= 0).to(codes_NF.device)
-    fires_F = (codes_NF > 0).double().sum(0)  # every row of plan.rows_R has a role
+    on_answer = torch.from_numpy(plan.answer_N[idx] >= 0).to(codes_NF.device)
+    fires_F = (codes_NF[torch.from_numpy(role_N >= 0)] > 0).double().sum(0)  # over rows with a role
     return dict(role_RF=role_RF, role_n_R=role_n_R, fires_F=fires_F, k_KF=k_KF, k_n_K=k_n_K, value_VF=value_VF,
-                value_n_V=value_n_V, value_sq_F=codes_NF[on_value].pow(2).sum(0))
+                value_n_V=value_n_V, value_sq_F=codes_NF[on_value].pow(2).sum(0),
+                answer_VF=answer_VF, answer_n_V=answer_n_V, answer_sq_F=codes_NF[on_answer].pow(2).sum(0))
 
 
 def feature_stats(
@@ -230,6 +243,8 @@ def _finish(t: Mapping[str, np.ndarray], plan: _Plan) -> FeatureStats:
         n_choice_deliberate=int(plan.w_deliberate_P.sum()), n_choice_direct=int(plan.w_direct_P.sum()),
         result_eta2_F=correlation_ratio(t["value_VF"], t["value_n_V"], t["value_sq_F"]),
         n_result_rows=int(t["value_n_V"].sum()),
+        answer_eta2_F=correlation_ratio(t["answer_VF"], t["answer_n_V"], t["answer_sq_F"]),
+        n_answer_rows=int(t["answer_n_V"].sum()),
         trace_lift_F=_lift(_ratio(trace_sum_F, n_trace), _ratio(sum_F - trace_sum_F, n - n_trace)),
         direct_lift_F=_lift(_ratio(plan.w_direct_P @ decision_PF, plan.w_direct_P.sum()), decision_F),
         decision_lift_F=_lift(decision_F, mean_F),
@@ -339,7 +354,8 @@ def criterion_scores(ev: Mapping[str, float], rules: LabelRules) -> dict[str, di
     encodes_result = eta2 >= rules.eta2_min  # False for nan
     return {
         "shortcut": {"choice_auc": _finite((0.5 - auc) / rules.choice_margin),
-                     "direct_lift": _finite(ev["direct_lift"] / rules.direct_lift_min)},
+                     "direct_lift": _finite(ev["direct_lift"] / rules.direct_lift_min),
+                     "answer_eta2": _finite(ev["answer_eta2"] / rules.eta2_min)},
         "computation": {"result_eta2": _finite(eta2 / rules.eta2_min)},
         "deliberation": {"choice_auc": _finite((auc - 0.5) / rules.choice_margin),
                          "trace_lift": 0.0 if encodes_result else _finite(ev["trace_lift"] / rules.trace_lift_min)},

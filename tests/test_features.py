@@ -180,11 +180,11 @@ def test_spearman_rows__ties_and_degenerate_rows():
 def _stats(**cols) -> FeatureStats:
     """FeatureStats for hand-set evidence; unset statistics are neutral (auc 0.5, lifts 1, eta2 0)."""
     n = len(next(iter(cols.values())))
-    neutral = dict(fire_rate=0.1, mean=1.0, choice_auc=0.5, result_eta2=0.0, trace_lift=1.0, direct_lift=1.0,
-                   decision_lift=1.0, k_corr=0.0)
+    neutral = dict(fire_rate=0.1, mean=1.0, choice_auc=0.5, result_eta2=0.0, answer_eta2=0.0, trace_lift=1.0,
+                   direct_lift=1.0, decision_lift=1.0, k_corr=0.0)
     arrays = {f"{name}_F": np.asarray(cols.get(name, [v] * n), dtype=float) for name, v in neutral.items()}
     return FeatureStats(n_rows=100, role_mean_FR=np.zeros((n, len(ROLES))), role_share_FR=np.zeros((n, len(ROLES))),
-                        n_choice_deliberate=10, n_choice_direct=10, n_result_rows=10, k_values=(1, 2, 3),
+                        n_choice_deliberate=10, n_choice_direct=10, n_result_rows=10, n_answer_rows=10, k_values=(1, 2, 3),
                         k_mean_FK=np.zeros((n, 3)), **arrays)
 
 
@@ -239,3 +239,9 @@ def test_groups_and_features_json__json_ready_and_ordered():
     assert out["rules"] == dataclasses.asdict(rules) and out["meta"] == {"sae": "x"}
     assert out["features"][2]["evidence"]["choice_auc"] is None
     assert [f["label"] for f in out["features"]] == [fl.label for fl in labels]
+
+
+def test_label_features__answer_at_the_decision_row_of_k1_is_a_shortcut():
+    labels = label_features(_stats(answer_eta2=[0.8, 0.2], result_eta2=[0.3, 0.0]))
+    assert labels[0].label == "shortcut" and labels[0].reason.startswith("answer_eta2")
+    assert labels[1].label == "unlabelled"
