@@ -174,7 +174,8 @@ def results(args: BandStudyArgs, features: dict[str, dict], readings: dict[str, 
         "noise_floor_by_sae": {n: blk["noise_floor"] for n, blk in blocks.items()},
         "cosine_by_sae": {n: blk["cosine"] for n, blk in blocks.items()},
         "labels_by_sae": {n: blk["labels"] for n, blk in blocks.items()}, "headline_sae": head_name,
-        "verdict": verdict(head["estimates"], head["noise_floor"], m, n_reached, len(args.seeds)),
+        "verdict": verdict(head["estimates"], head["noise_floor"], m, n_reached, len(args.seeds),
+                           {g: lab["passed"] for g, lab in head["labels"].items()}),
     }  # fmt: skip
     return res, {"metrics": metrics, "matching": m, "blocks": blocks, "readings": readings}
 
@@ -184,9 +185,19 @@ def main(args: BandStudyArgs) -> dict:
     check_writable(args.out)
     init_run(args.out, "band_study", args)
     start = time.perf_counter()
+
+    def stage(name: str) -> None:
+        print(f"[band_study {time.perf_counter() - start:6.0f} s] {name}", flush=True)
+
+    stage("pretrain, bands, GRPO per band x seed")
     train_stages(args)
-    features = {args.sae_args(arch).sae_name: feature_stage(args, arch) for arch in args.sae_archs}
+    features = {}
+    for arch in args.sae_archs:
+        stage(f"SAE {arch}: train, label latents, causal checks")
+        features[args.sae_args(arch).sae_name] = feature_stage(args, arch)
+    stage("diff every checkpoint in each SAE basis")
     readings = diff_stage(args, features)
+    stage("results and report")
     res, extra = results(args, features, readings)
     res["wall_s"] = time.perf_counter() - start
     write_report(args.out, res, extra)

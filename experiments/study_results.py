@@ -75,8 +75,17 @@ def differs(a: Estimate, b: Estimate, floor: float) -> bool:
     return gap > floor and (a.ci95[1] < b.ci95[0] or b.ci95[1] < a.ci95[0])
 
 
-def verdict(est: Mapping[str, Mapping[str, Estimate]], floor: Mapping[str, float], m: Matching, n_reached: Mapping[str, int], n_seeds: int) -> str:
-    """One sentence stating what the numbers show (computed, never hand-written)."""
+def verdict(
+    est: Mapping[str, Mapping[str, Estimate]],
+    floor: Mapping[str, float],
+    m: Matching,
+    n_reached: Mapping[str, int],
+    n_seeds: int,
+    causal: Mapping[str, bool | None],
+) -> str:
+    """One sentence stating what the numbers show (computed, never hand-written).
+
+    A group whose label failed (or lacked) its causal check is named with that caveat."""
     reached = ", ".join(f"{b} {n_reached[b]}/{n_seeds}" for b in BANDS)
     head = f"At a matched accuracy gain of {m.target:+.3f} (seeds reaching it: {reached})"
     if m.target <= 0:
@@ -85,7 +94,11 @@ def verdict(est: Mapping[str, Mapping[str, Estimate]], floor: Mapping[str, float
     for g in GROUPS:
         for a, b in (("easy", "medium"), ("medium", "hard"), ("easy", "hard")):
             if g in est[a] and differs(est[a][g], est[b][g], floor[g]):
-                found.append(f"{g} features changed {est[a][g].mean:+.2f} for {a} vs {est[b][g].mean:+.2f} for {b} (noise floor {floor[g]:.2f})")
+                caveat = "" if causal.get(g) else ", but that label failed its causal check"
+                found.append(
+                    f"{g} features changed {est[a][g].mean:+.2f} for {a} vs {est[b][g].mean:+.2f} for {b} "
+                    f"(noise floor {floor[g]:.2f}{caveat})"
+                )
     if not found:
         return f"{head}, no band differs from another in any labelled feature group beyond the seed noise floor."
     return f"{head}, " + "; ".join(found) + "."
