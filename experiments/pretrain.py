@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from experiments import cli
 from experiments.evaluate import accuracy_by_k
 from experiments.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.rundir import check_writable, init_run, read_json, write_json
+from experiments.rundir import check_writable, clear_stale_temps, init_run, read_json, write_json
 from experiments.task import MODES, TaskSpec, completion_words, draw_problem, generate_problems, prompt_words
 from probes.models import load_hf, load_tokenizer
 
@@ -152,7 +152,8 @@ def lr_at(step: int, args: PretrainArgs) -> float:
 
 
 def _save_state(path: Path, model, opt, step: int) -> None:
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.snapshot.tmp")  # a killed save is cleared by the next one
+    clear_stale_temps(path)
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
     os.replace(tmp, path)
 
@@ -219,6 +220,7 @@ def main(args: PretrainArgs) -> dict:
         model, tokenizer = train(args, state_path)
         save_model(model, tokenizer, base, meta={"stage": "pretrain", "k_train_max": args.k_train_max})
         state_path.unlink(missing_ok=True)
+        clear_stale_temps(state_path)
     model, tokenizer = load_hf(base, args.device), load_tokenizer(base)
     table = accuracy_by_k(model, tokenizer, eval_problems(args), seed=args.seed)
     result = {"k_train_max": args.k_train_max, "chance": 1 / args.p, "accuracy": table}

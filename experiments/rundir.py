@@ -28,9 +28,16 @@ class RunDirError(Exception):
     """A run directory that cannot be used as asked (its message names the file)."""
 
 
+def clear_stale_temps(path: Path) -> None:
+    """Remove temp siblings of ``path`` left by a killed writer (``.<name>.*.tmp``)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a file atomically: temp file in the same directory, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)
@@ -71,6 +78,7 @@ def read_json(path: Path) -> dict:
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``path`` only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale_temps(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     tmp.chmod(0o755)
     try:

@@ -111,11 +111,15 @@ def _fmt(e: dict) -> str:
     return f"{e['mean']:+.3f} [{e['ci95'][0]:+.3f}, {e['ci95'][1]:+.3f}] (n={e['n']})"
 
 
-def markdown(res: dict, figs: dict[str, str]) -> str:
+def markdown(res: dict, figs: dict[str, str], wall_s: float) -> str:
     lines = [f"# Band study ({res['preset']})", "", f"**Verdict.** {res['verdict']}", ""]
     lines += [f"Matched on `{res['matched_key']}`; target gain {res['matched_gain_target']:+.3f}. Seeds: {res['seeds']}.", ""]
-    lines += ["| band | final gain | matched step per seed |", "|---|---|---|"]
-    lines += [f"| {b} | {_fmt(v['gain'])} | {v['matched_step']} |" for b, v in res["bands"].items()]
+    lines += ["| band | final gain | matched step per seed | actual gain there |", "|---|---|---|---|"]
+    lines += [
+        f"| {b} | {_fmt(v['gain'])} | {v['matched_step']} | {', '.join('-' if g is None else f'{g:+.3f}' for g in v['matched_gain'])} |"
+        for b, v in res["bands"].items()
+    ]
+    lines += ["", "Matched checkpoints are the first *saved* checkpoints at or above the target, so their actual gains can overshoot it.", ""]
     lines += ["", f"![gain]({figs['gain']})", "", "## Feature change at matched gain (SAEs side by side)", ""]
     for sae, nf in res["noise_floor_by_sae"].items():
         lines += [f"### {sae}", "", "| band | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS)]
@@ -136,11 +140,11 @@ def markdown(res: dict, figs: dict[str, str]) -> str:
     for b, v in res["bands"].items():
         lines.append(f"| {b} | " + " | ".join(f"{v['behaviour'][x]['start']:.2f} → {v['behaviour'][x]['end']:.2f}" for x in BEHAVIOURS) + " |")
     lines += ["", f"![behaviour]({figs['behaviour']})", "", "## Controls: SAE transfer per checkpoint", "", f"![sae quality]({figs['sae_quality']})", ""]
-    lines += [f"Wall time: {res.get('wall_s', float('nan')):.0f} s."]
+    lines += [f"Wall time of this invocation (a resumed run counts only its own part): {wall_s:.0f} s."]
     return "\n".join(lines) + "\n"
 
 
-def write_report(out: Path, res: dict, extra: dict) -> None:
+def write_report(out: Path, res: dict, extra: dict, wall_s: float) -> None:
     diff_json(out, extra)
     figs = {f.__name__[4:]: f(out, res, extra) for f in (fig_gain, fig_feature_change, fig_behaviour, fig_sae_quality)}
-    atomic_write_text(out / "report.md", markdown(res, figs))
+    atomic_write_text(out / "report.md", markdown(res, figs, wall_s))

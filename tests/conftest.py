@@ -1,6 +1,7 @@
 """Shared fixtures: one smoke run directory (base model + bands) per test session."""
 
 import os
+import time
 
 # Tiny models run fastest on one thread, and on a 2-core machine a second busy process
 # makes multi-threaded OpenMP/BLAS spin (seen: a 20 s smoke study took 9 minutes), so the
@@ -25,3 +26,14 @@ def smoke_run(tmp_path_factory) -> Path:
     pretrain.main(preset_args(pretrain.PretrainArgs, pretrain.PRESETS, "smoke", out=run))
     bands.main(preset_args(bands.BandArgs, bands.PRESETS, "smoke", run=run))
     return run
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory) -> tuple[Path, dict, float]:
+    """(run dir, results, seconds) of one uninterrupted smoke band study."""
+    from experiments import band_study
+
+    out = tmp_path_factory.mktemp("study") / "run"
+    start = time.perf_counter()
+    res = band_study.main(preset_args(band_study.BandStudyArgs, band_study.PRESETS, "smoke", out=out))
+    return out, res, time.perf_counter() - start

@@ -1,7 +1,6 @@
 import json
 import math
 import shutil
-import time
 
 import pytest
 import torch
@@ -14,12 +13,9 @@ from probes.features import LabelRules
 from probes.sae_train import load_sae
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    out = tmp_path_factory.mktemp("study") / "run"
-    start = time.perf_counter()
-    res = band_study.main(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))
-    return out, res, time.perf_counter() - start
+@pytest.fixture
+def study(smoke_study):
+    return smoke_study
 
 
 def test_band_study__smoke_end_to_end_writes_valid_results(study):

@@ -1,0 +1,147 @@
+"""Read-only helpers for browsing a run directory from notebooks.
+
+Locating band runs, checkpoints and the base activation cache; one latent's codes,
+its top-activating token contexts and its activity by token role and chain length k;
+and an HTML rendering of a context with each token shaded by the latent's activation.
+Everything returns plain data; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+
+from probes.activations import ROLES, ActivationCache
+
+_CKPT = re.compile(r"ckpt-(\d+)$")
+
+
+def band_runs(run: Path) -> dict[str, Path]:
+    """Every GRPO run directory, keyed 'bands/<band>/seed<s>' (the names diff.json uses)."""
+    dirs = sorted(p.parent for p in Path(run).glob("bands/*/seed*/metrics.jsonl"))
+    return {d.relative_to(run).as_posix(): d for d in dirs}
+
+
+def ckpt_steps(run_dir: Path) -> set[int]:
+    """Steps that have a ``ckpt-<step>/`` directory in one band run."""
+    return {int(m.group(1)) for p in Path(run_dir).iterdir() if p.is_dir() and (m := _CKPT.search(p.name))}
+
+
+def base_cache_dir(run: Path, hook: str) -> Path:
+    """The base model's activation cache at ``hook`` (acts/base/probe-*/<hook>)."""
+    found = sorted(Path(run).glob(f"acts/base/probe-*/{hook}/meta.json"))
+    if not found:
+        raise FileNotFoundError(f"{run}: no base activation cache at {hook}")
+    return found[0].parent
+
+
+@torch.no_grad()
+def latent_codes(
+    sae, cache: ActivationCache, latent: int, rows_R: Int[np.ndarray, " R"], chunk_rows: int = 1 << 14
+) -> Float[np.ndarray, " R"]:
+    """One latent's code on each row, streamed in chunks (rows keep their given order)."""
+    out_R = np.zeros(len(rows_R), dtype=np.float32)
+    for lo in range(0, len(rows_R), chunk_rows):
+        idx = np.asarray(rows_R[lo : lo + chunk_rows])
+        x_ND = torch.from_numpy(np.asarray(cache.acts_ND[idx], dtype=np.float32)).to(sae.device)
+        out_R[lo : lo + len(idx)] = sae.encode(x_ND)[:, latent].float().cpu().numpy()
+    return out_R
+
+
+def sequence_rows(cache: ActivationCache, seq: int) -> Int[np.ndarray, " L"]:
+    """Rows of one sequence in position order."""
+    rows_L = np.flatnonzero(cache.seq_N == seq)
+    return rows_L[np.argsort(cache.pos_N[rows_L], kind="stable")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """One top-activating token with its whole sequence and the latent's code on every token."""
+
+    seq: int
+    pos: int
+    value: float
+    token_ids: tuple[int, ...]
+    values: tuple[float, ...]
+    labels: dict
+    """The sequence's labels (pid, k, band, mode, source, correct, split, n_prompt)."""
+
+
+def top_activating_contexts(
+    sae, cache: ActivationCache, latent: int, n: int, rows_R: Int[np.ndarray, " R"] | None = None
+) -> list[Context]:
+    """The n rows (default: all unique-prefix rows) where ``latent`` fires hardest, strongest first.
+
+    Rows with a zero code are never returned, so a dead latent gives an empty list.
+    """
+    rows_R = np.flatnonzero(cache.unique_N) if rows_R is None else np.asarray(rows_R)
+    codes_R = latent_codes(sae, cache, latent, rows_R)
+    order = np.argsort(-codes_R, kind="stable")[:n]
+    out = []
+    for i in order:
+        if codes_R[i] <= 0:
+            break
+        row = int(rows_R[i])
+        seq = int(cache.seq_N[row])
+        rows_L = sequence_rows(cache, seq)
+        out.append(
+            Context(
+                seq=seq,
+                pos=int(cache.pos_N[row]),
+                value=float(codes_R[i]),
+                token_ids=tuple(int(t) for t in cache.token_N[rows_L]),
+                values=tuple(float(v) for v in latent_codes(sae, cache, latent, rows_L)),
+                labels=dict(cache.sequences[seq]),
+            )
+        )
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RoleKTable:
+    """Mean code of one latent per (token role, chain length k), with the token counts."""
+
+    roles: tuple[str, ...]
+    ks: tuple[int, ...]
+    mean_RK: np.ndarray
+    """nan where a (role, k) cell has no tokens."""
+    n_RK: np.ndarray
+
+
+def activity_by_role_and_k(
+    sae, cache: ActivationCache, latent: int, rows_R: Int[np.ndarray, " R"] | None = None
+) -> RoleKTable:
+    """The latent's mean code in each (role, k) cell over ``rows_R`` (default: unique-prefix rows)."""
+    rows_R = np.flatnonzero(cache.unique_N) if rows_R is None else np.asarray(rows_R)
+    codes_R = latent_codes(sae, cache, latent, rows_R)
+    k_R = cache.seq_column("k")[rows_R].astype(int)
+    role_R = cache.role_N[rows_R].astype(int)
+    ks = tuple(sorted(set(k_R.tolist())))
+    mean_RK = np.full((len(ROLES), len(ks)), np.nan)
+    n_RK = np.zeros((len(ROLES), len(ks)), dtype=int)
+    for j, k in enumerate(ks):
+        for r in range(len(ROLES)):
+            cell = (k_R == k) & (role_R == r)
+            n_RK[r, j] = int(cell.sum())
+            if n_RK[r, j]:
+                mean_RK[r, j] = float(codes_R[cell].mean())
+    return RoleKTable(ROLES, ks, mean_RK, n_RK)
+
+
+def coloured_html(words: list[str], values: list[float], vmax: float, mark: int | None = None) -> str:
+    """Tokens as inline spans shaded red by value / vmax; ``mark`` gets an outline; hover shows the value."""
+    spans = []
+    for i, (w, v) in enumerate(zip(words, values, strict=True)):
+        alpha = 0.0 if vmax <= 0 else min(max(v / vmax, 0.0), 1.0)
+        border = "outline:2px solid #000;" if i == mark else ""
+        spans.append(
+            f'<span title="{v:.3f}" style="background:rgba(220,40,40,{alpha:.2f});{border}'
+            f'padding:1px 3px;margin:1px;font-family:monospace">{html.escape(w)}</span>'
+        )
+    return "".join(spans)

@@ -1,0 +1,52 @@
+"""Smoke: every notebook runs top to bottom against a smoke run, never writes into it, and is stored without outputs."""
+
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from experiments import band_study
+from experiments.band_study import PRESETS, BandStudyArgs
+from experiments.cli import preset_args
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+def _listing(root: Path) -> dict[str, int]:
+    """Every path under root with its mtime (ns): any write, new file or deletion changes it."""
+    return {p.relative_to(root).as_posix(): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("nb_study") / "run"
+    band_study.main(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))
+    return out
+
+
+def test_notebooks__numbered_and_stored_without_outputs():
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_"]
+    for path in NOTEBOOKS:
+        assert '"output_type"' not in path.read_text(), f"{path.name} has stored outputs"
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, path.name
+        first = nbformat.read(path, as_version=4).cells[0].source
+        assert 'RUN = Path(os.environ.get("BANDLENS_RUN", "runs/smoke"))' in first
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks__execute_without_error_and_leave_the_run_untouched(path, study_run, monkeypatch):
+    monkeypatch.setenv("BANDLENS_RUN", str(study_run))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = _listing(study_run)
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    assert time.perf_counter() - start < 60
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    assert _listing(study_run) == before, "a notebook wrote into the run directory"

@@ -1,0 +1,53 @@
+"""Determinism and kill-and-resume of the whole smoke study (subprocesses, SIGKILL)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def study_cmd(out: Path) -> list[str]:
+    return [sys.executable, "-m", "experiments.band_study", "--preset", "smoke", "--out", str(out)]
+
+
+def leftovers(run: Path) -> list[Path]:
+    """Half-written artifacts: temp files or directories from an interrupted write."""
+    return [p for p in run.rglob("*") if p.name.endswith(".tmp") or ".tmp." in p.name]
+
+
+@pytest.fixture
+def reference(smoke_study) -> dict:
+    return json.loads((smoke_study[0] / "results.json").read_text())
+
+
+def test_band_study__same_command_same_results(reference, tmp_path):
+    out = tmp_path / "again"
+    res = subprocess.run(study_cmd(out), cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((out / "results.json").read_text()) == reference
+
+
+def test_band_study__killed_at_several_points_then_rerun_matches_uninterrupted(reference, tmp_path):
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # kill when each stage is under way: mid-pretraining, mid-GRPO, during SAE training
+    for marker in ("pretrain_state.pt", "bands/medium/seed0/ckpt-2", "acts"):
+        proc = subprocess.Popen(study_cmd(out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + 120
+        while not (out / marker).exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL, f"the study finished before reaching {marker}"
+    assert not (out / "results.json").exists()
+    res = subprocess.run(study_cmd(out), cwd=ROOT, capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((out / "results.json").read_text()) == reference
+    assert leftovers(out) == []
