@@ -11,10 +11,12 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import json
 import sys
 import textwrap
 import typing
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from experiments.rundir import RunDirError
@@ -68,13 +70,29 @@ def parse(cls: type[A], presets: Mapping[str, Mapping[str, Any]], argv: Sequence
         if f.name != "preset":
             _add_flag(parser, f, hints[f.name], docs.get(f.name, ""))
     parser.add_argument("--preset", choices=sorted(presets), default="default", help=docs.get("preset"))
+    parser.add_argument("--config", type=Path, help="JSON file of field values (between the preset and explicit flags)")
     ns = vars(parser.parse_args(argv))
-    values = {**presets[ns["preset"]], **{k: v for k, v in ns.items() if v is not None}}
+    from_file = read_config(ns.pop("config"), {f.name for f in dataclasses.fields(cls)}, parser) if ns.get("config") else {}
+    values = {**presets[ns["preset"]], **from_file, **{k: v for k, v in ns.items() if v is not None}}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:
         parser.exit(2, f"error: {e}\n")
+
+
+def read_config(path: Path, fields: set[str], parser: argparse.ArgumentParser) -> dict:
+    """Field values from a JSON file; unknown keys or unreadable JSON exit 2 naming the file."""
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        parser.exit(2, f"error: {path}: unreadable config ({e})\n")
+    if not isinstance(values, dict):
+        parser.exit(2, f"error: {path}: config must be a JSON object\n")
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        parser.exit(2, f"error: {path}: unknown config keys {unknown}\n")
+    return values
 
 
 def preset_args(cls: type[A], presets: Mapping[str, Mapping[str, Any]], name: str, **overrides: Any) -> A:

@@ -18,14 +18,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from experiments import cli, train_sae
+from experiments.cli import preset_args
 from experiments.hooked_eval import behaviour_under_hooks
-from experiments.task import Problem
+from experiments.probe_sets import task_spec_of
+from experiments.rundir import check_writable, init_run, write_json
+from experiments.task import Problem, generate_problems
 from probes.activations import ActivationCache
 from probes.causal import ablation_hook, judge, random_groups
 from probes.features import LABELS, LabelRules, feature_stats, features_json, label_features
+from probes.models import load_bridge
+from probes.sae_train import check_sae_fits, load_sae
 
 NAMED_BEHAVIOUR: dict[str, tuple[str, float]] = {
     "shortcut": ("direct_acc", -1.0),
@@ -98,3 +105,52 @@ def summary(features: dict) -> dict[str, dict]:
         if check:
             out[label] |= {"metric": check["metric"], "effect": check["effect"], "random_effects": check["random_effects"]}
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureStudyArgs:
+    """Label an SAE's latents on a checkpoint and check the labels causally (bring your own of both)."""
+
+    checkpoint: Path = Path("runs/default/base")
+    """HF checkpoint directory (safetensors + tokenizer) the SAE reads."""
+    sae: Path = Path("runs/default/sae/batchtopk-blocks.1.hook_resid_post")
+    """sae_lens-format SAE directory (cfg.json + sae_weights.safetensors)."""
+    out: Path = Path("runs/default/features-byo")
+    """Directory for features.json and the activation cache."""
+    preset: str = "default"
+    """Probe-set size (smoke, default, gpu: as in experiments.train_sae)."""
+    k_max: int = 6
+    """Causal checks use held-out problems with k = 1..k_max (where both behaviours exist)."""
+    per_k: int = 20
+    """Held-out problems per k for the causal checks."""
+    n_random: int = 5
+    """Random latent groups per check."""
+
+    def __post_init__(self) -> None:
+        for name in ("k_max", "per_k", "n_random"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+
+
+def main(args: FeatureStudyArgs) -> dict:
+    """Write <out>/features.json for ``args.sae`` on ``args.checkpoint``; returns it."""
+    check_writable(args.out)
+    sae = load_sae(args.sae)
+    check_sae_fits(sae, load_bridge(args.checkpoint), args.sae)  # before anything is written
+    hook = sae.cfg.metadata.hook_name
+    probe = preset_args(train_sae.TrainSAEArgs, train_sae.PRESETS, args.preset, run=args.out, hook=hook, checkpoint=str(args.checkpoint))
+    init_run(args.out, "feature_study", args)
+    src = train_sae.open_source(probe, args.checkpoint)
+    features = label_checkpoint(sae, src.cache, LabelRules(), {"sae": str(args.sae), "checkpoint": str(args.checkpoint), "hook": hook})
+    task = task_spec_of(src.tokenizer)
+    problems = [pr for k in range(1, args.k_max + 1) for pr in generate_problems(4_000_037, k, args.per_k, task)]
+    checks = causal_checks(src.bridge, src.tokenizer, sae, hook, problems, features, CausalSpec(args.n_random))
+    record = with_checks(features, checks)
+    write_json(args.out / "features.json", record)
+    for label, s in summary(record).items():
+        print(f"{label:<13} {s['n']:>5} latents  causal check: {s['passed']}")
+    return record
+
+
+if __name__ == "__main__":
+    cli.run(main, FeatureStudyArgs, {"default": {}, "smoke": {"k_max": 3, "per_k": 4, "n_random": 2}})

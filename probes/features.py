@@ -42,6 +42,9 @@ LIFT_EPS = 1e-8
 SCORE_TOL = 1e-9
 """Slack on 'score >= 1': a statistic exactly at its threshold passes despite rounding."""
 STATS = ("fire_rate", "mean", "choice_auc", "result_eta2", "answer_eta2", "trace_lift", "direct_lift", "decision_lift", "k_corr")
+MIN_ROWS_PER_VALUE = 5
+"""eta^2 needs support: with no association it is about (V - 1) / (n - 1), so it is only
+reported (else nan) when there are at least this many rows per observed value."""
 DIRECT_K = 1
 """Chain length at which direct answers work (DESIGN: the shortcut is real only at k = 1)."""
 """Per-latent statistics (``FeatureStats.<name>_F``) in the evidence."""
@@ -241,9 +244,9 @@ def _finish(t: Mapping[str, np.ndarray], plan: _Plan) -> FeatureStats:
         role_share_FR=np.nan_to_num(_ratio(t["role_RF"], sum_F[None, :]).T),
         choice_auc_F=weighted_auroc(decision_PF, plan.w_deliberate_P, plan.w_direct_P),
         n_choice_deliberate=int(plan.w_deliberate_P.sum()), n_choice_direct=int(plan.w_direct_P.sum()),
-        result_eta2_F=correlation_ratio(t["value_VF"], t["value_n_V"], t["value_sq_F"]),
+        result_eta2_F=_supported_eta2(t["value_VF"], t["value_n_V"], t["value_sq_F"]),
         n_result_rows=int(t["value_n_V"].sum()),
-        answer_eta2_F=correlation_ratio(t["answer_VF"], t["answer_n_V"], t["answer_sq_F"]),
+        answer_eta2_F=_supported_eta2(t["answer_VF"], t["answer_n_V"], t["answer_sq_F"]),
         n_answer_rows=int(t["answer_n_V"].sum()),
         trace_lift_F=_lift(_ratio(trace_sum_F, n_trace), _ratio(sum_F - trace_sum_F, n - n_trace)),
         direct_lift_F=_lift(_ratio(plan.w_direct_P @ decision_PF, plan.w_direct_P.sum()), decision_F),
@@ -251,6 +254,12 @@ def _finish(t: Mapping[str, np.ndarray], plan: _Plan) -> FeatureStats:
         k_values=plan.k_values, k_mean_FK=k_mean_FK,
         k_corr_F=spearman_rows(np.asarray(plan.k_values, dtype=float), k_mean_FK),
     )
+
+
+def _supported_eta2(sum_VF: np.ndarray, n_V: np.ndarray, sum_sq_F: np.ndarray) -> np.ndarray:
+    if n_V.sum() < MIN_ROWS_PER_VALUE * max((n_V > 0).sum(), 1):
+        return np.full(sum_VF.shape[1], np.nan)
+    return correlation_ratio(sum_VF, n_V, sum_sq_F)
 
 
 def weighted_auroc(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -37,8 +38,8 @@ def load_hf(model_dir: str | Path, device: str = "cpu") -> PreTrainedModel:
         model = AutoModelForCausalLM.from_pretrained(
             model_dir, local_files_only=True, use_safetensors=True, dtype=torch.float32
         )
-    except (OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{model_dir}: cannot load model ({type(e).__name__}: {e})") from None
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
+        raise CheckpointError(f"{model_dir / 'model.safetensors'}: cannot load model ({type(e).__name__}: {e})") from None
     return model.to(device).eval()
 
 

@@ -34,9 +34,11 @@ from sae_lens.config import LoggingConfig, SAETrainerConfig
 from sae_lens.saes.matryoshka_batchtopk_sae import MatryoshkaBatchTopKTrainingSAE, MatryoshkaBatchTopKTrainingSAEConfig
 from sae_lens.saes.sae import SAEMetadata, TrainingSAE
 from sae_lens.training.sae_trainer import SAETrainer
+from safetensors import SafetensorError
 from torch import Tensor
 
 from probes.activations import ActivationCache
+from probes.models import CheckpointError
 from probes.tsae import TemporalMatryoshkaTrainingSAE, TemporalMatryoshkaTrainingSAEConfig
 
 Arch = Literal["batchtopk", "matryoshka", "temporal"]
@@ -225,5 +227,21 @@ def save_sae(sae: TrainingSAE, out_dir: Path) -> None:
 
 
 def load_sae(path: Path, device: str = "cpu") -> SAE:
-    """Load with sae_lens's own loader."""
-    return SAE.load_from_disk(path, device=device)
+    """Load with sae_lens's own loader; a missing or corrupt SAE is a CheckpointError naming the file."""
+    path = Path(path)
+    for name in ("cfg.json", "sae_weights.safetensors"):
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path}: not a sae_lens SAE directory (missing {name})")
+    try:
+        return SAE.load_from_disk(path, device=device)
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
+        raise CheckpointError(f"{path / 'sae_weights.safetensors'}: cannot load SAE ({type(e).__name__}: {e})") from None
+
+
+def check_sae_fits(sae: SAE, bridge, sae_dir: Path) -> None:
+    """The SAE must read a hook the model has, with the model's width there."""
+    hook = sae.cfg.metadata.hook_name
+    if hook not in bridge.hook_dict:
+        raise CheckpointError(f"{sae_dir / 'cfg.json'}: hook {hook!r} does not exist in this model")
+    if sae.cfg.d_in != bridge.cfg.d_model:
+        raise CheckpointError(f"{sae_dir / 'cfg.json'}: d_in {sae.cfg.d_in} != model width {bridge.cfg.d_model} at {hook}")

@@ -66,3 +66,10 @@ def test_main__unwritable_out_dir_is_a_one_line_error(tmp_path):
     res = run_module("--preset", "smoke", "--out", str(blocker / "run"))
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [f"error: {blocker / 'run'}: not writable ({blocker} is not a writable directory)"]
+
+
+def test_parse__config_file_sits_between_preset_and_flags(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"steps": 9, "lr": 0.002}')
+    args = parse(["--preset", "smoke", "--config", str(cfg), "--lr", "0.003"])
+    assert args.steps == 9 and args.lr == 0.003 and args.d_model == PRESETS["smoke"]["d_model"]

@@ -1,0 +1,88 @@
+"""Bad input stops with one line naming the file or field, exit code 2, and touches nothing."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(module: str, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"experiments.{module}", *argv], cwd=ROOT, capture_output=True, text=True)
+
+
+def snapshot(path: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file()}
+
+
+def one_line_error(res: subprocess.CompletedProcess, *needles: str) -> None:
+    assert res.returncode == 2, res.stderr[-1500:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and all(n in lines[0] for n in needles), res.stderr[-1500:]
+
+
+@pytest.fixture
+def byo(smoke_study, tmp_path) -> dict[str, Path]:
+    """A user's checkpoint and SAE (copies of the smoke study's), and an existing output dir."""
+    run = smoke_study[0]
+    ckpt, sae, out = tmp_path / "ckpt", tmp_path / "sae", tmp_path / "out"
+    shutil.copytree(run / "base", ckpt)
+    shutil.copytree(next(p for p in (run / "sae").iterdir() if p.name.startswith("batchtopk")), sae)
+    out.mkdir()
+    (out / "features.json").write_text("{}")
+    return {"ckpt": ckpt, "sae": sae, "out": out}
+
+
+def feature_study(byo) -> subprocess.CompletedProcess:
+    return run("feature_study", "--preset", "smoke", "--checkpoint", str(byo["ckpt"]), "--sae", str(byo["sae"]), "--out", str(byo["out"]))
+
+
+def test_truncated_checkpoint(byo):
+    weights = byo["ckpt"] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    before = snapshot(byo["out"])
+    one_line_error(feature_study(byo), str(weights))
+    assert snapshot(byo["out"]) == before
+
+
+def test_truncated_sae(byo):
+    weights = byo["sae"] / "sae_weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:500])
+    one_line_error(feature_study(byo), str(weights))
+
+
+@pytest.mark.parametrize("field, value, needle", [("hook_name", "blocks.7.hook_resid_post", "does not exist"), ("d_in", 999, "d_in 999")])
+def test_sae_that_does_not_fit_the_model(byo, field, value, needle):
+    cfg_path = byo["sae"] / "cfg.json"
+    cfg = json.loads(cfg_path.read_text())
+    (cfg["metadata"] if field == "hook_name" else cfg)[field] = value
+    cfg_path.write_text(json.dumps(cfg))
+    before = snapshot(byo["out"])
+    res = feature_study(byo)
+    if field == "d_in":  # sae_lens itself refuses weights of another shape: still one line, naming the file
+        one_line_error(res, str(byo["sae"]))
+    else:
+        one_line_error(res, str(cfg_path), needle)
+    assert snapshot(byo["out"]) == before
+
+
+def test_run_dir_from_an_incompatible_version(smoke_study, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(smoke_study[0] / "base", old / "base")
+    config = json.loads((smoke_study[0] / "config.json").read_text()) | {"format": 0}
+    (old / "config.json").write_text(json.dumps(config))
+    before = snapshot(old)
+    one_line_error(run("pretrain", "--preset", "smoke", "--out", str(old)), str(old / "config.json"), "run format 0")
+    assert snapshot(old) == before
+
+
+def test_config_file_with_unknown_keys(tmp_path):
+    cfg = tmp_path / "my.json"
+    cfg.write_text(json.dumps({"steps": 5, "stepz": 7}))
+    out = tmp_path / "run"
+    one_line_error(run("pretrain", "--preset", "smoke", "--config", str(cfg), "--out", str(out)), str(cfg), "stepz")
+    assert not out.exists()
