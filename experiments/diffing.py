@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from experiments.grpo import TRAINER_STATE
 from experiments.train_sae import TrainSAEArgs, open_source
 from probes.diff import latent_means, rows_of
 from probes.sae_eval import high_level_width, reconstruction_stats
@@ -25,7 +26,7 @@ VIEWS = ("sampled", "canonical")
 def checkpoints(run: Path) -> list[Path]:
     """The base model, then every band run's checkpoints in step order."""
     ckpts = sorted(run.glob("bands/*/seed*/ckpt-*"), key=lambda p: (str(p.parent), int(p.name.split("-")[1])))
-    return [run / "base", *[c for c in ckpts if (c / "trainer_state.pt").exists()]]
+    return [run / "base", *[c for c in ckpts if (c / TRAINER_STATE).exists()]]
 
 
 def read_checkpoint(probe_args: TrainSAEArgs, ckpt: Path, saes: Mapping[str, object]) -> dict:

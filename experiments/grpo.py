@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from experiments.model import save_model
 from experiments.rundir import RunDirError, atomic_write_text, init_run, read_json
 from experiments.sampling import right_pad
 from experiments.task import Problem
+from experiments.train_state import load_state, save_state
 from probes.behaviour import behaviour_rates
 from probes.models import load_hf, load_tokenizer
 from probes.runs import read_jsonl
@@ -103,6 +103,10 @@ PRESETS: dict[str, dict] = {
     "smoke": dict(steps=4, prompts_per_step=4, group_size=4, eval_every=2, checkpoint_every=2),
     "gpu": dict(steps=200, prompts_per_step=64, group_size=16, eval_every=20, checkpoint_every=20, device="cuda"),
 }
+
+
+TRAINER_STATE = "trainer_state.safetensors"
+"""Optimizer state beside a checkpoint's weights; its presence marks the checkpoint complete."""
 
 
 def step_generators(seed: int, step: int) -> tuple[np.random.Generator, torch.Generator]:
@@ -186,7 +190,7 @@ def ledger_rows(step: int, groups: list[list[Rollout]]) -> list[dict]:
 
 def latest_checkpoint(out: Path) -> int:
     """Step of the newest complete checkpoint (0 when there is none)."""
-    steps = [int(p.name.split("-")[1]) for p in out.glob("ckpt-*") if (p / "trainer_state.pt").exists()]
+    steps = [int(p.name.split("-")[1]) for p in out.glob("ckpt-*") if (p / TRAINER_STATE).exists()]
     return max(steps, default=0)
 
 
@@ -204,8 +208,7 @@ def append_jsonl(path: Path, rows: list[dict]) -> None:
 def save_checkpoint(out: Path, step: int, model, tokenizer, opt, band: Band) -> None:
     ckpt = out / f"ckpt-{step}"
     save_model(model, tokenizer, ckpt, meta={"stage": "grpo", "band": band, "step": step})
-    torch.save({"opt": opt.state_dict(), "step": step}, ckpt / "trainer_state.tmp")
-    os.replace(ckpt / "trainer_state.tmp", ckpt / "trainer_state.pt")  # marks the checkpoint complete
+    save_state(ckpt / TRAINER_STATE, opt, step)  # written last: marks the checkpoint complete
 
 
 def main(args: GRPOArgs) -> Path:
@@ -227,7 +230,7 @@ def main(args: GRPOArgs) -> Path:
     ref_model = load_hf(args.run / "base", args.device)  # KL to base is logged even when not penalised
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     if start:
-        opt.load_state_dict(torch.load(src / "trainer_state.pt", weights_only=True)["opt"])
+        load_state(src / TRAINER_STATE, opt)
     metrics_path, ledger_path = args.out / "metrics.jsonl", args.out / "ledger.jsonl"
     for path in (metrics_path, ledger_path):
         truncate_jsonl(path, start)

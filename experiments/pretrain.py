@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +26,7 @@ from experiments.evaluate import accuracy_by_k
 from experiments.model import ModelSpec, build_model, build_tokenizer, save_model
 from experiments.rundir import check_writable, clear_stale_temps, init_run, read_json, write_json
 from experiments.task import MODES, TaskSpec, completion_words, draw_problem, generate_problems, prompt_words
+from experiments.train_state import load_state, save_state
 from probes.models import load_hf, load_tokenizer
 
 EVAL_SEED_OFFSET = 1_000_003
@@ -151,25 +151,13 @@ def lr_at(step: int, args: PretrainArgs) -> float:
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def _save_state(path: Path, model, opt, step: int) -> None:
-    tmp = path.with_name(f".{path.name}.snapshot.tmp")  # a killed save is cleared by the next one
-    clear_stale_temps(path)
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
-    os.replace(tmp, path)
-
-
 def train(args: PretrainArgs, state_path: Path):
     """Train from scratch or from the snapshot at ``state_path``; returns (model, tokenizer)."""
     tokenizer = build_tokenizer(args.task_spec)
     vocab = tokenizer.get_vocab()
     model = build_model(args.model_spec, tokenizer, args.seed).to(args.device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    start = 0
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=True, map_location=args.device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = state["step"]
+    start = load_state(state_path, opt, model, args.device) if state_path.exists() else 0
     bar = tqdm(range(start, args.steps), desc="pretrain", initial=start, total=args.steps)
     for step in bar:
         rng = np.random.Generator(np.random.PCG64([args.seed, step]))
@@ -185,7 +173,7 @@ def train(args: PretrainArgs, state_path: Path):
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if (step + 1) % args.checkpoint_every == 0 and step + 1 < args.steps:
-            _save_state(state_path, model, opt, step + 1)
+            save_state(state_path, opt, step + 1, model)
     return model.eval(), tokenizer
 
 
@@ -211,7 +199,7 @@ def main(args: PretrainArgs) -> dict:
     """Run (or resume) pretraining and the base evaluation; returns eval.json's content."""
     check_writable(args.out)
     init_run(args.out, "pretrain", args)
-    base, state_path = args.out / "base", args.out / "pretrain_state.pt"
+    base, state_path = args.out / "base", args.out / "pretrain_state.safetensors"
     eval_path = base / "eval.json"
     if eval_path.exists():
         print(f"{eval_path} exists: pretraining already finished")

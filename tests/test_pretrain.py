@@ -55,7 +55,7 @@ def test_pretrain__smoke_writes_base_model_and_eval_table(tmp_path):
             assert 0.0 <= row[mode]["greedy"] <= 1.0 and 0.0 <= row[mode]["sampled"] <= 1.0
     config = json.loads((args.out / "config.json").read_text())
     assert config["stages"]["pretrain"]["seed"] == args.seed and "torch" in config["versions"]
-    assert not (args.out / "pretrain_state.pt").exists()
+    assert not (args.out / "pretrain_state.safetensors").exists()
     assert not [p for p in args.out.rglob("*") if ".tmp" in p.name]
 
 
@@ -86,7 +86,7 @@ def test_pretrain__resume_after_interrupt_matches_uninterrupted(tmp_path, monkey
     monkeypatch.setattr(pretrain, "lr_at", crash_at_step_15)
     with pytest.raises(KeyboardInterrupt):
         pretrain.main(smoke(tmp_path, name="resumed"))
-    assert (tmp_path / "resumed" / "pretrain_state.pt").exists()  # snapshot at step 10
+    assert (tmp_path / "resumed" / "pretrain_state.safetensors").exists()  # snapshot at step 10
     assert not (tmp_path / "resumed" / "base").exists()
     monkeypatch.setattr(pretrain, "lr_at", real_lr_at)
     pretrain.main(smoke(tmp_path, name="resumed"))
