@@ -119,12 +119,20 @@ def feature_stage(args: BandStudyArgs, arch: str) -> dict:
     return record
 
 
+DIFF_PROBE_SEED = 17
+"""Seed of the diffing probe set: other problems than the SAE's training probe set (seed 0)."""
+
+
 def diff_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
-    """Read every checkpoint in every SAE basis (cached in diff_readings.json + latent_means.safetensors)."""
-    probe = args.sae_args(args.sae_archs[0], per_k=args.diff_per_k, n_samples=1, seed=args.seeds[0] + 17)
+    """Read every checkpoint in every SAE basis; latent means also go to latent_means.safetensors.
+
+    Activation caches persist under acts/, so a rerun only re-encodes them."""
+    probe = args.sae_args(args.sae_archs[0], per_k=args.diff_per_k, n_samples=1, seed=DIFF_PROBE_SEED)
     saes = {name: load_sae(args.out / "sae" / name) for name in features}
     readings = read_all(probe, checkpoints(args.out), saes)
-    save_file(means_tensors(readings), str(args.out / "latent_means.safetensors"))
+    path = args.out / "latent_means.safetensors"
+    save_file(means_tensors(readings), str(tmp := path.with_name(f".{path.name}.write.tmp")))
+    tmp.replace(path)
     return readings
 
 
