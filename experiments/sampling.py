@@ -16,6 +16,8 @@ from jaxtyping import Int
 from torch import Tensor
 from transformers import DynamicCache, PreTrainedModel
 
+from probes.activations import right_pad as right_padded_ids
+
 
 def left_pad(
     seqs: Sequence[Sequence[int]], pad_id: int
@@ -33,13 +35,9 @@ def left_pad(
 
 def right_pad(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Int[Tensor, "B L"], Int[Tensor, "B L"]]:
     """Right-padded ids and attention mask (for teacher-forced scoring and training)."""
-    width = max(len(s) for s in seqs)
-    ids_BL = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask_BL = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids_BL[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask_BL[i, : len(s)] = 1
-    return ids_BL, mask_BL
+    ids_BL = right_padded_ids(seqs, pad_id)
+    lengths_B1 = torch.tensor([len(s) for s in seqs])[:, None]
+    return ids_BL, (torch.arange(ids_BL.shape[1])[None] < lengths_B1).long()
 
 
 @torch.no_grad()
