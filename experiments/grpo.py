@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from experiments import cli
@@ -132,15 +134,31 @@ def sample_groups(model, tokenizer, pool, args: GRPOArgs, rng, gen) -> tuple[lis
     return kept, drawn
 
 
+@dataclasses.dataclass(frozen=True)
+class GroupBatch:
+    """Sampled groups as one right-padded batch, with what the policy loss needs."""
+
+    ids_BL: Int[Tensor, "B L"]
+    mask_BL: Int[Tensor, "B L"]
+    comp_BT: Bool[Tensor, "B L-1"]
+    """Targets that are completion tokens (the loss runs over these only)."""
+    adv_B: Float[Tensor, " B"]
+
+
+def group_batch(groups: list[list[Rollout]], scale_std: bool, device: str) -> GroupBatch:
+    rewards_NG = torch.tensor([[r.parsed.reward for r in g] for g in groups])
+    flat = [r for g in groups for r in g]
+    ids_BL, mask_BL = (t.to(device) for t in right_pad([list(r.prompt_ids) + list(r.completion_ids) for r in flat]))
+    n_prompt = torch.tensor([len(r.prompt_ids) for r in flat], device=device)
+    pos_L = torch.arange(1, ids_BL.shape[1], device=device)
+    comp_BT = (pos_L[None] >= n_prompt[:, None]) & mask_BL[:, 1:].bool()
+    return GroupBatch(ids_BL, mask_BL, comp_BT, group_advantages(rewards_NG, scale_std).flatten().to(device))
+
+
 def policy_update(model, ref_model, opt, groups: list[list[Rollout]], args: GRPOArgs) -> dict[str, float]:
     """One or more clipped policy-gradient steps on the sampled groups; returns loss stats."""
-    rewards_NG = torch.tensor([[r.parsed.reward for r in g] for g in groups])
-    adv_B = group_advantages(rewards_NG, args.scale_std).flatten().to(args.device)
-    flat = [r for g in groups for r in g]
-    ids_BL, mask_BL = (t.to(args.device) for t in right_pad([list(r.prompt_ids) + list(r.completion_ids) for r in flat]))
-    n_prompt = torch.tensor([len(r.prompt_ids) for r in flat], device=args.device)
-    pos_L = torch.arange(1, ids_BL.shape[1], device=args.device)
-    comp_BT = (pos_L[None] >= n_prompt[:, None]) & mask_BL[:, 1:].bool()  # targets that are completion tokens
+    b = group_batch(groups, args.scale_std, args.device)
+    ids_BL, mask_BL, comp_BT, adv_B = b.ids_BL, b.mask_BL, b.comp_BT, b.adv_B
     logp_old_BT = None
     with torch.no_grad():
         logp_ref_BT = token_logprobs(ref_model(input_ids=ids_BL, attention_mask=mask_BL).logits, ids_BL)

@@ -1,0 +1,159 @@
+"""The measured value of one training problem, and a first-order estimate of it.
+
+* One-sample amplification: GRPO from the base model on that single problem (``copies``
+  groups of it per update, as in one-shot RLVR) for a fixed number of updates, then the
+  change of accuracy on the run's shared held-out eval set — overall, per base-model
+  band, and as damage (held-out problems the base model solved greedily that the
+  trained model now fails).
+* Gradient alignment: the GRPO gradient of the problem's first update against the
+  policy gradient of expected accuracy on the eval set, both at the base model.
+
+Each (problem, seed) run draws from generators seeded by (seed, problem index, step),
+so a resumed study repeats exactly the runs it had not finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from experiments.evaluate import rollouts
+from experiments.grpo import GroupBatch, GRPOArgs, group_batch, policy_update, sample_groups
+from experiments.grpo_loss import token_logprobs
+from experiments.task import Problem
+from probes.behaviour import behaviour_rates
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSet:
+    """The shared held-out set with the base model's per-problem results on it."""
+
+    problems: list[Problem]
+    bands: list[str]
+    """Base-model band of each problem (from bands/table.json)."""
+    samples: int
+    """Sampled (T = 1) completions per problem; accuracy averages over them."""
+    seed: int
+    """Seed of the sampling generator, the same for every model (common random numbers)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    greedy: Bool[np.ndarray, " N"]
+    sampled: Float[np.ndarray, " N"]
+    """Fraction of the sampled completions that were correct, per problem."""
+    behaviour: dict[str, float]
+    """Behaviour rates of the sampled completions."""
+
+
+def evaluate(model, tokenizer, ev: EvalSet) -> EvalResult:
+    gen = torch.Generator().manual_seed(ev.seed)
+    greedy = rollouts(model, tokenizer, ev.problems, mode=None, temperature=0.0)
+    sampled = rollouts(
+        model,
+        tokenizer,
+        [pr for pr in ev.problems for _ in range(ev.samples)],
+        mode=None,
+        temperature=1.0,
+        generator=gen,
+    )
+    correct = np.array([r.parsed.correct for r in sampled], dtype=float).reshape(len(ev.problems), ev.samples)
+    return EvalResult(
+        np.array([r.parsed.correct for r in greedy]), correct.mean(1), behaviour_rates([r.parsed for r in sampled])
+    )
+
+
+def value_of(after: EvalResult, base: EvalResult, bands: Sequence[str]) -> dict[str, float]:
+    """Accuracy change over the base model (sampled and greedy, overall and per band) and damage."""
+    band_arr = np.asarray(bands)
+    out = {
+        "value": float(after.sampled.mean() - base.sampled.mean()),
+        "value_greedy": float(after.greedy.mean() - base.greedy.mean()),
+    }
+    for band in sorted(set(bands)):
+        sel = band_arr == band
+        out[f"value/{band}"] = float(after.sampled[sel].mean() - base.sampled[sel].mean())
+    solved = base.greedy
+    out["damage"] = float((solved & ~after.greedy).sum() / max(1, solved.sum()))
+    out["repair"] = float((~solved & after.greedy).sum() / max(1, (~solved).sum()))
+    return out
+
+
+def run_generators(seed: int, index: int, step: int) -> tuple[np.random.Generator, torch.Generator]:
+    """Prompt-choice and sampling generators of one update, a pure function of (seed, index, step)."""
+    rng = np.random.Generator(np.random.PCG64([seed, index, step, 11]))
+    return rng, torch.Generator().manual_seed(int(rng.integers(2**62)))
+
+
+def one_shot(model, ref_model, tokenizer, pool: Sequence[Problem], index: int, seed: int, args: GRPOArgs) -> dict:
+    """Train ``model`` in place with GRPO on ``pool`` (one problem for a one-sample run) for
+    ``args.steps`` updates, drawing from ``run_generators(seed, index, step)``.
+
+    Returns the mean reward of every update's rollouts and the behaviour of the first and
+    last update's rollouts (length collapse, direct answers, copied answers show here)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    rewards, first, last = [], {}, {}
+    for t in range(args.steps):
+        rng, gen = run_generators(seed, index, t)
+        groups, _ = sample_groups(model.eval(), tokenizer, pool, args, rng, gen)
+        parsed = [r.parsed for g in groups for r in g]
+        rewards.append(float(np.mean([p.reward for p in parsed])))
+        first = first or behaviour_rates(parsed)
+        last = behaviour_rates(parsed)
+        policy_update(model.train(), ref_model, opt, groups, args)
+    model.eval()
+    return {"reward": rewards, "behaviour_first": first, "behaviour_last": last}
+
+
+def flat_grad(loss: Tensor, model) -> Float[Tensor, " P"]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)]).detach()
+
+
+def pg_loss_sum(model, b: GroupBatch) -> Tensor:
+    """Sum over completion tokens of -advantage * log-prob: at the sampling policy, the
+    gradient of GRPO's clipped loss times the number of completion tokens."""
+    logp_BT = token_logprobs(model(input_ids=b.ids_BL, attention_mask=b.mask_BL).logits, b.ids_BL)
+    return -(b.adv_B[:, None] * logp_BT * b.comp_BT).sum()
+
+
+def example_gradient(model, tokenizer, problem: Problem, index: int, seed: int, args: GRPOArgs) -> Float[Tensor, " P"]:
+    """Gradient of the problem's first GRPO update (the same rollouts as its one-shot run's step 0)."""
+    rng, gen = run_generators(seed, index, 0)
+    groups, _ = sample_groups(model.eval(), tokenizer, [problem], args, rng, gen)
+    b = group_batch(groups, args.scale_std, args.device)
+    return flat_grad(pg_loss_sum(model, b) / b.comp_BT.sum().clamp(min=1), model)
+
+
+def eval_gradient(
+    model, tokenizer, problems: Sequence[Problem], group_size: int, seed: int, device: str, chunk: int = 32
+) -> Float[Tensor, " P"]:
+    """Policy gradient of the eval set's expected accuracy, as a loss gradient (descending it
+    raises accuracy): group-centred rewards without std scaling, ``group_size`` samples per problem."""
+    gen = torch.Generator().manual_seed(seed)
+    total, n_tokens = None, 0
+    for lo in range(0, len(problems), chunk):
+        part = problems[lo : lo + chunk]
+        res = rollouts(
+            model, tokenizer, [pr for pr in part for _ in range(group_size)], mode=None, temperature=1.0, generator=gen
+        )
+        b = group_batch([res[i : i + group_size] for i in range(0, len(res), group_size)], False, device)
+        g = flat_grad(pg_loss_sum(model, b), model)
+        total, n_tokens = (g if total is None else total + g), n_tokens + int(b.comp_BT.sum())
+    return total / max(1, n_tokens)
+
+
+def alignment(g_example: Float[Tensor, " P"], g_eval: Float[Tensor, " P"]) -> dict[str, float]:
+    """``grad_cos``: cosine of the two loss gradients (0 when the example's is zero: an
+    all-equal group updates nothing). ``grad_adam``: <sign(g_example), g_eval> / |g_eval|_1,
+    the first-order eval gain of Adam's first step, which moves every weight by lr * sign(g)."""
+    norm = g_example.norm() * g_eval.norm()
+    cos = float(g_example @ g_eval / norm) if norm > 0 else 0.0
+    adam = float(torch.sign(g_example) @ g_eval / g_eval.abs().sum().clamp(min=1e-30))
+    return {"grad_cos": cos, "grad_adam": adam}

@@ -1,0 +1,197 @@
+"""value/report.md, value/examples.json and value/figures/*.png, from computed results only."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments.rundir import atomic_write_text, write_json  # noqa: E402
+from experiments.study_report import COLORS, _save  # noqa: E402
+from experiments.value_results import BEHAVIOURS, METRICS, TARGETS  # noqa: E402
+from probes.bands import BANDS  # noqa: E402
+
+
+def _ci(e: dict, fmt: str = "+.2f") -> str:
+    if e["mean"] is None or not math.isfinite(e["mean"]):
+        return "n/a"
+    lo, hi = e["ci95"]
+    return f"{e['mean']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def fig_value_curve(out: Path, res: dict, extra: dict) -> str:
+    cols, bands = extra["cols"], np.asarray(extra["bands"])
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for band in BANDS:
+        sel = bands == band
+        ax.scatter(
+            cols["pass_rate"][sel], cols["value"][sel], s=14, alpha=0.6, color=COLORS[band], label=f"{band} (label)"
+        )
+    bins = [b for b in res["value_curve"]["bins"] if b["n"]]
+    mid = [(b["lo"] + b["hi"]) / 2 for b in bins]
+    ax.errorbar(mid, [b["mean"] for b in bins], yerr=np.array([[b["mean"] - b["ci95"][0], b["ci95"][1] - b["mean"]] for b in bins]).T,
+                color="k", marker="s", capsize=3, label="binned mean (95% CI)")  # fmt: skip
+    a, b, c = res["value_curve"]["coef"]
+    if math.isfinite(c):
+        x = np.linspace(0, 1, 50)
+        ax.plot(x, a + b * x + c * x**2, "k--", lw=1, label="quadratic fit")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(
+        xlabel="base pass rate",
+        ylabel="value: held-out accuracy change",
+        title=f"One-sample value vs base pass rate (n={len(bands)})",
+    )
+    ax.legend(fontsize=8)
+    return _save(fig, out / "figures" / "value_vs_pass_rate.png")
+
+
+def fig_correlations(out: Path, res: dict) -> str:
+    corr = res["correlations"]
+    names = list(corr)
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.2))
+    y = np.arange(len(names))
+    for j, (t, color) in enumerate(zip(TARGETS, ("tab:blue", "tab:purple"))):
+        est = [corr[m][t] for m in names]
+        means = np.array([np.nan if e["mean"] is None else e["mean"] for e in est], float)
+        err = np.array(
+            [[m - e["ci95"][0], e["ci95"][1] - m] if np.isfinite(m) else [0, 0] for m, e in zip(means, est)]
+        ).T
+        ax.errorbar(means, y + (j - 0.5) * 0.3, xerr=err, fmt="o", color=color, capsize=2, label=f"with {t}")
+    for t, ls in zip(TARGETS, ("-", ":")):
+        if t in res["reliability"] and res["reliability"][t]["mean"] is not None:
+            ax.axvline(res["reliability"][t]["mean"], color="grey", ls=ls, lw=1, label=f"{t} seed-to-seed reliability")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel="Spearman rho (95% bootstrap CI)", title="Difficulty metrics vs measured value")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2)
+    return _save(fig, out / "figures" / "correlations.png")
+
+
+def fig_drift(out: Path, res: dict) -> str | None:
+    if not res["has_ledgers"]:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for band in BANDS:
+        d = res["drift"][band]
+        if d["curve"]:
+            ax.plot(
+                [c["step"] for c in d["curve"]], [c["stale"] for c in d["curve"]], "o-", color=COLORS[band], label=band
+            )
+        if d["label_noise"] is not None and math.isfinite(d["label_noise"]):
+            ax.axhline(d["label_noise"], color=COLORS[band], ls=":", lw=1)
+    ax.set(xlabel="GRPO step of the band run", ylabel="fraction no longer in its band", ylim=(-0.02, 1.02),
+           title="Band drift (dotted: re-measuring the base model alone)")  # fmt: skip
+    ax.legend(fontsize=8)
+    return _save(fig, out / "figures" / "drift.png")
+
+
+def fig_one_shot(out: Path, res: dict) -> str:
+    degen = res["degeneration"]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for band, d in degen.items():
+        axes[0].plot(np.arange(1, len(d["reward_curve"]) + 1), d["reward_curve"], "o-", color=COLORS[band], label=band)
+    axes[0].set(xlabel="update", ylabel="mean rollout reward", title="One-sample runs: reward")
+    axes[0].legend(fontsize=8)
+    for ax, key in zip(axes[1:], ("mean_length", "direct_rate")):
+        for i, (band, d) in enumerate(degen.items()):
+            ax.bar([i - 0.2, i + 0.2], [d[f"rollout/{key}"]["first"], d[f"rollout/{key}"]["last"]], 0.4,
+                   color=COLORS[band], edgecolor="k", hatch=["", "//"])  # fmt: skip
+        ax.set_xticks(range(len(degen)), [f"{b}\nfirst | last" for b in degen])
+        ax.set(title=f"rollout {key}")
+    return _save(fig, out / "figures" / "one_shot_behaviour.png")
+
+
+def write_report(out: Path, res: dict, extra: dict, wall_s: float) -> None:
+    figs = [fig_value_curve(out, res, extra), fig_correlations(out, res), fig_drift(out, res), fig_one_shot(out, res)]
+    write_json(out / "examples.json", extra["examples"])
+    rel = res["reliability"]
+    lines = [
+        "# Difficulty metrics vs the value of training examples", "",
+        f"**{res['verdict']}**", "",
+        f"Preset `{res['preset']}`; {res['n_problems']} problems (equal numbers from each band pool); value = change of "
+        f"held-out sampled accuracy after {res['one_shot_steps']} one-sample GRPO updates from the base model, mean over "
+        f"seeds {res['value_seeds']}; damage = share of held-out problems the base model solved greedily that it then fails. "
+        f"This invocation took {wall_s / 60:.1f} min (stages already on disk were read, not rerun).", "",
+        "## Correlation of each metric with value (Spearman, 95% bootstrap CI over problems)", "",
+        "Ceiling (value measured twice with different seeds): "
+        + (", ".join(f"{t} rho = {_ci(rel[t])} (n = {rel[t]['n']})" for t in TARGETS) if rel else "n/a (one value seed)"), "",
+        "| metric | what | rho with value | rho with damage | n |", "|---|---|---|---|---|",
+        *(f"| {m} | {METRICS[m]} | {_ci(c['value'])} | {_ci(c['damage'])} | {c['value']['n']} |" for m, c in res["correlations"].items()),
+        "", *alignment_lines(res), "", f"![correlations]({figs[1]})", "",
+        "Within each band label (does a metric rank problems beyond the band it implies?):", "",
+        "| metric | easy | medium | hard |", "|---|---|---|---|",
+        *(["| value, seed-to-seed (ceiling) | " + " | ".join(_ci(rel["value_within_bands"][b]) for b in BANDS) + " |"] if rel else []),
+        *(f"| {m} | " + " | ".join(f"{_ci(w[b])} (n={w[b]['n']})" for b in BANDS) + " |" for m, w in res["within_bands"].items()),
+        "",
+        "## Value by band label (mean over problems, 95% CI)", "",
+        "| band | value | greedy value | damage | repair | on eval easy | on eval medium | on eval hard |", "|---|---|---|---|---|---|---|---|",
+        *(f"| {b} | " + " | ".join(_ci(res["by_band"][b][k], "+.3f") for k in ("value", "value_greedy", "damage", "repair",
+          "value/easy", "value/medium", "value/hard")) + " |" for b in BANDS),
+        "", "## Value vs base pass rate", "",
+        f"Quadratic fit curvature {_ci(res['value_curve']['curvature'], '+.3f')}, vertex {_ci(res['value_curve']['vertex'], '.2f')}; "
+        f"inverted U: {'yes' if res['value_curve']['inverted_u'] else 'no'}.", "",
+        "| base pass rate | n | value | damage |", "|---|---|---|---|",
+        *(f"| [{b['lo']:.2f}, {b['hi']:.2f}) | {b['n']} | {_ci(b, '+.3f')} | {_ci(d, '+.3f')} |"
+          for b, d in zip(res["value_curve"]["bins"], res["value_curve"]["damage_bins"])),
+        "", f"![value curve]({figs[0]})", "",
+        *drift_lines(res, figs[2]),
+        "## One-sample runs: degenerate behaviour", "",
+        "| band | runs | never updated | " + " | ".join(f"rollout {b} first→last" for b in BEHAVIOURS) + " |",
+        "|---|---|---|" + "---|" * len(BEHAVIOURS),
+        *(f"| {b} | {d['runs']} | {d['inert_frac']:.0%} | " + " | ".join(
+            f"{d[f'rollout/{k}']['first']:.2f} → {d[f'rollout/{k}']['last']:.2f}" for k in BEHAVIOURS) + " |"
+          for b, d in res["degeneration"].items()),
+        "", "Held-out behaviour after the runs (base → after, mean over runs):", "",
+        *(f"- {b}: " + ", ".join(f"{k} {d[f'eval/{k}']['base']:.2f} → {d[f'eval/{k}']['after']:.2f}" for k in BEHAVIOURS)
+          for b, d in res["degeneration"].items()),
+        "", f"![one-sample runs]({figs[3]})", "",
+        "Per-problem numbers: `examples.json` (\"inf\" = never learned).", "",
+    ]  # fmt: skip
+    atomic_write_text(out / "report.md", "\n".join(lines))
+
+
+def alignment_lines(res: dict) -> list[str]:
+    """How the cheap estimate (gradient alignment at the base model) agrees with the measured value."""
+    rel = res["reliability"].get("value")
+    out = []
+    for m in ("grad_cos", "grad_adam"):
+        c = res["correlations"][m]["value"]
+        ceiling = (
+            f" of a possible {rel['mean']:+.2f} (value's own seed-to-seed rho)"
+            if rel and rel["mean"] is not None
+            else ""
+        )
+        out.append(f"- Cheap estimate `{m}` vs measured value: rho = {_ci(c)}{ceiling}.")
+    return out
+
+
+def drift_lines(res: dict, fig: str | None) -> list[str]:
+    if not res["has_ledgers"]:
+        return [
+            "## Band drift",
+            "",
+            "No GRPO band runs in this run directory: run experiments.band_study for drift.",
+            "",
+        ]
+    lines = [
+        "## Band drift during the band runs",
+        "",
+        "| band | label noise at base (n) | "
+        + " | ".join(f"step {c['step']}" for c in res["drift"]["medium"]["curve"])
+        + " |",
+        "|---|---|" + "---|" * len(res["drift"]["medium"]["curve"]),
+    ]
+    for b in BANDS:
+        d = res["drift"][b]
+        noise = "n/a" if d["label_noise"] is None else f"{d['label_noise']:.2f} ({d['label_noise_n']})"
+        lines.append(
+            f"| {b} | {noise} | " + " | ".join(f"{c['stale']:.2f} ({c['measured']:.0f})" for c in d["curve"]) + " |"
+        )
+    return [*lines, "", "Cells: fraction of the pool no longer in its band (problems re-measured in that window).", "",
+            f"![drift]({fig})", ""]  # fmt: skip

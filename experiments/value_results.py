@@ -1,0 +1,264 @@
+"""The value study's numbers: per-example table, metric-value correlations, the value curve
+over base pass rate, band drift and one-sample degeneration. Computed, never hand-written."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from probes.bands import BANDS, band_of, ledger_pass_rates, relabel, stale_fraction, transitions
+from probes.difficulty import (
+    binned_means,
+    forgetting_events,
+    learnability,
+    ledger_scores,
+    memorization,
+    quadratic_fit,
+    spearman,
+)
+from probes.stats import bootstrap_mean
+
+BEHAVIOURS = ("accuracy", "mean_length", "direct_rate", "copied_answer_rate", "skipped_step_rate")
+"""Rollout behaviour compared between a one-sample run's first and last update."""
+
+PASS_RATE_EDGES = (0.0, 1 / 8, 3 / 8, 5 / 8, 7 / 8, 1.0)
+"""Bins of base pass rate for the value curve."""
+
+METRICS = {
+    "k": "chain length (intrinsic difficulty)",
+    "pass_rate": "base pass rate (fresh samples)",
+    "learnability": "base p(1-p)",
+    "band_label_pass_rate": "pass rate behind the band label (bands/table.json)",
+    "length": "base mean generated length (tokens)",
+    "trace_length": "base mean length of its deliberate completions",
+    "loss/deliberate": "base loss, deliberate completion",
+    "loss/direct": "base loss, direct answer",
+    "el2n/deliberate": "EL2N early in SFT, deliberate",
+    "el2n/direct": "EL2N early in SFT, direct",
+    "grand/deliberate": "GraNd early in SFT, deliberate",
+    "grand/direct": "GraNd early in SFT, direct",
+    "forgetting/deliberate": "forgetting events in SFT, deliberate (never learned = inf)",
+    "forgetting/direct": "forgetting events in SFT, direct (never learned = inf)",
+    "ledger/learnability": "mean p(1-p) over its band-run visits",
+    "ledger/pass_rate_end": "pass rate at its last band-run visit",
+    "ledger/forgetting": "solved->unsolved flips over band-run visits (never solved = inf)",
+    "grad_cos": "cosine(example GRPO gradient, eval-set policy gradient)",
+    "grad_adam": "eval gain of Adam's first step on the example (first order)",
+    "memorization": "own pass rate trained with - without it (GRPO on random halves)",
+}
+"""Difficulty metrics and value estimates, in report order."""
+
+TARGETS = ("value", "damage")
+"""What the metrics are correlated with."""
+
+
+def _mean_over(runs: Sequence[Sequence[float]]) -> np.ndarray:
+    return np.mean(np.array(runs, dtype=float), axis=0)
+
+
+def example_table(sample, base, sft, shots, grads, memo, ledgers) -> dict[str, np.ndarray]:
+    """One column per metric or value, one entry per sampled problem (nan where unmeasured)."""
+    pids = [r["pid"] for r in sample]
+    cols: dict[str, np.ndarray] = {
+        "k": np.array([r["k"] for r in sample], float),
+        "pass_rate": np.array(base["pass_rate"]),
+        "learnability": learnability(base["pass_rate"]),
+        "band_label_pass_rate": np.array([r["pass_rate"] for r in sample]),
+        "length": np.array(base["length"]),
+        "trace_length": np.array(base["trace_length"], float),
+    }
+    for mode in ("deliberate", "direct"):
+        cols[f"loss/{mode}"] = np.array(base[f"loss/{mode}"])
+        for name in ("el2n", "grand"):
+            cols[f"{name}/{mode}"] = _mean_over([run[f"{name}/{mode}"] for run in sft])
+        cols[f"forgetting/{mode}"] = _mean_over([forgetting_events(np.array(run[f"correct/{mode}"])) for run in sft])
+    scores = ledger_scores([lg for runs in ledgers.values() for lg in runs])
+    for key in ("learnability", "pass_rate_end", "forgetting"):
+        cols[f"ledger/{key}"] = np.array([scores.get(pid, {}).get(key, math.nan) for pid in pids])
+    for key in ("grad_cos", "grad_adam"):
+        cols[key] = np.array([g[key] for g in grads])
+    if memo:
+        cols["memorization"] = memorization(
+            np.array([m["inside"] for m in memo]), np.array([m["pass_rate"] for m in memo])
+        )
+    by_pid = [{r["pid"]: r for r in rows} for rows in shots.values()]
+    for key in ("value", "value_greedy", "damage", "repair", *(f"value/{b}" for b in BANDS)):
+        per_seed = np.array(
+            [[runs[pid].get(key, math.nan) if pid in runs else math.nan for pid in pids] for runs in by_pid]
+        )
+        cols[key] = np.nanmean(per_seed, 0) if per_seed.size else np.full(len(pids), math.nan)
+        for i, seed in enumerate(shots):
+            cols[f"{key}@seed{seed}"] = per_seed[i]
+    return cols
+
+
+def correlations(cols: Mapping[str, np.ndarray], n_boot: int) -> dict[str, dict]:
+    """Spearman rho (bootstrap CI, n) of every available metric with value and with damage."""
+    return {m: {t: spearman(cols[m], cols[t], n_boot).as_dict() for t in TARGETS} for m in METRICS if m in cols}
+
+
+def within_bands(cols: Mapping[str, np.ndarray], bands: Sequence[str], n_boot: int) -> dict[str, dict]:
+    """Spearman rho of every metric with value inside each band label: what a metric adds
+    beyond the band it would have put the problem in."""
+    arr = np.asarray(bands)
+    return {
+        m: {b: spearman(cols[m][arr == b], cols["value"][arr == b], n_boot).as_dict() for b in BANDS}
+        for m in METRICS
+        if m in cols
+    }
+
+
+def reliability(cols: Mapping[str, np.ndarray], seeds: Sequence[int], bands: Sequence[str], n_boot: int) -> dict:
+    """Seed-to-seed Spearman between the first two value seeds, of each target over all
+    problems and of value within each band label: the ceiling any metric can reach.
+    Empty with one seed."""
+    if len(seeds) < 2:
+        return {}
+    a, b = (cols[f"value@seed{s}"] for s in seeds[:2])
+    arr = np.asarray(bands)
+    return {
+        **{t: spearman(cols[f"{t}@seed{seeds[0]}"], cols[f"{t}@seed{seeds[1]}"], n_boot).as_dict() for t in TARGETS},
+        "value_within_bands": {band: spearman(a[arr == band], b[arr == band], n_boot).as_dict() for band in BANDS},
+    }
+
+
+def by_band(cols: Mapping[str, np.ndarray], bands: Sequence[str]) -> dict[str, dict]:
+    """Per static band: mean value, damage and eval-band changes with bootstrap CIs over problems."""
+    arr = np.asarray(bands)
+    keys = ("value", "value_greedy", "damage", "repair", *(f"value/{b}" for b in BANDS))
+    return {b: {k: bootstrap_mean(cols[k][(arr == b) & np.isfinite(cols[k])]).as_dict() for k in keys} for b in BANDS}
+
+
+def value_curve(cols: Mapping[str, np.ndarray], n_boot: int) -> dict:
+    fit = quadratic_fit(cols["pass_rate"], cols["value"], n_boot)
+    return {
+        "bins": binned_means(cols["pass_rate"], cols["value"], PASS_RATE_EDGES),
+        "damage_bins": binned_means(cols["pass_rate"], cols["damage"], PASS_RATE_EDGES),
+        "curvature": fit.curvature.as_dict(), "vertex": fit.vertex.as_dict(), "coef": list(fit.coef),
+        "inverted_u": bool(fit.curvature.ci95[1] < 0 and 0 < fit.vertex.mean < 1),
+    }  # fmt: skip
+
+
+def drift(
+    ledgers: Mapping[str, Sequence[Sequence[dict]]], table: dict, window: int, base_rates: Mapping[str, float]
+) -> dict:
+    """How fast pool problems leave their static band during their band's GRPO runs.
+
+    At each step N (every ``window`` steps) a problem's band is re-read from the ledger's
+    groups sampled in (N - window, N]; ``stale`` is the fraction no longer in the static
+    band (mean over runs). ``label_noise`` is the same fraction at the base model, from
+    fresh base samples of the value-study sample: what re-measuring alone changes."""
+    th = table["thresholds"]
+    out: dict[str, dict] = {}
+    for band in BANDS:
+        static = {r["pid"]: band for r in table["pools"][band]}
+        noise = {
+            pid: band_of(rate, th["hard_max"], th["easy_min"]) for pid, rate in base_rates.items() if pid in static
+        }
+        curve, trans = [], {}
+        last = max((row["step"] for lg in ledgers.get(band, []) for row in lg), default=0)
+        for step in range(window, last + 1, window):
+            now = [relabel(ledger_pass_rates(lg, step, window), th["hard_max"], th["easy_min"]) for lg in ledgers[band]]
+            fracs = [stale_fraction(static, n, band) for n in now]
+            curve.append(
+                {"step": step, "stale": float(np.nanmean(fracs)), "measured": float(np.mean([len(n) for n in now]))}
+            )
+            trans = transitions(static, now[0])
+        out[band] = {"curve": curve, "transitions_first_run_last_window": trans,
+                     "label_noise": stale_fraction({p: band for p in noise}, noise, band), "label_noise_n": len(noise)}  # fmt: skip
+    return out
+
+
+def degeneration(shots: Mapping[int, list[dict]], sample: Sequence[dict], base_behaviour: Mapping[str, float]) -> dict:
+    """Per band, rollout behaviour at a one-sample run's first vs last update, eval behaviour
+    after it, and the share of runs that never saw a reward difference (no update at all)."""
+    band_of_pid = {r["pid"]: r["band"] for r in sample}
+    out = {}
+    for band in BANDS:
+        rows = [r for runs in shots.values() for r in runs if band_of_pid.get(r["pid"]) == band]
+        if not rows:
+            continue
+        inert = [all(x in (0.0, 1.0) for x in r["reward"]) for r in rows]
+        out[band] = {
+            "runs": len(rows),
+            "inert_frac": float(np.mean(inert)),
+            "reward_curve": np.mean([r["reward"] for r in rows], 0).tolist(),
+            **{f"rollout/{b}": {"first": _nanmean([r["behaviour_first"].get(b) for r in rows]),
+                                "last": _nanmean([r["behaviour_last"].get(b) for r in rows])} for b in BEHAVIOURS},
+            **{f"eval/{b}": {"base": base_behaviour.get(b, math.nan), "after": _nanmean([r["eval_behaviour"].get(b) for r in rows])}
+               for b in BEHAVIOURS},
+        }  # fmt: skip
+    return out
+
+
+def _nanmean(xs) -> float:
+    a = np.array([math.nan if x is None else x for x in xs], dtype=float)
+    return float(np.nanmean(a)) if np.isfinite(a).any() else math.nan
+
+
+def _best(ests: Mapping[str, dict]) -> str | None:
+    """The metric with the largest |rho| (None when none is finite)."""
+    finite = {m: abs(e["mean"]) for m, e in ests.items() if np.isfinite(e["mean"])}
+    return max(finite, key=finite.get) if finite else None
+
+
+def _excludes_zero(e: dict) -> bool:
+    return bool(np.isfinite(e["mean"]) and not e["ci95"][0] <= 0 <= e["ci95"][1])
+
+
+def _rho(e: dict) -> str:
+    return f"{e['mean']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]"
+
+
+def verdict(corr: dict, within: dict, rel: dict, curve: dict, bands: dict, degen: dict) -> str:
+    """One sentence from the numbers: best predictor vs reliability, overall and inside the
+    medium band; the curve's shape; what hard problems are worth."""
+    best = _best({m: c["value"] for m, c in corr.items()})
+    if best is None:
+        return "No metric could be correlated with value (too few measured problems)."
+    n_sig = sum(_excludes_zero(c["value"]) for c in corr.values())
+    text = f"The best single predictor of one-sample value is {best} (Spearman {_rho(corr[best]['value'])}, n = {corr[best]['value']['n']})"
+    text += f" against a seed-to-seed reliability of {rel['value']['mean']:.2f}" if rel else ""
+    text += f"; {n_sig} of {len(corr)} metrics have a CI excluding 0"
+    best_mid = _best({m: w["medium"] for m, w in within.items()})
+    if best_mid is not None:
+        ceiling = f", reliability {rel['value_within_bands']['medium']['mean']:.2f}" if rel else ""
+        text += f"; inside the medium band{ceiling}, the best is {best_mid} ({_rho(within[best_mid]['medium'])})"
+    cv = curve["curvature"]
+    text += (f"; value is an inverted U in base pass rate (peak near {curve['vertex']['mean']:.2f}, curvature {_rho(cv)})"
+             if curve["inverted_u"] else f"; value is not an inverted U in base pass rate (curvature {_rho(cv)})")  # fmt: skip
+    hard = bands["hard"]["value"]
+    inert = degen.get("hard", {}).get("inert_frac", math.nan)
+    return text + (f"; hard problems are worth {hard['mean']:+.3f} [{hard['ci95'][0]:+.3f}, {hard['ci95'][1]:+.3f}] "
+                   f"held-out accuracy ({inert:.0%} of their one-sample runs never updated).")  # fmt: skip
+
+
+def analyse(args, sample, base, sft, shots, grads, memo, ledgers, table) -> tuple[dict, dict]:
+    """(results.json, what the report needs besides it)."""
+    cols = example_table(sample, base, sft, shots, grads, memo, ledgers)
+    bands = [r["band"] for r in sample]
+    corr = correlations(cols, args.n_boot)
+    within = within_bands(cols, bands, args.n_boot)
+    rel = reliability(cols, list(shots), bands, args.n_boot)
+    curve = value_curve(cols, args.n_boot)
+    per_band = by_band(cols, bands)
+    degen = degeneration(shots, sample, base["eval"]["behaviour"])
+    drifted = drift(ledgers, table, args.drift_window, {r["pid"]: x for r, x in zip(sample, base["pass_rate"])})
+    res = {
+        "preset": args.preset, "n_problems": len(sample), "value_seeds": list(args.value_seeds), "sft_seeds": list(args.sft_seeds),
+        "one_shot_steps": args.one_shot_steps, "has_ledgers": any(ledgers.values()),
+        "correlations": corr, "within_bands": within, "reliability": rel, "value_curve": curve, "by_band": per_band, "drift": drifted,
+        "degeneration": degen, "verdict": verdict(corr, within, rel, curve, per_band, degen),
+    }  # fmt: skip
+    examples = [
+        {"pid": r["pid"], "band": r["band"], **{k: _plain(v[i]) for k, v in cols.items()}} for i, r in enumerate(sample)
+    ]
+    return res, {"cols": cols, "bands": bands, "examples": examples}
+
+
+def _plain(x) -> float | None:
+    """JSON value of a table cell: inf (never learned) is written as the string "inf"."""
+    x = float(x)
+    return "inf" if x == math.inf else (None if math.isnan(x) else x)  # type: ignore[return-value]

@@ -1,0 +1,292 @@
+"""Do difficulty metrics predict what an example is worth? ``python -m experiments.value_study --run runs/NAME``.
+
+Needs a run with base/ and bands/table.json (``experiments.band_study`` makes one; its
+GRPO band runs, when present, add the ledger metrics and the drift analysis). For a
+sample of each band's training pool it measures
+
+* difficulty metrics: base pass rate and learnability, ledger learnability / final pass
+  rate / forgetting along the band runs, base loss, EL2N, GraNd and forgetting from early
+  supervised runs (experiments.sft_scores), generated length, k, and optionally
+  memorization from GRPO on random halves of the sample;
+* true value: one-sample GRPO amplification from the base model, the change of held-out
+  accuracy, and damage (experiments.one_shot); plus the gradient-alignment estimate;
+
+then writes ``value/examples.json`` (one row per problem), ``value/results.json``,
+``value/report.md`` and ``value/figures/``. Stages persist as they finish (one-shot runs
+line by line), so rerunning the same command resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from experiments import cli
+from experiments.evaluate import rollouts
+from experiments.grpo import GRPOArgs, append_jsonl
+from experiments.one_shot import (
+    EvalResult,
+    EvalSet,
+    alignment,
+    eval_gradient,
+    evaluate,
+    example_gradient,
+    one_shot,
+    value_of,
+)
+from experiments.rundir import RunDirError, check_writable, init_run, read_json, write_json
+from experiments.sft_scores import pretrain_args, scoring_run, target_batch
+from experiments.task import MODES, Parsed, Problem
+from experiments.value_report import write_report
+from experiments.value_results import analyse
+from probes.bands import BANDS
+from probes.difficulty import teacher_forced
+from probes.models import load_hf, load_tokenizer
+from probes.runs import read_jsonl
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueArgs:
+    """Relate per-example difficulty metrics to the measured value of training examples."""
+
+    run: Path = Path("runs/default")
+    """Run directory with base/ and bands/table.json (GRPO band runs optional)."""
+    preset: str = "default"
+    """smoke (< 60 s, tests), default (2 CPU cores), gpu."""
+    seed: int = 0
+    """Seeds the sample, base measurements and the eval sampling."""
+    per_band: int = 32
+    """Problems sampled from each band's training pool."""
+    n_base_samples: int = 32
+    """Completions per problem for the base pass rate (independent of the band label's samples)."""
+    value_seeds: tuple[int, ...] = (0, 1)
+    """One-sample runs per problem; two or more give the value's seed-to-seed reliability."""
+    one_shot_steps: int = 10
+    """GRPO updates of a one-sample run."""
+    copies: int = 4
+    """Groups of the single problem per update."""
+    group_size: int = 8
+    """Completions per group (G)."""
+    lr: float = 1e-4
+    """AdamW learning rate of one-sample runs (the band runs' default)."""
+    eval_samples: int = 2
+    """Sampled completions per held-out problem when measuring accuracy."""
+    sft_seeds: tuple[int, ...] = (0, 1, 2)
+    """Fresh-init supervised scoring runs (EL2N, GraNd, forgetting average over them)."""
+    sft_steps: int = 450
+    """Steps of each scoring run (of the pretraining recipe's schedule: early training)."""
+    presentations: int = 9
+    """Times each sampled problem is presented during a scoring run."""
+    memo_subsets: int = 8
+    """GRPO runs on random halves of the sample for memorization (0 skips it)."""
+    memo_steps: int = 20
+    """GRPO updates of each memorization run."""
+    drift_window: int = 10
+    """Steps of ledger pooled to re-measure a problem's band during a band run."""
+    n_boot: int = 1000
+    """Bootstrap resamples for confidence intervals."""
+    device: str = "cpu"
+    """Torch device."""
+
+    def __post_init__(self) -> None:
+        for name in ("per_band", "n_base_samples", "one_shot_steps", "copies", "eval_samples", "sft_steps", "presentations",
+                     "memo_steps", "drift_window", "n_boot"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ValueError(f"group_size: group-relative advantages need >= 2, got {self.group_size}")
+        if not self.value_seeds or not self.sft_seeds:
+            raise ValueError("value_seeds, sft_seeds: need at least one seed each")
+        if self.presentations > self.sft_steps:
+            raise ValueError(f"presentations: {self.presentations} exceeds sft_steps {self.sft_steps}")
+        if self.memo_subsets < 0 or not self.lr > 0:
+            raise ValueError("memo_subsets: must be >= 0; lr: must be > 0")
+
+    @property
+    def out(self) -> Path:
+        return self.run / "value"
+
+    def grpo_args(self, **over) -> GRPOArgs:
+        base = dict(prompts_per_step=self.copies, group_size=self.group_size, lr=self.lr, steps=self.one_shot_steps,
+                    device=self.device)  # fmt: skip
+        return GRPOArgs(run=self.run, **{**base, **over})
+
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "smoke": dict(per_band=4, n_base_samples=8, one_shot_steps=2, copies=2, group_size=4, eval_samples=1, sft_steps=12,
+                  presentations=3, memo_subsets=2, memo_steps=2, drift_window=2, n_boot=200),
+    "gpu": dict(per_band=128, n_base_samples=64, value_seeds=(0, 1, 2), one_shot_steps=20, eval_samples=8, sft_steps=800,
+                presentations=16, memo_subsets=32, device="cuda"),
+}  # fmt: skip
+
+
+def draw_sample(table: dict, per_band: int, seed: int) -> list[dict]:
+    """``per_band`` pool records per band (all of a pool when it is smaller), band kept."""
+    rng = np.random.Generator(np.random.PCG64([seed, 23]))
+    out = []
+    for band in BANDS:
+        pool = table["pools"][band]
+        idx = sorted(rng.choice(len(pool), size=min(per_band, len(pool)), replace=False).tolist())
+        out += [{**pool[i], "band": band} for i in idx]
+    return out
+
+
+def sampled(model, tokenizer, problems: list[Problem], n: int, seed: int) -> list[list[Parsed]]:
+    """n free-choice completions at T = 1 per problem, parsed."""
+    gen = torch.Generator().manual_seed(seed)
+    res = rollouts(
+        model, tokenizer, [pr for pr in problems for _ in range(n)], mode=None, temperature=1.0, generator=gen
+    )
+    return [[r.parsed for r in res[i * n : (i + 1) * n]] for i in range(len(problems))]
+
+
+def _mean_or_nan(xs: list[float]) -> float:
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def base_stage(args: ValueArgs, model, tokenizer, problems: list[Problem], ev: EvalSet) -> dict:
+    """Base pass rate, generated lengths and teacher-forced loss per mode; base eval results."""
+    parsed = sampled(model, tokenizer, problems, args.n_base_samples, args.seed)
+    vocab = tokenizer.get_vocab()
+    out = {
+        "pass_rate": [float(np.mean([p.correct for p in ps])) for ps in parsed],
+        "length": [float(np.mean([p.length for p in ps])) for ps in parsed],
+        "trace_length": [_mean_or_nan([p.length for p in ps if p.mode == "deliberate"]) for ps in parsed],
+        "deliberate_rate": [float(np.mean([p.mode == "deliberate" for p in ps])) for ps in parsed],
+    }
+    with torch.no_grad():
+        for mode in MODES:
+            ids_BL, labels_BL = (t.to(args.device) for t in target_batch(problems, mode, vocab))
+            out[f"loss/{mode}"] = teacher_forced(model(input_ids=ids_BL).logits, labels_BL).loss.tolist()
+    base_eval = evaluate(model, tokenizer, ev)
+    out["eval"] = {
+        "greedy": base_eval.greedy.tolist(),
+        "sampled": base_eval.sampled.tolist(),
+        "behaviour": base_eval.behaviour,
+    }
+    return out
+
+
+def one_shot_stage(
+    args: ValueArgs, problems: list[Problem], ev: EvalSet, base_eval: EvalResult
+) -> dict[int, list[dict]]:
+    """One-sample runs, appended line by line to one_shot/seed<v>.jsonl (a rerun skips finished ones)."""
+    base = args.run / "base"
+    tokenizer, ref_model = load_tokenizer(base), load_hf(base, args.device)
+    model = load_hf(base, args.device)
+    base_state = {k: v.clone() for k, v in ref_model.state_dict().items()}
+    rows = {}
+    for v in args.value_seeds:
+        path = args.out / "one_shot" / f"seed{v}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        done = {r["pid"] for r in read_jsonl(path)}
+        for i, pr in enumerate(tqdm(problems, desc=f"one-sample runs s{v}")):
+            if pr.pid in done:
+                continue
+            model.load_state_dict(base_state)
+            trace = one_shot(model, ref_model, tokenizer, [pr], i, v, args.grpo_args())
+            after = evaluate(model, tokenizer, ev)
+            row = {
+                "pid": pr.pid,
+                "seed": v,
+                **value_of(after, base_eval, ev.bands),
+                **trace,
+                "eval_behaviour": after.behaviour,
+            }
+            append_jsonl(path, [row])
+        rows[v] = read_jsonl(path)
+    return rows
+
+
+def grad_stage(args: ValueArgs, model, tokenizer, problems: list[Problem], ev: EvalSet) -> list[dict]:
+    g_eval = eval_gradient(model, tokenizer, ev.problems, args.group_size, args.seed, args.device)
+    gargs = args.grpo_args()
+    return [alignment(example_gradient(model, tokenizer, pr, i, args.value_seeds[0], gargs), g_eval)
+            for i, pr in enumerate(tqdm(problems, desc="gradient alignment"))]  # fmt: skip
+
+
+def memo_stage(args: ValueArgs, problems: list[Problem], r: int) -> dict:
+    """GRPO from base on a random half of the sample, then every sampled problem's pass rate."""
+    base = args.run / "base"
+    model, ref_model, tokenizer = load_hf(base, args.device), load_hf(base, args.device), load_tokenizer(base)
+    inside = np.random.Generator(np.random.PCG64([args.seed, r, 29])).permutation(len(problems)) < len(problems) // 2
+    pool = [pr for pr, x in zip(problems, inside) if x]
+    gargs = args.grpo_args(prompts_per_step=max(1, min(16, len(pool))), steps=args.memo_steps)
+    one_shot(
+        model, ref_model, tokenizer, pool, len(problems) + r, args.seed, gargs
+    )  # indices past the one-sample runs'
+    rates = [
+        np.mean([p.correct for p in ps]) for ps in sampled(model, tokenizer, problems, args.group_size, args.seed + r)
+    ]
+    return {"inside": inside.tolist(), "pass_rate": [float(x) for x in rates]}
+
+
+def cached(path: Path, make) -> dict | list:
+    """Read ``path`` if a previous run wrote it, else compute and write it."""
+    if path.exists():
+        return read_json(path)
+    value = make()
+    write_json(path, value)
+    return value
+
+
+def band_ledgers(run: Path) -> dict[str, list[list[dict]]]:
+    """Every GRPO band run's ledger, per band (empty lists when the run has none)."""
+    return {b: [read_jsonl(p) for p in sorted((run / "bands" / b).glob("seed*/ledger.jsonl"))] for b in BANDS}
+
+
+def main(args: ValueArgs) -> dict:
+    """Run or resume every stage; returns results.json's content."""
+    table_path = args.run / "bands" / "table.json"
+    if not table_path.exists():
+        raise RunDirError(f"{table_path}: missing; run experiments.band_study (or pretrain and bands) first")
+    check_writable(args.out)
+    init_run(args.run, "value_study", args)
+    start = time.perf_counter()
+
+    def stage(name: str) -> None:
+        print(f"[value_study {time.perf_counter() - start:6.0f} s] {name}", flush=True)
+
+    table = read_json(table_path)
+    sample = cached(args.out / "sample.json", lambda: draw_sample(table, args.per_band, args.seed))
+    problems = [Problem.from_record(r, table["p"]) for r in sample]
+    ev = EvalSet([Problem.from_record(r, table["p"]) for r in table["eval_set"]], [r["band"] for r in table["eval_set"]],
+                 args.eval_samples, args.seed)  # fmt: skip
+    base_dir = args.run / "base"
+    model, tokenizer = load_hf(base_dir, args.device), load_tokenizer(base_dir)
+    stage(f"base model: pass rates ({args.n_base_samples} samples), lengths, losses, eval set")
+    base = cached(args.out / "base.json", lambda: base_stage(args, model, tokenizer, problems, ev))
+    base_eval = EvalResult(
+        np.array(base["eval"]["greedy"]), np.array(base["eval"]["sampled"]), base["eval"]["behaviour"]
+    )
+    stage(f"supervised scoring runs (seeds {list(args.sft_seeds)}, {args.sft_steps} steps)")
+    pre = pretrain_args(args.run)
+    sft = [cached(args.out / "sft" / f"seed{s}.json", lambda s=s: scoring_run(pre, s, problems, args.sft_steps, args.presentations))
+           for s in args.sft_seeds]  # fmt: skip
+    stage(f"one-sample GRPO runs ({len(problems)} problems x {len(args.value_seeds)} seeds)")
+    shots = one_shot_stage(args, problems, ev, base_eval)
+    stage("gradient alignment")
+    grads = cached(args.out / "grad.json", lambda: grad_stage(args, model, tokenizer, problems, ev))
+    memo = []
+    if args.memo_subsets:
+        stage(f"memorization ({args.memo_subsets} GRPO runs on random halves)")
+        memo = [
+            cached(args.out / "memo" / f"subset{r}.json", lambda r=r: memo_stage(args, problems, r))
+            for r in range(args.memo_subsets)
+        ]
+    stage("analysis and report")
+    res, extra = analyse(args, sample, base, sft, shots, grads, memo, band_ledgers(args.run), table)
+    write_report(args.out, res, extra, wall_s=time.perf_counter() - start)
+    write_json(args.out / "results.json", res)
+    print(res["verdict"])
+    return res
+
+
+if __name__ == "__main__":
+    cli.run(main, ValueArgs, PRESETS)
