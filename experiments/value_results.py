@@ -252,10 +252,14 @@ def analyse(args, sample, base, sft, shots, grads, memo, ledgers, table) -> tupl
         "correlations": corr, "within_bands": within, "reliability": rel, "value_curve": curve, "by_band": per_band, "drift": drifted,
         "degeneration": degen, "verdict": verdict(corr, within, rel, curve, per_band, degen),
     }  # fmt: skip
-    examples = [
-        {"pid": r["pid"], "band": r["band"], **{k: _plain(v[i]) for k, v in cols.items()}} for i, r in enumerate(sample)
-    ]
+    examples = [{"pid": r["pid"], "band": r["band"], "chain": _chain(r), **{k: _plain(v[i]) for k, v in cols.items()}}
+                for i, r in enumerate(sample)]  # fmt: skip
     return res, {"cols": cols, "bands": bands, "examples": examples}
+
+
+def _chain(rec: dict) -> str:
+    """The problem as its prompt writes it, e.g. "3 + 4 * 2"."""
+    return " ".join([str(rec["start"]), *(f"{op} {x}" for op, x in zip(rec["ops"], rec["operands"]))])
 
 
 def _plain(x) -> float | None:

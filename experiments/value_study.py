@@ -218,13 +218,10 @@ def memo_stage(args: ValueArgs, problems: list[Problem], r: int) -> dict:
     inside = np.random.Generator(np.random.PCG64([args.seed, r, 29])).permutation(len(problems)) < len(problems) // 2
     pool = [pr for pr, x in zip(problems, inside) if x]
     gargs = args.grpo_args(prompts_per_step=max(1, min(16, len(pool))), steps=args.memo_steps)
-    one_shot(
-        model, ref_model, tokenizer, pool, len(problems) + r, args.seed, gargs
-    )  # indices past the one-sample runs'
-    rates = [
-        np.mean([p.correct for p in ps]) for ps in sampled(model, tokenizer, problems, args.group_size, args.seed + r)
-    ]
-    return {"inside": inside.tolist(), "pass_rate": [float(x) for x in rates]}
+    one_shot(model, ref_model, tokenizer, pool, len(problems) + r, args.seed, gargs)  # index past the one-sample runs'
+    parsed = sampled(model, tokenizer, problems, args.group_size, args.seed + r)
+    rates = [float(np.mean([p.correct for p in ps])) for ps in parsed]
+    return {"inside": inside.tolist(), "pass_rate": rates}
 
 
 def cached(path: Path, make) -> dict | list:
