@@ -1,15 +1,15 @@
-"""Supervised difficulty scores (EL2N, GraNd, loss, forgetting) from early pretraining runs.
+"""Supervised difficulty scores (EL2N, GraNd, loss, forgetting) from fresh pretraining runs.
 
-The data-pruning metrics are defined on a model *early in supervised training*, averaged
-over independent seeds (Paul et al. 2021; Toneva et al. 2019). Here the supervised
+EL2N and GraNd are defined on a model *early in supervised training*, averaged over
+independent seeds (Paul et al. 2021); forgetting events count right -> wrong flips over
+the presentations of a whole training run (Toneva et al. 2019). Here the supervised
 training is the run's own pretraining recipe (same task, architecture, data stream and
-learning-rate schedule as base/), restarted from fresh initialisations and stopped at
-``steps``. The scored examples are made training examples: each is presented, in both
-modes (its canonical deliberate and direct completions), ``presentations`` times at
-evenly spaced steps, mixed into the ordinary batch. At each presentation the forward
-pass of that training step (before the update) records whether every target token was
-the argmax; flips from right to wrong between presentations are forgetting events.
-At the last step EL2N, loss and GraNd of every example are read in eval mode.
+learning-rate schedule as base/), restarted from fresh initialisations. The scored
+examples are made training examples: each is presented, in both modes (its canonical
+deliberate and direct completions), ``presentations`` times at evenly spaced steps,
+mixed into the ordinary batch. At each presentation the forward pass of that training
+step (before the update) records whether every target token was the argmax. At
+``score_step`` (early) EL2N, loss and GraNd of every example are read in eval mode.
 """
 
 from __future__ import annotations
@@ -52,14 +52,14 @@ def target_batch(
 
 
 def _concat(a: tuple[Tensor, Tensor], b: tuple[Tensor, Tensor], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Stack two (ids, labels) batches, right-padding both to the wider one."""
     width = max(a[0].shape[1], b[0].shape[1])
 
     def widen(t: Tensor, fill: int) -> Tensor:
         return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=fill)
 
-    return torch.cat([widen(a[0], pad_id), widen(b[0], pad_id)]), torch.cat(
-        [widen(a[1], NOT_TARGET), widen(b[1], NOT_TARGET)]
-    )
+    ids = torch.cat([widen(a[0], pad_id), widen(b[0], pad_id)])
+    return ids, torch.cat([widen(a[1], NOT_TARGET), widen(b[1], NOT_TARGET)])
 
 
 def presentation_steps(n: int, steps: int, presentations: int) -> Int[np.ndarray, "N E"]:
@@ -69,43 +69,54 @@ def presentation_steps(n: int, steps: int, presentations: int) -> Int[np.ndarray
     return np.arange(presentations)[None] * epoch + (np.arange(n) % epoch)[:, None]
 
 
+def read_scores(model, ids_SL: Int[Tensor, "S L"], labels_SL: Int[Tensor, "S L"]) -> dict[str, list[float]]:
+    """Teacher-forced loss and EL2N, and GraNd, of every sequence (the model is left in train mode)."""
+    model.eval()
+    with torch.no_grad():
+        tf = teacher_forced(model(input_ids=ids_SL).logits, labels_SL)
+    scores = {"loss": tf.loss.tolist(), "el2n": tf.el2n.tolist(), "grand": grand(model, ids_SL, labels_SL).tolist()}
+    model.train()
+    return scores
+
+
 def scoring_run(
-    pre: PretrainArgs, seed: int, problems: Sequence[Problem], steps: int, presentations: int
+    pre: PretrainArgs, seed: int, problems: Sequence[Problem], steps: int, presentations: int, score_step: int
 ) -> dict[str, list]:
-    """One supervised run from a fresh init; per mode, per example: correct at each
-    presentation, and final loss, EL2N and GraNd."""
-    args = dataclasses.replace(pre, seed=seed)  # lr schedule of the full recipe, stopped early
+    """One supervised run of ``steps`` steps from a fresh init; per mode, per example: correct
+    at each presentation, and loss, EL2N and GraNd after ``score_step`` steps."""
+    if not 0 <= score_step <= steps <= pre.steps:
+        raise ValueError(f"need 0 <= score_step ({score_step}) <= steps ({steps}) <= the recipe's {pre.steps}")
+    args = dataclasses.replace(pre, seed=seed)  # the full recipe's lr schedule, stopped at ``steps``
     tokenizer = build_tokenizer(args.task_spec)
     vocab = tokenizer.get_vocab()
     model = build_model(args.model_spec, tokenizer, seed).to(args.device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     targets = {m: target_batch(problems, m, vocab) for m in MODES}
-    ids_SL, labels_SL = _concat(targets["deliberate"], targets["direct"], vocab["<pad>"])  # S = 2N, modes stacked
-    when_SE = presentation_steps(len(ids_SL), steps, presentations)
+    ids_SL, labels_SL = (t.to(args.device) for t in _concat(targets["deliberate"], targets["direct"], vocab["<pad>"]))
+    when_SE = presentation_steps(len(ids_SL), steps, presentations)  # S = 2N: both modes stacked
     correct_SE = np.zeros(when_SE.shape, dtype=bool)
+    scores = {}
     for step in tqdm(range(steps), desc=f"sft scores s{seed}", leave=False):
+        if step == score_step:
+            scores = read_scores(model, ids_SL, labels_SL)
         rng = np.random.Generator(np.random.PCG64([args.seed, step]))
         rows, epochs = np.nonzero(when_SE == step)
-        ids_BL, labels_BL = _concat(make_batch(rng, args, vocab), (ids_SL[rows], labels_SL[rows]), vocab["<pad>"])
-        ids_BL, labels_BL = ids_BL.to(args.device), labels_BL.to(args.device)
+        batch = (t.to(args.device) for t in make_batch(rng, args, vocab))
+        ids_BL, labels_BL = _concat(tuple(batch), (ids_SL[rows], labels_SL[rows]), vocab["<pad>"])
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args)
         out = model(input_ids=ids_BL, labels=labels_BL)
         if len(rows):
-            correct_SE[rows, epochs] = (
-                teacher_forced(out.logits[-len(rows) :].detach(), labels_BL[-len(rows) :]).correct.cpu().numpy()
-            )
+            tf = teacher_forced(out.logits[-len(rows) :].detach(), labels_BL[-len(rows) :])
+            correct_SE[rows, epochs] = tf.correct.cpu().numpy()
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    model.eval()
-    with torch.no_grad():
-        tf = teacher_forced(model(input_ids=ids_SL.to(args.device)).logits, labels_SL.to(args.device))
-    gn = grand(model, ids_SL.to(args.device), labels_SL.to(args.device))
+    scores = scores or read_scores(model, ids_SL, labels_SL)  # score_step == steps
     n = len(problems)
     return {
         f"{name}/{m}": values[i * n : (i + 1) * n]
-        for name, values in (("correct", correct_SE.tolist()), ("loss", tf.loss.tolist()), ("el2n", tf.el2n.tolist()), ("grand", gn.tolist()))
+        for name, values in (("correct", correct_SE.tolist()), *scores.items())
         for i, m in enumerate(MODES)
-    }  # fmt: skip
+    }

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from experiments.task import MODES
 from probes.bands import BANDS, band_of, ledger_pass_rates, relabel, stale_fraction, transitions
 from probes.difficulty import (
     binned_means,
@@ -69,7 +70,7 @@ def example_table(sample, base, sft, shots, grads, memo, ledgers) -> dict[str, n
         "length": np.array(base["length"]),
         "trace_length": np.array(base["trace_length"], float),
     }
-    for mode in ("deliberate", "direct"):
+    for mode in MODES:
         cols[f"loss/{mode}"] = np.array(base[f"loss/{mode}"])
         for name in ("el2n", "grand"):
             cols[f"{name}/{mode}"] = _mean_over([run[f"{name}/{mode}"] for run in sft])

@@ -78,9 +78,11 @@ class ValueArgs:
     """Sampled completions per held-out problem when measuring accuracy."""
     sft_seeds: tuple[int, ...] = (0, 1, 2)
     """Fresh-init supervised scoring runs (EL2N, GraNd, forgetting average over them)."""
-    sft_steps: int = 450
-    """Steps of each scoring run (of the pretraining recipe's schedule: early training)."""
-    presentations: int = 9
+    sft_steps: int = 1000
+    """Steps of each scoring run, on the recipe's full lr schedule (at most its length; forgetting counts over them)."""
+    score_step: int = 450
+    """Step of a scoring run at which EL2N, GraNd and loss are read (early in training)."""
+    presentations: int = 10
     """Times each sampled problem is presented during a scoring run."""
     memo_subsets: int = 8
     """GRPO runs on random halves of the sample for memorization (0 skips it)."""
@@ -104,6 +106,8 @@ class ValueArgs:
             raise ValueError("value_seeds, sft_seeds: need at least one seed each")
         if self.presentations > self.sft_steps:
             raise ValueError(f"presentations: {self.presentations} exceeds sft_steps {self.sft_steps}")
+        if not 0 <= self.score_step <= self.sft_steps:
+            raise ValueError(f"score_step: must lie in [0, sft_steps={self.sft_steps}], got {self.score_step}")
         if self.memo_subsets < 0 or not self.lr > 0:
             raise ValueError("memo_subsets: must be >= 0; lr: must be > 0")
 
@@ -120,9 +124,9 @@ class ValueArgs:
 PRESETS: dict[str, dict] = {
     "default": {},
     "smoke": dict(per_band=4, n_base_samples=8, one_shot_steps=2, copies=2, group_size=4, eval_samples=1, sft_steps=12,
-                  presentations=3, memo_subsets=2, memo_steps=2, drift_window=2, n_boot=200),
-    "gpu": dict(per_band=128, n_base_samples=64, value_seeds=(0, 1, 2), one_shot_steps=20, eval_samples=8, sft_steps=800,
-                presentations=16, memo_subsets=32, device="cuda"),
+                  score_step=6, presentations=3, memo_subsets=2, memo_steps=2, drift_window=2, n_boot=200),
+    "gpu": dict(per_band=128, n_base_samples=64, value_seeds=(0, 1, 2), one_shot_steps=20, eval_samples=8, sft_steps=4000,
+                score_step=1200, presentations=20, memo_subsets=32, device="cuda"),
 }  # fmt: skip
 
 
@@ -262,10 +266,17 @@ def main(args: ValueArgs) -> dict:
     base_eval = EvalResult(
         np.array(base["eval"]["greedy"]), np.array(base["eval"]["sampled"]), base["eval"]["behaviour"]
     )
-    stage(f"supervised scoring runs (seeds {list(args.sft_seeds)}, {args.sft_steps} steps)")
-    pre = pretrain_args(args.run)
-    sft = [cached(args.out / "sft" / f"seed{s}.json", lambda s=s: scoring_run(pre, s, problems, args.sft_steps, args.presentations))
-           for s in args.sft_seeds]  # fmt: skip
+    stage(
+        f"supervised scoring runs (seeds {list(args.sft_seeds)}, {args.sft_steps} steps, scores at {args.score_step})"
+    )
+    pre = dataclasses.replace(pretrain_args(args.run), device=args.device)
+    if args.sft_steps > pre.steps:
+        raise RunDirError(f"sft_steps: {args.sft_steps} exceeds the run's pretraining length {pre.steps}")
+    sft = [
+        cached(args.out / "sft" / f"seed{s}.json",
+               lambda s=s: scoring_run(pre, s, problems, args.sft_steps, args.presentations, args.score_step))
+        for s in args.sft_seeds
+    ]  # fmt: skip
     stage(f"one-sample GRPO runs ({len(problems)} problems x {len(args.value_seeds)} seeds)")
     shots = one_shot_stage(args, problems, ev, base_eval)
     stage("gradient alignment")

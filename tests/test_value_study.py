@@ -78,6 +78,8 @@ def test_value_args__rejects_bad_values():
         value_study.ValueArgs(per_band=0)
     with pytest.raises(ValueError, match="presentations"):
         value_study.ValueArgs(sft_steps=4, presentations=5)
+    with pytest.raises(ValueError, match="score_step"):
+        value_study.ValueArgs(sft_steps=400, score_step=401)
 
 
 def test_one_shot__all_equal_rewards_leave_the_model_unchanged(smoke_run):
@@ -159,14 +161,18 @@ def test_value_study__sample_keeps_band_and_pool_records(value_run):
 def test_scoring_run__reproducible_and_training_lowers_el2n(smoke_run):
     pre = pretrain_args(smoke_run)
     problems = generate_problems(5, 2, 4, pre.task_spec)
-    early = scoring_run(pre, 0, problems, 2, 2)
-    assert early == scoring_run(pre, 0, problems, 2, 2)
-    assert np.array(early["correct/deliberate"]).shape == (4, 2)
-    later = scoring_run(pre, 0, problems, 80, 4)
+    at_init = scoring_run(pre, 0, problems, 4, 2, score_step=0)
+    assert at_init == scoring_run(pre, 0, problems, 4, 2, score_step=0)
+    assert np.array(at_init["correct/deliberate"]).shape == (4, 2)
+    trained = scoring_run(pre, 0, problems, 80, 4, score_step=80)
     for mode in ("deliberate", "direct"):
-        assert all(0 <= x <= math.sqrt(2) for x in later[f"el2n/{mode}"]) and all(g > 0 for g in later[f"grand/{mode}"])
-        assert np.mean(later[f"el2n/{mode}"]) < np.mean(early[f"el2n/{mode}"])
-        assert np.mean(later[f"loss/{mode}"]) < np.mean(early[f"loss/{mode}"])
+        assert all(0 <= x <= math.sqrt(2) for x in trained[f"el2n/{mode}"]) and all(
+            g > 0 for g in trained[f"grand/{mode}"]
+        )
+        assert np.mean(trained[f"el2n/{mode}"]) < np.mean(at_init[f"el2n/{mode}"])
+        assert np.mean(trained[f"loss/{mode}"]) < np.mean(at_init[f"loss/{mode}"])
+    with pytest.raises(ValueError, match="score_step"):
+        scoring_run(pre, 0, problems, 4, 2, score_step=5)
 
 
 def _est(mean, lo, hi, n=30):
