@@ -18,7 +18,8 @@ from probes.bands import BANDS  # noqa: E402
 COLORS = {"easy": "tab:green", "medium": "tab:orange", "hard": "tab:red"}
 
 
-def _save(fig, path: Path) -> str:
+def save_figure(fig, path: Path) -> str:
+    """Write ``fig`` atomically to ``path`` and close it; returns the report-relative link."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -40,7 +41,7 @@ def fig_gain(out: Path, res: dict, extra: dict) -> str:
     ax.axhline(m.target, color="k", ls="--", lw=1, label=f"matched target {m.target:+.3f}")
     ax.set(xlabel="GRPO step", ylabel=f"gain in {key} over base", title=f"Accuracy gain per band ({len(res['seeds'])} seeds; dots: matched checkpoints)")
     ax.legend(fontsize=8)
-    return _save(fig, out / "figures" / "gain.png")
+    return save_figure(fig, out / "figures" / "gain.png")
 
 
 def fig_feature_change(out: Path, res: dict, extra: dict) -> str:
@@ -63,7 +64,7 @@ def fig_feature_change(out: Path, res: dict, extra: dict) -> str:
         ax.set(ylabel="relative change of group activity vs base")
         ax.set_title(f"{name}\nat matched gain (grey: seed noise floor)", fontsize=9)
         ax.legend(fontsize=8)
-    return _save(fig, out / "figures" / "feature_change.png")
+    return save_figure(fig, out / "figures" / "feature_change.png")
 
 
 def fig_behaviour(out: Path, res: dict, extra: dict) -> str:
@@ -75,7 +76,7 @@ def fig_behaviour(out: Path, res: dict, extra: dict) -> str:
             ax.plot(*zip(*ev), color=COLORS[name.split("/")[1]], alpha=0.7)
         ax.set(title=b.replace("_", " "), xlabel="GRPO step")
     axes[0].set_ylabel("rate on the eval set (sampled, T=1)")
-    return _save(fig, out / "figures" / "behaviour.png")
+    return save_figure(fig, out / "figures" / "behaviour.png")
 
 
 def fig_sae_quality(out: Path, res: dict, extra: dict) -> str:
@@ -89,7 +90,7 @@ def fig_sae_quality(out: Path, res: dict, extra: dict) -> str:
         ax.plot([], [], ls=ls, color="k", label=name)
     ax.set(xlabel="GRPO step", ylabel="fraction of variance explained", title="Shared SAE basis: reconstruction per checkpoint")
     ax.legend(fontsize=8)
-    return _save(fig, out / "figures" / "sae_quality.png")
+    return save_figure(fig, out / "figures" / "sae_quality.png")
 
 
 def diff_json(out: Path, extra: dict) -> None:

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.rundir import atomic_write_text, write_json  # noqa: E402
-from experiments.study_report import COLORS, _save  # noqa: E402
+from experiments.study_report import COLORS, save_figure  # noqa: E402
 from experiments.value_results import BEHAVIOURS, METRICS, TARGETS  # noqa: E402
 from probes.bands import BANDS  # noqa: E402
 
@@ -47,7 +47,7 @@ def fig_value_curve(out: Path, res: dict, extra: dict) -> str:
         title=f"One-sample value vs base pass rate (n={len(bands)})",
     )
     ax.legend(fontsize=8)
-    return _save(fig, out / "figures" / "value_vs_pass_rate.png")
+    return save_figure(fig, out / "figures" / "value_vs_pass_rate.png")
 
 
 def fig_correlations(out: Path, res: dict) -> str:
@@ -70,7 +70,7 @@ def fig_correlations(out: Path, res: dict) -> str:
     ax.invert_yaxis()
     ax.set(xlabel="Spearman rho (95% bootstrap CI)", title="Difficulty metrics vs measured value")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2)
-    return _save(fig, out / "figures" / "correlations.png")
+    return save_figure(fig, out / "figures" / "correlations.png")
 
 
 def fig_drift(out: Path, res: dict) -> str | None:
@@ -88,7 +88,7 @@ def fig_drift(out: Path, res: dict) -> str | None:
     ax.set(xlabel="GRPO step of the band run", ylabel="fraction no longer in its band", ylim=(-0.02, 1.02),
            title="Band drift (dotted: re-measuring the base model alone)")  # fmt: skip
     ax.legend(fontsize=8)
-    return _save(fig, out / "figures" / "drift.png")
+    return save_figure(fig, out / "figures" / "drift.png")
 
 
 def fig_one_shot(out: Path, res: dict) -> str:
@@ -104,7 +104,7 @@ def fig_one_shot(out: Path, res: dict) -> str:
                    color=COLORS[band], edgecolor="k", hatch=["", "//"])  # fmt: skip
         ax.set_xticks(range(len(degen)), [f"{b}\nfirst | last" for b in degen])
         ax.set(title=f"rollout {key}")
-    return _save(fig, out / "figures" / "one_shot_behaviour.png")
+    return save_figure(fig, out / "figures" / "one_shot_behaviour.png")
 
 
 def write_report(out: Path, res: dict, extra: dict, wall_s: float) -> None:
