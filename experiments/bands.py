@@ -19,10 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from experiments import cli
-from experiments.evaluate import rollouts
+from experiments.evaluate import sampled_completions
 from experiments.rundir import RunDirError, init_run, read_json, write_json
 from experiments.task import Problem, TaskSpec, generate_problems
 from probes.bands import BANDS, Band, band_of
@@ -74,11 +73,8 @@ EVAL_SEED_OFFSET = 2_000_003
 
 def pass_rates(model, tokenizer, problems: Sequence[Problem], n: int, seed: int) -> np.ndarray:
     """Fraction of n free-choice completions at T = 1 that are correct, per problem."""
-    gen = torch.Generator().manual_seed(seed)
-    repeated = [pr for pr in problems for _ in range(n)]
-    res = rollouts(model, tokenizer, repeated, mode=None, temperature=1.0, generator=gen)
-    correct = np.array([r.parsed.correct for r in res], dtype=float)
-    return correct.reshape(len(problems), n).mean(1)
+    parsed = sampled_completions(model, tokenizer, problems, n, seed)
+    return np.array([[p.correct for p in ps] for ps in parsed], dtype=float).mean(1)
 
 
 def draw_pools(bands: Sequence[Band], size: int, seed: int) -> dict[Band, list[int]]:

@@ -70,6 +70,17 @@ def rollouts(
     return out  # type: ignore[return-value]
 
 
+def sampled_completions(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, problems: Sequence[Problem], n: int, seed: int
+) -> list[list[Parsed]]:
+    """n free-choice completions at T = 1 per problem, parsed, from a generator seeded with ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    res = rollouts(
+        model, tokenizer, [pr for pr in problems for _ in range(n)], mode=None, temperature=1.0, generator=gen
+    )
+    return [[r.parsed for r in res[i * n : (i + 1) * n]] for i in range(len(problems))]
+
+
 def accuracy_by_k(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,

@@ -22,7 +22,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from experiments.evaluate import rollouts
+from experiments.evaluate import rollouts, sampled_completions
 from experiments.grpo import GroupBatch, GRPOArgs, group_batch, policy_update, sample_groups
 from experiments.grpo_loss import token_logprobs
 from experiments.task import Problem
@@ -52,19 +52,11 @@ class EvalResult:
 
 
 def evaluate(model, tokenizer, ev: EvalSet) -> EvalResult:
-    gen = torch.Generator().manual_seed(ev.seed)
     greedy = rollouts(model, tokenizer, ev.problems, mode=None, temperature=0.0)
-    sampled = rollouts(
-        model,
-        tokenizer,
-        [pr for pr in ev.problems for _ in range(ev.samples)],
-        mode=None,
-        temperature=1.0,
-        generator=gen,
-    )
-    correct = np.array([r.parsed.correct for r in sampled], dtype=float).reshape(len(ev.problems), ev.samples)
+    parsed = sampled_completions(model, tokenizer, ev.problems, ev.samples, ev.seed)
+    correct = np.array([[p.correct for p in ps] for ps in parsed], dtype=float).mean(1)
     return EvalResult(
-        np.array([r.parsed.correct for r in greedy]), correct.mean(1), behaviour_rates([r.parsed for r in sampled])
+        np.array([r.parsed.correct for r in greedy]), correct, behaviour_rates([p for ps in parsed for p in ps])
     )
 
 

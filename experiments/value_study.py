@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from experiments import cli
-from experiments.evaluate import rollouts
+from experiments.evaluate import sampled_completions
 from experiments.grpo import GRPOArgs, append_jsonl
 from experiments.one_shot import (
     EvalResult,
@@ -41,7 +41,7 @@ from experiments.one_shot import (
 )
 from experiments.rundir import RunDirError, check_writable, init_run, read_json, write_json
 from experiments.sft_scores import pretrain_args, scoring_run, target_batch
-from experiments.task import MODES, Parsed, Problem
+from experiments.task import MODES, Problem
 from experiments.value_report import write_report
 from experiments.value_results import analyse
 from probes.bands import BANDS
@@ -141,22 +141,13 @@ def draw_sample(table: dict, per_band: int, seed: int) -> list[dict]:
     return out
 
 
-def sampled(model, tokenizer, problems: list[Problem], n: int, seed: int) -> list[list[Parsed]]:
-    """n free-choice completions at T = 1 per problem, parsed."""
-    gen = torch.Generator().manual_seed(seed)
-    res = rollouts(
-        model, tokenizer, [pr for pr in problems for _ in range(n)], mode=None, temperature=1.0, generator=gen
-    )
-    return [[r.parsed for r in res[i * n : (i + 1) * n]] for i in range(len(problems))]
-
-
 def _mean_or_nan(xs: list[float]) -> float:
     return float(np.mean(xs)) if xs else float("nan")
 
 
 def base_stage(args: ValueArgs, model, tokenizer, problems: list[Problem], ev: EvalSet) -> dict:
     """Base pass rate, generated lengths and teacher-forced loss per mode; base eval results."""
-    parsed = sampled(model, tokenizer, problems, args.n_base_samples, args.seed)
+    parsed = sampled_completions(model, tokenizer, problems, args.n_base_samples, args.seed)
     vocab = tokenizer.get_vocab()
     out = {
         "pass_rate": [float(np.mean([p.correct for p in ps])) for ps in parsed],
@@ -223,7 +214,7 @@ def memo_stage(args: ValueArgs, problems: list[Problem], r: int) -> dict:
     pool = [pr for pr, x in zip(problems, inside) if x]
     gargs = args.grpo_args(prompts_per_step=max(1, min(16, len(pool))), steps=args.memo_steps)
     one_shot(model, ref_model, tokenizer, pool, len(problems) + r, args.seed, gargs)  # index past the one-sample runs'
-    parsed = sampled(model, tokenizer, problems, args.group_size, args.seed + r)
+    parsed = sampled_completions(model, tokenizer, problems, args.group_size, args.seed + r)
     rates = [float(np.mean([p.correct for p in ps])) for ps in parsed]
     return {"inside": inside.tolist(), "pass_rate": rates}
 
