@@ -2,46 +2,54 @@
 
 pretrain -> bands -> GRPO per band x seed -> shared SAEs (BatchTopK and T-SAE) on the base
 model -> feature labels with causal checks -> every checkpoint diffed in each SAE basis ->
-results.json and report.md with figures. Every stage writes atomically and is skipped
-when its artifact exists, so rerunning the same command resumes where it stopped.
+results.json, diff.json and report.md with figures. Every stage writes atomically and is
+skipped when its artifact exists, so rerunning the same command resumes where it stopped.
+
+Any stage's knobs can be set for the whole study from a config file with one section per
+stage (``--config study.json``: ``{"pretrain": {"p": 13}, "grpo": {"lr": 5e-5}, "seeds": [0, 1]}``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 from safetensors.torch import save_file
 
-from experiments import bands, cli, grpo, pretrain, train_sae
-from experiments.diffing import VIEWS, checkpoints, means_tensors, read_all
-from experiments.feature_study import CausalSpec, causal_checks, group_problems, label_checkpoint, summary, with_checks
-from experiments.rundir import check_writable, init_run, read_json, write_json
-from experiments.study_report import write_report
-from experiments.study_results import (
-    BEHAVIOURS,
-    GROUPS,
-    behaviour,
-    estimates,
-    final_gain,
-    floors,
-    matched_changes,
-    matching,
-    run_name,
-    verdict,
-)  # fmt: skip
+from experiments import bands, grpo, pretrain, train_sae
+from experiments.analysis.band_report import write_report
+from experiments.analysis.band_results import BandAnalysis, StudySettings, analyse, diff_record
+from experiments.harness import cli
+from experiments.harness.diffing import means_tensors, read_all
+from experiments.harness.labelling import CausalSpec, label_and_check, summary
+from experiments.harness.probe_sets import ProbeSetSpec
+from experiments.harness.rundir import atomic_file, check_writable, init_run, write_json
+from experiments.harness.sources import SourceSpec, open_source
+from experiments.harness.task import Problem
 from probes.bands import BANDS
-from probes.diff import change_vector
-from probes.features import LabelRules
-from probes.runs import read_jsonl
-from probes.sae_train import load_sae
-from probes.stats import bootstrap_mean, cosine
+from probes.layout import FEATURES, METRICS, RunLayout, checkpoints, read_json, read_jsonl, run_name
+from probes.saes.train import load_sae
+
+STAGES: dict[str, tuple[type, dict]] = {
+    "pretrain": (pretrain.PretrainArgs, pretrain.PRESETS),
+    "bands": (bands.BandArgs, bands.PRESETS),
+    "grpo": (grpo.GRPOArgs, grpo.PRESETS),
+    "train_sae": (train_sae.TrainSAEArgs, train_sae.PRESETS),
+}
+"""The stages the study runs, with their argument classes and presets (config-file sections)."""
+
+SET_BY_STUDY = {"pretrain": ("out",), "bands": ("run",), "grpo": ("run", "band", "seed", "steps"), "train_sae": ("run", "arch")}
+"""Stage fields the study sets itself (a config section may not)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class BandStudyArgs:
     """Run the whole band study and write results.json and report.md."""
+
+    SECTIONS: ClassVar[dict[str, type]] = {name: cls for name, (cls, _) in STAGES.items()}
 
     out: Path = Path("runs/default")
     """Run directory."""
@@ -67,6 +75,8 @@ class BandStudyArgs:
     """Random latent groups per causal check."""
     diff_per_k: int = 10
     """Probe problems per k for checkpoint diffing."""
+    stages: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    """Per stage (pretrain, bands, grpo, train_sae): field values over the stage's preset (config-file sections)."""
 
     def __post_init__(self) -> None:
         if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
@@ -76,10 +86,45 @@ class BandStudyArgs:
         for name in ("grpo_steps", "causal_per_k", "n_random", "diff_per_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        for stage, values in self.stages.items():
+            if stage not in STAGES:
+                raise ValueError(f"stages: unknown stage {stage!r} (known: {', '.join(STAGES)})")
+            fixed = sorted(set(values) & set(SET_BY_STUDY[stage]))
+            if fixed:
+                raise ValueError(f"{stage}.{fixed[0]}: set by the study itself, not by a stage section")
+        self.pretrain_args, self.bands_args, self.sae_args(self.sae_archs[0])  # noqa: B018 -- validate sections now
 
-    def sae_args(self, arch: str, **over) -> train_sae.TrainSAEArgs:
+    def stage_args(self, stage: str, **fixed: Any):
+        """A stage's arguments: its preset, then the config section, then what the study fixes."""
+        cls, presets = STAGES[stage]
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in self.stages.get(stage, {}).items()}
+        return cls(**{**presets[self.preset], **values, "preset": self.preset, **fixed})
+
+    @property
+    def pretrain_args(self) -> pretrain.PretrainArgs:
+        return self.stage_args("pretrain", out=self.out)
+
+    @property
+    def bands_args(self) -> bands.BandArgs:
+        return self.stage_args("bands", run=self.out)
+
+    def grpo_args(self, band: str, seed: int) -> grpo.GRPOArgs:
+        return self.stage_args("grpo", run=self.out, band=band, seed=seed, steps=self.grpo_steps)
+
+    def sae_args(self, arch: str) -> train_sae.TrainSAEArgs:
         hook = {"hook": self.hook} if self.hook else {}
-        return cli.preset_args(train_sae.TrainSAEArgs, train_sae.PRESETS, self.preset, run=self.out, arch=arch, **hook, **over)
+        return self.stage_args("train_sae", run=self.out, arch=arch, **hook)
+
+    @property
+    def diff_source(self) -> SourceSpec:
+        """The diffing probe set: fixed problems of their own stream, each checkpoint's own samples."""
+        sae = self.sae_args(self.sae_archs[0])
+        probe = ProbeSetSpec(stream="sae_probe", seed=DIFF_PROBE_SEED, k_min=sae.k_min, k_max=sae.k_max, per_k=self.diff_per_k, n_samples=1)
+        return SourceSpec(self.out, sae.hook, probe, sae.collect_batch_size, sae.device)
+
+    @property
+    def settings(self) -> StudySettings:
+        return StudySettings(self.preset, self.seeds, self.matched_key, self.target_gain, self.matched_tol)
 
 
 PRESETS: dict[str, dict] = {
@@ -88,105 +133,64 @@ PRESETS: dict[str, dict] = {
     "gpu": dict(seeds=(0, 1, 2, 3, 4), grpo_steps=200, causal_per_k=100, n_random=10, diff_per_k=50),
 }
 
+DIFF_PROBE_SEED = 17
+"""Seed of the diffing probe set: other problems than the SAE's training probe set (seed 0)."""
+
 
 def train_stages(args: BandStudyArgs) -> None:
     """Base model, bands, and one GRPO run per band x seed (each resumable)."""
-    pretrain.main(cli.preset_args(pretrain.PretrainArgs, pretrain.PRESETS, args.preset, out=args.out))
-    bands.main(cli.preset_args(bands.BandArgs, bands.PRESETS, args.preset, run=args.out))
+    pretrain.main(args.pretrain_args)
+    bands.main(args.bands_args)
     for seed in args.seeds:
         for band in BANDS:
-            grpo.main(cli.preset_args(grpo.GRPOArgs, grpo.PRESETS, args.preset, run=args.out, band=band, seed=seed, steps=args.grpo_steps))
+            grpo.main(args.grpo_args(band, seed))
+
+
+def causal_problems(layout: RunLayout, per_k: int) -> list[Problem]:
+    """Held-out problems with k inside the pretraining range (where both behaviours exist)."""
+    table = read_json(layout.band_table)
+    k_max = read_json(layout.config)["stages"]["pretrain"]["k_train_max"]
+    out = []
+    for k in range(1, k_max + 1):
+        out += [Problem.from_record(r, table["p"]) for r in table["eval_set"] if r["k"] == k][:per_k]
+    return out
 
 
 def feature_stage(args: BandStudyArgs, arch: str) -> dict:
     """Train the SAE (if needed), label its latents and check the labels causally."""
     sae_args = args.sae_args(arch)
     train_sae.main(sae_args)
-    sae_dir = args.out / "sae" / sae_args.sae_name
-    path = sae_dir / "features.json"
+    sae_dir = RunLayout(args.out).sae(sae_args.sae_name)
+    path = sae_dir / FEATURES
     if path.exists():
         return read_json(path)
-    src = train_sae.open_source(sae_args, sae_args.checkpoint_dir)
-    sae = load_sae(sae_dir)
+    src = open_source(sae_args.source_spec, sae_args.checkpoint_dir)
     meta = {"sae": sae_args.sae_name, "hook": sae_args.hook, "checkpoint": str(sae_args.checkpoint_dir)}
-    features = label_checkpoint(sae, src.cache, LabelRules(), meta)
-    table = read_json(args.out / "bands" / "table.json")
-    k_max = read_json(args.out / "config.json")["stages"]["pretrain"]["k_train_max"]
-    problems = group_problems(table, k_max, args.causal_per_k)
-    checks = causal_checks(src.bridge, src.tokenizer, sae, sae_args.hook, problems, features, CausalSpec(args.n_random))
-    record = with_checks(features, checks)
+    problems = causal_problems(RunLayout(args.out), args.causal_per_k)
+    record = label_and_check(load_sae(sae_dir), src, sae_args.hook, problems, CausalSpec(args.n_random), meta)
     write_json(path, record)
     return record
-
-
-DIFF_PROBE_SEED = 17
-"""Seed of the diffing probe set: other problems than the SAE's training probe set (seed 0)."""
 
 
 def diff_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
     """Read every checkpoint in every SAE basis; latent means also go to latent_means.safetensors.
 
     Activation caches persist under acts/, so a rerun only re-encodes them."""
-    probe = args.sae_args(args.sae_archs[0], per_k=args.diff_per_k, n_samples=1, seed=DIFF_PROBE_SEED)
-    saes = {name: load_sae(args.out / "sae" / name) for name in features}
-    readings = read_all(probe, checkpoints(args.out), saes)
-    path = args.out / "latent_means.safetensors"
-    save_file(means_tensors(readings), str(tmp := path.with_name(f".{path.name}.write.tmp")))
-    tmp.replace(path)
+    layout = RunLayout(args.out)
+    saes = {name: load_sae(layout.sae(name)) for name in features}
+    readings = read_all(args.diff_source, layout.checkpoints(), saes)
+    with atomic_file(layout.latent_means) as tmp:
+        save_file(means_tensors(readings), str(tmp))
     return readings
 
 
-def sae_block(readings, name: str, feats: dict, m, args: BandStudyArgs) -> dict:
-    """Per band: matched-gain group change with CIs; noise floor; cosine between bands."""
-    groups = {g: feats["groups"][g] for g in GROUPS}
-    values = matched_changes(readings, name, groups, m, args.seeds)
-    est = estimates(values)
-    live = readings["base"][name]["means"][VIEWS[0]] > 0
-    vectors = {}
-    for band in BANDS:
-        vs = [change_vector(readings[f"{run_name(band, s)}/ckpt-{m.points[run_name(band, s)].step}"][name]["means"][VIEWS[0]],
-                            readings["base"][name]["means"][VIEWS[0]], live)
-              for s in args.seeds if m.points[run_name(band, s)].reached]  # fmt: skip
-        vectors[band] = sum(vs) / len(vs) if vs else None
-    cos = {f"{a}~{b}": cosine(vectors[a], vectors[b]) for a, b in (("easy", "medium"), ("medium", "hard"), ("easy", "hard"))
-           if vectors[a] is not None and vectors[b] is not None}  # fmt: skip
-    fve = {ckpt: r[name]["fve"] for ckpt, r in readings.items()}
-    return {"values": values, "estimates": est, "noise_floor": floors(values, GROUPS), "cosine": cos, "fve": fve,
-            "labels": summary(feats), "groups": groups}  # fmt: skip
-
-
-def results(args: BandStudyArgs, features: dict[str, dict], readings: dict[str, dict]) -> tuple[dict, dict]:
-    """(results.json, everything the report needs)."""
-    metrics = {run_name(b, s): read_jsonl(args.out / run_name(b, s) / "metrics.jsonl") for b in BANDS for s in args.seeds}
-    steps = {n: {int(p.name.split("-")[1]) for p in (args.out / n).glob("ckpt-*")} for n in metrics}
-    m = matching(metrics, steps, args.matched_key, args.target_gain, args.matched_tol)
-    blocks = {name: sae_block(readings, name, feats, m, args) for name, feats in features.items()}
-    head_name = next(iter(blocks))
-    head = blocks[head_name]
-    n_reached = {b: sum(m.points[run_name(b, s)].reached for s in args.seeds) for b in BANDS}
-    out_bands = {}
-    for band in BANDS:
-        names = [run_name(band, s) for s in args.seeds]
-        gains = [final_gain(metrics[n], args.matched_key) for n in names]
-        beh = [behaviour(metrics[n]) for n in names]
-        out_bands[band] = {
-            "gain": bootstrap_mean(gains).as_dict(),
-            "matched_step": [m.points[n].step for n in names],
-            "matched_gain": [m.points[n].gain for n in names],
-            "behaviour": {b: {k: float(sum(x[b][k] for x in beh) / len(beh)) for k in ("start", "end")} for b in BEHAVIOURS},
-            "feature_change": {g: head["estimates"][band][g].as_dict() for g in GROUPS},
-            "feature_change_by_sae": {n: {g: blk["estimates"][band][g].as_dict() for g in GROUPS} for n, blk in blocks.items()},
-        }
-    res = {
-        "preset": args.preset, "seeds": list(args.seeds), "bands": out_bands, "matched_key": args.matched_key,
-        "matched_gain_target": m.target, "noise_floor": head["noise_floor"],
-        "noise_floor_by_sae": {n: blk["noise_floor"] for n, blk in blocks.items()},
-        "cosine_by_sae": {n: blk["cosine"] for n, blk in blocks.items()},
-        "labels_by_sae": {n: blk["labels"] for n, blk in blocks.items()}, "headline_sae": head_name,
-        "verdict": verdict(head["estimates"], head["noise_floor"], m, n_reached, len(args.seeds),
-                           {g: lab["passed"] for g, lab in head["labels"].items()}),
-    }  # fmt: skip
-    return res, {"metrics": metrics, "matching": m, "blocks": blocks, "readings": readings}
+def results(args: BandStudyArgs, features: dict[str, dict], readings: dict[str, dict]) -> BandAnalysis:
+    layout = RunLayout(args.out)
+    names = [run_name(b, s) for b in BANDS for s in args.seeds]
+    metrics = {n: read_jsonl(layout.root / n / METRICS) for n in names}
+    steps = {n: set(checkpoints(layout.root / n)) for n in names}
+    labels = {name: summary(feats) for name, feats in features.items()}
+    return analyse(args.settings, metrics, steps, features, labels, readings)
 
 
 def main(args: BandStudyArgs) -> dict:
@@ -207,10 +211,13 @@ def main(args: BandStudyArgs) -> dict:
     stage("diff every checkpoint in each SAE basis")
     readings = diff_stage(args, features)
     stage("results and report")
-    res, extra = results(args, features, readings)
-    write_report(args.out, res, extra, wall_s=time.perf_counter() - start)  # not in results.json: it varies
-    write_json(args.out / "results.json", res)
-    print(res["verdict"])
+    analysis = results(args, features, readings)
+    layout = RunLayout(args.out)
+    write_json(layout.diff, diff_record(analysis))
+    write_report(args.out, analysis, wall_s=time.perf_counter() - start)  # wall time is not in results.json: it varies
+    res = analysis.result.to_json()
+    write_json(layout.results, res)
+    print(analysis.result.verdict)
     return res
 
 

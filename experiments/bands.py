@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import cli
-from experiments.evaluate import sampled_completions
-from experiments.rundir import RunDirError, init_run, read_json, write_json
-from experiments.task import Problem, TaskSpec, generate_problems
+from experiments.harness import cli, seeds
+from experiments.harness.rollout import sampled_completions
+from experiments.harness.rundir import init_run, write_json
+from experiments.harness.task import Problem, TaskSpec
 from probes.bands import BANDS, Band, band_of
+from probes.layout import RunDirError, RunLayout, read_json
 from probes.models import load_hf, load_tokenizer
 
 
@@ -67,10 +68,6 @@ PRESETS: dict[str, dict] = {
     "gpu": dict(candidates_per_k=256, eval_per_k=128, n_samples=16, pool_size=256),
 }
 
-EVAL_SEED_OFFSET = 2_000_003
-"""Band eval problems come from seed + this offset; candidates from seed itself."""
-
-
 def pass_rates(model, tokenizer, problems: Sequence[Problem], n: int, seed: int) -> np.ndarray:
     """Fraction of n free-choice completions at T = 1 that are correct, per problem."""
     parsed = sampled_completions(model, tokenizer, problems, n, seed)
@@ -79,7 +76,7 @@ def pass_rates(model, tokenizer, problems: Sequence[Problem], n: int, seed: int)
 
 def draw_pools(bands: Sequence[Band], size: int, seed: int) -> dict[Band, list[int]]:
     """Equal-size pools: ``size`` indices per band, capped by the smallest band."""
-    rng = np.random.Generator(np.random.PCG64([seed, 17]))
+    rng = seeds.rng("band_pools", seed)
     by_band = {b: [i for i, x in enumerate(bands) if x == b] for b in BANDS}
     for b, members in by_band.items():
         if not members:
@@ -103,23 +100,23 @@ def _labelled(model, tokenizer, problems, args: BandArgs, seed: int) -> list[dic
 
 def main(args: BandArgs) -> dict:
     """Write <run>/bands/table.json (pools, eval set, composition); returns it."""
-    base = args.run / "base"
-    if not (base / "eval.json").exists():
-        raise RunDirError(f"{base}: no finished base model; run experiments.pretrain first")
+    layout = RunLayout(args.run)
+    if not layout.base_eval.exists():
+        raise RunDirError(f"{layout.base}: no finished base model; run experiments.pretrain first")
     init_run(args.run, "bands", args)
-    path = args.run / "bands" / "table.json"
+    path = layout.band_table
     if path.exists():
         print(f"{path} exists: bands already measured")
         return read_json(path)
-    pre = read_json(args.run / "config.json")["stages"]["pretrain"]
+    pre = read_json(layout.config)["stages"]["pretrain"]
     spec = TaskSpec(p=pre["p"], ops=tuple(pre["ops"]))
     ks = range(1, pre["k_eval_max"] + 1)
-    model, tokenizer = load_hf(base), load_tokenizer(base)
-    candidates = [pr for k in ks for pr in generate_problems(args.seed, k, args.candidates_per_k, spec)]
-    held_out = [pr for k in ks for pr in generate_problems(args.seed + EVAL_SEED_OFFSET, k, args.eval_per_k, spec)]
+    model, tokenizer = load_hf(layout.base), load_tokenizer(layout.base)
+    candidates = [pr for k in ks for pr in seeds.problems("band_candidates", args.seed, k, args.candidates_per_k, spec)]
+    held_out = [pr for k in ks for pr in seeds.problems("band_eval", args.seed, k, args.eval_per_k, spec)]
     print(f"bands: estimating pass rates of {len(candidates) + len(held_out)} problems x {args.n_samples} samples")
     cand = _labelled(model, tokenizer, candidates, args, args.seed)
-    evals = _labelled(model, tokenizer, held_out, args, args.seed + 1)
+    evals = _labelled(model, tokenizer, held_out, args, seeds.band_eval_sampling(args.seed))
     pools = draw_pools([r["band"] for r in cand], args.pool_size, args.seed)
     table = {
         "p": spec.p,
@@ -140,10 +137,6 @@ def format_composition(table: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    cli.run(main, BandArgs, PRESETS)
-
-
 def remeasure(model_dir: Path, records: Sequence[dict], p: int, n_samples: int, seed: int) -> dict[str, float]:
     """Pass rates of band-table records under another checkpoint (for band drift:
     feed the result to ``probes.bands.relabel`` and compare with the original labels)."""
@@ -151,3 +144,7 @@ def remeasure(model_dir: Path, records: Sequence[dict], p: int, n_samples: int, 
     problems = [Problem.from_record(r, p) for r in records]
     rates = pass_rates(model, tokenizer, problems, n_samples, seed)
     return {r["pid"]: float(x) for r, x in zip(records, rates)}
+
+
+if __name__ == "__main__":
+    cli.run(main, BandArgs, PRESETS)

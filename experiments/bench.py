@@ -15,12 +15,13 @@ from pathlib import Path
 
 import torch
 
-from experiments import cli
-from experiments.evaluate import max_new_tokens
-from experiments.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.sampling import left_pad, sample
-from experiments.task import TaskSpec, generate_problems, prompt_words
+from experiments.harness import cli
+from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
+from experiments.harness.rollout import max_new_tokens
+from experiments.harness.sampling import sample
+from experiments.harness.task import TaskSpec, generate_problems, prompt_words
 from probes.models import load_bridge, load_hf, load_tokenizer
+from probes.padding import left_pad
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,33 +4,26 @@
 ``runs/NAME/base/`` (HF model dir) and ``runs/NAME/base/eval.json`` (accuracy per k and
 per mode, greedy and sampled, over a k range reaching beyond the pretraining range).
 
-Batches are a pure function of (seed, step), so a resumed run sees exactly the data an
-uninterrupted one would, and on CPU reproduces it bit for bit.
+The training loop is ``experiments.harness.supervised``: batches are a pure function of
+(seed, step), so a resumed run sees exactly the data an uninterrupted one would, and on
+CPU reproduces it bit for bit.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-import torch
-from jaxtyping import Int
-from torch import Tensor
-from tqdm.auto import tqdm
-
-from experiments import cli
-from experiments.evaluate import accuracy_by_k
-from experiments.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.rundir import check_writable, clear_stale_temps, init_run, read_json, write_json
-from experiments.task import MODES, TaskSpec, completion_words, draw_problem, generate_problems, prompt_words
-from experiments.train_state import load_state, save_state
+from experiments.harness import cli, seeds
+from experiments.harness.model import build_tokenizer, save_model
+from experiments.harness.rollout import accuracy_by_k
+from experiments.harness.rundir import check_writable, clear_stale_temps, init_run, write_json
+from experiments.harness.supervised import Recipe, fit
+from experiments.harness.task import MODES, Problem, TaskSpec
+from experiments.harness.train_state import load_state, save_state
+from probes.layout import RunLayout, read_json
 from probes.models import load_hf, load_tokenizer
-
-EVAL_SEED_OFFSET = 1_000_003
-"""Eval problems come from seed + this offset, a stream training never draws from."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,21 +87,15 @@ class PretrainArgs:
             raise ValueError(f"direct_frac: must lie in [0, 1], got {self.direct_frac}")
         if not self.lr > 0:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
-        self.task_spec, self.model_spec  # noqa: B018 -- validate the derived specs now
+        self.recipe  # noqa: B018 -- validate the derived task and model specs now
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.of(dataclasses.asdict(self))
 
     @property
     def task_spec(self) -> TaskSpec:
-        return TaskSpec(p=self.p, ops=self.ops)
-
-    @property
-    def k_probs(self) -> np.ndarray:
-        """Probability of each k in 1..k_train_max under ``k_weighting``."""
-        w = np.ones(self.k_train_max) if self.k_weighting == "uniform" else 1 / np.arange(1, self.k_train_max + 1)
-        return w / w.sum()
-
-    @property
-    def model_spec(self) -> ModelSpec:
-        return ModelSpec(self.arch, self.d_model, self.n_layers, self.n_heads, self.d_mlp)
+        return self.recipe.task
 
 
 PRESETS: dict[str, dict] = {
@@ -123,66 +110,24 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def make_batch(
-    rng: np.random.Generator, args: PretrainArgs, vocab: dict[str, int]
-) -> tuple[Int[Tensor, "B L"], Int[Tensor, "B L"]]:
-    """Right-padded ids and labels; labels are -100 on the prompt and padding."""
-    seqs, n_prompt = [], []
-    ks = np.arange(1, args.k_train_max + 1)
-    for _ in range(args.batch_size):
-        problem = draw_problem(rng, int(rng.choice(ks, p=args.k_probs)), args.task_spec)
-        mode = "direct" if rng.random() < args.direct_frac else "deliberate"
-        prompt = [vocab[w] for w in prompt_words(problem)]
-        seqs.append(prompt + [vocab[w] for w in completion_words(problem, mode)])
-        n_prompt.append(len(prompt))
-    width = max(map(len, seqs))
-    ids_BL = torch.full((len(seqs), width), vocab["<pad>"], dtype=torch.long)
-    labels_BL = torch.full_like(ids_BL, -100)
-    for i, (s, n) in enumerate(zip(seqs, n_prompt)):
-        ids_BL[i, : len(s)] = torch.tensor(s)
-        labels_BL[i, n : len(s)] = ids_BL[i, n : len(s)]
-    return ids_BL, labels_BL
-
-
-def lr_at(step: int, args: PretrainArgs) -> float:
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    frac = (step - args.warmup) / max(1, args.steps - args.warmup)
-    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-
-
 def train(args: PretrainArgs, state_path: Path):
     """Train from scratch or from the snapshot at ``state_path``; returns (model, tokenizer)."""
     tokenizer = build_tokenizer(args.task_spec)
-    vocab = tokenizer.get_vocab()
-    model = build_model(args.model_spec, tokenizer, args.seed).to(args.device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    model, opt = args.recipe.init(tokenizer)
     start = load_state(state_path, opt, model, args.device) if state_path.exists() else 0
-    bar = tqdm(range(start, args.steps), desc="pretrain", initial=start, total=args.steps)
-    for step in bar:
-        rng = np.random.Generator(np.random.PCG64([args.seed, step]))
-        ids_BL, labels_BL = (t.to(args.device) for t in make_batch(rng, args, vocab))
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, args)
-        loss = model(input_ids=ids_BL, labels=labels_BL).loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"pretrain: loss is {loss.item()} at step {step}; last snapshot kept")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+
+    def snapshot(step: int) -> None:
         if (step + 1) % args.checkpoint_every == 0 and step + 1 < args.steps:
             save_state(state_path, opt, step + 1, model)
+
+    fit(model, opt, args.recipe, tokenizer.get_vocab(), range(start, args.steps), after=snapshot, desc="pretrain")
     return model.eval(), tokenizer
 
 
-def eval_problems(args: PretrainArgs):
-    return [
-        pr
-        for k in range(1, args.k_eval_max + 1)
-        for pr in generate_problems(args.seed + EVAL_SEED_OFFSET, k, args.eval_per_k, args.task_spec)
-    ]
+def eval_problems(args: PretrainArgs) -> list[Problem]:
+    """The base evaluation's problems, k = 1..k_eval_max (a stream training never draws from)."""
+    ks = range(1, args.k_eval_max + 1)
+    return [pr for k in ks for pr in seeds.problems("pretrain_eval", args.seed, k, args.eval_per_k, args.task_spec)]
 
 
 def format_table(table: dict[str, dict], p: int) -> str:
@@ -199,8 +144,8 @@ def main(args: PretrainArgs) -> dict:
     """Run (or resume) pretraining and the base evaluation; returns eval.json's content."""
     check_writable(args.out)
     init_run(args.out, "pretrain", args)
-    base, state_path = args.out / "base", args.out / "pretrain_state.safetensors"
-    eval_path = base / "eval.json"
+    layout = RunLayout(args.out)
+    base, state_path, eval_path = layout.base, layout.pretrain_state, layout.base_eval
     if eval_path.exists():
         print(f"{eval_path} exists: pretraining already finished")
         return read_json(eval_path)

@@ -7,40 +7,27 @@ train.json (training time and throughput) and evals.json (reconstruction, sparsi
 spliced task accuracy and next-token loss vs clean and zero/mean ablation, the same on
 each --transfer checkpoint, and timing).
 
-The probe set (labelled sequences, including the checkpoint's own samples) and the
-activation cache live in ``runs/NAME/acts/<checkpoint>/probe-<digest>/[<hook>/]`` and are
-reused by every SAE on that (checkpoint, hook): activations are paid for once.
+The checkpoint is read through ``experiments.harness.sources``: its probe set and activation
+cache are made once and reused by every SAE on that (checkpoint, hook).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
 import time
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from experiments import cli
-from experiments.evaluate import rollouts
-from experiments.probe_sets import ProbeSetSpec, build_probe_set, eval_problems
-from experiments.rundir import atomic_dir, check_writable, init_run, read_json, write_json
-from experiments.task import Problem
-from probes.activations import (
-    ActivationCache,
-    LabelledSequence,
-    cached_fingerprint,
-    load_sequences,
-    open_cache,
-    save_sequences,
-    sequences_digest,
-    write_cache,
-)
-from probes.models import CheckpointError, load_bridge, load_tokenizer
-from probes.sae_eval import (
+from experiments.harness import cli
+from experiments.harness.probe_sets import ProbeSetSpec, eval_problems
+from experiments.harness.rollout import greedy_accuracy
+from experiments.harness.rundir import atomic_dir, check_writable, init_run, write_json
+from experiments.harness.sources import Source, SourceSpec, open_source
+from probes.layout import SAE_EVALS, SAE_TRAIN, RunLayout, read_json
+from probes.models import CheckpointError
+from probes.saes.eval import (
     activation_mean,
     constant_replacement,
     high_level_width,
@@ -50,7 +37,7 @@ from probes.sae_eval import (
     sae_replacement,
     spliced,
 )
-from probes.sae_train import SAESpec, TrainSpec, build_sae, data_provider, load_sae, save_sae, train_sae
+from probes.saes.train import SAESpec, TrainSpec, build_sae, data_provider, load_sae, save_sae, train_sae
 
 SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 """config.json keys that must agree for an SAE to transfer between checkpoints."""
@@ -115,9 +102,7 @@ class TrainSAEArgs:
     def __post_init__(self) -> None:
         if "/" in self.sae_name or self.sae_name.startswith("."):
             raise ValueError(f"name: {self.sae_name!r} is not a plain directory name")
-        if self.collect_batch_size < 1:
-            raise ValueError(f"collect_batch_size: must be >= 1, got {self.collect_batch_size}")
-        self.probe_spec, self.sae_spec, self.train_spec  # noqa: B018 -- validate the derived specs now
+        self.source_spec, self.sae_spec, self.train_spec  # noqa: B018 -- validate the derived specs now
 
     @property
     def sae_name(self) -> str:
@@ -125,7 +110,11 @@ class TrainSAEArgs:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return Path(self.checkpoint) if self.checkpoint else self.run / "base"
+        return Path(self.checkpoint) if self.checkpoint else RunLayout(self.run).base
+
+    @property
+    def source_spec(self) -> SourceSpec:
+        return SourceSpec(self.run, self.hook, self.probe_spec, self.collect_batch_size, self.device)
 
     @property
     def probe_spec(self) -> ProbeSetSpec:
@@ -179,97 +168,12 @@ PRESETS: dict[str, dict] = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Source:
-    """One checkpoint opened for reading, with its probe set and activation cache at the hook."""
-
-    checkpoint: Path
-    bridge: object
-    tokenizer: object
-    sequences: list[LabelledSequence]
-    cache: ActivationCache
-    probe_set_s: float
-    """Seconds spent building the probe set in this call (0 when it was on disk)."""
-    activations_s: float
-    """Seconds spent collecting activations in this call (0 when they were cached)."""
-
-
-def checkpoint_tag(run: Path, checkpoint: Path) -> str:
-    """A directory name for a checkpoint: its path inside the run, else its name and a path hash."""
-    ckpt = checkpoint.resolve()
-    try:
-        return "__".join(ckpt.relative_to(run.resolve()).parts) or "run"
-    except ValueError:
-        return f"ext-{ckpt.name}-{hashlib.sha1(str(ckpt).encode()).hexdigest()[:8]}"
-
-
-def model_identity(checkpoint: Path) -> str:
-    """Changes whenever the checkpoint's weights are rewritten."""
-    st = (checkpoint / "model.safetensors").stat()
-    return f"{checkpoint.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def _digest(obj: object) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def probe_set(args: TrainSAEArgs, checkpoint: Path, bridge, tokenizer) -> tuple[Path, list[LabelledSequence], float]:
-    """(directory, sequences, seconds spent): loaded when on disk, else built from the checkpoint's samples."""
-    key = {"probe": dataclasses.asdict(args.probe_spec), "model": model_identity(checkpoint)}
-    root = args.run / "acts" / checkpoint_tag(args.run, checkpoint) / f"probe-{_digest(key)[:12]}"
-    path = root / "sequences.json"
-    if path.is_file():
-        return root, load_sequences(path)[1], 0.0
-    start = time.perf_counter()
-    sequences = build_probe_set(bridge.original_model, tokenizer, args.probe_spec)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_sequences(tmp, sequences, key)
-    os.replace(tmp, path)
-    return root, sequences, time.perf_counter() - start
-
-
-def open_source(args: TrainSAEArgs, checkpoint: Path) -> Source:
-    """Load a checkpoint, its probe set and its activation cache at ``args.hook`` (made if missing)."""
-    bridge, tokenizer = load_bridge(checkpoint, args.device), load_tokenizer(checkpoint)
-    root, sequences, probe_s = probe_set(args, checkpoint, bridge, tokenizer)
-    cache_dir = root / args.hook
-    fingerprint = _digest([sequences_digest(sequences), args.hook, model_identity(checkpoint)])
-    acts_s = 0.0
-    if cached_fingerprint(cache_dir) != fingerprint:
-        start = time.perf_counter()
-        with atomic_dir(cache_dir) as tmp:
-            write_cache(
-                bridge,
-                args.hook,
-                sequences,
-                tmp,
-                model_dir=str(checkpoint.resolve()),
-                fingerprint=fingerprint,
-                pad_id=tokenizer.pad_token_id,
-                batch_size=args.collect_batch_size,
-            )
-        acts_s = time.perf_counter() - start
-    return Source(checkpoint, bridge, tokenizer, sequences, open_cache(cache_dir), probe_s, acts_s)
-
-
 def check_same_shape(a: Path, b: Path) -> None:
     """An SAE transfers only between checkpoints of one architecture."""
     ca, cb = (read_json(p / "config.json") for p in (a, b))
     diff = {k: (ca.get(k), cb.get(k)) for k in SHAPE_KEYS if ca.get(k) != cb.get(k)}
     if diff:
         raise CheckpointError(f"{b}: not the architecture of {a} ({diff})")
-
-
-def greedy_accuracy(model, tokenizer, problems: list[Problem]) -> tuple[float, float]:
-    """(accuracy, deliberation rate) of greedy free-choice completions.
-
-    ``model`` may be ``bridge.original_model``: hooks added with ``bridge.hooks`` then act
-    on every token the KV-cached sampler feeds (experiments.sampling).
-    """
-    res = rollouts(model, tokenizer, problems, mode=None, temperature=0.0)
-    n = max(len(res), 1)
-    return sum(r.parsed.correct for r in res) / n, sum(r.parsed.mode == "deliberate" for r in res) / n
 
 
 def splice_metrics(sae, src: Source, args: TrainSAEArgs) -> dict[str, float]:
@@ -320,7 +224,7 @@ def train_and_save(args: TrainSAEArgs, src: Source, sae_dir: Path) -> dict:
     }
     with atomic_dir(sae_dir) as tmp:
         save_sae(result.sae, tmp)
-        write_json(tmp / "train.json", record)
+        write_json(tmp / SAE_TRAIN, record)
     return record
 
 
@@ -339,21 +243,21 @@ def main(args: TrainSAEArgs) -> dict:
     """Train (or resume) the SAE, then write and print evals.json; returns its content."""
     check_writable(args.run)
     init_run(args.run, f"sae/{args.sae_name}", args)
-    sae_dir = args.run / "sae" / args.sae_name
-    if (sae_dir / "evals.json").is_file():
-        print(f"{sae_dir / 'evals.json'} exists: SAE already trained and evaluated")
-        return read_json(sae_dir / "evals.json")
+    sae_dir = RunLayout(args.run).sae(args.sae_name)
+    if (sae_dir / SAE_EVALS).is_file():
+        print(f"{sae_dir / SAE_EVALS} exists: SAE already trained and evaluated")
+        return read_json(sae_dir / SAE_EVALS)
     for other in args.transfer:
         check_same_shape(args.checkpoint_dir, Path(other))
-    src = open_source(args, args.checkpoint_dir)
+    src = open_source(args.source_spec, args.checkpoint_dir)
     record = (
-        read_json(sae_dir / "train.json") if (sae_dir / "cfg.json").is_file() else train_and_save(args, src, sae_dir)
+        read_json(sae_dir / SAE_TRAIN) if (sae_dir / "cfg.json").is_file() else train_and_save(args, src, sae_dir)
     )
     sae = load_sae(sae_dir, device=args.device)
     start = time.perf_counter()
     metrics = evaluate(sae, src, args)
     eval_s = time.perf_counter() - start
-    transfer = {other: evaluate(sae, open_source(args, Path(other)), args) for other in args.transfer}
+    transfer = {other: evaluate(sae, open_source(args.source_spec, Path(other)), args) for other in args.transfer}
     produce_s = src.probe_set_s + src.activations_s
     timing = {
         "timing/probe_set_s": src.probe_set_s,
@@ -374,7 +278,7 @@ def main(args: TrainSAEArgs) -> dict:
         "timing": timing,
         "transfer": transfer,
     }
-    write_json(sae_dir / "evals.json", evals)
+    write_json(sae_dir / SAE_EVALS, evals)
     print(format_table({"trained on": {**evals["metrics"], **timing}, **transfer}))
     return evals
 

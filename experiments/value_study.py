@@ -6,10 +6,10 @@ sample of each band's training pool it measures
 
 * difficulty metrics: base pass rate and learnability, ledger learnability / final pass
   rate / forgetting along the band runs, base loss, EL2N, GraNd and forgetting from early
-  supervised runs (experiments.sft_scores), generated length, k, and optionally
+  supervised runs (experiments.harness.sft_scores), generated length, k, and optionally
   memorization from GRPO on random halves of the sample;
 * true value: one-sample GRPO amplification from the base model, the change of held-out
-  accuracy, and damage (experiments.one_shot); plus the gradient-alignment estimate;
+  accuracy, and damage (experiments.harness.one_shot); plus the gradient-alignment estimate;
 
 then writes ``value/examples.json`` (one row per problem), ``value/results.json``,
 ``value/report.md`` and ``value/figures/``. Stages persist as they finish (one-shot runs
@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from experiments import cli
-from experiments.evaluate import sampled_completions
-from experiments.grpo import GRPOArgs, append_jsonl
-from experiments.one_shot import (
+from experiments.analysis.value_report import write_report
+from experiments.analysis.value_results import ValueInputs, ValueSettings, analyse
+from experiments.harness import cli, seeds
+from experiments.harness.one_shot import (
     EvalResult,
     EvalSet,
     alignment,
@@ -39,15 +39,16 @@ from experiments.one_shot import (
     one_shot,
     value_of,
 )
-from experiments.rundir import RunDirError, check_writable, init_run, read_json, write_json
-from experiments.sft_scores import pretrain_args, scoring_run, target_batch
-from experiments.task import MODES, Problem
-from experiments.value_report import write_report
-from experiments.value_results import analyse
+from experiments.harness.rl import PolicySpec
+from experiments.harness.rollout import sampled_completions
+from experiments.harness.rundir import append_jsonl, cached_json, check_writable, init_run, write_json
+from experiments.harness.sft_scores import scoring_run, target_batch
+from experiments.harness.supervised import Recipe
+from experiments.harness.task import MODES, Problem
 from probes.bands import BANDS
 from probes.difficulty import teacher_forced
+from probes.layout import LEDGER, RunDirError, RunLayout, ValueLayout, read_json, read_jsonl
 from probes.models import load_hf, load_tokenizer
-from probes.runs import read_jsonl
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,12 +114,19 @@ class ValueArgs:
 
     @property
     def out(self) -> Path:
-        return self.run / "value"
+        return self.layout.root
 
-    def grpo_args(self, **over) -> GRPOArgs:
-        base = dict(prompts_per_step=self.copies, group_size=self.group_size, lr=self.lr, steps=self.one_shot_steps,
-                    device=self.device)  # fmt: skip
-        return GRPOArgs(run=self.run, **{**base, **over})
+    @property
+    def layout(self) -> ValueLayout:
+        return RunLayout(self.run).value
+
+    @property
+    def settings(self) -> ValueSettings:
+        return ValueSettings(self.preset, self.value_seeds, self.sft_seeds, self.one_shot_steps, self.drift_window, self.n_boot)
+
+    def policy(self, prompts_per_step: int | None = None) -> PolicySpec:
+        """The one-sample runs' GRPO settings (``prompts_per_step`` differs for memorization runs)."""
+        return PolicySpec(prompts_per_step or self.copies, self.group_size, self.lr, device=self.device)
 
 
 PRESETS: dict[str, dict] = {
@@ -132,7 +140,7 @@ PRESETS: dict[str, dict] = {
 
 def draw_sample(table: dict, per_band: int, seed: int) -> list[dict]:
     """``per_band`` pool records per band (all of a pool when it is smaller), band kept."""
-    rng = np.random.Generator(np.random.PCG64([seed, 23]))
+    rng = seeds.rng("value_sample", seed)
     out = []
     for band in BANDS:
         pool = table["pools"][band]
@@ -172,20 +180,20 @@ def one_shot_stage(
     args: ValueArgs, problems: list[Problem], ev: EvalSet, base_eval: EvalResult
 ) -> dict[int, list[dict]]:
     """One-sample runs, appended line by line to one_shot/seed<v>.jsonl (a rerun skips finished ones)."""
-    base = args.run / "base"
+    base = RunLayout(args.run).base
     tokenizer, ref_model = load_tokenizer(base), load_hf(base, args.device)
     model = load_hf(base, args.device)
     base_state = {k: v.clone() for k, v in ref_model.state_dict().items()}
     rows = {}
     for v in args.value_seeds:
-        path = args.out / "one_shot" / f"seed{v}.jsonl"
+        path = args.layout.one_shot(v)
         path.parent.mkdir(parents=True, exist_ok=True)
         done = {r["pid"] for r in read_jsonl(path)}
         for i, pr in enumerate(tqdm(problems, desc=f"one-sample runs s{v}")):
             if pr.pid in done:
                 continue
             model.load_state_dict(base_state)
-            trace = one_shot(model, ref_model, tokenizer, [pr], i, v, args.grpo_args())
+            trace = one_shot(model, ref_model, tokenizer, [pr], i, v, args.policy(), args.one_shot_steps)
             after = evaluate(model, tokenizer, ev)
             row = {
                 "pid": pr.pid,
@@ -201,89 +209,71 @@ def one_shot_stage(
 
 def grad_stage(args: ValueArgs, model, tokenizer, problems: list[Problem], ev: EvalSet) -> list[dict]:
     g_eval = eval_gradient(model, tokenizer, ev.problems, args.group_size, args.seed, args.device)
-    gargs = args.grpo_args()
-    return [alignment(example_gradient(model, tokenizer, pr, i, args.value_seeds[0], gargs), g_eval)
+    return [alignment(example_gradient(model, tokenizer, pr, i, args.value_seeds[0], args.policy()), g_eval)
             for i, pr in enumerate(tqdm(problems, desc="gradient alignment"))]  # fmt: skip
 
 
 def memo_stage(args: ValueArgs, problems: list[Problem], r: int) -> dict:
     """GRPO from base on a random half of the sample, then every sampled problem's pass rate."""
-    base = args.run / "base"
+    base = RunLayout(args.run).base
     model, ref_model, tokenizer = load_hf(base, args.device), load_hf(base, args.device), load_tokenizer(base)
-    inside = np.random.Generator(np.random.PCG64([args.seed, r, 29])).permutation(len(problems)) < len(problems) // 2
+    inside = seeds.rng("memo_subset", args.seed, r).permutation(len(problems)) < len(problems) // 2
     pool = [pr for pr, x in zip(problems, inside) if x]
-    gargs = args.grpo_args(prompts_per_step=max(1, min(16, len(pool))), steps=args.memo_steps)
-    one_shot(model, ref_model, tokenizer, pool, len(problems) + r, args.seed, gargs)  # index past the one-sample runs'
+    policy = args.policy(prompts_per_step=max(1, min(16, len(pool))))
+    one_shot(model, ref_model, tokenizer, pool, len(problems) + r, args.seed, policy, args.memo_steps)  # index past the one-sample runs'
     parsed = sampled_completions(model, tokenizer, problems, args.group_size, args.seed + r)
     rates = [float(np.mean([p.correct for p in ps])) for ps in parsed]
     return {"inside": inside.tolist(), "pass_rate": rates}
 
 
-def cached(path: Path, make) -> dict | list:
-    """Read ``path`` if a previous run wrote it, else compute and write it."""
-    if path.exists():
-        return read_json(path)
-    value = make()
-    write_json(path, value)
-    return value
-
-
 def band_ledgers(run: Path) -> dict[str, list[list[dict]]]:
     """Every GRPO band run's ledger, per band (empty lists when the run has none)."""
-    return {b: [read_jsonl(p) for p in sorted((run / "bands" / b).glob("seed*/ledger.jsonl"))] for b in BANDS}
+    runs = RunLayout(run).band_runs()
+    return {b: [read_jsonl(d / LEDGER) for name, d in runs.items() if name.split("/")[1] == b] for b in BANDS}
 
 
 def main(args: ValueArgs) -> dict:
     """Run or resume every stage; returns results.json's content."""
-    table_path = args.run / "bands" / "table.json"
-    if not table_path.exists():
-        raise RunDirError(f"{table_path}: missing; run experiments.band_study (or pretrain and bands) first")
-    check_writable(args.out)
+    run, out = RunLayout(args.run), args.layout
+    if not run.band_table.exists():
+        raise RunDirError(f"{run.band_table}: missing; run experiments.band_study (or pretrain and bands) first")
+    check_writable(out.root)
     init_run(args.run, "value_study", args)
     start = time.perf_counter()
 
     def stage(name: str) -> None:
         print(f"[value_study {time.perf_counter() - start:6.0f} s] {name}", flush=True)
 
-    table = read_json(table_path)
-    sample = cached(args.out / "sample.json", lambda: draw_sample(table, args.per_band, args.seed))
+    table = read_json(run.band_table)
+    sample = cached_json(out.sample, lambda: draw_sample(table, args.per_band, args.seed))
     problems = [Problem.from_record(r, table["p"]) for r in sample]
     ev = EvalSet([Problem.from_record(r, table["p"]) for r in table["eval_set"]], [r["band"] for r in table["eval_set"]],
                  args.eval_samples, args.seed)  # fmt: skip
-    base_dir = args.run / "base"
-    model, tokenizer = load_hf(base_dir, args.device), load_tokenizer(base_dir)
+    model, tokenizer = load_hf(run.base, args.device), load_tokenizer(run.base)
     stage(f"base model: pass rates ({args.n_base_samples} samples), lengths, losses, eval set")
-    base = cached(args.out / "base.json", lambda: base_stage(args, model, tokenizer, problems, ev))
-    base_eval = EvalResult(
-        np.array(base["eval"]["greedy"]), np.array(base["eval"]["sampled"]), base["eval"]["behaviour"]
-    )
-    stage(
-        f"supervised scoring runs (seeds {list(args.sft_seeds)}, {args.sft_steps} steps, scores at {args.score_step})"
-    )
-    pre = dataclasses.replace(pretrain_args(args.run), device=args.device)
-    if args.sft_steps > pre.steps:
-        raise RunDirError(f"sft_steps: {args.sft_steps} exceeds the run's pretraining length {pre.steps}")
-    sft = [
-        cached(args.out / "sft" / f"seed{s}.json",
-               lambda s=s: scoring_run(pre, s, problems, args.sft_steps, args.presentations, args.score_step))
-        for s in args.sft_seeds
-    ]  # fmt: skip
+    base = cached_json(out.base, lambda: base_stage(args, model, tokenizer, problems, ev))
+    base_eval = EvalResult(np.array(base["eval"]["greedy"]), np.array(base["eval"]["sampled"]), base["eval"]["behaviour"])
+    stage(f"supervised scoring runs (seeds {list(args.sft_seeds)}, {args.sft_steps} steps, scores at {args.score_step})")
+    recipe = dataclasses.replace(Recipe.of(read_json(run.config)["stages"]["pretrain"]), device=args.device)
+    if args.sft_steps > recipe.steps:
+        raise RunDirError(f"sft_steps: {args.sft_steps} exceeds the run's pretraining length {recipe.steps}")
+    sft = [cached_json(out.sft(s), lambda s=s: scoring_run(recipe, s, problems, args.sft_steps, args.presentations, args.score_step))
+           for s in args.sft_seeds]  # fmt: skip
     stage(f"one-sample GRPO runs ({len(problems)} problems x {len(args.value_seeds)} seeds)")
     shots = one_shot_stage(args, problems, ev, base_eval)
     stage("gradient alignment")
-    grads = cached(args.out / "grad.json", lambda: grad_stage(args, model, tokenizer, problems, ev))
+    grads = cached_json(out.grad, lambda: grad_stage(args, model, tokenizer, problems, ev))
     memo = []
     if args.memo_subsets:
         stage(f"memorization ({args.memo_subsets} GRPO runs on random halves)")
-        memo = [
-            cached(args.out / "memo" / f"subset{r}.json", lambda r=r: memo_stage(args, problems, r))
-            for r in range(args.memo_subsets)
-        ]
+        memo = [cached_json(out.memo(r), lambda r=r: memo_stage(args, problems, r)) for r in range(args.memo_subsets)]
     stage("analysis and report")
-    res, extra = analyse(args, sample, base, sft, shots, grads, memo, band_ledgers(args.run), table)
-    write_report(args.out, res, extra, wall_s=time.perf_counter() - start)
-    write_json(args.out / "results.json", res)
-    print(res["verdict"])
+    analysis = analyse(ValueInputs(sample, base, sft, shots, grads, memo, band_ledgers(args.run), table), args.settings)
+    write_json(out.examples, analysis.examples)
+    write_report(out.root, analysis, wall_s=time.perf_counter() - start)
+    res = analysis.result.to_json()
+    write_json(out.results, res)
+    print(analysis.result.verdict)
     return res
 
 

@@ -1,12 +1,8 @@
-"""Instruments that read models and never train them.
+"""Instruments that read models: activations, SAEs, features, causal checks, diffs, statistics.
 
-Importing the package puts Hugging Face libraries in offline mode: nothing in bandlens
-downloads weights or data at run time.
+Probes never train the model under study; the only training they do is fitting
+dictionaries (SAEs) on a model's activations, which is a way of reading it. They never
+import ``experiments`` (tests/test_architecture.py enforces it), and importing them
+changes nothing: Hugging Face offline mode is switched on by ``probes.models.offline_mode``,
+called at entry points (the CLI, ``probes.notebook.open_run``, the tests).
 """
-
-import os
-
-for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-    os.environ.setdefault(_var, "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

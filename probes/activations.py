@@ -1,7 +1,7 @@
 """Activations at one hook over labelled token sequences, cached on disk with token metadata.
 
 Sequences arrive as plain data (``LabelledSequence``: token ids plus per-token labels),
-built by ``experiments.probe_sets``. ``write_cache`` runs them through a
+built by ``experiments.harness.probe_sets``. ``write_cache`` runs them through a
 TransformerBridge in batches and streams each batch into a memory-mapped ``acts.npy``,
 so memory stays bounded by one batch however large the set. A cache directory holds
 
@@ -28,6 +28,8 @@ from jaxtyping import Float, Int
 from safetensors.numpy import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
+
+from probes.padding import right_pad
 
 CACHE_FORMAT = 1
 ROLES: tuple[str, ...] = ("special", "operand", "operator", "intermediate", "answer")
@@ -154,14 +156,6 @@ def unique_prefix_masks(sequences: Sequence[LabelledSequence]) -> list[np.ndarra
     return out
 
 
-def right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> Int[Tensor, "B L"]:
-    """Right padding is exact for a causal model: real positions never see the pads."""
-    ids_BL = torch.full((len(seqs), max(map(len, seqs))), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids_BL[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-    return ids_BL
-
-
 @torch.no_grad()
 def hook_activations(bridge, hook_name: str, ids_BL: Int[Tensor, "B L"]) -> Float[Tensor, "B L D"]:
     """Activations at ``hook_name`` for a batch (the HF model's own values: no weight processing)."""
@@ -218,7 +212,7 @@ def write_cache(
     acts_ND = None
     row = 0
     for batch in tqdm(batches, desc=f"activations {hook_name}"):
-        acts_BLD = hook_activations(bridge, hook_name, right_pad([sequences[i].token_ids for i in batch], pad_id))
+        acts_BLD = hook_activations(bridge, hook_name, right_pad([sequences[i].token_ids for i in batch], pad_id)[0])
         if acts_ND is None:
             shape = (len(cols["seq"]), acts_BLD.shape[-1])
             acts_ND = np.lib.format.open_memmap(out_dir / "acts.npy", mode="w+", dtype=np.float32, shape=shape)

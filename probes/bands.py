@@ -53,3 +53,13 @@ def stale_fraction(before: Mapping[str, Band], after: Mapping[str, Band], band: 
     """Of the problems labelled ``band`` before, the fraction no longer in it after (nan if none)."""
     shared = [pid for pid in before.keys() & after.keys() if before[pid] == band]
     return sum(after[pid] != band for pid in shared) / len(shared) if shared else float("nan")
+
+
+def stale_fractions(
+    ledgers: Sequence[Sequence[Mapping]], static: Mapping[str, Band], band: Band, step: int, window: int,
+    hard_max: float, easy_min: float,
+) -> list[float]:  # fmt: skip
+    """Per run's ledger: of the problems statically labelled ``band``, the fraction whose pass
+    rate over steps (step - window, step] puts them in another band (nan: none measured)."""
+    now = [relabel(ledger_pass_rates(lg, step, window), hard_max, easy_min) for lg in ledgers]
+    return [stale_fraction(static, n, band) for n in now]

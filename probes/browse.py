@@ -1,6 +1,6 @@
 """Read-only helpers for browsing a run directory from notebooks.
 
-Locating band runs, checkpoints and the base activation cache; one latent's codes,
+One latent's codes,
 its top-activating token contexts and its activity by token role and chain length k;
 and an HTML rendering of a context with each token shaded by the latent's activation.
 Everything returns plain data; nothing here writes.
@@ -10,35 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import re
-from pathlib import Path
 
 import numpy as np
 import torch
 from jaxtyping import Float, Int
 
 from probes.activations import ROLES, ActivationCache
-
-_CKPT = re.compile(r"ckpt-(\d+)$")
-
-
-def band_runs(run: Path) -> dict[str, Path]:
-    """Every GRPO run directory, keyed 'bands/<band>/seed<s>' (the names diff.json uses)."""
-    dirs = sorted(p.parent for p in Path(run).glob("bands/*/seed*/metrics.jsonl"))
-    return {d.relative_to(run).as_posix(): d for d in dirs}
-
-
-def ckpt_steps(run_dir: Path) -> set[int]:
-    """Steps that have a ``ckpt-<step>/`` directory in one band run."""
-    return {int(m.group(1)) for p in Path(run_dir).iterdir() if p.is_dir() and (m := _CKPT.search(p.name))}
-
-
-def base_cache_dir(run: Path, hook: str) -> Path:
-    """The base model's activation cache at ``hook`` (acts/base/probe-*/<hook>)."""
-    found = sorted(Path(run).glob(f"acts/base/probe-*/{hook}/meta.json"))
-    if not found:
-        raise FileNotFoundError(f"{run}: no base activation cache at {hook}")
-    return found[0].parent
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ at matched gain can be compared by cosine.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -17,6 +18,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from probes.activations import ActivationCache
+from probes.bands import BANDS
+from probes.layout import band_of_run, checkpoint_name
+from probes.matched_gain import MatchedPoint
+
+VIEWS = ("sampled", "canonical")
+"""Rows a latent's activity is averaged over: the checkpoint's own completions, or fixed canonical ones."""
 
 
 @torch.no_grad()
@@ -49,3 +56,19 @@ def change_vector(means_F: Float[Tensor, " F"], base_F: Float[Tensor, " F"], liv
 def rows_of(cache: ActivationCache, source: str) -> Int[np.ndarray, " R"]:
     """Unique-prefix rows of one kind of sequence: 'sampled' (the checkpoint's own) or 'canonical'."""
     return np.flatnonzero(cache.unique_N & (cache.seq_column("source") == source))
+
+
+def matched_values(
+    changes: Mapping[str, Mapping[str, float | None]], points: Mapping[str, MatchedPoint], groups: Sequence[str]
+) -> dict[str, dict[str, list[float]]]:
+    """Per band and group: the change at each run's matched checkpoint, for the runs that reached it.
+
+    ``changes`` maps checkpoint names (``<run>/ckpt-<step>``, as in diff.json) to each group's
+    change; ``points`` maps run names to their matched points (``probes.matched_gain``)."""
+    out: dict[str, dict[str, list[float]]] = {b: {g: [] for g in groups} for b in BANDS}
+    for name, point in points.items():
+        if point.reached:
+            change = changes[f"{name}/{checkpoint_name(point.step)}"]
+            for g in groups:
+                out[band_of_run(name)][g].append(math.nan if change[g] is None else change[g])
+    return out

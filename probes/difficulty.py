@@ -20,12 +20,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
-from scipy.stats import rankdata
 from torch import Tensor
 
-from probes.stats import Estimate, bootstrap_mean
-
-NOT_TARGET = -100
+from probes.padding import NOT_TARGET
 
 
 def learnability(pass_rate: np.ndarray | float) -> np.ndarray:
@@ -123,78 +120,3 @@ def memorization(in_RN: Bool[np.ndarray, "R N"], score_RN: Float[np.ndarray, "R 
     n_in, n_out = inc.sum(0), (~inc).sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n_in > 0) & (n_out > 0), (score * inc).sum(0) / n_in - (score * ~inc).sum(0) / n_out, np.nan)
-
-
-def _rank_corr(x_SN: np.ndarray, y_SN: np.ndarray) -> np.ndarray:
-    """Spearman rho of each row pair: Pearson correlation of (tie-averaged) ranks; nan if a row is constant."""
-    rx, ry = rankdata(x_SN, axis=1), rankdata(y_SN, axis=1)
-    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
-    denom = np.sqrt((rx**2).sum(1) * (ry**2).sum(1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (rx * ry).sum(1) / denom, np.nan)
-
-
-def spearman(x: Sequence[float], y: Sequence[float], n_boot: int = 1000, seed: int = 0) -> Estimate:
-    """Spearman's rho of x and y with a percentile-bootstrap 95% CI over examples.
-
-    Pairs with a nan on either side are dropped (``n`` counts the rest); inf ranks above
-    every finite value. nan when fewer than 3 pairs remain or one side is constant.
-    """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[keep], y[keep]
-    rho = _rank_corr(x[None], y[None])[0] if x.size >= 3 else math.nan
-    if not math.isfinite(rho):
-        return Estimate(math.nan, (math.nan, math.nan), int(x.size))
-    idx_SN = np.random.Generator(np.random.PCG64(seed)).integers(0, x.size, size=(n_boot, x.size))
-    boots = _rank_corr(x[idx_SN], y[idx_SN])
-    lo, hi = np.nanpercentile(boots, [2.5, 97.5])
-    return Estimate(float(rho), (float(lo), float(hi)), int(x.size))
-
-
-@dataclasses.dataclass(frozen=True)
-class QuadraticFit:
-    """Least-squares y = a + b x + c x^2, with bootstrap CIs over examples."""
-
-    curvature: Estimate
-    """c: negative with a CI below 0 means an inverted U."""
-    vertex: Estimate
-    """-b / 2c: where the curve peaks (or dips)."""
-    coef: tuple[float, float, float]
-    """(a, b, c) on all examples."""
-
-
-def quadratic_fit(x: Sequence[float], y: Sequence[float], n_boot: int = 1000, seed: int = 0) -> QuadraticFit:
-    """Quadratic fit of y on x (nan pairs dropped) with percentile-bootstrap CIs of c and the vertex."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if x.size < 4 or np.unique(x).size < 3:
-        nan = Estimate(math.nan, (math.nan, math.nan), int(x.size))
-        return QuadraticFit(nan, nan, (math.nan,) * 3)
-    c, b, a = np.polyfit(x, y, 2)
-    rng = np.random.Generator(np.random.PCG64(seed))
-    boots = []
-    for _ in range(n_boot):
-        i = rng.integers(0, x.size, x.size)
-        if np.unique(x[i]).size >= 3:
-            boots.append(np.polyfit(x[i], y[i], 2))
-    cs, bs = np.array(boots)[:, 0], np.array(boots)[:, 1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        vs = -bs / (2 * cs)
-
-    def est(value: float, samples: np.ndarray) -> Estimate:
-        lo, hi = np.nanpercentile(samples, [2.5, 97.5])
-        return Estimate(float(value), (float(lo), float(hi)), int(x.size))
-
-    return QuadraticFit(est(c, cs), est(-b / (2 * c), vs), (float(a), float(b), float(c)))
-
-
-def binned_means(x: Sequence[float], y: Sequence[float], edges: Sequence[float]) -> list[dict]:
-    """Mean of y (with a bootstrap CI) in each bin [lo, hi) of x; the last bin includes its upper edge."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    out = []
-    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        sel = (x >= lo) & ((x < hi) | ((i == len(edges) - 2) & (x <= hi))) & np.isfinite(y)
-        out.append({"lo": float(lo), "hi": float(hi), **bootstrap_mean(y[sel]).as_dict()})
-    return out

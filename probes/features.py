@@ -29,10 +29,10 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 from jaxtyping import Float, Int
-from scipy.stats import rankdata
 from torch import Tensor
 
 from probes.activations import ROLES, ActivationCache
+from probes.stats import correlation_ratio, spearman_rows, weighted_auroc
 
 LABELS: tuple[str, ...] = ("shortcut", "computation", "deliberation")
 """Labels a latent can earn; on an exact tie of scores the earlier one wins."""
@@ -42,12 +42,12 @@ LIFT_EPS = 1e-8
 SCORE_TOL = 1e-9
 """Slack on 'score >= 1': a statistic exactly at its threshold passes despite rounding."""
 STATS = ("fire_rate", "mean", "choice_auc", "result_eta2", "answer_eta2", "trace_lift", "direct_lift", "decision_lift", "k_corr")
+"""Per-latent statistics (``FeatureStats.<name>_F``) in the evidence."""
 MIN_ROWS_PER_VALUE = 5
 """eta^2 needs support: with no association it is about (V - 1) / (n - 1), so it is only
 reported (else nan) when there are at least this many rows per observed value."""
 DIRECT_K = 1
-"""Chain length at which direct answers work (DESIGN: the shortcut is real only at k = 1)."""
-"""Per-latent statistics (``FeatureStats.<name>_F``) in the evidence."""
+"""Chain length at which direct answers work (docs/DESIGN.md: the shortcut is real only at k = 1)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,56 +260,6 @@ def _supported_eta2(sum_VF: np.ndarray, n_V: np.ndarray, sum_sq_F: np.ndarray) -
     if n_V.sum() < MIN_ROWS_PER_VALUE * max((n_V > 0).sum(), 1):
         return np.full(sum_VF.shape[1], np.nan)
     return correlation_ratio(sum_VF, n_V, sum_sq_F)
-
-
-def weighted_auroc(
-    scores_PF: Float[np.ndarray, "P F"], w_pos_P: Float[np.ndarray, " P"], w_neg_P: Float[np.ndarray, " P"], block: int = 256
-) -> Float[np.ndarray, " F"]:
-    """Per column, P(pos > neg) + P(pos = neg) / 2 (Mann-Whitney U), a point of weight w counting w times.
-
-    nan when a class is empty."""
-    w_pos, w_neg = float(np.sum(w_pos_P)), float(np.sum(w_neg_P))
-    out_F = np.full(scores_PF.shape[1], np.nan)
-    if w_pos <= 0 or w_neg <= 0:
-        return out_F
-    wp_P, wn_P = torch.as_tensor(w_pos_P, dtype=torch.float64), torch.as_tensor(w_neg_P, dtype=torch.float64)
-    for lo in range(0, scores_PF.shape[1], block):
-        x_BP = torch.as_tensor(np.ascontiguousarray(scores_PF[:, lo : lo + block].T), dtype=torch.float64)
-        sorted_BP, order_BP = x_BP.sort(dim=1)
-        cum_neg_BP = torch.nn.functional.pad(wn_P[order_BP].cumsum(1), (1, 0))
-        below_BP = cum_neg_BP.gather(1, torch.searchsorted(sorted_BP, x_BP, right=False))
-        at_or_below_BP = cum_neg_BP.gather(1, torch.searchsorted(sorted_BP, x_BP, right=True))
-        wins_B = ((below_BP + at_or_below_BP) / 2 * wp_P).sum(1)
-        out_F[lo : lo + block] = (wins_B / (w_pos * w_neg)).numpy()
-    return out_F
-
-
-def correlation_ratio(
-    sum_VF: Float[np.ndarray, "V F"], n_V: Float[np.ndarray, " V"], sum_sq_F: Float[np.ndarray, " F"]
-) -> Float[np.ndarray, " F"]:
-    """eta^2 = between-group / total sum of squares, from per-group sums and counts.
-
-    nan for an activation constant on these rows; with no association it is about (V - 1) / (n - 1).
-    """
-    n = n_V.sum()
-    if n < 2:
-        return np.full(sum_VF.shape[1], np.nan)
-    total_F = sum_VF.sum(0)
-    correction_F = total_F**2 / n
-    ss_total_F = sum_sq_F - correction_F
-    ss_between_F = (sum_VF**2 / np.maximum(n_V, 1)[:, None]).sum(0) - correction_F
-    constant_F = ss_total_F <= 1e-12 * np.maximum(sum_sq_F, 1e-300)
-    return np.where(constant_F, np.nan, np.clip(ss_between_F / np.where(constant_F, 1, ss_total_F), 0, 1))
-
-
-def spearman_rows(x_K: Float[np.ndarray, " K"], y_FK: Float[np.ndarray, "F K"]) -> Float[np.ndarray, " F"]:
-    """Spearman correlation of x with each row of y (average ranks for ties); nan below 3 points, nan or constant rows."""
-    if len(x_K) < 3:
-        return np.full(len(y_FK), np.nan)
-    centre = (len(x_K) + 1) / 2
-    rx_K = rankdata(x_K) - centre
-    ry_FK = rankdata(y_FK, axis=1) - centre  # nan rows stay nan
-    return _ratio(ry_FK @ rx_K, np.sqrt((ry_FK**2).sum(1) * (rx_K**2).sum()))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,11 +7,24 @@ and nothing is unpickled.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
+import transformers
 from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+
+def offline_mode() -> None:
+    """Keep Hugging Face libraries off the network (nothing in bandlens downloads weights or
+    data) and quiet (their loading bars and warnings would drown the stage's own progress)."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 class CheckpointError(Exception):
@@ -48,7 +61,7 @@ def load_bridge(model_dir: str | Path, device: str = "cpu"):
 
     Hook names follow TransformerLens (``blocks.{l}.hook_resid_post`` ...). The tokenizer
     is loaded from the directory: one built only in memory makes ``boot_transformers``
-    fail (DESIGN.md, Models).
+    fail with ``KeyError: 'name_or_path'``.
     """
     from transformer_lens.model_bridge import TransformerBridge
 

@@ -1,11 +1,16 @@
-"""Small statistics over seeds: bootstrap confidence intervals, noise floors, cosines."""
+"""Every statistic bandlens reports: bootstrap CIs, noise floors, cosines, rank correlations,
+quadratic fits, binned means, AUROC and correlation ratios. Pure functions of arrays."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+from jaxtyping import Float
+from scipy.stats import rankdata
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,6 +22,12 @@ class Estimate:
 
     def as_dict(self) -> dict:
         return {"mean": self.mean, "ci95": list(self.ci95), "n": self.n}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Estimate:
+        """Inverse of ``as_dict`` after a JSON round trip (null, written for nan, reads back as nan)."""
+        lo, hi = (math.nan if x is None else x for x in d["ci95"])
+        return cls(math.nan if d["mean"] is None else d["mean"], (lo, hi), d["n"])
 
     def excludes(self, value: float) -> bool:
         return not self.ci95[0] <= value <= self.ci95[1]
@@ -47,3 +58,130 @@ def cosine(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> 
     a, b = np.asarray(a, float), np.asarray(b, float)
     denom = np.linalg.norm(a) * np.linalg.norm(b)
     return float(a @ b / denom) if denom > 0 else float("nan")
+
+
+def _rank_corr(x_SN: np.ndarray, y_SN: np.ndarray) -> np.ndarray:
+    """Spearman rho of each row pair: Pearson correlation of (tie-averaged) ranks; nan if a row is constant."""
+    rx, ry = rankdata(x_SN, axis=1), rankdata(y_SN, axis=1)
+    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
+    denom = np.sqrt((rx**2).sum(1) * (ry**2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (rx * ry).sum(1) / denom, np.nan)
+
+
+def spearman(x: Sequence[float], y: Sequence[float], n_boot: int = 1000, seed: int = 0) -> Estimate:
+    """Spearman's rho of x and y with a percentile-bootstrap 95% CI over examples.
+
+    Pairs with a nan on either side are dropped (``n`` counts the rest); inf ranks above
+    every finite value. nan when fewer than 3 pairs remain or one side is constant.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    rho = _rank_corr(x[None], y[None])[0] if x.size >= 3 else math.nan
+    if not math.isfinite(rho):
+        return Estimate(math.nan, (math.nan, math.nan), int(x.size))
+    idx_SN = np.random.Generator(np.random.PCG64(seed)).integers(0, x.size, size=(n_boot, x.size))
+    boots = _rank_corr(x[idx_SN], y[idx_SN])
+    lo, hi = np.nanpercentile(boots, [2.5, 97.5])
+    return Estimate(float(rho), (float(lo), float(hi)), int(x.size))
+
+
+@dataclasses.dataclass(frozen=True)
+class QuadraticFit:
+    """Least-squares y = a + b x + c x^2, with bootstrap CIs over examples."""
+
+    curvature: Estimate
+    """c: negative with a CI below 0 means an inverted U."""
+    vertex: Estimate
+    """-b / 2c: where the curve peaks (or dips)."""
+    coef: tuple[float, float, float]
+    """(a, b, c) on all examples."""
+
+
+def quadratic_fit(x: Sequence[float], y: Sequence[float], n_boot: int = 1000, seed: int = 0) -> QuadraticFit:
+    """Quadratic fit of y on x (nan pairs dropped) with percentile-bootstrap CIs of c and the vertex."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if x.size < 4 or np.unique(x).size < 3:
+        nan = Estimate(math.nan, (math.nan, math.nan), int(x.size))
+        return QuadraticFit(nan, nan, (math.nan,) * 3)
+    c, b, a = np.polyfit(x, y, 2)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, x.size, x.size)
+        if np.unique(x[i]).size >= 3:
+            boots.append(np.polyfit(x[i], y[i], 2))
+    cs, bs = np.array(boots)[:, 0], np.array(boots)[:, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vs = -bs / (2 * cs)
+
+    def est(value: float, samples: np.ndarray) -> Estimate:
+        lo, hi = np.nanpercentile(samples, [2.5, 97.5])
+        return Estimate(float(value), (float(lo), float(hi)), int(x.size))
+
+    return QuadraticFit(est(c, cs), est(-b / (2 * c), vs), (float(a), float(b), float(c)))
+
+
+def binned_means(x: Sequence[float], y: Sequence[float], edges: Sequence[float]) -> list[dict]:
+    """Mean of y (with a bootstrap CI) in each bin [lo, hi) of x; the last bin includes its upper edge."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    out = []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        sel = (x >= lo) & ((x < hi) | ((i == len(edges) - 2) & (x <= hi))) & np.isfinite(y)
+        out.append({"lo": float(lo), "hi": float(hi), **bootstrap_mean(y[sel]).as_dict()})
+    return out
+
+
+def weighted_auroc(
+    scores_PF: Float[np.ndarray, "P F"], w_pos_P: Float[np.ndarray, " P"], w_neg_P: Float[np.ndarray, " P"], block: int = 256
+) -> Float[np.ndarray, " F"]:
+    """Per column, P(pos > neg) + P(pos = neg) / 2 (Mann-Whitney U), a point of weight w counting w times.
+
+    nan when a class is empty."""
+    w_pos, w_neg = float(np.sum(w_pos_P)), float(np.sum(w_neg_P))
+    out_F = np.full(scores_PF.shape[1], np.nan)
+    if w_pos <= 0 or w_neg <= 0:
+        return out_F
+    wp_P, wn_P = torch.as_tensor(w_pos_P, dtype=torch.float64), torch.as_tensor(w_neg_P, dtype=torch.float64)
+    for lo in range(0, scores_PF.shape[1], block):
+        x_BP = torch.as_tensor(np.ascontiguousarray(scores_PF[:, lo : lo + block].T), dtype=torch.float64)
+        sorted_BP, order_BP = x_BP.sort(dim=1)
+        cum_neg_BP = torch.nn.functional.pad(wn_P[order_BP].cumsum(1), (1, 0))
+        below_BP = cum_neg_BP.gather(1, torch.searchsorted(sorted_BP, x_BP, right=False))
+        at_or_below_BP = cum_neg_BP.gather(1, torch.searchsorted(sorted_BP, x_BP, right=True))
+        wins_B = ((below_BP + at_or_below_BP) / 2 * wp_P).sum(1)
+        out_F[lo : lo + block] = (wins_B / (w_pos * w_neg)).numpy()
+    return out_F
+
+
+def correlation_ratio(
+    sum_VF: Float[np.ndarray, "V F"], n_V: Float[np.ndarray, " V"], sum_sq_F: Float[np.ndarray, " F"]
+) -> Float[np.ndarray, " F"]:
+    """eta^2 = between-group / total sum of squares, from per-group sums and counts.
+
+    nan for an activation constant on these rows; with no association it is about (V - 1) / (n - 1).
+    """
+    n = n_V.sum()
+    if n < 2:
+        return np.full(sum_VF.shape[1], np.nan)
+    total_F = sum_VF.sum(0)
+    correction_F = total_F**2 / n
+    ss_total_F = sum_sq_F - correction_F
+    ss_between_F = (sum_VF**2 / np.maximum(n_V, 1)[:, None]).sum(0) - correction_F
+    constant_F = ss_total_F <= 1e-12 * np.maximum(sum_sq_F, 1e-300)
+    return np.where(constant_F, np.nan, np.clip(ss_between_F / np.where(constant_F, 1, ss_total_F), 0, 1))
+
+
+def spearman_rows(x_K: Float[np.ndarray, " K"], y_FK: Float[np.ndarray, "F K"]) -> Float[np.ndarray, " F"]:
+    """Spearman correlation of x with each row of y (average ranks for ties); nan below 3 points, nan or constant rows."""
+    if len(x_K) < 3:
+        return np.full(len(y_FK), np.nan)
+    centre = (len(x_K) + 1) / 2
+    rx_K = rankdata(x_K) - centre
+    ry_FK = rankdata(y_FK, axis=1) - centre  # nan rows stay nan
+    num_F, den_F = ry_FK @ rx_K, np.sqrt((ry_FK**2).sum(1) * (rx_K**2).sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den_F > 0, num_F / np.where(den_F > 0, den_F, 1), np.nan)

@@ -15,9 +15,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from experiments import bands, pretrain  # noqa: E402
-from experiments.cli import preset_args  # noqa: E402
+from experiments.harness.cli import preset_args  # noqa: E402
+from probes.models import offline_mode  # noqa: E402
 
 torch.set_num_threads(1)
+offline_mode()
 
 
 @pytest.fixture(scope="session")

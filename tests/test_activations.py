@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.probe_sets import ProbeSetSpec, build_probe_set, completion_roles, prompt_roles, task_spec_of
-from experiments.task import TaskSpec, completion_words, generate_problems, parse_completion
+from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
+from experiments.harness.probe_sets import ProbeSetSpec, build_probe_set, completion_roles, prompt_roles, task_spec_of
+from experiments.harness.task import TaskSpec, completion_words, generate_problems, parse_completion
 from probes.activations import (
     ROLES,
     LabelledSequence,

@@ -5,12 +5,15 @@ import shutil
 import pytest
 import torch
 
-from experiments import band_study, feature_study, train_sae
+from experiments import band_study, train_sae
 from experiments.band_study import PRESETS, BandStudyArgs
-from experiments.cli import preset_args
+from experiments.harness import labelling, rl
+from experiments.harness.cli import preset_args
+from experiments.harness.sources import open_source
 from probes.diff import change_vector, group_activity, latent_means, relative_change, rows_of
 from probes.features import LabelRules
-from probes.sae_train import load_sae
+from probes.layout import RunLayout
+from probes.saes.train import load_sae
 
 
 @pytest.fixture
@@ -41,7 +44,7 @@ def test_band_study__smoke_end_to_end_writes_valid_results(study):
 def test_band_study__rerun_resumes_without_retraining(study, monkeypatch):
     out, res, _ = study
     monkeypatch.setattr(train_sae, "train_and_save", lambda *a: pytest.fail("retrained an SAE"))
-    monkeypatch.setattr(band_study.grpo, "policy_update", lambda *a: pytest.fail("retrained a band run"))
+    monkeypatch.setattr(rl, "policy_update", lambda *a: pytest.fail("retrained a band run"))
     again = band_study.main(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))
     assert again["verdict"] == res["verdict"] and again["bands"]["medium"]["gain"] == res["bands"]["medium"]["gain"]
 
@@ -55,15 +58,14 @@ def test_features_and_causal_checks__on_a_users_own_checkpoint_and_sae(study, tm
     shutil.copytree(out / "sae" / sae_name, user_sae)
     sae = load_sae(user_sae)
     args = preset_args(train_sae.TrainSAEArgs, train_sae.PRESETS, "smoke", run=tmp_path / "scratch", checkpoint=str(user_ckpt))
-    src = train_sae.open_source(args, user_ckpt)
-    features = feature_study.label_checkpoint(sae, src.cache, LabelRules(), {"checkpoint": str(user_ckpt)})
+    src = open_source(args.source_spec, user_ckpt)
+    features = labelling.label_checkpoint(sae, src.cache, LabelRules(), {"checkpoint": str(user_ckpt)})
     assert len(features["features"]) == sae.cfg.d_sae and sum(features["counts"].values()) == sae.cfg.d_sae
-    table = json.loads((out / "bands" / "table.json").read_text())
-    problems = feature_study.group_problems(table, k_max=3, per_k=3)
-    checks = feature_study.causal_checks(src.bridge, src.tokenizer, sae, args.hook, problems, features, feature_study.CausalSpec(n_random=1))
+    problems = band_study.causal_problems(RunLayout(out), per_k=3)
+    checks = labelling.causal_checks(src.bridge, src.tokenizer, sae, args.hook, problems, features, labelling.CausalSpec(n_random=1))
     assert set(checks["clean"]) == {"direct_acc", "deliberate_acc", "deliberate_rate"}
     for label, check in checks["checks"].items():
-        assert check["group"] == features["groups"][label][: feature_study.CausalSpec().max_group]
+        assert check["group"] == features["groups"][label][: labelling.CausalSpec().max_group]
         assert len(check["random_effects"]) == 1
     means = latent_means(sae, src.cache, rows_of(src.cache, "canonical"))
     assert means.shape == (sae.cfg.d_sae,) and (means >= 0).all()

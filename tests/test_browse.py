@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from probes.activations import ROLES, ActivationCache
-from probes.browse import activity_by_role_and_k, band_runs, ckpt_steps, coloured_html, top_activating_contexts
+from probes.browse import activity_by_role_and_k, coloured_html, top_activating_contexts
 
 
 class _IdentitySAE:
@@ -67,12 +67,3 @@ def test_coloured_html__escapes_and_shades_by_value():
     assert out.count("outline") == 1
     with pytest.raises(ValueError):
         coloured_html(["a"], [1.0, 2.0], vmax=1.0)
-
-
-def test_band_runs_and_ckpt_steps__find_runs_and_checkpoints(tmp_path):
-    run = tmp_path / "bands" / "easy" / "seed0"
-    (run / "ckpt-2").mkdir(parents=True)
-    (run / "ckpt-10").mkdir()
-    (run / "metrics.jsonl").write_text("")
-    assert band_runs(tmp_path) == {"bands/easy/seed0": run}
-    assert ckpt_steps(run) == {2, 10}

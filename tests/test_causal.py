@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from probes.causal import ablation_hook, group_contribution, judge, random_groups
-from probes.sae_train import SAESpec, build_sae
+from probes.saes.train import SAESpec, build_sae
 
 
 @pytest.fixture(scope="module")

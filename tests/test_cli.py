@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from experiments import cli
+from experiments.harness import cli
 from experiments.pretrain import PRESETS, PretrainArgs
 
 
@@ -73,3 +73,42 @@ def test_parse__config_file_sits_between_preset_and_flags(tmp_path):
     cfg.write_text('{"steps": 9, "lr": 0.002}')
     args = parse(["--preset", "smoke", "--config", str(cfg), "--lr", "0.003"])
     assert args.steps == 9 and args.lr == 0.003 and args.d_model == PRESETS["smoke"]["d_model"]
+
+
+def study(argv):
+    from experiments import band_study
+
+    return cli.parse(band_study.BandStudyArgs, band_study.PRESETS, argv)
+
+
+def test_study_config__one_section_per_stage_reaches_each_stage(tmp_path):
+    cfg = tmp_path / "study.json"
+    cfg.write_text('{"pretrain": {"p": 13, "seed": 5, "ops": ["+", "*"]}, "grpo": {"lr": 5e-05}, "seeds": [0, 1]}')
+    args = study(["--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "run")])
+    assert args.seeds == (0, 1)
+    pre = args.pretrain_args
+    assert (pre.p, pre.seed, pre.ops, pre.out) == (13, 5, ("+", "*"), tmp_path / "run")
+    assert pre.d_model == PRESETS["smoke"]["d_model"]  # the rest of the stage preset stays
+    g = args.grpo_args("hard", 1)
+    assert (g.lr, g.band, g.seed, g.steps) == (5e-05, "hard", 1, args.grpo_steps)
+    assert args.bands_args.candidates_per_k == 12  # no section: the stage's smoke preset
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ('{"pretrain": {"pp": 13}}', "pretrain.pp"),
+        ('{"pretraining": {"p": 13}}', "pretraining"),
+        ('{"grpo": {"seed": 3}}', "grpo.seed"),
+        ('{"pretrain": {"p": 12}}', "p: 12 is not prime"),
+    ],
+)
+def test_study_config__unknown_or_bad_keys_exit_2_naming_the_key(tmp_path, config, named):
+    cfg = tmp_path / "study.json"
+    cfg.write_text(config)
+    res = subprocess.run(
+        [sys.executable, "-m", "experiments.band_study", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "r")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert res.returncode == 2 and named in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -7,17 +7,15 @@ import torch
 from scipy.stats import spearmanr
 
 from probes.difficulty import (
-    binned_means,
     forgetting_events,
     grand,
     learnability,
     ledger_scores,
     ledger_visits,
     memorization,
-    quadratic_fit,
-    spearman,
     teacher_forced,
 )
+from probes.stats import binned_means, quadratic_fit, spearman
 
 V, BIG, X = 3, 20.0, -100
 

@@ -8,13 +8,14 @@ import torch
 from safetensors.torch import load_file
 
 from experiments import grpo
-from experiments.evaluate import Rollout
 from experiments.grpo import PRESETS, GRPOArgs
-from experiments.grpo_loss import token_logprobs
-from experiments.sampling import right_pad
-from experiments.task import Problem, completion_words, parse_completion, prompt_words
+from experiments.harness import rl
+from experiments.harness.rl_loss import token_logprobs
+from experiments.harness.rollout import Rollout
+from experiments.harness.task import Problem, completion_words, parse_completion, prompt_words
+from probes.layout import latest_checkpoint, read_jsonl
 from probes.models import load_hf, load_tokenizer
-from probes.runs import read_jsonl
+from probes.padding import right_pad
 
 
 def smoke_args(run, **kw) -> GRPOArgs:
@@ -48,7 +49,7 @@ def test_policy_update__rewarded_completion_rises_and_unrewarded_falls(smoke_run
     before = completion_logprob(model, good), completion_logprob(model, bad)
     args = smoke_args(smoke_run, lr=1e-3)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    stats = grpo.policy_update(model.train(), load_hf(smoke_run / "base"), opt, [[good, bad]], args)
+    stats = rl.policy_update(model.train(), load_hf(smoke_run / "base"), opt, [[good, bad]], args.policy)
     after = completion_logprob(model.eval(), good), completion_logprob(model, bad)
     assert after[0] > before[0] and after[1] < before[1]
     assert stats["grpo/kl"] == pytest.approx(0.0, abs=1e-6)  # first step: policy == reference
@@ -91,8 +92,8 @@ def copy_run(smoke_run, dest):
 
 
 def fail_on_call(monkeypatch, name: str, n: int, exc: BaseException, real=None):
-    """Make grpo.<name> raise ``exc`` on its n-th call (earlier calls go through)."""
-    real = real or getattr(grpo, name)
+    """Make rl.<name> (the GRPO update loop's) raise ``exc`` on its n-th call (earlier calls go through)."""
+    real = real or getattr(rl, name)
     calls = {"n": 0}
 
     def wrapper(*a, **kw):
@@ -101,7 +102,7 @@ def fail_on_call(monkeypatch, name: str, n: int, exc: BaseException, real=None):
             raise exc
         return real(*a, **kw)
 
-    monkeypatch.setattr(grpo, name, wrapper)
+    monkeypatch.setattr(rl, name, wrapper)
 
 
 def test_grpo__resume_after_interrupt_matches_uninterrupted(smoke_run, tmp_path, monkeypatch):
@@ -112,7 +113,7 @@ def test_grpo__resume_after_interrupt_matches_uninterrupted(smoke_run, tmp_path,
         grpo.main(smoke_args(run_b, band="medium"))
     monkeypatch.undo()
     resumed = smoke_args(run_b, band="medium").out
-    assert grpo.latest_checkpoint(resumed) == 2
+    assert latest_checkpoint(resumed) == 2
     grpo.main(smoke_args(run_b, band="medium"))
     a, b = load_file(straight / "ckpt-4" / "model.safetensors"), load_file(resumed / "ckpt-4" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -122,7 +123,7 @@ def test_grpo__resume_after_interrupt_matches_uninterrupted(smoke_run, tmp_path,
 
 def test_grpo__nan_loss_stops_with_message_and_keeps_last_checkpoint(smoke_run, tmp_path, monkeypatch):
     run = copy_run(smoke_run, tmp_path / "run")
-    real = grpo.group_advantages
+    real = rl.group_advantages
     calls = {"n": 0}
 
     def nan_from_third_step(rewards, scale_std):
@@ -130,9 +131,9 @@ def test_grpo__nan_loss_stops_with_message_and_keeps_last_checkpoint(smoke_run, 
         adv = real(rewards, scale_std)
         return adv if calls["n"] < 3 else torch.full_like(adv, float("nan"))
 
-    monkeypatch.setattr(grpo, "group_advantages", nan_from_third_step)
+    monkeypatch.setattr(rl, "group_advantages", nan_from_third_step)
     args = smoke_args(run, band="easy")
     with pytest.raises(FloatingPointError, match="loss is nan"):
         grpo.main(args)
-    assert grpo.latest_checkpoint(args.out) == 2  # the last good checkpoint stays
+    assert latest_checkpoint(args.out) == 2  # the last good checkpoint stays
     assert max(r["step"] for r in read_jsonl(args.out / "metrics.jsonl")) == 2

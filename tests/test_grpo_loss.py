@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from experiments.grpo_loss import clipped_policy_loss, group_advantages, kl_k3, masked_mean, token_logprobs
+from experiments.harness.rl_loss import clipped_policy_loss, group_advantages, kl_k3, masked_mean, token_logprobs
 
 
 def test_group_advantages__one_lucky_success_gets_a_large_advantage():

@@ -9,7 +9,7 @@ from nbclient import NotebookClient
 
 from experiments import band_study, value_study
 from experiments.band_study import PRESETS, BandStudyArgs
-from experiments.cli import preset_args
+from experiments.harness.cli import preset_args
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -36,7 +36,7 @@ def test_notebooks__numbered_and_stored_without_outputs():
             if cell.cell_type == "code":
                 assert cell.outputs == [] and cell.execution_count is None, path.name
         first = nbformat.read(path, as_version=4).cells[0].source
-        assert 'RUN = Path(os.environ.get("BANDLENS_RUN", "runs/smoke"))' in first
+        assert "open_run(" in first  # the one setup helper, not a copied cell
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

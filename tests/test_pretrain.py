@@ -1,14 +1,14 @@
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 from safetensors.torch import load_file
 
 from experiments import pretrain
-from experiments.model import build_tokenizer
+from experiments.harness.model import build_tokenizer
+from experiments.harness.supervised import Recipe, collate
 from experiments.pretrain import PRESETS, PretrainArgs
-from experiments.rundir import RunDirError
+from probes.layout import RunDirError
 
 # The smoke preset shortened further: these tests check mechanics, not competence.
 SMOKE = dataclasses.replace(PretrainArgs(**PRESETS["smoke"]), steps=30, checkpoint_every=10, eval_per_k=4)
@@ -18,10 +18,12 @@ def smoke(tmp_path, name="run", **kw) -> PretrainArgs:
     return dataclasses.replace(SMOKE, out=tmp_path / name, **kw)
 
 
-def test_make_batch__labels_cover_the_completion_only():
+def test_recipe_batch__labels_cover_the_completion_only_and_depend_on_seed_and_step():
     args = SMOKE
     vocab = build_tokenizer(args.task_spec).get_vocab()
-    ids, labels = pretrain.make_batch(np.random.default_rng(0), args, vocab)
+    batch = args.recipe.batch(0, vocab)
+    assert batch == args.recipe.batch(0, vocab) and batch != args.recipe.batch(1, vocab)
+    ids, labels = collate(batch, vocab)
     for row_ids, row_labels in zip(ids.tolist(), labels.tolist()):
         eq = row_ids.index(vocab["="])
         assert all(lab == -100 for lab in row_labels[: eq + 1])  # prompt is never a target
@@ -76,19 +78,19 @@ def test_pretrain__different_args_refuse_to_overwrite(tmp_path):
 
 def test_pretrain__resume_after_interrupt_matches_uninterrupted(tmp_path, monkeypatch):
     pretrain.main(smoke(tmp_path, name="straight"))
-    real_lr_at = pretrain.lr_at
+    real_lr_at = Recipe.lr_at
 
-    def crash_at_step_15(step, args):
+    def crash_at_step_15(recipe, step):
         if step == 15:
             raise KeyboardInterrupt
-        return real_lr_at(step, args)
+        return real_lr_at(recipe, step)
 
-    monkeypatch.setattr(pretrain, "lr_at", crash_at_step_15)
+    monkeypatch.setattr(Recipe, "lr_at", crash_at_step_15)
     with pytest.raises(KeyboardInterrupt):
         pretrain.main(smoke(tmp_path, name="resumed"))
     assert (tmp_path / "resumed" / "pretrain_state.safetensors").exists()  # snapshot at step 10
     assert not (tmp_path / "resumed" / "base").exists()
-    monkeypatch.setattr(pretrain, "lr_at", real_lr_at)
+    monkeypatch.setattr(Recipe, "lr_at", real_lr_at)
     pretrain.main(smoke(tmp_path, name="resumed"))
     a = load_file(tmp_path / "straight" / "base" / "model.safetensors")
     b = load_file(tmp_path / "resumed" / "base" / "model.safetensors")

@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from sae_lens import SAE, JumpReLUSAE
 from sae_lens.saes.sae import TrainStepInput
 
-from experiments.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.task import TaskSpec, completion_words, generate_problems, prompt_words
+from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
+from experiments.harness.task import TaskSpec, completion_words, generate_problems, prompt_words
 from probes.activations import ActivationCache
 from probes.models import load_bridge, load_hf
-from probes.sae_eval import (
+from probes.saes.eval import (
     constant_replacement,
     next_token_loss,
     reconstruction_stats,
@@ -20,7 +20,7 @@ from probes.sae_eval import (
     sae_replacement,
     spliced,
 )
-from probes.sae_train import (
+from probes.saes.train import (
     ARCHS,
     SAESpec,
     TrainSpec,
@@ -32,7 +32,7 @@ from probes.sae_train import (
     token_batches,
     train_sae,
 )
-from probes.tsae import ARCHITECTURE, COEFFICIENT, TemporalMatryoshkaTrainingSAE, info_nce, split_pairs
+from probes.saes.tsae import ARCHITECTURE, COEFFICIENT, TemporalMatryoshkaTrainingSAE, info_nce, split_pairs
 
 HOOK = "blocks.0.hook_resid_post"
 

@@ -1,4 +1,4 @@
-from experiments.study_results import differs, verdict
+from experiments.analysis.band_results import differs, verdict
 from probes.matched_gain import MatchedPoint, Matching
 from probes.stats import Estimate
 

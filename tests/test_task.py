@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from experiments.task import (
+from experiments.harness.task import (
     END_THINK,
     EOS,
     THINK,

@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 from sae_lens import SAE
 
-from experiments import cli, train_sae
-from experiments.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.task import TaskSpec
+from experiments import train_sae
+from experiments.harness import cli
+from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
+from experiments.harness.sources import checkpoint_tag
+from experiments.harness.task import TaskSpec
 from experiments.train_sae import PRESETS, TrainSAEArgs
 from probes.models import CheckpointError
 
@@ -94,11 +96,11 @@ def test_main__transfer_to_another_architecture_is_refused_before_training(smoke
 
 def test_checkpoint_tag__inside_the_run_and_outside(tmp_path):
     run = tmp_path / "run"
-    assert train_sae.checkpoint_tag(run, run / "base") == "base"
-    assert train_sae.checkpoint_tag(run, run / "bands" / "easy" / "seed0" / "ckpt-10") == "bands__easy__seed0__ckpt-10"
+    assert checkpoint_tag(run, run / "base") == "base"
+    assert checkpoint_tag(run, run / "bands" / "easy" / "seed0" / "ckpt-10") == "bands__easy__seed0__ckpt-10"
     a, b = (
-        train_sae.checkpoint_tag(run, tmp_path / "x" / "ckpt"),
-        train_sae.checkpoint_tag(run, tmp_path / "y" / "ckpt"),
+        checkpoint_tag(run, tmp_path / "x" / "ckpt"),
+        checkpoint_tag(run, tmp_path / "y" / "ckpt"),
     )
     assert a.startswith("ext-ckpt-") and a != b
 

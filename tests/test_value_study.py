@@ -8,13 +8,15 @@ import pytest
 import torch
 
 from experiments import value_study
-from experiments.cli import preset_args
-from experiments.model import build_tokenizer
-from experiments.one_shot import EvalResult, alignment, one_shot, value_of
-from experiments.rundir import RunDirError, read_json
-from experiments.sft_scores import presentation_steps, pretrain_args, scoring_run, target_batch
-from experiments.task import TaskSpec, completion_words, generate_problems
-from experiments.value_results import METRICS, degeneration, drift, verdict
+from experiments.analysis.value_results import METRICS, degeneration, drift, verdict
+from experiments.harness.cli import preset_args
+from experiments.harness.model import build_tokenizer
+from experiments.harness.one_shot import EvalResult, alignment, one_shot, value_of
+from experiments.harness.rl import PolicySpec
+from experiments.harness.sft_scores import presentation_steps, scoring_run, target_batch
+from experiments.harness.supervised import Recipe
+from experiments.harness.task import TaskSpec, completion_words, generate_problems
+from probes.layout import RunDirError, read_json
 from probes.models import load_hf, load_tokenizer
 
 
@@ -87,9 +89,9 @@ def test_one_shot__all_equal_rewards_leave_the_model_unchanged(smoke_run):
     zero: GRPO on the problem must not move a single weight."""
     model, ref, tok = load_hf(smoke_run / "base"), load_hf(smoke_run / "base"), load_tokenizer(smoke_run / "base")
     problem = generate_problems(3, 5, 1, TaskSpec(p=5, ops=("+",)))[0]
-    args = value_study.ValueArgs(run=smoke_run, one_shot_steps=2, copies=2, group_size=3).grpo_args(temperature=1e-4)
+    policy = PolicySpec(prompts_per_step=2, group_size=3, temperature=1e-4)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    trace = one_shot(model, ref, tok, [problem], 0, 0, args)
+    trace = one_shot(model, ref, tok, [problem], 0, 0, policy, steps=2)
     assert all(r in (0.0, 1.0) for r in trace["reward"])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -159,8 +161,8 @@ def test_value_study__sample_keeps_band_and_pool_records(value_run):
 
 
 def test_scoring_run__reproducible_and_training_lowers_el2n(smoke_run):
-    pre = pretrain_args(smoke_run)
-    problems = generate_problems(5, 2, 4, pre.task_spec)
+    pre = Recipe.of(read_json(smoke_run / "config.json")["stages"]["pretrain"])
+    problems = generate_problems(5, 2, 4, pre.task)
     at_init = scoring_run(pre, 0, problems, 4, 2, score_step=0)
     assert at_init == scoring_run(pre, 0, problems, 4, 2, score_step=0)
     assert np.array(at_init["correct/deliberate"]).shape == (4, 2)

@@ -7,13 +7,12 @@ groups, per-parameter scalar entries) goes into its JSON metadata. Writes are at
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
-from experiments.rundir import clear_stale_temps
+from experiments.harness.rundir import atomic_file
 
 
 def save_state(path: Path, opt: torch.optim.Optimizer, step: int, model: torch.nn.Module | None = None) -> None:
@@ -24,10 +23,8 @@ def save_state(path: Path, opt: torch.optim.Optimizer, step: int, model: torch.n
         tensors |= {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
     meta = {"step": str(step), "param_groups": json.dumps(sd["param_groups"]),
             "state_keys": json.dumps({str(pid): list(st) for pid, st in sd["state"].items()})}  # fmt: skip
-    clear_stale_temps(path)
-    tmp = path.with_name(f".{path.name}.write.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_state(path: Path, opt: torch.optim.Optimizer, model: torch.nn.Module | None = None, device: str = "cpu") -> int:

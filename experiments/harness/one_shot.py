@@ -8,13 +8,15 @@
 * Gradient alignment: the GRPO gradient of the problem's first update against the
   policy gradient of expected accuracy on the eval set, both at the base model.
 
-Each (problem, seed) run draws from generators seeded by (seed, problem index, step),
-so a resumed study repeats exactly the runs it had not finished.
+Each (problem, seed) run is the band runs' update loop (``experiments.harness.rl``) drawing
+from generators seeded by (seed, problem index, step), so a resumed study repeats exactly
+the runs it had not finished.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,10 +24,11 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from experiments.evaluate import rollouts, sampled_completions
-from experiments.grpo import GroupBatch, GRPOArgs, group_batch, policy_update, sample_groups
-from experiments.grpo_loss import token_logprobs
-from experiments.task import Problem
+from experiments.harness import rl, seeds
+from experiments.harness.rl import PolicySpec
+from experiments.harness.rl_loss import token_logprobs
+from experiments.harness.rollout import rollouts, sampled_completions
+from experiments.harness.task import Problem
 from probes.behaviour import behaviour_rates
 
 
@@ -76,29 +79,19 @@ def value_of(after: EvalResult, base: EvalResult, bands: Sequence[str]) -> dict[
     return out
 
 
-def run_generators(seed: int, index: int, step: int) -> tuple[np.random.Generator, torch.Generator]:
-    """Prompt-choice and sampling generators of one update, a pure function of (seed, index, step)."""
-    rng = np.random.Generator(np.random.PCG64([seed, index, step, 11]))
-    return rng, torch.Generator().manual_seed(int(rng.integers(2**62)))
-
-
-def one_shot(model, ref_model, tokenizer, pool: Sequence[Problem], index: int, seed: int, args: GRPOArgs) -> dict:
+def one_shot(model, ref_model, tokenizer, pool: Sequence[Problem], index: int, seed: int, spec: PolicySpec, steps: int) -> dict:
     """Train ``model`` in place with GRPO on ``pool`` (one problem for a one-sample run) for
-    ``args.steps`` updates, drawing from ``run_generators(seed, index, step)``.
+    ``steps`` updates, drawing from ``seeds.one_shot_step(seed, index, step)``.
 
     Returns the mean reward of every update's rollouts and the behaviour of the first and
     last update's rollouts (length collapse, direct answers, copied answers show here)."""
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    generators = functools.partial(seeds.one_shot_step, seed, index)
     rewards, first, last = [], {}, {}
-    for t in range(args.steps):
-        rng, gen = run_generators(seed, index, t)
-        groups, _ = sample_groups(model.eval(), tokenizer, pool, args, rng, gen)
-        parsed = [r.parsed for g in groups for r in g]
+    for u in rl.train(model, ref_model, rl.optimizer(model, spec), tokenizer, pool, spec, generators, range(steps)):
+        parsed = [r.parsed for g in u.groups for r in g]
         rewards.append(float(np.mean([p.reward for p in parsed])))
         first = first or behaviour_rates(parsed)
         last = behaviour_rates(parsed)
-        policy_update(model.train(), ref_model, opt, groups, args)
-    model.eval()
     return {"reward": rewards, "behaviour_first": first, "behaviour_last": last}
 
 
@@ -108,18 +101,18 @@ def flat_grad(loss: Tensor, model) -> Float[Tensor, " P"]:
     return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)]).detach()
 
 
-def pg_loss_sum(model, b: GroupBatch) -> Tensor:
+def pg_loss_sum(model, b: rl.GroupBatch) -> Tensor:
     """Sum over completion tokens of -advantage * log-prob: at the sampling policy, the
     gradient of GRPO's clipped loss times the number of completion tokens."""
     logp_BT = token_logprobs(model(input_ids=b.ids_BL, attention_mask=b.mask_BL).logits, b.ids_BL)
     return -(b.adv_B[:, None] * logp_BT * b.comp_BT).sum()
 
 
-def example_gradient(model, tokenizer, problem: Problem, index: int, seed: int, args: GRPOArgs) -> Float[Tensor, " P"]:
+def example_gradient(model, tokenizer, problem: Problem, index: int, seed: int, spec: PolicySpec) -> Float[Tensor, " P"]:
     """Gradient of the problem's first GRPO update (the same rollouts as its one-shot run's step 0)."""
-    rng, gen = run_generators(seed, index, 0)
-    groups, _ = sample_groups(model.eval(), tokenizer, [problem], args, rng, gen)
-    b = group_batch(groups, args.scale_std, args.device)
+    rng, gen = seeds.one_shot_step(seed, index, 0)
+    groups, _ = rl.sample_groups(model.eval(), tokenizer, [problem], spec, rng, gen)
+    b = rl.group_batch(groups, spec.scale_std, spec.device)
     return flat_grad(pg_loss_sum(model, b) / b.comp_BT.sum().clamp(min=1), model)
 
 
@@ -128,14 +121,14 @@ def eval_gradient(
 ) -> Float[Tensor, " P"]:
     """Policy gradient of the eval set's expected accuracy, as a loss gradient (descending it
     raises accuracy): group-centred rewards without std scaling, ``group_size`` samples per problem."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeds.sampler(seed)
     total, n_tokens = None, 0
     for lo in range(0, len(problems), chunk):
         part = problems[lo : lo + chunk]
         res = rollouts(
             model, tokenizer, [pr for pr in part for _ in range(group_size)], mode=None, temperature=1.0, generator=gen
         )
-        b = group_batch([res[i : i + group_size] for i in range(0, len(res), group_size)], False, device)
+        b = rl.group_batch([res[i : i + group_size] for i in range(0, len(res), group_size)], False, device)
         g = flat_grad(pg_loss_sum(model, b), model)
         total, n_tokens = (g if total is None else total + g), n_tokens + int(b.comp_BT.sum())
     return total / max(1, n_tokens)

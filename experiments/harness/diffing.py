@@ -14,24 +14,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from experiments.grpo import TRAINER_STATE
-from experiments.train_sae import TrainSAEArgs, open_source
-from probes.diff import latent_means, rows_of
-from probes.sae_eval import high_level_width, reconstruction_stats
-
-VIEWS = ("sampled", "canonical")
-"""Rows a latent's activity is averaged over: the checkpoint's own completions, or fixed canonical ones."""
+from experiments.harness.sources import SourceSpec, open_source
+from probes.diff import VIEWS, latent_means, rows_of
+from probes.layout import RunLayout
+from probes.saes.eval import high_level_width, reconstruction_stats
 
 
-def checkpoints(run: Path) -> list[Path]:
-    """The base model, then every band run's checkpoints in step order."""
-    ckpts = sorted(run.glob("bands/*/seed*/ckpt-*"), key=lambda p: (str(p.parent), int(p.name.split("-")[1])))
-    return [run / "base", *[c for c in ckpts if (c / TRAINER_STATE).exists()]]
-
-
-def read_checkpoint(probe_args: TrainSAEArgs, ckpt: Path, saes: Mapping[str, object]) -> dict:
+def read_checkpoint(spec: SourceSpec, ckpt: Path, saes: Mapping[str, object]) -> dict:
     """Per SAE: FVE/L0 on the checkpoint's activations and latent means per view."""
-    src = open_source(probe_args, ckpt)
+    src = open_source(spec, ckpt)
     out = {}
     for name, sae in saes.items():
         rows = src.cache.rows("train", unique=True)
@@ -42,12 +33,10 @@ def read_checkpoint(probe_args: TrainSAEArgs, ckpt: Path, saes: Mapping[str, obj
     return out
 
 
-def read_all(probe_args: TrainSAEArgs, ckpts: Sequence[Path], saes: Mapping[str, object]) -> dict[str, dict]:
-    """read_checkpoint for every checkpoint, keyed by path relative to the run."""
-    return {
-        str(ckpt.relative_to(probe_args.run)): read_checkpoint(probe_args, ckpt, saes)
-        for ckpt in tqdm(ckpts, desc="diff: checkpoints")
-    }
+def read_all(spec: SourceSpec, ckpts: Sequence[Path], saes: Mapping[str, object]) -> dict[str, dict]:
+    """read_checkpoint for every checkpoint, keyed by its name in the run (``RunLayout.name_of``)."""
+    layout = RunLayout(spec.run)
+    return {layout.name_of(ckpt): read_checkpoint(spec, ckpt, saes) for ckpt in tqdm(ckpts, desc="diff: checkpoints")}
 
 
 def means_tensors(readings: Mapping[str, dict]) -> dict[str, torch.Tensor]:

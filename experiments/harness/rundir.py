@@ -1,7 +1,8 @@
-"""The run directory: atomic writes, the resolved config, and provenance.
+"""The run directory, write side: one family of atomic writers, config.json and provenance.
 
 Every artifact is written to a temporary sibling and renamed into place, so a killed
-process leaves either the old artifact or the new one, never half of one.
+process leaves either the old artifact or the new one, never half of one. Paths and
+file names live in ``probes.layout`` (the read side), shared with every reader.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from probes.layout import CONFIG, RunDirError, read_json, read_jsonl
 
 RUN_FORMAT = 1
 """Version of the run-directory layout; bumped when a stage's artifacts change shape."""
@@ -24,54 +27,28 @@ RUN_FORMAT = 1
 TRACKED_PACKAGES = ("torch", "transformers", "transformer-lens", "sae-lens", "numpy")
 
 
-class RunDirError(Exception):
-    """A run directory that cannot be used as asked (its message names the file)."""
-
-
 def clear_stale_temps(path: Path) -> None:
-    """Remove temp siblings of ``path`` left by a killed writer (``.<name>.*.tmp``)."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+    """Remove temp siblings of ``path`` left by a killed writer (``.<name>.*.tmp*``)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp*"):
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file atomically: temp file in the same directory, fsync, rename."""
+@contextlib.contextmanager
+def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary sibling path; it replaces ``path`` only if the block succeeds.
+
+    ``suffix`` ends the temporary name (writers such as ``savefig`` read the format from it).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     clear_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
+    os.close(fd)
     try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def finite_or_none(obj: object) -> object:
-    """Replace nan/inf (not valid JSON) by None, recursively."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [finite_or_none(v) for v in obj]
-    return obj
-
-
-def write_json(path: Path, obj: object) -> None:
-    """Strict JSON (nan and inf become null), written atomically."""
-    atomic_write_text(path, json.dumps(finite_or_none(obj), indent=2, allow_nan=False) + "\n")
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise RunDirError(f"{path}: unreadable JSON ({e})") from None
 
 
 @contextlib.contextmanager
@@ -93,6 +70,56 @@ def atomic_dir(path: Path) -> Iterator[Path]:
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (fsynced before the rename)."""
+    with atomic_file(path) as tmp, tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def finite_or_none(obj: object) -> object:
+    """Replace nan/inf (not valid JSON) by None, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Strict JSON (nan and inf become null), written atomically."""
+    write_text(path, json.dumps(finite_or_none(obj), indent=2, allow_nan=False) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """A JSON-lines file replaced atomically."""
+    write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """Append whole lines; a line cut short by a kill is skipped by ``read_jsonl``."""
+    with path.open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def truncate_jsonl(path: Path, max_step: int) -> None:
+    """Keep rows with step <= max_step: what a resumed run will write again is dropped."""
+    if path.exists():
+        write_jsonl(path, [r for r in read_jsonl(path) if r["step"] <= max_step])
+
+
+def cached_json(path: Path, make) -> dict | list:
+    """Read ``path`` if a previous run wrote it, else compute, write and return it."""
+    if path.exists():
+        return read_json(path)
+    value = make()
+    write_json(path, value)
+    return value
 
 
 def package_versions() -> dict[str, str]:
@@ -129,28 +156,33 @@ def check_writable(out: Path) -> None:
         raise RunDirError(f"{out}: not writable ({probe} is not a writable directory)")
 
 
+def resolved(args: object) -> dict:
+    """A stage's arguments as plain JSON, without where the run lives (not part of what it is)."""
+    out = json.loads(json.dumps(dataclasses.asdict(args), default=str))  # type: ignore[call-overload]
+    for where in ("out", "run"):
+        out.pop(where, None)
+    return out
+
+
 def init_run(out: Path, stage: str, args: object) -> dict:
     """Write ``<out>/config.json`` before any work; refuse a run made with other args.
 
     Rerunning with the same arguments resumes; different arguments would mix two
     studies in one directory, so they stop with an error instead of overwriting.
     """
-    resolved = json.loads(json.dumps(dataclasses.asdict(args), default=str))  # type: ignore[call-overload]
-    for where in ("out", "run"):  # where a run lives is not part of what it is
-        resolved.pop(where, None)
-    config_path = out / "config.json"
+    record = resolved(args)
+    config_path = out / CONFIG
     if config_path.exists():
         existing = read_json(config_path)
         if existing.get("format") != RUN_FORMAT:
             raise RunDirError(f"{config_path}: run format {existing.get('format')} != {RUN_FORMAT}")
-        if existing.get("stages", {}).get(stage, resolved) != resolved:
+        if existing.get("stages", {}).get(stage, record) != record:
             raise RunDirError(
-                f"{config_path}: run was made with different {stage} arguments; "
-                "use a new --out or delete the run"
+                f"{config_path}: run was made with different {stage} arguments; use a new --out or delete the run"
             )
     else:
         existing = {"format": RUN_FORMAT, "stages": {}}
-    existing["stages"][stage] = resolved
+    existing["stages"][stage] = record
     existing["versions"] = package_versions()
     existing["git_sha"] = git_sha()
     write_json(config_path, existing)

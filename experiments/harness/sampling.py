@@ -12,32 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from jaxtyping import Int
-from torch import Tensor
 from transformers import DynamicCache, PreTrainedModel
 
-from probes.activations import right_pad as right_padded_ids
-
-
-def left_pad(
-    seqs: Sequence[Sequence[int]], pad_id: int
-) -> tuple[Int[Tensor, "B L"], Int[Tensor, "B L"]]:
-    """Left-padded ids and attention mask for a batch of prompts."""
-    width = max(len(s) for s in seqs)
-    ids_BL = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask_BL = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if s:
-            ids_BL[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-            mask_BL[i, width - len(s) :] = 1
-    return ids_BL, mask_BL
-
-
-def right_pad(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Int[Tensor, "B L"], Int[Tensor, "B L"]]:
-    """Right-padded ids and attention mask (for teacher-forced scoring and training)."""
-    ids_BL = right_padded_ids(seqs, pad_id)
-    lengths_B1 = torch.tensor([len(s) for s in seqs])[:, None]
-    return ids_BL, (torch.arange(ids_BL.shape[1])[None] < lengths_B1).long()
+from probes.padding import left_pad
 
 
 @torch.no_grad()

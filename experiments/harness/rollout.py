@@ -2,6 +2,10 @@
 
 Modes can be forced: deliberate by appending <think> to the prompt, direct by banning
 <think> as the first token; ``mode=None`` lets the model choose.
+
+Rollouts can run on the HF model inside a TransformerBridge (``bridge.original_model``),
+whose modules the bridge has wrapped: hooks added with ``bridge.hooks`` then act on every
+sampled token while the KV-cached sampler does the decoding (``behaviour_under_hooks``).
 """
 
 from __future__ import annotations
@@ -13,8 +17,18 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from experiments.sampling import sample
-from experiments.task import MODES, THINK, Mode, Parsed, Problem, completion_words, parse_completion, prompt_words
+from experiments.harness import seeds
+from experiments.harness.sampling import sample
+from experiments.harness.task import (
+    MODES,
+    THINK,
+    Mode,
+    Parsed,
+    Problem,
+    completion_words,
+    parse_completion,
+    prompt_words,
+)
 from probes.behaviour import behaviour_rates
 
 
@@ -74,7 +88,7 @@ def sampled_completions(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, problems: Sequence[Problem], n: int, seed: int
 ) -> list[list[Parsed]]:
     """n free-choice completions at T = 1 per problem, parsed, from a generator seeded with ``seed``."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeds.sampler(seed)
     res = rollouts(
         model, tokenizer, [pr for pr in problems for _ in range(n)], mode=None, temperature=1.0, generator=gen
     )
@@ -91,7 +105,7 @@ def accuracy_by_k(
 
     For free choice also the rate at which the model picked deliberation.
     """
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeds.sampler(seed)
     ks = np.array([pr.k for pr in problems])
     table: dict[str, dict] = {str(k): {} for k in sorted(set(ks.tolist()))}
     for mode in (*MODES, None):
@@ -123,10 +137,35 @@ def eval_metrics(
             name = f"k{value}" if key == "k" else value
             groups[name] = np.array([r[key] == value for r in eval_set])
     out: dict[str, float] = {}
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeds.sampler(seed)
     for decoding, temp in (("greedy", 0.0), ("sampled", 1.0)):
         res = rollouts(model, tokenizer, problems, mode=None, temperature=temp, generator=gen)
         correct = np.array([r.parsed.correct for r in res])
         out |= {f"eval/acc/{g}/{decoding}": float(correct[sel].mean()) for g, sel in groups.items()}
     out |= {f"eval/behaviour/{k}": v for k, v in behaviour_rates([r.parsed for r in res]).items()}
     return out
+
+
+HookSpec = Sequence[tuple[str, object]]
+
+
+def behaviour_under_hooks(bridge, tokenizer, problems: Sequence[Problem], fwd_hooks: HookSpec = ()) -> dict[str, float]:
+    """Greedy ``direct_acc`` (<think> banned), ``deliberate_acc`` (<think> forced) and
+    ``deliberate_rate`` (free choice picks <think>) with ``fwd_hooks`` active."""
+    model = bridge.original_model
+    with bridge.hooks(fwd_hooks=list(fwd_hooks)):
+        direct = rollouts(model, tokenizer, problems, mode="direct", temperature=0.0)
+        deliberate = rollouts(model, tokenizer, problems, mode="deliberate", temperature=0.0)
+        free = rollouts(model, tokenizer, problems, mode=None, temperature=0.0)
+    return {
+        "direct_acc": float(np.mean([r.parsed.correct for r in direct])),
+        "deliberate_acc": float(np.mean([r.parsed.correct for r in deliberate])),
+        "deliberate_rate": float(np.mean([r.parsed.mode == "deliberate" for r in free])),
+    }
+
+
+def greedy_accuracy(model, tokenizer, problems: Sequence[Problem]) -> tuple[float, float]:
+    """(accuracy, deliberation rate) of greedy free-choice completions."""
+    res = rollouts(model, tokenizer, problems, mode=None, temperature=0.0)
+    n = max(len(res), 1)
+    return sum(r.parsed.correct for r in res) / n, sum(r.parsed.mode == "deliberate" for r in res) / n

@@ -5,7 +5,7 @@ A completion is either
 
 * deliberate: ``<think> r0 op1 x1 r1 ... opk xk rk </think> rk <eos>`` — each step
   repeats the operation and operand, then writes the running result, so a step
-  depends only on the three tokens before it (DESIGN.md: local steps learn fast);
+  depends only on the three tokens before it (local steps learn fast, docs/DESIGN.md);
 * direct: ``rk <eos>`` — the answer alone.
 
 The choice between the two is the first completion token (``<think>`` or a number),

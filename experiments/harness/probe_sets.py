@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from experiments.evaluate import rollouts
-from experiments.task import (
+from experiments.harness import seeds
+from experiments.harness.rollout import rollouts
+from experiments.harness.task import (
     ALL_OPS,
     END_THINK,
     MODES,
@@ -25,19 +25,17 @@ from experiments.task import (
     Problem,
     TaskSpec,
     completion_words,
-    generate_problems,
     prompt_words,
 )
 from probes.activations import LabelledSequence
-
-PROBE_SEED_OFFSET = 2_000_003
-"""Probe problems come from seed + this offset, a stream pretraining and its eval never draw from."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ProbeSetSpec:
     """Which problems and completions a probe set holds."""
 
+    stream: str = "sae_probe"
+    """Named problem stream (experiments.harness.seeds) the problems come from."""
     seed: int = 0
     """Seeds the problems and the sampled completions."""
     k_min: int = 1
@@ -54,6 +52,8 @@ class ProbeSetSpec:
     def __post_init__(self) -> None:
         if not 1 <= self.k_min <= self.k_max:
             raise ValueError(f"k_min/k_max: need 1 <= k_min <= k_max, got {self.k_min}, {self.k_max}")
+        if self.stream not in seeds.PROBLEM_STREAMS:
+            raise ValueError(f"stream: unknown problem stream {self.stream!r}")
         if self.per_k < 1 or self.n_samples < 0 or self.eval_every < 2:
             raise ValueError("per_k must be >= 1, n_samples >= 0, eval_every >= 2")
 
@@ -69,7 +69,7 @@ def probe_problems(spec: ProbeSetSpec, task: TaskSpec) -> list[tuple[Problem, st
     """(problem, split) pairs; splits are whole problems."""
     out = []
     for k in range(spec.k_min, spec.k_max + 1):
-        for i, pr in enumerate(generate_problems(spec.seed + PROBE_SEED_OFFSET, k, spec.per_k, task)):
+        for i, pr in enumerate(seeds.problems(spec.stream, spec.seed, k, spec.per_k, task)):
             out.append((pr, "eval" if i % spec.eval_every == spec.eval_every - 1 else "train"))
     return out
 
@@ -164,7 +164,7 @@ def build_probe_set(
                     split=split,
                 )
             )
-    gen = torch.Generator().manual_seed(spec.seed)
+    gen = seeds.sampler(spec.seed)
     repeated = [pair for pair in pairs for _ in range(spec.n_samples)]
     samples = rollouts(model, tokenizer, [pr for pr, _ in repeated], mode=None, temperature=1.0, generator=gen)
     for (pr, split), r in zip(repeated, samples):

@@ -25,7 +25,8 @@ from jaxtyping import Float, Int
 from sae_lens import SAE
 from torch import Tensor
 
-from probes.activations import ROLES, ActivationCache, right_pad
+from probes.activations import ROLES, ActivationCache
+from probes.padding import right_pad
 
 DENSE_FREQ = 0.1
 """A latent firing on more than this fraction of tokens counts as dense."""
@@ -182,7 +183,7 @@ def next_token_loss(
     device = next(bridge.parameters()).device
     total, count = 0.0, 0
     for lo in range(0, len(token_ids), batch_size):
-        ids_BL = right_pad(token_ids[lo : lo + batch_size], pad_id).to(device)
+        ids_BL = right_pad(token_ids[lo : lo + batch_size], pad_id)[0].to(device)
         logits_BLV = bridge(ids_BL)
         target_BL = ids_BL[:, 1:].clone()
         pos_L = torch.arange(1, ids_BL.shape[1], device=device)

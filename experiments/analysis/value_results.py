@@ -3,23 +3,16 @@ over base pass rate, band drift and one-sample degeneration. Computed, never han
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from experiments.task import MODES
-from probes.bands import BANDS, band_of, ledger_pass_rates, relabel, stale_fraction, transitions
-from probes.difficulty import (
-    binned_means,
-    forgetting_events,
-    learnability,
-    ledger_scores,
-    memorization,
-    quadratic_fit,
-    spearman,
-)
-from probes.stats import bootstrap_mean
+from experiments.harness.task import MODES
+from probes.bands import BANDS, band_of, ledger_pass_rates, relabel, stale_fraction, stale_fractions, transitions
+from probes.difficulty import forgetting_events, learnability, ledger_scores, memorization
+from probes.stats import binned_means, bootstrap_mean, quadratic_fit, spearman
 
 BEHAVIOURS = ("accuracy", "mean_length", "direct_rate", "copied_answer_rate", "skipped_step_rate")
 """Rollout behaviour compared between a one-sample run's first and last update."""
@@ -161,12 +154,11 @@ def drift(
         curve, trans = [], {}
         last = max((row["step"] for lg in ledgers.get(band, []) for row in lg), default=0)
         for step in range(window, last + 1, window):
-            now = [relabel(ledger_pass_rates(lg, step, window), th["hard_max"], th["easy_min"]) for lg in ledgers[band]]
-            fracs = [stale_fraction(static, n, band) for n in now]
+            fracs = stale_fractions(ledgers[band], static, band, step, window, th["hard_max"], th["easy_min"])
             curve.append(
-                {"step": step, "stale": float(np.nanmean(fracs)), "measured": float(np.mean([len(n) for n in now]))}
+                {"step": step, "stale": float(np.nanmean(fracs)), "measured": float(np.mean([len(ledger_pass_rates(lg, step, window)) for lg in ledgers[band]]))}
             )
-            trans = transitions(static, now[0])
+            trans = transitions(static, relabel(ledger_pass_rates(ledgers[band][0], step, window), th["hard_max"], th["easy_min"]))
         out[band] = {"curve": curve, "transitions_first_run_last_window": trans,
                      "label_noise": stale_fraction({p: band for p in noise}, noise, band), "label_noise_n": len(noise)}  # fmt: skip
     return out
@@ -236,26 +228,101 @@ def verdict(corr: dict, within: dict, rel: dict, curve: dict, bands: dict, degen
                    f"held-out accuracy ({inert:.0%} of their one-sample runs never updated).")  # fmt: skip
 
 
-def analyse(args, sample, base, sft, shots, grads, memo, ledgers, table) -> tuple[dict, dict]:
-    """(results.json, what the report needs besides it)."""
-    cols = example_table(sample, base, sft, shots, grads, memo, ledgers)
-    bands = [r["band"] for r in sample]
-    corr = correlations(cols, args.n_boot)
-    within = within_bands(cols, bands, args.n_boot)
-    rel = reliability(cols, list(shots), bands, args.n_boot)
-    curve = value_curve(cols, args.n_boot)
+@dataclasses.dataclass(frozen=True)
+class ValueInputs:
+    """Everything the value study measured, as its stages wrote it."""
+
+    sample: list[dict]
+    """Band-pool records of the sampled problems (with their band)."""
+    base: dict
+    """Base-model pass rates, lengths, losses and eval results (value/base.json)."""
+    sft: list[dict]
+    """One record per supervised scoring run (value/sft/seed<s>.json)."""
+    shots: dict[int, list[dict]]
+    """One-sample runs per value seed (value/one_shot/seed<v>.jsonl)."""
+    grads: list[dict]
+    """Gradient alignment per problem (value/grad.json)."""
+    memo: list[dict]
+    """Memorization runs on random halves (value/memo/subset<r>.json); empty when skipped."""
+    ledgers: dict[str, list[list[dict]]]
+    """Band runs' ledgers per band."""
+    table: dict
+    """bands/table.json."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueSettings:
+    """The study settings the analysis reports and uses."""
+
+    preset: str
+    value_seeds: tuple[int, ...]
+    sft_seeds: tuple[int, ...]
+    one_shot_steps: int
+    drift_window: int
+    n_boot: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueStudyResult:
+    """value/results.json: what the value study showed (nested records are plain JSON)."""
+
+    preset: str
+    n_problems: int
+    value_seeds: list[int]
+    sft_seeds: list[int]
+    one_shot_steps: int
+    has_ledgers: bool
+    correlations: dict
+    """Per metric and target (value, damage): Spearman rho estimate."""
+    within_bands: dict
+    """Per metric and band label: Spearman rho with value."""
+    reliability: dict
+    """Value's seed-to-seed rho (overall, per target, within bands); empty with one seed."""
+    value_curve: dict
+    by_band: dict
+    drift: dict
+    degeneration: dict
+    verdict: str
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, record: dict) -> ValueStudyResult:
+        return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueAnalysis:
+    """The result plus the per-problem table behind it (for examples.json and the figures)."""
+
+    result: ValueStudyResult
+    cols: dict[str, np.ndarray]
+    bands: list[str]
+    examples: list[dict]
+    """One JSON-ready row per problem (value/examples.json)."""
+
+
+def analyse(inputs: ValueInputs, settings: ValueSettings) -> ValueAnalysis:
+    """Every number of the value study, computed from what its stages measured."""
+    x, n_boot = inputs, settings.n_boot
+    cols = example_table(x.sample, x.base, x.sft, x.shots, x.grads, x.memo, x.ledgers)
+    bands = [r["band"] for r in x.sample]
+    corr = correlations(cols, n_boot)
+    within = within_bands(cols, bands, n_boot)
+    rel = reliability(cols, list(x.shots), bands, n_boot)
+    curve = value_curve(cols, n_boot)
     per_band = by_band(cols, bands)
-    degen = degeneration(shots, sample, base["eval"]["behaviour"])
-    drifted = drift(ledgers, table, args.drift_window, {r["pid"]: x for r, x in zip(sample, base["pass_rate"])})
-    res = {
-        "preset": args.preset, "n_problems": len(sample), "value_seeds": list(args.value_seeds), "sft_seeds": list(args.sft_seeds),
-        "one_shot_steps": args.one_shot_steps, "has_ledgers": any(ledgers.values()),
-        "correlations": corr, "within_bands": within, "reliability": rel, "value_curve": curve, "by_band": per_band, "drift": drifted,
-        "degeneration": degen, "verdict": verdict(corr, within, rel, curve, per_band, degen),
-    }  # fmt: skip
+    degen = degeneration(x.shots, x.sample, x.base["eval"]["behaviour"])
+    drifted = drift(x.ledgers, x.table, settings.drift_window, {r["pid"]: v for r, v in zip(x.sample, x.base["pass_rate"])})
+    res = ValueStudyResult(
+        settings.preset, len(x.sample), list(settings.value_seeds), list(settings.sft_seeds), settings.one_shot_steps,
+        any(x.ledgers.values()), corr, within, rel, curve, per_band, drifted, degen,
+        verdict(corr, within, rel, curve, per_band, degen),
+    )  # fmt: skip
     examples = [{"pid": r["pid"], "band": r["band"], "chain": _chain(r), **{k: _plain(v[i]) for k, v in cols.items()}}
-                for i, r in enumerate(sample)]  # fmt: skip
-    return res, {"cols": cols, "bands": bands, "examples": examples}
+                for i, r in enumerate(x.sample)]  # fmt: skip
+    return ValueAnalysis(res, cols, bands, examples)
 
 
 def _chain(rec: dict) -> str:

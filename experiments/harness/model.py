@@ -26,8 +26,8 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from experiments.rundir import atomic_dir
-from experiments.task import BOS, EOS, PAD, UNK, TaskSpec
+from experiments.harness.rundir import atomic_dir
+from experiments.harness.task import BOS, EOS, PAD, UNK, TaskSpec
 
 
 @dataclasses.dataclass(frozen=True)

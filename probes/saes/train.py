@@ -5,12 +5,12 @@ Three architectures, all sae_lens ``TrainingSAE`` classes driven by sae_lens's o
 
 * ``batchtopk``  — BatchTopK (the default);
 * ``matryoshka`` — Matryoshka BatchTopK with nested levels (first level = ``high_level_frac``);
-* ``temporal``   — the T-SAE of ``probes.tsae``: the same Matryoshka levels plus InfoNCE on
+* ``temporal``   — the T-SAE of ``probes.saes.tsae``: the same Matryoshka levels plus InfoNCE on
   the first level's codes of adjacent tokens, fed (t-1, t) pair batches.
 
 Dead latents: every architecture carries sae_lens's top-k auxiliary loss (dead latents
 reconstruct the live latents' residual), with "dead" meaning no firing for
-``dead_window`` steps; the dead fraction after training is measured by ``probes.sae_eval``.
+``dead_window`` steps; the dead fraction after training is measured by ``probes.saes.eval``.
 
 Saved SAEs are sae_lens inference SAEs (BatchTopK variants become JumpReLU with the
 learned threshold), loadable with ``sae_lens.SAE.load_from_disk``; the metadata records
@@ -39,7 +39,7 @@ from torch import Tensor
 
 from probes.activations import ActivationCache
 from probes.models import CheckpointError
-from probes.tsae import TemporalMatryoshkaTrainingSAE, TemporalMatryoshkaTrainingSAEConfig
+from probes.saes import tsae
 
 Arch = Literal["batchtopk", "matryoshka", "temporal"]
 ARCHS: tuple[Arch, ...] = ("batchtopk", "matryoshka", "temporal")
@@ -178,13 +178,14 @@ def build_sae(spec: SAESpec, d_in: int, metadata: dict, device: str = "cpu") -> 
         return BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**common))
     if spec.arch == "matryoshka":
         return MatryoshkaBatchTopKTrainingSAE(MatryoshkaBatchTopKTrainingSAEConfig(**common, matryoshka_widths=widths))
-    cfg = TemporalMatryoshkaTrainingSAEConfig(
+    tsae.register()
+    cfg = tsae.TemporalMatryoshkaTrainingSAEConfig(
         **common,
         matryoshka_widths=widths,
         contrastive_coefficient=spec.contrastive_coef,
         contrastive_temperature=spec.contrastive_temperature,
     )
-    return TemporalMatryoshkaTrainingSAE(cfg)
+    return tsae.TemporalMatryoshkaTrainingSAE(cfg)
 
 
 def data_provider(spec: SAESpec, cache: ActivationCache, train: TrainSpec, split: str = "train") -> Iterator[Tensor]:

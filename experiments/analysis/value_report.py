@@ -1,4 +1,4 @@
-"""value/report.md, value/examples.json and value/figures/*.png, from computed results only."""
+"""value/report.md and value/figures/*.png, rendered from the computed analysis only (nothing here computes data)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.rundir import atomic_write_text, write_json  # noqa: E402
-from experiments.study_report import COLORS, save_figure  # noqa: E402
-from experiments.value_results import BEHAVIOURS, METRICS, TARGETS  # noqa: E402
+from experiments.analysis.figures import COLORS, save_figure  # noqa: E402
+from experiments.analysis.value_results import BEHAVIOURS, METRICS, TARGETS, ValueAnalysis, ValueStudyResult  # noqa: E402
+from experiments.harness.rundir import write_text  # noqa: E402
 from probes.bands import BANDS  # noqa: E402
+from probes.layout import REPORT  # noqa: E402
 
 
 def _ci(e: dict, fmt: str = "+.2f") -> str:
@@ -24,19 +25,19 @@ def _ci(e: dict, fmt: str = "+.2f") -> str:
     return f"{e['mean']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
-def fig_value_curve(out: Path, res: dict, extra: dict) -> str:
-    cols, bands = extra["cols"], np.asarray(extra["bands"])
+def fig_value_curve(out: Path, analysis: ValueAnalysis) -> str:
+    res, cols, bands = analysis.result, analysis.cols, np.asarray(analysis.bands)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for band in BANDS:
         sel = bands == band
         ax.scatter(
             cols["pass_rate"][sel], cols["value"][sel], s=14, alpha=0.6, color=COLORS[band], label=f"{band} (label)"
         )
-    bins = [b for b in res["value_curve"]["bins"] if b["n"]]
+    bins = [b for b in res.value_curve["bins"] if b["n"]]
     mid = [(b["lo"] + b["hi"]) / 2 for b in bins]
     ax.errorbar(mid, [b["mean"] for b in bins], yerr=np.array([[b["mean"] - b["ci95"][0], b["ci95"][1] - b["mean"]] for b in bins]).T,
                 color="k", marker="s", capsize=3, label="binned mean (95% CI)")  # fmt: skip
-    a, b, c = res["value_curve"]["coef"]
+    a, b, c = res.value_curve["coef"]
     if math.isfinite(c):
         x = np.linspace(0, 1, 50)
         ax.plot(x, a + b * x + c * x**2, "k--", lw=1, label="quadratic fit")
@@ -50,8 +51,8 @@ def fig_value_curve(out: Path, res: dict, extra: dict) -> str:
     return save_figure(fig, out / "figures" / "value_vs_pass_rate.png")
 
 
-def fig_correlations(out: Path, res: dict) -> str:
-    corr = res["correlations"]
+def fig_correlations(out: Path, res: ValueStudyResult) -> str:
+    corr = res.correlations
     names = list(corr)
     fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.2))
     y = np.arange(len(names))
@@ -63,8 +64,8 @@ def fig_correlations(out: Path, res: dict) -> str:
         ).T
         ax.errorbar(means, y + (j - 0.5) * 0.3, xerr=err, fmt="o", color=color, capsize=2, label=f"with {t}")
     for t, ls in zip(TARGETS, ("-", ":")):
-        if t in res["reliability"] and res["reliability"][t]["mean"] is not None:
-            ax.axvline(res["reliability"][t]["mean"], color="grey", ls=ls, lw=1, label=f"{t} seed-to-seed reliability")
+        if t in res.reliability and res.reliability[t]["mean"] is not None:
+            ax.axvline(res.reliability[t]["mean"], color="grey", ls=ls, lw=1, label=f"{t} seed-to-seed reliability")
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(y, names, fontsize=8)
     ax.invert_yaxis()
@@ -73,12 +74,12 @@ def fig_correlations(out: Path, res: dict) -> str:
     return save_figure(fig, out / "figures" / "correlations.png")
 
 
-def fig_drift(out: Path, res: dict) -> str | None:
-    if not res["has_ledgers"]:
+def fig_drift(out: Path, res: ValueStudyResult) -> str | None:
+    if not res.has_ledgers:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for band in BANDS:
-        d = res["drift"][band]
+        d = res.drift[band]
         if d["curve"]:
             ax.plot(
                 [c["step"] for c in d["curve"]], [c["stale"] for c in d["curve"]], "o-", color=COLORS[band], label=band
@@ -91,8 +92,8 @@ def fig_drift(out: Path, res: dict) -> str | None:
     return save_figure(fig, out / "figures" / "drift.png")
 
 
-def fig_one_shot(out: Path, res: dict) -> str:
-    degen = res["degeneration"]
+def fig_one_shot(out: Path, res: ValueStudyResult) -> str:
+    degen = res.degeneration
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for band, d in degen.items():
         axes[0].plot(np.arange(1, len(d["reward_curve"]) + 1), d["reward_curve"], "o-", color=COLORS[band], label=band)
@@ -107,38 +108,39 @@ def fig_one_shot(out: Path, res: dict) -> str:
     return save_figure(fig, out / "figures" / "one_shot_behaviour.png")
 
 
-def write_report(out: Path, res: dict, extra: dict, wall_s: float) -> None:
-    figs = [fig_value_curve(out, res, extra), fig_correlations(out, res), fig_drift(out, res), fig_one_shot(out, res)]
-    write_json(out / "examples.json", extra["examples"])
-    rel = res["reliability"]
+def write_report(out: Path, analysis: ValueAnalysis, wall_s: float) -> None:
+    """value/report.md and its figures, rendered from the analysis."""
+    res = analysis.result
+    figs = [fig_value_curve(out, analysis), fig_correlations(out, res), fig_drift(out, res), fig_one_shot(out, res)]
+    rel = res.reliability
     lines = [
         "# Difficulty metrics vs the value of training examples", "",
-        f"**{res['verdict']}**", "",
-        f"Preset `{res['preset']}`; {res['n_problems']} problems (equal numbers from each band pool); value = change of "
-        f"held-out sampled accuracy after {res['one_shot_steps']} one-sample GRPO updates from the base model, mean over "
-        f"seeds {res['value_seeds']}; damage = share of held-out problems the base model solved greedily that it then fails. "
+        f"**{res.verdict}**", "",
+        f"Preset `{res.preset}`; {res.n_problems} problems (equal numbers from each band pool); value = change of "
+        f"held-out sampled accuracy after {res.one_shot_steps} one-sample GRPO updates from the base model, mean over "
+        f"seeds {res.value_seeds}; damage = share of held-out problems the base model solved greedily that it then fails. "
         f"This invocation took {wall_s / 60:.1f} min (stages already on disk were read, not rerun).", "",
         "## Correlation of each metric with value (Spearman, 95% bootstrap CI over problems)", "",
         "Ceiling (value measured twice with different seeds): "
         + (", ".join(f"{t} rho = {_ci(rel[t])} (n = {rel[t]['n']})" for t in TARGETS) if rel else "n/a (one value seed)"), "",
         "| metric | what | rho with value | rho with damage | n |", "|---|---|---|---|---|",
-        *(f"| {m} | {METRICS[m]} | {_ci(c['value'])} | {_ci(c['damage'])} | {c['value']['n']} |" for m, c in res["correlations"].items()),
+        *(f"| {m} | {METRICS[m]} | {_ci(c['value'])} | {_ci(c['damage'])} | {c['value']['n']} |" for m, c in res.correlations.items()),
         "", *alignment_lines(res), "", f"![correlations]({figs[1]})", "",
         "Within each band label (does a metric rank problems beyond the band it implies?):", "",
         "| metric | easy | medium | hard |", "|---|---|---|---|",
         *(["| value, seed-to-seed (ceiling) | " + " | ".join(_ci(rel["value_within_bands"][b]) for b in BANDS) + " |"] if rel else []),
-        *(f"| {m} | " + " | ".join(f"{_ci(w[b])} (n={w[b]['n']})" for b in BANDS) + " |" for m, w in res["within_bands"].items()),
+        *(f"| {m} | " + " | ".join(f"{_ci(w[b])} (n={w[b]['n']})" for b in BANDS) + " |" for m, w in res.within_bands.items()),
         "",
         "## Value by band label (mean over problems, 95% CI)", "",
         "| band | value | greedy value | damage | repair | on eval easy | on eval medium | on eval hard |", "|---|---|---|---|---|---|---|---|",
-        *(f"| {b} | " + " | ".join(_ci(res["by_band"][b][k], "+.3f") for k in ("value", "value_greedy", "damage", "repair",
+        *(f"| {b} | " + " | ".join(_ci(res.by_band[b][k], "+.3f") for k in ("value", "value_greedy", "damage", "repair",
           "value/easy", "value/medium", "value/hard")) + " |" for b in BANDS),
         "", "## Value vs base pass rate", "",
-        f"Quadratic fit curvature {_ci(res['value_curve']['curvature'], '+.3f')}, vertex {_ci(res['value_curve']['vertex'], '.2f')}; "
-        f"inverted U: {'yes' if res['value_curve']['inverted_u'] else 'no'}.", "",
+        f"Quadratic fit curvature {_ci(res.value_curve['curvature'], '+.3f')}, vertex {_ci(res.value_curve['vertex'], '.2f')}; "
+        f"inverted U: {'yes' if res.value_curve['inverted_u'] else 'no'}.", "",
         "| base pass rate | n | value | damage |", "|---|---|---|---|",
         *(f"| [{b['lo']:.2f}, {b['hi']:.2f}) | {b['n']} | {_ci(b, '+.3f')} | {_ci(d, '+.3f')} |"
-          for b, d in zip(res["value_curve"]["bins"], res["value_curve"]["damage_bins"])),
+          for b, d in zip(res.value_curve["bins"], res.value_curve["damage_bins"])),
         "", f"![value curve]({figs[0]})", "",
         *drift_lines(res, figs[2]),
         "## One-sample runs: degenerate behaviour", "",
@@ -146,22 +148,22 @@ def write_report(out: Path, res: dict, extra: dict, wall_s: float) -> None:
         "|---|---|---|" + "---|" * len(BEHAVIOURS),
         *(f"| {b} | {d['runs']} | {d['inert_frac']:.0%} | " + " | ".join(
             f"{d[f'rollout/{k}']['first']:.2f} → {d[f'rollout/{k}']['last']:.2f}" for k in BEHAVIOURS) + " |"
-          for b, d in res["degeneration"].items()),
+          for b, d in res.degeneration.items()),
         "", "Held-out behaviour after the runs (base → after, mean over runs):", "",
         *(f"- {b}: " + ", ".join(f"{k} {d[f'eval/{k}']['base']:.2f} → {d[f'eval/{k}']['after']:.2f}" for k in BEHAVIOURS)
-          for b, d in res["degeneration"].items()),
+          for b, d in res.degeneration.items()),
         "", f"![one-sample runs]({figs[3]})", "",
         "Per-problem numbers: `examples.json` (\"inf\" = never learned).", "",
     ]  # fmt: skip
-    atomic_write_text(out / "report.md", "\n".join(lines))
+    write_text(out / REPORT, "\n".join(lines))
 
 
-def alignment_lines(res: dict) -> list[str]:
+def alignment_lines(res: ValueStudyResult) -> list[str]:
     """How the cheap estimate (gradient alignment at the base model) agrees with the measured value."""
-    rel = res["reliability"].get("value")
+    rel = res.reliability.get("value")
     out = []
     for m in ("grad_cos", "grad_adam"):
-        c = res["correlations"][m]["value"]
+        c = res.correlations[m]["value"]
         ceiling = (
             f" of a possible {rel['mean']:+.2f} (value's own seed-to-seed rho)"
             if rel and rel["mean"] is not None
@@ -171,8 +173,8 @@ def alignment_lines(res: dict) -> list[str]:
     return out
 
 
-def drift_lines(res: dict, fig: str | None) -> list[str]:
-    if not res["has_ledgers"]:
+def drift_lines(res: ValueStudyResult, fig: str | None) -> list[str]:
+    if not res.has_ledgers:
         return [
             "## Band drift",
             "",
@@ -183,12 +185,12 @@ def drift_lines(res: dict, fig: str | None) -> list[str]:
         "## Band drift during the band runs",
         "",
         "| band | label noise at base (n) | "
-        + " | ".join(f"step {c['step']}" for c in res["drift"]["medium"]["curve"])
+        + " | ".join(f"step {c['step']}" for c in res.drift["medium"]["curve"])
         + " |",
-        "|---|---|" + "---|" * len(res["drift"]["medium"]["curve"]),
+        "|---|---|" + "---|" * len(res.drift["medium"]["curve"]),
     ]
     for b in BANDS:
-        d = res["drift"][b]
+        d = res.drift[b]
         noise = "n/a" if d["label_noise"] is None else f"{d['label_noise']:.2f} ({d['label_noise_n']})"
         lines.append(
             f"| {b} | {noise} | " + " | ".join(f"{c['stale']:.2f} ({c['measured']:.0f})" for c in d["curve"]) + " |"

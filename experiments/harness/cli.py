@@ -1,8 +1,10 @@
 """Command lines generated from frozen argument dataclasses.
 
 Each field becomes a ``--flag`` whose help is the field's docstring; ``--preset`` picks
-a named set of defaults that explicit flags override. Bad values stop with one line
-naming the field and exit code 2, before any file is written.
+a named set of defaults, ``--config FILE.json`` sets fields between the preset and
+explicit flags. A study whose Args declare ``SECTIONS`` (stage name -> stage Args)
+takes one config section per stage, collected into its ``stages`` field. Bad values
+stop with one line naming the field and exit code 2, before any file is written.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from experiments.rundir import RunDirError
-from probes.models import CheckpointError
+from probes.layout import RunDirError
+from probes.models import CheckpointError, offline_mode
 
 A = TypeVar("A")
 
@@ -67,12 +69,12 @@ def parse(cls: type[A], presets: Mapping[str, Mapping[str, Any]], argv: Sequence
     docs = field_docs(cls)
     parser = argparse.ArgumentParser(description=(cls.__doc__ or "").strip().splitlines()[0])
     for f in dataclasses.fields(cls):
-        if f.name != "preset":
+        if f.name not in ("preset", "stages"):  # stage sections come from --config only
             _add_flag(parser, f, hints[f.name], docs.get(f.name, ""))
     parser.add_argument("--preset", choices=sorted(presets), default="default", help=docs.get("preset"))
     parser.add_argument("--config", type=Path, help="JSON file of field values (between the preset and explicit flags)")
     ns = vars(parser.parse_args(argv))
-    from_file = read_config(ns.pop("config"), {f.name for f in dataclasses.fields(cls)}, parser) if ns.get("config") else {}
+    from_file = read_config(ns.pop("config"), cls, parser) if ns.get("config") else {}
     values = {**presets[ns["preset"]], **from_file, **{k: v for k, v in ns.items() if v is not None}}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
@@ -81,18 +83,31 @@ def parse(cls: type[A], presets: Mapping[str, Mapping[str, Any]], argv: Sequence
         parser.exit(2, f"error: {e}\n")
 
 
-def read_config(path: Path, fields: set[str], parser: argparse.ArgumentParser) -> dict:
-    """Field values from a JSON file; unknown keys or unreadable JSON exit 2 naming the file."""
+def _names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)} - {"stages"}
+
+
+def read_config(path: Path, cls: type, parser: argparse.ArgumentParser) -> dict:
+    """Field values from a JSON file, stage sections gathered under ``stages``.
+
+    Unknown keys (``section.key`` inside a section) or unreadable JSON exit 2 naming the file and key."""
     try:
         values = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         parser.exit(2, f"error: {path}: unreadable config ({e})\n")
     if not isinstance(values, dict):
         parser.exit(2, f"error: {path}: config must be a JSON object\n")
-    unknown = sorted(set(values) - fields)
+    sections: dict[str, type] = getattr(cls, "SECTIONS", {})
+    unknown = sorted(set(values) - _names(cls) - set(sections))
+    for name, stage_cls in sections.items():
+        section = values.get(name, {})
+        if not isinstance(section, dict):
+            parser.exit(2, f"error: {path}: section {name!r} must be a JSON object\n")
+        unknown += sorted(f"{name}.{key}" for key in set(section) - _names(stage_cls))
     if unknown:
         parser.exit(2, f"error: {path}: unknown config keys {unknown}\n")
-    return values
+    stages = {name: values.pop(name) for name in sections if name in values}
+    return {**values, "stages": stages} if stages else values
 
 
 def preset_args(cls: type[A], presets: Mapping[str, Mapping[str, Any]], name: str, **overrides: Any) -> A:
@@ -102,6 +117,7 @@ def preset_args(cls: type[A], presets: Mapping[str, Mapping[str, Any]], name: st
 
 def run(main: Callable[[A], Any], cls: type[A], presets: Mapping[str, Mapping[str, Any]]) -> None:
     """Entry point for ``python -m experiments.X``: parse, run, one-line errors."""
+    offline_mode()
     args = parse(cls, presets, sys.argv[1:])
     try:
         main(args)

@@ -2,7 +2,7 @@
 
 The first Matryoshka level (~20% of latents, "high-level") gets an extra symmetric
 InfoNCE loss that pulls the codes of adjacent tokens t-1, t of one sequence together and
-pushes the other pairs of the batch apart (DESIGN.md, findings). This is *not* sae_lens's
+pushes the other pairs of the batch apart. This is *not* sae_lens's
 ``TemporalSAE`` (attention-predicted codes), hence the distinct architecture name.
 
 It plugs into sae_lens as a ``TrainingSAE`` subclass: ``SAETrainer`` drives it like any
@@ -109,5 +109,9 @@ class TemporalMatryoshkaTrainingSAE(MatryoshkaBatchTopKTrainingSAE):
         return output
 
 
-if ARCHITECTURE not in SAE_TRAINING_CLASS_REGISTRY:  # importing twice (reloads) must not fail
-    register_sae_training_class(ARCHITECTURE, TemporalMatryoshkaTrainingSAE, TemporalMatryoshkaTrainingSAEConfig)
+def register() -> None:
+    """Make the architecture known to sae_lens (its training-class registry); idempotent.
+
+    Called by ``probes.saes.train.build_sae`` before a T-SAE is built, never on import."""
+    if ARCHITECTURE not in SAE_TRAINING_CLASS_REGISTRY:
+        register_sae_training_class(ARCHITECTURE, TemporalMatryoshkaTrainingSAE, TemporalMatryoshkaTrainingSAEConfig)

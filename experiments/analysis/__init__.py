@@ -1,0 +1,1 @@
+"""Study numbers as typed results, and the reports that render them."""

@@ -1,0 +1,23 @@
+"""What every report figure shares: band colours and the atomic figure writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from experiments.harness.rundir import atomic_file  # noqa: E402
+
+COLORS = {"easy": "tab:green", "medium": "tab:orange", "hard": "tab:red"}
+"""One colour per band, in every figure."""
+
+
+def save_figure(fig, path: Path) -> str:
+    """Write ``fig`` atomically to ``path`` and close it; returns the report-relative link."""
+    with atomic_file(path, suffix=path.suffix) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return f"{path.parent.name}/{path.name}"

@@ -1,0 +1,1 @@
+"""Shared machinery the stages are built from: task, models, sampling, training loops, run directory, CLI."""

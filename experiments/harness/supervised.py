@@ -1,0 +1,141 @@
+"""The supervised loop: next-token training on a mixture of deliberate and direct completions.
+
+One recipe (data mixture, optimizer, learning-rate schedule) and one loop serve both the
+pretraining of the base model and the value study's scoring runs, which restart the
+same recipe from fresh initialisations with extra examples mixed into its batches.
+Batches are a pure function of (seed, step), so a resumed run sees exactly the data an
+uninterrupted one would and, on CPU, reproduces it bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from experiments.harness import seeds
+from experiments.harness.model import ModelSpec, build_model
+from experiments.harness.task import PAD, Mode, Problem, TaskSpec, completion_words, draw_problem, prompt_words
+from probes.padding import supervised_batch
+
+Example = tuple[list[int], int]
+"""Token ids of prompt + completion, and the prompt's length (its tokens are not targets)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """What a supervised run trains on and how."""
+
+    task: TaskSpec
+    model: ModelSpec
+    seed: int
+    """Seeds initialisation and the batch stream."""
+    k_train_max: int
+    """Chains of k = 1..k_train_max operations."""
+    k_weighting: Literal["uniform", "harmonic"]
+    """How k is drawn: uniformly, or with weight 1/k (more short chains)."""
+    direct_frac: float
+    """Fraction of completions that are direct answers."""
+    steps: int
+    """Length of the learning-rate schedule."""
+    batch_size: int
+    lr: float
+    """Peak AdamW learning rate: linear warmup, then cosine decay to 10%."""
+    weight_decay: float
+    warmup: int
+    device: str = "cpu"
+
+    @classmethod
+    def of(cls, fields: Mapping[str, Any]) -> Recipe:
+        """The recipe from a pretraining stage's resolved arguments (``config.json``'s ``stages.pretrain``)."""
+        f = fields
+        model = ModelSpec(f["arch"], f["d_model"], f["n_layers"], f["n_heads"], f["d_mlp"])
+        return cls(TaskSpec(f["p"], tuple(f["ops"])), model, f["seed"], f["k_train_max"], f["k_weighting"],
+                   f["direct_frac"], f["steps"], f["batch_size"], f["lr"], f["weight_decay"], f["warmup"], f.get("device", "cpu"))  # fmt: skip
+
+    @property
+    def k_probs(self) -> np.ndarray:
+        """Probability of each k in 1..k_train_max under ``k_weighting``."""
+        w = np.ones(self.k_train_max) if self.k_weighting == "uniform" else 1 / np.arange(1, self.k_train_max + 1)
+        return w / w.sum()
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        frac = (step - self.warmup) / max(1, self.steps - self.warmup)
+        return self.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    def batch(self, step: int, vocab: dict[str, int]) -> list[Example]:
+        """The batch of ``step``: random chains in random modes, a pure function of (seed, step)."""
+        rng = seeds.rng("pretrain_batch", self.seed, step)
+        ks = np.arange(1, self.k_train_max + 1)
+        out = []
+        for _ in range(self.batch_size):
+            problem = draw_problem(rng, int(rng.choice(ks, p=self.k_probs)), self.task)
+            out.append(example(problem, "direct" if rng.random() < self.direct_frac else "deliberate", vocab))
+        return out
+
+    def init(self, tokenizer) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        """A fresh model (initialised from ``seed``) in train mode and its optimizer."""
+        model = build_model(self.model, tokenizer, self.seed).to(self.device).train()
+        return model, torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+def example(problem: Problem, mode: Mode, vocab: dict[str, int]) -> Example:
+    """Prompt plus the canonical completion in ``mode``."""
+    prompt = [vocab[w] for w in prompt_words(problem)]
+    return prompt + [vocab[w] for w in completion_words(problem, mode)], len(prompt)
+
+
+def collate(examples: Sequence[Example], vocab: dict[str, int], width: int = 0) -> tuple[Tensor, Tensor]:
+    """Right-padded ids and labels (not targets: prompt and padding) of a list of examples."""
+    return supervised_batch([ids for ids, _ in examples], [n for _, n in examples], vocab[PAD], width)
+
+
+def fit(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    recipe: Recipe,
+    vocab: dict[str, int],
+    steps: range,
+    *,
+    before: Callable[[int], None] | None = None,
+    extra: Callable[[int], Sequence[Example]] | None = None,
+    observe: Callable[[int, Tensor, Tensor], None] | None = None,
+    after: Callable[[int], None] | None = None,
+    width: int = 0,
+    desc: str = "supervised",
+) -> None:
+    """Train ``model`` over ``steps`` of the recipe's batch stream and lr schedule.
+
+    ``extra(step)`` examples are appended to the step's batch (padded to at least ``width``);
+    ``observe(step, logits, labels)`` sees their logits from that step's forward pass,
+    before the update. ``before``/``after`` run around each step (reading scores, snapshots).
+    """
+    bar = tqdm(steps, desc=desc, initial=steps.start, total=steps.stop, leave=extra is None)
+    for step in bar:
+        if before:
+            before(step)
+        more = extra(step) if extra else ()
+        batch = recipe.batch(step, vocab) + list(more)
+        ids_BL, labels_BL = (t.to(recipe.device) for t in collate(batch, vocab, width))
+        for group in opt.param_groups:
+            group["lr"] = recipe.lr_at(step)
+        out = model(input_ids=ids_BL, labels=labels_BL)
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(f"{desc}: loss is {out.loss.item()} at step {step}; last snapshot kept")
+        if more and observe:
+            observe(step, out.logits[-len(more) :].detach(), labels_BL[-len(more) :])
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        bar.set_postfix(loss=f"{out.loss.item():.3f}")
+        if after:
+            after(step)

@@ -1,0 +1,242 @@
+"""The run directory, read side: every path, file name and checkpoint rule in one place.
+
+Stages write through ``experiments.harness.rundir``; everything that reads a run (stages,
+reports, notebooks, a user's own code) finds its files here:
+
+```
+runs/<name>/
+  config.json                   resolved arguments per stage, versions, git sha
+  base/                         HF model dir + eval.json
+  bands/table.json              pass rates, bands, training pools, shared eval set
+  bands/<band>/seed<s>/         args.json, metrics.jsonl, ledger.jsonl, ckpt-<step>/
+  acts/<checkpoint>/probe-<digest>/<hook>/   activation caches
+  sae/<name>/                   sae_lens SAE + train.json, evals.json, features.json
+  diff.json, latent_means.safetensors, results.json, report.md, figures/
+  value/                        the value study's artifacts
+```
+
+A checkpoint ``ckpt-<step>/`` counts only once its trainer state, written last, exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+CONFIG = "config.json"
+BASE = "base"
+BASE_EVAL = "eval.json"
+BAND_TABLE = "table.json"
+RUN_ARGS = "args.json"
+METRICS = "metrics.jsonl"
+LEDGER = "ledger.jsonl"
+TRAINER_STATE = "trainer_state.safetensors"
+"""Optimizer state beside a checkpoint's weights; written last, so it marks the checkpoint complete."""
+FEATURES = "features.json"
+SAE_EVALS = "evals.json"
+SAE_TRAIN = "train.json"
+RESULTS = "results.json"
+REPORT = "report.md"
+FIGURES = "figures"
+
+_CKPT = re.compile(r"^ckpt-(\d+)$")
+
+
+class RunDirError(Exception):
+    """A run directory that cannot be used as asked (its message names the file)."""
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RunDirError(f"{path}: unreadable JSON ({e})") from None
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Rows of a JSON-lines file; a line cut short by a kill is skipped; a missing file has none."""
+    path = Path(path)
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def run_name(band: str, seed: int) -> str:
+    """A band run's name, its path inside the run directory (``bands/<band>/seed<s>``)."""
+    return f"bands/{band}/seed{seed}"
+
+
+def band_of_run(name: str) -> str:
+    """The band of a run named by ``run_name``."""
+    return name.split("/")[1]
+
+
+def checkpoint_name(step: int) -> str:
+    return f"ckpt-{step}"
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a ``ckpt-<step>`` directory, None for any other path."""
+    m = _CKPT.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def is_complete(ckpt: Path) -> bool:
+    return (Path(ckpt) / TRAINER_STATE).is_file()
+
+
+def checkpoints(band_run: Path) -> dict[int, Path]:
+    """The complete checkpoints of one band run, by step, in step order."""
+    found = {}
+    for p in Path(band_run).glob("ckpt-*"):
+        step = checkpoint_step(p)
+        if step is not None and is_complete(p):
+            found[step] = p
+    return dict(sorted(found.items()))
+
+
+def latest_checkpoint(band_run: Path) -> int:
+    """Step of the newest complete checkpoint (0 when there is none)."""
+    return max(checkpoints(band_run), default=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLayout:
+    """Paths of one run directory."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def base(self) -> Path:
+        return self.root / BASE
+
+    @property
+    def base_eval(self) -> Path:
+        return self.base / BASE_EVAL
+
+    @property
+    def pretrain_state(self) -> Path:
+        return self.root / "pretrain_state.safetensors"
+
+    @property
+    def band_table(self) -> Path:
+        return self.root / "bands" / BAND_TABLE
+
+    def band_run(self, band: str, seed: int) -> Path:
+        return self.root / run_name(band, seed)
+
+    def band_runs(self) -> dict[str, Path]:
+        """Every band run with a metrics log, keyed by ``run_name`` (the names diff.json uses)."""
+        dirs = sorted(p.parent for p in self.root.glob(f"bands/*/seed*/{METRICS}"))
+        return {d.relative_to(self.root).as_posix(): d for d in dirs}
+
+    def checkpoints(self) -> list[Path]:
+        """The base model, then every band run's complete checkpoints in step order."""
+        runs = sorted(p.parent for p in self.root.glob("bands/*/seed*/ckpt-*"))
+        return [self.base, *(c for run in dict.fromkeys(runs) for c in checkpoints(run).values())]
+
+    def name_of(self, ckpt: Path) -> str:
+        """A checkpoint's key in diff.json and latent_means (its path inside the run)."""
+        return Path(ckpt).relative_to(self.root).as_posix()
+
+    @property
+    def acts(self) -> Path:
+        return self.root / "acts"
+
+    def base_cache(self, hook: str) -> Path:
+        """The base model's activation cache at ``hook`` (acts/base/probe-*/<hook>)."""
+        found = sorted(self.root.glob(f"acts/{BASE}/probe-*/{hook}/meta.json"))
+        if not found:
+            raise FileNotFoundError(f"{self.root}: no base activation cache at {hook}")
+        return found[0].parent
+
+    def sae(self, name: str) -> Path:
+        return self.root / "sae" / name
+
+    def saes(self) -> list[str]:
+        """Names of the SAEs with labelled features, sorted."""
+        return sorted(p.parent.name for p in self.root.glob(f"sae/*/{FEATURES}"))
+
+    @property
+    def diff(self) -> Path:
+        return self.root / "diff.json"
+
+    @property
+    def latent_means(self) -> Path:
+        return self.root / "latent_means.safetensors"
+
+    @property
+    def results(self) -> Path:
+        return self.root / RESULTS
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT
+
+    @property
+    def figures(self) -> Path:
+        return self.root / FIGURES
+
+    @property
+    def value(self) -> ValueLayout:
+        return ValueLayout(self.root / "value")
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueLayout:
+    """Paths of the value study inside a run (``value/``)."""
+
+    root: Path
+
+    @property
+    def sample(self) -> Path:
+        return self.root / "sample.json"
+
+    @property
+    def base(self) -> Path:
+        return self.root / "base.json"
+
+    def sft(self, seed: int) -> Path:
+        return self.root / "sft" / f"seed{seed}.json"
+
+    def one_shot(self, seed: int) -> Path:
+        return self.root / "one_shot" / f"seed{seed}.jsonl"
+
+    def one_shots(self) -> list[Path]:
+        return sorted(self.root.glob("one_shot/seed*.jsonl"))
+
+    @property
+    def grad(self) -> Path:
+        return self.root / "grad.json"
+
+    def memo(self, subset: int) -> Path:
+        return self.root / "memo" / f"subset{subset}.json"
+
+    @property
+    def examples(self) -> Path:
+        return self.root / "examples.json"
+
+    @property
+    def results(self) -> Path:
+        return self.root / RESULTS
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT
+
+    @property
+    def figures(self) -> Path:
+        return self.root / FIGURES

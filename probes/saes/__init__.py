@@ -1,0 +1,1 @@
+"""Sparse autoencoders through sae_lens: architectures, training, evaluation."""

@@ -1,0 +1,77 @@
+"""The rules of the layout, enforced: imports go one way, no import-time side effects,
+stages are thin and self-contained, and nothing points outside the repository."""
+
+import dataclasses
+import importlib
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import experiments
+import probes
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from import_graph import graph  # noqa: E402
+
+STAGES = {f"experiments.{p.stem}" for p in (ROOT / "experiments").glob("*.py") if p.stem != "__init__"}
+ORCHESTRATORS = {"experiments.band_study"}
+"""Studies that run other stages through their ``main`` (and so may import them)."""
+
+
+def test_probes__never_import_experiments():
+    offenders = {m: sorted(d) for m, d in graph().items() if m.startswith("probes") and any(x.startswith("experiments") for x in d)}
+    assert offenders == {}
+
+
+def test_library_code__never_imports_a_stage():
+    """harness/ and analysis/ take small specs; only an orchestrating study imports stages."""
+    offenders = {m: sorted(d & STAGES) for m, d in graph().items() if m not in ORCHESTRATORS and d & STAGES}
+    assert offenders == {}
+
+
+def test_imports__change_no_environment_and_register_nothing():
+    """Importing every module leaves os.environ and sae_lens's registry as they were."""
+    code = (
+        "import os, importlib, pkgutil, experiments, probes\n"
+        "from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY as R\n"
+        "env, reg = dict(os.environ), set(R)\n"
+        "for pkg in (experiments, probes):\n"
+        "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        "        importlib.import_module(m.name)\n"
+        "changed = sorted(k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k))\n"
+        "print(changed, sorted(set(R) - reg))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[] []"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES - {"experiments.bench"}))
+def test_stages__frozen_args_with_documented_fields_presets_and_main(name):
+    from experiments.harness.cli import field_docs
+
+    module = importlib.import_module(name)
+    args = [v for k, v in vars(module).items() if k.endswith("Args") and dataclasses.is_dataclass(v) and v.__module__ == name]
+    assert len(args) == 1 and args[0].__dataclass_params__.frozen
+    assert set(field_docs(args[0])) == {f.name for f in dataclasses.fields(args[0])}
+    assert isinstance(module.PRESETS, dict) and "default" in module.PRESETS and "smoke" in module.PRESETS
+    assert callable(module.main)
+
+
+def test_every_module_imports():
+    for pkg in (experiments, probes):
+        for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+            importlib.import_module(m.name)
+
+
+def test_repository__refers_to_no_file_outside_it():
+    text_files = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".md", ".ipynb", ".toml") and ".venv" not in str(p)]
+    text_files.remove(Path(__file__).resolve())  # this test names what it looks for
+    for path in text_files:
+        text = path.read_text()
+        assert "shared/" not in text and "../shared" not in text, path
+        assert "DESIGN.md" not in text or "docs/DESIGN.md" in text or path.name == "DESIGN.md", path
