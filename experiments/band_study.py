@@ -22,13 +22,13 @@ from safetensors.torch import save_file
 from experiments import bands, grpo, pretrain, train_sae
 from experiments.analysis.band_report import write_report
 from experiments.analysis.band_results import BandAnalysis, StudySettings, analyse, diff_record
-from experiments.harness import cli
+from experiments.harness import cli, seeds
 from experiments.harness.diffing import means_tensors, read_all
 from experiments.harness.labelling import CausalSpec, label_and_check, summary
 from experiments.harness.probe_sets import ProbeSetSpec
 from experiments.harness.rundir import atomic_file, check_writable, init_run, write_json
 from experiments.harness.sources import SourceSpec, open_source
-from experiments.harness.task import Problem
+from experiments.harness.task import Problem, TaskSpec
 from probes.bands import BANDS
 from probes.layout import FEATURES, METRICS, RunLayout, checkpoints, read_json, read_jsonl, run_name
 from probes.saes.train import load_sae
@@ -119,7 +119,7 @@ class BandStudyArgs:
     def diff_source(self) -> SourceSpec:
         """The diffing probe set: fixed problems of their own stream, each checkpoint's own samples."""
         sae = self.sae_args(self.sae_archs[0])
-        probe = ProbeSetSpec(stream="sae_probe", seed=DIFF_PROBE_SEED, k_min=sae.k_min, k_max=sae.k_max, per_k=self.diff_per_k, n_samples=1)
+        probe = ProbeSetSpec("diff_probe", self.bands_args.seed, sae.k_min, sae.k_max, self.diff_per_k, n_samples=1)
         return SourceSpec(self.out, sae.hook, probe, sae.collect_batch_size, sae.device)
 
     @property
@@ -133,10 +133,6 @@ PRESETS: dict[str, dict] = {
     "gpu": dict(seeds=(0, 1, 2, 3, 4), grpo_steps=200, causal_per_k=100, n_random=10, diff_per_k=50),
 }
 
-DIFF_PROBE_SEED = 17
-"""Seed of the diffing probe set: other problems than the SAE's training probe set (seed 0)."""
-
-
 def train_stages(args: BandStudyArgs) -> None:
     """Base model, bands, and one GRPO run per band x seed (each resumable)."""
     pretrain.main(args.pretrain_args)
@@ -146,14 +142,11 @@ def train_stages(args: BandStudyArgs) -> None:
             grpo.main(args.grpo_args(band, seed))
 
 
-def causal_problems(layout: RunLayout, per_k: int) -> list[Problem]:
-    """Held-out problems with k inside the pretraining range (where both behaviours exist)."""
-    table = read_json(layout.band_table)
-    k_max = read_json(layout.config)["stages"]["pretrain"]["k_train_max"]
-    out = []
-    for k in range(1, k_max + 1):
-        out += [Problem.from_record(r, table["p"]) for r in table["eval_set"] if r["k"] == k][:per_k]
-    return out
+def causal_problems(layout: RunLayout, per_k: int, seed: int) -> list[Problem]:
+    """Problems of the causal-check stream with k inside the pretraining range (where both behaviours exist)."""
+    pre = read_json(layout.config)["stages"]["pretrain"]
+    spec = TaskSpec(pre["p"], tuple(pre["ops"]))
+    return [pr for k in range(1, pre["k_train_max"] + 1) for pr in seeds.problems("causal", seed, k, per_k, spec)]
 
 
 def feature_stage(args: BandStudyArgs, arch: str) -> dict:
@@ -166,7 +159,7 @@ def feature_stage(args: BandStudyArgs, arch: str) -> dict:
         return read_json(path)
     src = open_source(sae_args.source_spec, sae_args.checkpoint_dir)
     meta = {"sae": sae_args.sae_name, "hook": sae_args.hook, "checkpoint": str(sae_args.checkpoint_dir)}
-    problems = causal_problems(RunLayout(args.out), args.causal_per_k)
+    problems = causal_problems(RunLayout(args.out), args.causal_per_k, args.bands_args.seed)
     record = label_and_check(load_sae(sae_dir), src, sae_args.hook, problems, CausalSpec(args.n_random), meta)
     write_json(path, record)
     return record

@@ -61,7 +61,7 @@ def test_features_and_causal_checks__on_a_users_own_checkpoint_and_sae(study, tm
     src = open_source(args.source_spec, user_ckpt)
     features = labelling.label_checkpoint(sae, src.cache, LabelRules(), {"checkpoint": str(user_ckpt)})
     assert len(features["features"]) == sae.cfg.d_sae and sum(features["counts"].values()) == sae.cfg.d_sae
-    problems = band_study.causal_problems(RunLayout(out), per_k=3)
+    problems = band_study.causal_problems(RunLayout(out), per_k=3, seed=0)
     checks = labelling.causal_checks(src.bridge, src.tokenizer, sae, args.hook, problems, features, labelling.CausalSpec(n_random=1))
     assert set(checks["clean"]) == {"direct_acc", "deliberate_acc", "deliberate_rate"}
     for label, check in checks["checks"].items():

@@ -5,26 +5,38 @@ run (step, problem index …), so a resumed or replayed run draws exactly what a
 uninterrupted one draws, on any machine (PCG64 and torch's CPU generator are
 platform-independent). Two kinds:
 
-* problem streams: which task problems a set holds (``problems``);
+* problem streams: which task problems a set holds (``problems``). Each named set has a
+  stream of its own, and where the problem space is large enough the sets are disjoint
+  by content: a problem belongs to the one stream its content hashes to. For small k
+  (k = 1 over Z_11 with three operations has only 363 distinct chains) the space cannot
+  hold disjoint sets of the sizes used, and sets may share problems
+  (tests/test_seeds.py states how many). Pretraining batches draw from the whole space.
 * draw streams: numpy generators for choices (``rng``) and torch generators for sampling.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
-from experiments.harness.task import Problem, TaskSpec, generate_problems
+from experiments.harness.task import Problem, TaskSpec, draw_problem
 
-PROBLEM_STREAMS: dict[str, int] = {
-    "band_candidates": 0,
-    "pretrain_eval": 1_000_003,
-    "band_eval": 2_000_003,
-    "sae_probe": 2_000_003,
-    "diff_probe": 2_000_003 + 17,
-    "causal": 4_000_037,
-}
-"""Offset added to the run's seed for each problem set."""
+PROBLEM_STREAMS: tuple[str, ...] = (
+    "band_candidates",  # band training pools are drawn from these
+    "band_eval",  # the held-out set every band run is evaluated on
+    "pretrain_eval",  # the base model's accuracy table
+    "sae_probe",  # what SAEs are trained and latents labelled on
+    "diff_probe",  # the fixed token set checkpoints are diffed on
+    "causal",  # what labels are causally checked on
+)
+"""Named problem sets; a stream's index is the last word of its PCG64 key and its content bucket."""
+
+MIN_BUCKET = 1000
+"""Disjoint by content at chain length k only when each stream's share of the problem space
+(p^(k+1) |ops|^k / number of streams) holds at least this many problems, so that drawing a
+few hundred from it repeats few."""
 
 DRAW_SALTS: dict[str, tuple[int, ...]] = {
     "pretrain_batch": (),
@@ -33,14 +45,34 @@ DRAW_SALTS: dict[str, tuple[int, ...]] = {
     "one_shot_step": (11,),
     "value_sample": (23,),
     "memo_subset": (29,),
-    "random_groups": (),
 }
 """Last words of each numpy stream's PCG64 key (the run's key words come first)."""
 
 
+def content_bucket(problem: Problem, n_buckets: int = len(PROBLEM_STREAMS)) -> int:
+    """The stream a problem belongs to, from a hash of its content (the same on every machine)."""
+    key = f"{problem.p}|{problem.start}|{','.join(problem.ops)}|{','.join(map(str, problem.operands))}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % n_buckets
+
+
+def partitioned(k: int, spec: TaskSpec) -> bool:
+    """Whether the problem sets are disjoint by content at chain length k (see MIN_BUCKET)."""
+    return spec.p ** (k + 1) * len(spec.ops) ** k >= MIN_BUCKET * len(PROBLEM_STREAMS)
+
+
 def problems(stream: str, seed: int, k: int, n: int, spec: TaskSpec) -> list[Problem]:
-    """The first n problems of length k of a named problem stream."""
-    return generate_problems(seed + PROBLEM_STREAMS[stream], k, n, spec)
+    """The first n problems of length k of a named problem stream (a pure function of its arguments).
+
+    Draws one at a time, so the first m of n are ``problems(stream, seed, k, m, spec)``."""
+    index = PROBLEM_STREAMS.index(stream)
+    rng = np.random.Generator(np.random.PCG64([seed, k, spec.p, index]))
+    keep = partitioned(k, spec)
+    out: list[Problem] = []
+    while len(out) < n:
+        pr = draw_problem(rng, k, spec, pid=f"{stream}-s{seed}-k{k}-{len(out)}")
+        if not keep or content_bucket(pr) == index:
+            out.append(pr)
+    return out
 
 
 def rng(stream: str, *key: int) -> np.random.Generator:
