@@ -12,7 +12,6 @@ stage (``--config study.json``: ``{"pretrain": {"p": 13}, "grpo": {"lr": 5e-5}, 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -190,10 +189,7 @@ def main(args: BandStudyArgs) -> dict:
     """Run or resume every stage; returns results.json's content."""
     check_writable(args.out)
     init_run(args.out, "band_study", args)
-    start = time.perf_counter()
-
-    def stage(name: str) -> None:
-        print(f"[band_study {time.perf_counter() - start:6.0f} s] {name}", flush=True)
+    stage = cli.StageClock("band_study")
 
     stage("pretrain, bands, GRPO per band x seed")
     train_stages(args)
@@ -207,7 +203,7 @@ def main(args: BandStudyArgs) -> dict:
     analysis = results(args, features, readings)
     layout = RunLayout(args.out)
     write_json(layout.diff, diff_record(analysis))
-    write_report(args.out, analysis, wall_s=time.perf_counter() - start)  # wall time is not in results.json: it varies
+    write_report(args.out, analysis, wall_s=stage.seconds)  # wall time is not in results.json: it varies
     res = analysis.result.to_json()
     write_json(layout.results, res)
     print(analysis.result.verdict)

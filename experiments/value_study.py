@@ -19,7 +19,6 @@ line by line), so rerunning the same command resumes.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
@@ -239,10 +238,7 @@ def main(args: ValueArgs) -> dict:
         raise RunDirError(f"{run.band_table}: missing; run experiments.band_study (or pretrain and bands) first")
     check_writable(out.root)
     init_run(args.run, "value_study", args)
-    start = time.perf_counter()
-
-    def stage(name: str) -> None:
-        print(f"[value_study {time.perf_counter() - start:6.0f} s] {name}", flush=True)
+    stage = cli.StageClock("value_study")
 
     table = read_json(run.band_table)
     sample = cached_json(out.sample, lambda: draw_sample(table, args.per_band, args.seed))
@@ -270,7 +266,7 @@ def main(args: ValueArgs) -> dict:
     stage("analysis and report")
     analysis = analyse(ValueInputs(sample, base, sft, shots, grads, memo, band_ledgers(args.run), table), args.settings)
     write_json(out.examples, analysis.examples)
-    write_report(out.root, analysis, wall_s=time.perf_counter() - start)
+    write_report(out.root, analysis, wall_s=stage.seconds)
     res = analysis.result.to_json()
     write_json(out.results, res)
     print(analysis.result.verdict)

@@ -16,6 +16,7 @@ import inspect
 import json
 import sys
 import textwrap
+import time
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -127,3 +128,18 @@ def run(main: Callable[[A], Any], cls: type[A], presets: Mapping[str, Mapping[st
     except FloatingPointError as e:  # diverged training: say where, keep the last snapshot
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+class StageClock:
+    """Progress lines of a multi-stage study: ``[band_study     12 s] diff every checkpoint``."""
+
+    def __init__(self, study: str) -> None:
+        self.study, self.start = study, time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        """Wall time since the study started (this invocation only)."""
+        return time.perf_counter() - self.start
+
+    def __call__(self, stage: str) -> None:
+        print(f"[{self.study} {self.seconds:6.0f} s] {stage}", flush=True)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.harness import seeds
 from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
 from experiments.harness.probe_sets import ProbeSetSpec, build_probe_set, completion_roles, prompt_roles, task_spec_of
 from experiments.harness.task import TaskSpec, completion_words, generate_problems, parse_completion
@@ -112,7 +113,7 @@ def test_build_probe_set__canonical_and_own_samples_per_problem(probe):
         assert sorted(s.mode for s in canonical) == ["deliberate", "direct"] and all(s.correct for s in canonical)
         prompt = group[0].token_ids[: group[0].n_prompt]
         assert all(s.token_ids[: s.n_prompt] == prompt for s in group)
-    problems = {pr.pid: pr for k in range(1, 4) for pr in generate_problems(2_000_003, k, PROBE.per_k, SPEC)}
+    problems = {pr.pid: pr for k in range(1, 4) for pr in seeds.problems(PROBE.stream, PROBE.seed, k, PROBE.per_k, SPEC)}
     for s in (s for s in seqs if s.source == "sampled"):  # labels agree with the task's own parser
         parsed = parse_completion(problems[s.pid], tok.convert_ids_to_tokens(list(s.token_ids[s.n_prompt :])))
         assert s.correct == parsed.correct
