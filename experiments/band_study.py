@@ -12,6 +12,7 @@ stage (``--config study.json``: ``{"pretrain": {"p": 13}, "grpo": {"lr": 5e-5}, 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,16 +21,27 @@ from safetensors.torch import save_file
 
 from experiments import bands, grpo, pretrain, train_sae
 from experiments.analysis.band_report import write_report
-from experiments.analysis.band_results import BandAnalysis, StudySettings, analyse, diff_record
+from experiments.analysis.band_results import (
+    BandAnalysis,
+    RunData,
+    StudySettings,
+    analyse,
+    curves,
+    diff_record,
+    gain_se,
+    plan,
+)
 from experiments.harness import cli, seeds
 from experiments.harness.diffing import means_tensors, read_all
 from experiments.harness.labelling import CausalSpec, label_and_check, summary
 from experiments.harness.probe_sets import ProbeSetSpec
-from experiments.harness.rundir import atomic_file, check_writable, init_run, write_json
+from experiments.harness.rundir import append_jsonl, atomic_file, check_writable, init_run, write_json
 from experiments.harness.sources import SourceSpec, open_source
 from experiments.harness.task import Problem, TaskSpec
 from probes.bands import BANDS
-from probes.layout import FEATURES, METRICS, RunLayout, checkpoints, read_json, read_jsonl, run_name
+from probes.layout import FEATURES, MATCH, METRICS, RunLayout, checkpoints, read_json, read_jsonl, run_name
+from probes.matched_gain import bisect, with_points
+from probes.models import load_hf, load_tokenizer
 from probes.saes.train import load_sae
 
 STAGES: dict[str, tuple[type, dict]] = {
@@ -54,8 +66,8 @@ class BandStudyArgs:
     """Run directory."""
     preset: str = "default"
     """smoke (< 60 s, tests), default (the real study on 2 CPU cores), gpu."""
-    seeds: tuple[int, ...] = (0, 1, 2)
-    """GRPO seeds per band (>= 3 for confidence intervals)."""
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    """GRPO seeds per band: with 5, an exact permutation test of two bands can reach p = 0.008; with 3, never below 0.1."""
     grpo_steps: int = 40
     """GRPO updates per run (the same budget for every band)."""
     sae_archs: tuple[str, ...] = ("batchtopk", "temporal")
@@ -66,14 +78,17 @@ class BandStudyArgs:
     """Eval metric whose gain over the base model is matched."""
     target_gain: float | None = None
     """Matched gain target (None: the largest gain every run reaches)."""
-    matched_tol: float = 0.0
-    """Tolerance below the target that still counts as reaching it."""
+    matched_tol: float | None = None
+    """A matched gain hits the target within this (None: one standard error of a gain, from the evals)."""
     causal_per_k: int = 20
     """Held-out problems per k (inside the pretraining range) for causal checks."""
     n_random: int = 5
     """Random latent groups per causal check."""
     diff_per_k: int = 10
     """Probe problems per k for checkpoint diffing."""
+    replicate: int = 1
+    """Run the whole study this many times, with pretraining seeds 0..N-1 (in <out>/pretrain-seed<i>/), and
+    count how often each verdict class comes out (<out>/replicates.json): does the headline depend on one base model?"""
     stages: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     """Per stage (pretrain, bands, grpo, train_sae): field values over the stage's preset (config-file sections)."""
 
@@ -82,7 +97,7 @@ class BandStudyArgs:
             raise ValueError(f"seeds: need distinct seeds, got {self.seeds}")
         if not self.sae_archs or set(self.sae_archs) - {"batchtopk", "matryoshka", "temporal"}:
             raise ValueError(f"sae_archs: must be from batchtopk, matryoshka, temporal; got {self.sae_archs}")
-        for name in ("grpo_steps", "causal_per_k", "n_random", "diff_per_k"):
+        for name in ("grpo_steps", "causal_per_k", "n_random", "diff_per_k", "replicate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         for stage, values in self.stages.items():
@@ -123,13 +138,14 @@ class BandStudyArgs:
 
     @property
     def settings(self) -> StudySettings:
-        return StudySettings(self.preset, self.seeds, self.matched_key, self.target_gain, self.matched_tol)
+        loss_agg = self.grpo_args("easy", self.seeds[0]).loss_agg
+        return StudySettings(self.preset, self.seeds, self.matched_key, self.target_gain, self.matched_tol, loss_agg)
 
 
 PRESETS: dict[str, dict] = {
     "default": {},
     "smoke": dict(grpo_steps=4, causal_per_k=4, n_random=2, diff_per_k=3),
-    "gpu": dict(seeds=(0, 1, 2, 3, 4), grpo_steps=200, causal_per_k=100, n_random=10, diff_per_k=50),
+    "gpu": dict(seeds=tuple(range(8)), grpo_steps=200, causal_per_k=100, n_random=10, diff_per_k=50),
 }
 
 def train_stages(args: BandStudyArgs) -> None:
@@ -176,23 +192,70 @@ def diff_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
     return readings
 
 
-def results(args: BandStudyArgs, features: dict[str, dict], readings: dict[str, dict]) -> BandAnalysis:
-    layout = RunLayout(args.out)
+def run_data(args: BandStudyArgs) -> RunData:
+    """The band runs' metrics, their stored checkpoints and the gains measured at replayed steps."""
+    layout, key = RunLayout(args.out), args.matched_key
     names = [run_name(b, s) for b in BANDS for s in args.seeds]
     metrics = {n: read_jsonl(layout.root / n / METRICS) for n in names}
-    steps = {n: set(checkpoints(layout.root / n)) for n in names}
+    extra = {n: {r["step"]: r[key] - metrics[n][0][key] for r in read_jsonl(layout.root / n / MATCH)} for n in names}
+    return RunData(metrics, {n: set(checkpoints(layout.root / n)) for n in names}, extra)  # curves use evaluated ones
+
+
+def match_stage(args: BandStudyArgs) -> None:
+    """Pin every run's first crossing of the matched target to one step (or to within the tolerance):
+    steps between stored checkpoints are regenerated by replay and evaluated, and the evaluations
+    appended to the run's match.jsonl (a rerun reuses them)."""
+    runs = run_data(args)
+    curve_by_run = curves(runs.metrics, runs.ckpt_steps, args.matched_key)
+    p = plan(curve_by_run, gain_se(runs.metrics, args.matched_key), args.target_gain, args.matched_tol)
+    if not p.noise_ok:
+        return
+    for band, seed in ((b, s) for b in BANDS for s in args.seeds):
+        gargs, name = args.grpo_args(band, seed), run_name(band, seed)
+        inputs, base_acc = grpo.RunInputs.read(gargs), runs.metrics[name][0][args.matched_key]
+
+        def measure(step: int, gargs=gargs, inputs=inputs, base_acc=base_acc) -> float:
+            ckpt = grpo.replay(gargs, step)
+            row = {"step": step, **grpo.evaluate(load_hf(ckpt), load_tokenizer(ckpt), gargs, inputs)}
+            append_jsonl(gargs.out / MATCH, [row])
+            return row[args.matched_key] - base_acc
+
+        bisect(with_points(curve_by_run[name], runs.extra[name]), p.target, p.tol, measure)
+
+
+def results(args: BandStudyArgs, features: dict[str, dict], readings: dict[str, dict]) -> BandAnalysis:
     labels = {name: summary(feats) for name, feats in features.items()}
-    return analyse(args.settings, metrics, steps, features, labels, readings)
+    return analyse(args.settings, run_data(args), features, labels, readings)
+
+
+def replicate(args: BandStudyArgs) -> dict:
+    """The study once per pretraining seed; returns (and writes) how often each verdict class came out."""
+    runs = []
+    for seed in range(args.replicate):
+        pre = {**args.stages.get("pretrain", {}), "seed": seed}
+        sub = dataclasses.replace(args, out=args.out / f"pretrain-seed{seed}", replicate=1, stages={**args.stages, "pretrain": pre})
+        res = main(sub)
+        runs.append({"pretrain_seed": seed, "verdict_class": res["verdict_class"], "verdict": res["verdict"]})
+    classes = Counter(r["verdict_class"] for r in runs)
+    summary = {"replicates": args.replicate, "verdict_classes": dict(classes.most_common()), "runs": runs}
+    write_json(args.out / "replicates.json", summary)
+    for cls, n in classes.most_common():
+        print(f"{cls}: {n}/{args.replicate} pretraining seeds")
+    return summary
 
 
 def main(args: BandStudyArgs) -> dict:
-    """Run or resume every stage; returns results.json's content."""
+    """Run or resume every stage; returns results.json's content (with --replicate, the verdict-class counts)."""
     check_writable(args.out)
     init_run(args.out, "band_study", args)
+    if args.replicate > 1:
+        return replicate(args)
     stage = cli.StageClock("band_study")
 
     stage("pretrain, bands, GRPO per band x seed")
     train_stages(args)
+    stage("matched gain: pin each run's crossing of the target by replay")
+    match_stage(args)
     features = {}
     for arch in args.sae_archs:
         stage(f"SAE {arch}: train, label latents, causal checks")

@@ -14,6 +14,7 @@ resumed from ``ckpt-s`` repeats exactly what an uninterrupted run does after ste
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 
 from experiments.harness import cli, rl, seeds
 from experiments.harness.model import save_model
+from experiments.harness.rl_loss import LossAgg
 from experiments.harness.rollout import eval_metrics
 from experiments.harness.rundir import append_jsonl, init_run, resolved, truncate_jsonl, write_json, write_jsonl
 from experiments.harness.task import Problem
@@ -34,6 +36,7 @@ from probes.layout import (
     RunDirError,
     RunLayout,
     checkpoint_name,
+    checkpoints,
     latest_checkpoint,
     read_json,
 )
@@ -74,15 +77,21 @@ class GRPOArgs:
     """With dynamic sampling, extra prompt draws per update before training on what is there."""
     temperature: float = 1.0
     """Sampling temperature of rollouts."""
+    loss_agg: LossAgg = "token_mean"
+    """Loss aggregation: token_mean (DAPO: every completion token weighs the same), seq_mean (original
+    GRPO: per-sequence mean, a 1/|o| length bias), constant (Dr. GRPO: sum / batch constant)."""
     eval_every: int = 10
     """Steps between evaluations on the shared held-out set (also at step 0 and the end)."""
+    eval_samples: int = 8
+    """Sampled completions per held-out problem in an evaluation: 8 x 480 problems puts the sampling
+    SE of the accuracy (the matched metric) near 0.005; every evaluation of a run uses the same draws."""
     checkpoint_every: int = 10
     """Steps between checkpoints (ckpt-<step>/); the last step is always saved."""
     device: str = "cpu"
     """Torch device."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "prompts_per_step", "eval_every", "checkpoint_every", "inner_updates"):
+        for name in ("steps", "prompts_per_step", "eval_every", "checkpoint_every", "inner_updates", "eval_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.band not in BANDS:
@@ -96,12 +105,13 @@ class GRPOArgs:
     @property
     def policy(self) -> rl.PolicySpec:
         return rl.PolicySpec(self.prompts_per_step, self.group_size, self.lr, self.clip_eps, self.inner_updates, self.scale_std,
-                             self.kl_coef, self.dynamic_sampling, self.max_refills, self.temperature, self.device)  # fmt: skip
+                             self.kl_coef, self.dynamic_sampling, self.max_refills, self.temperature, self.loss_agg,
+                             self.device)  # fmt: skip
 
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(steps=4, prompts_per_step=4, group_size=4, eval_every=2, checkpoint_every=2),
+    "smoke": dict(steps=4, prompts_per_step=4, group_size=4, eval_every=2, checkpoint_every=2, eval_samples=2),
     "gpu": dict(steps=200, prompts_per_step=64, group_size=16, eval_every=20, checkpoint_every=20, device="cuda"),
 }
 
@@ -112,41 +122,78 @@ def save_checkpoint(out: Path, step: int, model, tokenizer, opt, band: Band) -> 
     save_state(ckpt / TRAINER_STATE, opt, step)  # written last: marks the checkpoint complete
 
 
+@dataclasses.dataclass(frozen=True)
+class RunInputs:
+    """What a band run trains and evaluates on, read from the run directory."""
+
+    pool: list[Problem]
+    eval_set: list[dict]
+    p: int
+
+    @classmethod
+    def read(cls, args: GRPOArgs) -> RunInputs:
+        layout = RunLayout(args.run)
+        if not layout.band_table.exists():
+            raise RunDirError(f"{layout.band_table}: missing; run experiments.bands first")
+        table = read_json(layout.band_table)
+        return cls([Problem.from_record(r, table["p"]) for r in table["pools"][args.band]], table["eval_set"], table["p"])
+
+
+def evaluate(model, tokenizer, args: GRPOArgs, inputs: RunInputs) -> dict[str, float]:
+    """The held-out evaluation of a run (the same sampling draws at every step: common random numbers)."""
+    return eval_metrics(model.eval(), tokenizer, inputs.eval_set, inputs.p, seeds.eval_sampling(args.seed), args.eval_samples)
+
+
+def load_at(args: GRPOArgs, step: int):
+    """(model in train mode, tokenizer, optimizer) at a complete checkpoint, or the base model at step 0."""
+    src = args.out / checkpoint_name(step) if step else RunLayout(args.run).base
+    model, tokenizer = load_hf(src, args.device).train(), load_tokenizer(src)
+    opt = rl.optimizer(model, args.policy)
+    if step:
+        load_state(src / TRAINER_STATE, opt)
+    return model, tokenizer, opt
+
+
+def replay(args: GRPOArgs, step: int) -> Path:
+    """ckpt-<step> of a finished run, regenerated if it was not stored: every update is a pure
+    function of (seed, step), so replaying from the nearest earlier checkpoint gives the same weights."""
+    start = max((s for s in checkpoints(args.out) if s <= step), default=0)
+    if start < step:
+        inputs = RunInputs.read(args)
+        model, tokenizer, opt = load_at(args, start)
+        ref_model = load_hf(RunLayout(args.run).base, args.device)
+        gens = functools.partial(seeds.grpo_step, args.seed)
+        for _ in rl.train(model, ref_model, opt, tokenizer, inputs.pool, args.policy, gens, range(start, step)):
+            pass
+        save_checkpoint(args.out, step, model, tokenizer, opt, args.band)
+    return args.out / checkpoint_name(step)
+
+
 def main(args: GRPOArgs) -> Path:
     """Train (or resume) one band run; returns its output directory."""
-    layout = RunLayout(args.run)
-    if not layout.band_table.exists():
-        raise RunDirError(f"{layout.band_table}: missing; run experiments.bands first")
+    inputs = RunInputs.read(args)
     init_run(args.run, f"grpo/{args.band}/seed{args.seed}", args)
-    table = read_json(layout.band_table)
-    pool = [Problem.from_record(r, table["p"]) for r in table["pools"][args.band]]
-    eval_set = table["eval_set"]
     write_json(args.out / RUN_ARGS, resolved(args))
     start = latest_checkpoint(args.out)
     if start >= args.steps:
         print(f"{args.out}: finished ({args.steps} steps)")
         return args.out
-    src = args.out / checkpoint_name(start) if start else layout.base
-    model, tokenizer = load_hf(src, args.device).train(), load_tokenizer(src)
-    ref_model = load_hf(layout.base, args.device)  # KL to base is logged even when not penalised
-    opt = rl.optimizer(model, args.policy)
-    if start:
-        load_state(src / TRAINER_STATE, opt)
+    model, tokenizer, opt = load_at(args, start)
+    ref_model = load_hf(RunLayout(args.run).base, args.device)  # KL to base is logged even when not penalised
     metrics_path, ledger_path = args.out / METRICS, args.out / LEDGER
     for path in (metrics_path, ledger_path):
         truncate_jsonl(path, start)
     if start == 0:
-        base_row = {"step": 0, **eval_metrics(model.eval(), tokenizer, eval_set, table["p"], seeds.grpo_eval_sampling(args.seed, 0))}
-        write_jsonl(metrics_path, [base_row])
+        write_jsonl(metrics_path, [{"step": 0, **evaluate(model, tokenizer, args, inputs)}])
         write_jsonl(ledger_path, [])
     bar = tqdm(total=args.steps, initial=start, desc=f"grpo {args.band} s{args.seed}")
     last_acc = math.nan
-    updates = rl.train(model, ref_model, opt, tokenizer, pool, args.policy, lambda t: seeds.grpo_step(args.seed, t), range(start, args.steps))
-    for u in updates:
+    gens = functools.partial(seeds.grpo_step, args.seed)
+    for u in rl.train(model, ref_model, opt, tokenizer, inputs.pool, args.policy, gens, range(start, args.steps)):
         row = {"step": u.step, **rl.rollout_metrics(u), **u.loss}
         if u.step % args.eval_every == 0 or u.step == args.steps:
-            row.update(eval_metrics(model, tokenizer, eval_set, table["p"], seeds.grpo_eval_sampling(args.seed, u.step)))
-            last_acc = row["eval/acc/all/greedy"]
+            row.update(evaluate(model, tokenizer, args, inputs))
+            last_acc = row["eval/acc/all/sampled"]
         append_jsonl(ledger_path, rl.ledger_rows(u))
         append_jsonl(metrics_path, [row])
         if u.step % args.checkpoint_every == 0 or u.step == args.steps:

@@ -18,13 +18,16 @@ class ParsedLike(Protocol):
     n_wrong_steps: int
     copied_answer: bool
     length: int
+    lucky_success: bool
 
 
 def behaviour_rates(parsed: Sequence[ParsedLike]) -> dict[str, float]:
     """Accuracy, mode shares and error rates; step-level rates are among deliberate completions.
 
     ``skipped_step_rate`` and ``wrong_step_rate`` are the fractions of deliberate traces with
-    at least one skipped / wrong step (nan when there are none); ``mean_length`` is in tokens.
+    at least one skipped / wrong step (nan when there are none); ``mean_length`` is in tokens,
+    ``trace_length`` the mean length of the deliberate completions; ``lucky_success_rate`` the
+    share of all completions that are right without a right computation.
     """
     if not parsed:
         return {}
@@ -42,4 +45,6 @@ def behaviour_rates(parsed: Sequence[ParsedLike]) -> dict[str, float]:
         "wrong_step_rate": share([p.n_wrong_steps > 0 for p in deliberate]),
         "copied_answer_rate": share([p.copied_answer for p in parsed]),
         "mean_length": share([p.length for p in parsed]),
+        "trace_length": share([p.length for p in deliberate]),
+        "lucky_success_rate": share([p.lucky_success for p in parsed]),
     }

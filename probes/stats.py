@@ -4,6 +4,7 @@ quadratic fits, binned means, AUROC and correlation ratios. Pure functions of ar
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -185,3 +186,55 @@ def spearman_rows(x_K: Float[np.ndarray, " K"], y_FK: Float[np.ndarray, "F K"]) 
     num_F, den_F = ry_FK @ rx_K, np.sqrt((ry_FK**2).sum(1) * (rx_K**2).sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den_F > 0, num_F / np.where(den_F > 0, den_F, 1), np.nan)
+
+
+@dataclasses.dataclass(frozen=True)
+class Contrast:
+    """A two-sample comparison of seed-level values by an exact permutation test."""
+
+    diff: float
+    """mean(a) - mean(b)."""
+    p: float
+    """Two-sided permutation p-value: share of relabellings with |diff| at least the observed one."""
+    n_a: int
+    n_b: int
+
+    @property
+    def min_p(self) -> float:
+        """The smallest p-value the test can give at these sizes: with equal groups each split
+        and its mirror image tie, so 2 / C(n_a + n_b, n_a); else 1 / C(n_a + n_b, n_a)."""
+        splits = math.comb(self.n_a + self.n_b, self.n_a)
+        return min(1.0, (2 if self.n_a == self.n_b else 1) / splits)
+
+
+def permutation_test(a: Sequence[float], b: Sequence[float]) -> Contrast:
+    """Exact two-sided permutation test of a difference in means, over every relabelling of the
+    pooled values into groups of the original sizes (nan values are dropped first).
+
+    Under the null that labels are exchangeable it keeps its nominal level at any sample size:
+    P(p <= alpha) <= alpha. p is nan when a group is empty."""
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if x.size == 0 or y.size == 0:
+        return Contrast(math.nan, math.nan, int(x.size), int(y.size))
+    pooled = np.r_[x, y]
+    idx = np.array(list(itertools.combinations(range(pooled.size), x.size)))
+    in_a = np.zeros((len(idx), pooled.size), bool)
+    in_a[np.arange(len(idx))[:, None], idx] = True
+    diffs = (in_a @ pooled) / x.size - (~in_a @ pooled) / y.size
+    observed = x.mean() - y.mean()
+    p = float(np.mean(np.abs(diffs) >= abs(observed) - 1e-12))
+    return Contrast(float(observed), p, int(x.size), int(y.size))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values (step-down, monotone); nan inputs stay nan and do not count."""
+    p = np.asarray(p_values, float)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()

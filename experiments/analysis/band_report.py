@@ -9,35 +9,49 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from experiments.analysis.band_results import BEHAVIOURS, GROUPS, BandAnalysis, BandStudyResult  # noqa: E402
+from experiments.analysis.contrasts import ALPHA, MAIN_CONTRAST, MIN_SEEDS  # noqa: E402
 from experiments.analysis.figures import COLORS, save_figure  # noqa: E402
 from experiments.harness.rundir import write_text  # noqa: E402
 from probes.bands import BANDS  # noqa: E402
-from probes.layout import REPORT  # noqa: E402
+from probes.layout import REPORT, band_of_run  # noqa: E402
 from probes.stats import Estimate  # noqa: E402
+
+Z95 = 1.96
+
+
+def band_legend(ax, n_seeds: int, extra: list | None = None) -> None:
+    """A legend naming each band's colour (with the seed count) plus any extra handles."""
+    handles = [Line2D([], [], color=COLORS[b], label=f"{b} band ({n_seeds} seeds)") for b in BANDS]
+    ax.legend(handles=handles + (extra or []), fontsize=8)
 
 
 def fig_gain(out: Path, a: BandAnalysis) -> str:
     res, m = a.result, a.matching
     key = res.matched_key
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, rows in a.metrics.items():
-        band = name.split("/")[1]
         ev = [(r["step"], r[key] - rows[0][key]) for r in rows if key in r]
-        ax.plot(*zip(*ev), color=COLORS[band], alpha=0.8, label=band if name.endswith("seed" + str(res.seeds[0])) else None)
+        ax.plot(*zip(*ev), color=COLORS[band_of_run(name)], alpha=0.7, lw=1)
         p = m.points[name]
         if p.reached:
-            ax.plot(p.step, p.gain, "o", color=COLORS[band], markeredgecolor="k")
-    ax.axhline(m.target, color="k", ls="--", lw=1, label=f"matched target {m.target:+.3f}")
-    ax.set(xlabel="GRPO step", ylabel=f"gain in {key} over base", title=f"Accuracy gain per band ({len(res.seeds)} seeds; dots: matched checkpoints)")
-    ax.legend(fontsize=8)
+            ax.plot(p.step, p.gain, "o" if p.within_tol else "x", color=COLORS[band_of_run(name)], markeredgecolor="k")
+    ax.axhspan(m.target - res.matched_tol, m.target + res.matched_tol, color="grey", alpha=0.25, lw=0)
+    ax.axhline(m.target, color="k", ls="--", lw=1)
+    extra = [Line2D([], [], color="k", ls="--", label=f"target {m.target:+.3f} (band: ±{res.matched_tol:.3f} tolerance)"),
+             Line2D([], [], marker="o", ls="", color="grey", markeredgecolor="k", label="matched step, within tolerance"),
+             Line2D([], [], marker="x", ls="", color="grey", label="matched step, outside tolerance")]  # fmt: skip
+    band_legend(ax, len(res.seeds), extra)
+    ax.set(xlabel="GRPO step (updates)", ylabel="gain in sampled accuracy over base (fraction of eval set)",
+           title=f"Accuracy gain per band run ({len(res.seeds)} seeds per band)")  # fmt: skip
     return save_figure(fig, out / "figures" / "gain.png")
 
 
 def fig_feature_change(out: Path, a: BandAnalysis) -> str:
     blocks = a.blocks
-    fig, axes = plt.subplots(1, len(blocks), figsize=(5.5 * len(blocks), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(blocks), figsize=(5.8 * len(blocks), 4.2), squeeze=False)
     for ax, (name, blk) in zip(axes[0], blocks.items()):
         x = np.arange(len(GROUPS))
         for i, band in enumerate(BANDS):
@@ -45,42 +59,49 @@ def fig_feature_change(out: Path, a: BandAnalysis) -> str:
             means = np.array([e.mean for e in est])
             err = np.array([[e.mean - e.ci95[0], e.ci95[1] - e.mean] for e in est]).T
             ax.bar(x + (i - 1) * 0.27, means, 0.27, yerr=np.nan_to_num(err), color=COLORS[band], capsize=3,
-                   label=f"{band} (n={est[0].n})")  # fmt: skip
+                   label=f"{band} (n = {est[0].n} seeds)")  # fmt: skip
+            for j, g in enumerate(GROUPS):
+                ax.scatter([x[j] + (i - 1) * 0.27] * len(blk.values[band][g]), blk.values[band][g], s=8, c="k", zorder=3)
         for j, g in enumerate(GROUPS):
             f = blk.noise_floor[g]
             if np.isfinite(f):
                 ax.fill_between([j - 0.45, j + 0.45], -f, f, color="grey", alpha=0.25, lw=0)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(x, [f"{g}\n({blk.labels[g]['n']} latents)" for g in GROUPS])
-        ax.set(ylabel="relative change of group activity vs base")
-        ax.set_title(f"{name}\nat matched gain (grey: seed noise floor)", fontsize=9)
+        ax.set(ylabel=f"relative change of group activity vs base\n({a.result.diff_view} tokens)")
+        ax.set_title(f"{name}: change at matched gain (bars: mean, 95% bootstrap CI;\ndots: seeds; grey: same-band seed noise floor)", fontsize=9)
         ax.legend(fontsize=8)
     return save_figure(fig, out / "figures" / "feature_change.png")
 
 
 def fig_behaviour(out: Path, a: BandAnalysis) -> str:
-    shown = BEHAVIOURS[:5]
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.2), sharex=True)
+    shown = ("deliberate_rate", "skipped_step_rate", "lucky_success_rate", "mean_length", "trace_length")
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.3 * len(shown), 3.4), sharex=True)
     for ax, b in zip(axes, shown):
         for name, rows in a.metrics.items():
             ev = [(r["step"], r[f"eval/behaviour/{b}"]) for r in rows if f"eval/behaviour/{b}" in r]
-            ax.plot(*zip(*ev), color=COLORS[name.split("/")[1]], alpha=0.7)
-        ax.set(title=b.replace("_", " "), xlabel="GRPO step")
-    axes[0].set_ylabel("rate on the eval set (sampled, T=1)")
+            ax.plot(*zip(*ev), color=COLORS[band_of_run(name)], alpha=0.7)
+        unit = "tokens" if "length" in b else "fraction of completions"
+        ax.set(title=b.replace("_", " "), xlabel="GRPO step (updates)", ylabel=unit)
+    band_legend(axes[0], len(a.result.seeds))
+    fig.suptitle(f"Eval-set behaviour of sampled completions (T = 1), {len(a.result.seeds)} seeds per band", fontsize=10)
+    fig.tight_layout()
     return save_figure(fig, out / "figures" / "behaviour.png")
 
 
 def fig_sae_quality(out: Path, a: BandAnalysis) -> str:
     blocks = a.blocks
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    styles = []
     for (name, blk), ls in zip(blocks.items(), ("-", "--", ":")):
         for run in a.metrics:
             pts = sorted((int(c.rsplit("-", 1)[1]), v) for c, v in blk.fve.items() if c.startswith(run + "/"))
             pts = [(0, blk.fve["base"]), *pts]
-            ax.plot(*zip(*pts), ls=ls, color=COLORS[run.split("/")[1]], alpha=0.7)
-        ax.plot([], [], ls=ls, color="k", label=name)
-    ax.set(xlabel="GRPO step", ylabel="fraction of variance explained", title="Shared SAE basis: reconstruction per checkpoint")
-    ax.legend(fontsize=8)
+            ax.plot(*zip(*pts), ls=ls, color=COLORS[band_of_run(run)], alpha=0.7)
+        styles.append(Line2D([], [], ls=ls, color="k", label=f"SAE {name}"))
+    band_legend(ax, len(a.result.seeds), styles)
+    ax.set(xlabel="GRPO step (updates)", ylabel="fraction of variance explained (FVE)",
+           title="Shared SAE basis: reconstruction on every checkpoint")  # fmt: skip
     return save_figure(fig, out / "figures" / "sae_quality.png")
 
 
@@ -90,34 +111,69 @@ def _fmt(e: Estimate) -> str:
     return f"{e.mean:+.3f} [{e.ci95[0]:+.3f}, {e.ci95[1]:+.3f}] (n={e.n})"
 
 
+def matched_lines(res: BandStudyResult) -> list[str]:
+    """Per band and seed: the matched step and its actual gain with a 95% CI (± 1.96 SE of a gain)."""
+    lines = ["| band | seed | matched step | actual gain [95% CI] | hits target |", "|---|---|---|---|---|"]
+    for b, v in res.bands.items():
+        for seed, step, gain, hit in zip(res.seeds, v.matched_step, v.matched_gain, v.matched_hit):
+            cell = "—" if gain is None else f"{gain:+.3f} [{gain - Z95 * res.gain_se:+.3f}, {gain + Z95 * res.gain_se:+.3f}]"
+            lines.append(f"| {b} | {seed} | {'never' if step is None else step} | {cell} | {'yes' if hit else 'no'} |")
+    return lines
+
+
+def contrast_lines(res: BandStudyResult) -> list[str]:
+    lines = ["| contrast | mean difference | permutation p | decision p | seeds | difference shown |", "|---|---|---|---|---|---|"]
+    for c in res.contrasts:
+        name = f"{c['group']}: {c['a']} vs {c['b']}" + (" (**main**)" if c["main"] else "")
+        if c["p"] is None or c["p"] != c["p"]:  # null in results.json, nan before it is written
+            lines.append(f"| {name} | untestable | | | {c['n_a']}+{c['n_b']} | no |")
+            continue
+        lines.append(f"| {name} | {c['diff']:+.3f} | {c['p']:.3f} | {c['p_adjusted']:.3f} | {c['n_a']}+{c['n_b']} | "
+                     f"{'**yes**' if c['significant'] else 'no'} |")  # fmt: skip
+    return lines
+
+
 def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float) -> str:
-    lines = [f"# Band study ({res.preset})", "", f"**Verdict.** {res.verdict}", ""]
-    lines += [f"Matched on `{res.matched_key}`; target gain {res.matched_gain_target:+.3f}. Seeds: {res.seeds}.", ""]
-    lines += ["| band | final gain | matched step per seed | actual gain there |", "|---|---|---|---|"]
-    lines += [
-        f"| {b} | {_fmt(v.gain)} | {v.matched_step} | {', '.join('-' if g is None else f'{g:+.3f}' for g in v.matched_gain)} |"
-        for b, v in res.bands.items()
-    ]
-    lines += ["", "Matched checkpoints are the first *saved* checkpoints at or above the target, so their actual gains can overshoot it.", ""]
-    lines += ["", f"![gain]({figs['gain']})", "", "## Feature change at matched gain (SAEs side by side)", ""]
+    g, a, b = MAIN_CONTRAST
+    lines = [f"# Band study ({res.preset})", "", f"**Verdict ({res.verdict_class}).** {res.verdict}", ""]
+    lines += [f"Seeds per band: {res.seeds}. GRPO loss aggregation: `{res.loss_agg}`. Feature changes are read on the "
+              f"**{res.diff_view}** token view (teacher-forced canonical completions, stratified by token role × k, "
+              f"decision rows a stratum of their own); the checkpoints' own samples are the second view in diff.json.", ""]  # fmt: skip
+    lines += ["## Matched gain", "",
+              f"Matched on `{res.matched_key}`: target {res.matched_gain_target:+.3f}, tolerance ±{res.matched_tol:.3f} "
+              f"(one standard error of a measured gain, {res.gain_se:.3f}). Each run is matched at the first step whose "
+              f"gain reaches the target minus the tolerance; steps between stored checkpoints were regenerated by replay. "
+              f"A seed enters the contrasts only when its matched gain is within the tolerance.", ""]  # fmt: skip
+    lines += [*matched_lines(res), "", "| band | final gain (mean over seeds, 95% CI) |", "|---|---|"]
+    lines += [f"| {band} | {_fmt(v.gain)} |" for band, v in res.bands.items()]
+    lines += ["", f"![gain]({figs['gain']})", "", "## Band contrasts", ""]
+    lines += [f"Exact permutation tests over seed labels of each band pair's mean change. The pre-registered main "
+              f"contrast ({g}: {a} vs {b}) is tested first at α = {ALPHA}; only if it shows a difference are the other "
+              f"contrasts tested, with Holm's correction ('decision p'). A band needs ≥ {MIN_SEEDS} seeds hitting the "
+              f"target. With n seeds per band the smallest attainable p is 2 / C(2n, n) (n = 5: 0.008).", ""]  # fmt: skip
+    if res.verdict_class == "no_target":
+        lines += ["No contrast is tested: there is no gain well above noise to match at (the numbers below are descriptive)."]
+    else:
+        lines += contrast_lines(res)
+    lines += ["", "## Feature change at matched gain (SAEs side by side)", ""]
     for sae, nf in res.noise_floor_by_sae.items():
         lines += [f"### {sae}", "", "| band | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS)]
-        for b, v in res.bands.items():
-            lines.append(f"| {b} | " + " | ".join(_fmt(v.feature_change_by_sae[sae][g]) for g in GROUPS) + " |")
-        lines.append("| noise floor | " + " | ".join(f"{nf[g]:.3f}" for g in GROUPS) + " |")
+        for band, v in res.bands.items():
+            lines.append(f"| {band} | " + " | ".join(_fmt(v.feature_change_by_sae[sae][x]) for x in GROUPS) + " |")
+        lines.append("| same-band noise floor | " + " | ".join(f"{nf[x]:.3f}" for x in GROUPS) + " |")
         cos = ", ".join(f"{k}: {v:+.2f}" for k, v in res.cosine_by_sae[sae].items())
         lines += ["", f"Whole-dictionary change cosine between bands: {cos or 'n/a'}.", ""]
         lines += ["Labels and causal checks (ablation effect on the named behaviour vs random groups of equal size):", ""]
-        for g, lab in res.labels_by_sae[sae].items():
+        for x, lab in res.labels_by_sae[sae].items():
             detail = "" if lab["passed"] is None else (
-                f" — {lab['metric']} {lab['effect']:+.3f} vs random [{', '.join(f'{x:+.3f}' for x in lab['random_effects'])}]: "
+                f" — {lab['metric']} {lab['effect']:+.3f} vs random [{', '.join(f'{e:+.3f}' for e in lab['random_effects'])}]: "
                 + ("passes" if lab["passed"] else "FAILS"))  # fmt: skip
-            lines.append(f"- {g}: {lab['n']} latents{detail}")
+            lines.append(f"- {x}: {lab['n']} latents{detail}")
         lines.append("")
-    lines += [f"![feature change]({figs['feature_change']})", "", "## Behaviour", ""]
+    lines += [f"![feature change]({figs['feature_change']})", "", "## Behaviour (eval set, first → last evaluation, mean over seeds)", ""]
     lines += ["| band | " + " | ".join(BEHAVIOURS) + " |", "|---|" + "---|" * len(BEHAVIOURS)]
-    for b, v in res.bands.items():
-        lines.append(f"| {b} | " + " | ".join(f"{v.behaviour[x]['start']:.2f} → {v.behaviour[x]['end']:.2f}" for x in BEHAVIOURS) + " |")
+    for band, v in res.bands.items():
+        lines.append(f"| {band} | " + " | ".join(f"{v.behaviour[x]['start']:.2f} → {v.behaviour[x]['end']:.2f}" for x in BEHAVIOURS) + " |")
     lines += ["", f"![behaviour]({figs['behaviour']})", "", "## Controls: SAE transfer per checkpoint", "", f"![sae quality]({figs['sae_quality']})", ""]
     lines += [f"Wall time of this invocation (a resumed run counts only its own part): {wall_s:.0f} s."]
     return "\n".join(lines) + "\n"

@@ -8,23 +8,75 @@ those numbers. ``BandStudyResult`` is results.json; ``diff_record`` is diff.json
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from experiments.analysis.contrasts import GROUPS, contrasts, verdict
 from probes.bands import BANDS
 from probes.diff import VIEWS, change_vector, group_activity, matched_values, relative_change
 from probes.layout import run_name
-from probes.matched_gain import Matching, gain_curve, match
+from probes.matched_gain import (
+    GainCurve,
+    MatchedPoint,
+    Matching,
+    first_reaching,
+    gain_curve,
+    largest_common_gain,
+    with_points,
+)
 from probes.stats import Estimate, bootstrap_mean, cosine, noise_floor
 
-BEHAVIOURS = ("deliberate_rate", "direct_rate", "format_error_rate", "skipped_step_rate", "wrong_step_rate", "copied_answer_rate", "mean_length")
-GROUPS = ("shortcut", "computation", "deliberation")
+BEHAVIOURS = ("deliberate_rate", "direct_rate", "format_error_rate", "skipped_step_rate", "wrong_step_rate",
+              "copied_answer_rate", "lucky_success_rate", "mean_length", "trace_length")  # fmt: skip
 
 
-def matching(metrics: Mapping[str, list[dict]], ckpt_steps: Mapping[str, set[int]], key: str, target: float | None, tol: float) -> Matching:
-    curves = {name: gain_curve(rows, key, steps=ckpt_steps[name]) for name, rows in metrics.items()}
-    return match(curves, target, tol)
+MIN_TARGET_SE = 3.0
+"""The matched gain must be at least this many standard errors of a gain (chosen before any result)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchPlan:
+    """Where runs are matched, and how closely."""
+
+    target: float
+    tol: float
+    """Tolerance around the target: by default one standard error of a gain."""
+    se_gain: float
+    """Median over evaluations of sqrt(se_base^2 + se_step^2): the noise of one measured gain."""
+    noise_ok: bool
+    """The target is at least MIN_TARGET_SE standard errors above zero."""
+
+
+def gain_se(metrics: Mapping[str, list[dict]], key: str) -> float:
+    """The typical standard error of a gain in ``key``, from the SEs each evaluation logged."""
+    se_key = f"{key}_se"
+    ses = []
+    for rows in metrics.values():
+        evaluated = [r for r in rows if se_key in r]
+        if not evaluated:
+            raise ValueError(f"matched_key: {key} has no logged standard error ({se_key})")
+        ses += [float(np.hypot(evaluated[0][se_key], r[se_key])) for r in evaluated[1:]]
+    return float(np.median(ses)) if ses else math.nan
+
+
+def curves(metrics: Mapping[str, list[dict]], ckpt_steps: Mapping[str, set[int]], key: str) -> dict[str, GainCurve]:
+    """Each run's gain in ``key`` at its checkpointed evaluations."""
+    return {name: gain_curve(rows, key, steps=ckpt_steps[name]) for name, rows in metrics.items()}
+
+
+def plan(curve_by_run: Mapping[str, GainCurve], se_gain: float, target: float | None, tol: float | None) -> MatchPlan:
+    """Target (default: the largest gain every run reaches at a stored checkpoint) and tolerance."""
+    goal = largest_common_gain(curve_by_run) if target is None else target
+    tol = se_gain if tol is None else tol
+    return MatchPlan(goal, tol, se_gain, bool(goal >= MIN_TARGET_SE * se_gain))
+
+
+def matching(curve_by_run: Mapping[str, GainCurve], extra: Mapping[str, Mapping[int, float]], p: MatchPlan) -> Matching:
+    """Each run's matched point on its curve plus the steps measured in between (``extra``)."""
+    points = {n: first_reaching(with_points(c, extra.get(n, {})), p.target, p.tol) for n, c in curve_by_run.items()}
+    return Matching(p.target, points)
 
 
 def final_gain(rows: Sequence[dict], key: str) -> float:
@@ -38,15 +90,15 @@ def behaviour(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
     return {b: {"start": evaluated[0][f"eval/behaviour/{b}"], "end": evaluated[-1][f"eval/behaviour/{b}"]} for b in BEHAVIOURS}
 
 
-def group_changes(readings: Mapping[str, dict], sae: str, groups: Mapping[str, Sequence[int]], ckpt: str, view: str = "sampled") -> dict[str, float]:
+def group_changes(readings: Mapping[str, dict], sae: str, groups: Mapping[str, Sequence[int]], ckpt: str, view: str = VIEWS[0]) -> dict[str, float]:
     """Relative change of each group's activity at ``ckpt`` vs the base model."""
     base = group_activity(readings["base"][sae]["means"][view], groups)
     return relative_change(group_activity(readings[ckpt][sae]["means"][view], groups), base)
 
 
 def matched_changes(readings, sae: str, groups, m: Matching, seeds: Sequence[int]) -> dict[str, dict[str, list[float]]]:
-    """Per band and group: the change at each seed's matched checkpoint (seeds that reached it)."""
-    points = {run_name(b, s): m.points[run_name(b, s)] for b in BANDS for s in seeds}
+    """Per band and group: the change at each seed's matched checkpoint (seeds that hit the target)."""
+    points = {run_name(b, s): hit(m.points[run_name(b, s)]) for b in BANDS for s in seeds}
     changes = {f"{n}/ckpt-{p.step}": group_changes(readings, sae, groups, f"{n}/ckpt-{p.step}") for n, p in points.items() if p.reached}
     return matched_values(changes, points, list(groups))
 
@@ -60,41 +112,9 @@ def floors(values: Mapping[str, Mapping[str, list[float]]], groups: Sequence[str
     return {g: noise_floor([values[b][g] for b in values]) for g in groups}
 
 
-def differs(a: Estimate, b: Estimate, floor: float) -> bool:
-    """Two bands differ when the gap exceeds the noise floor and the CIs do not overlap."""
-    if a.n == 0 or b.n == 0 or not np.isfinite(floor):
-        return False
-    gap = abs(a.mean - b.mean)
-    return gap > floor and (a.ci95[1] < b.ci95[0] or b.ci95[1] < a.ci95[0])
-
-
-def verdict(
-    est: Mapping[str, Mapping[str, Estimate]],
-    floor: Mapping[str, float],
-    m: Matching,
-    n_reached: Mapping[str, int],
-    n_seeds: int,
-    causal: Mapping[str, bool | None],
-) -> str:
-    """One sentence stating what the numbers show (computed, never hand-written).
-
-    A group whose label failed (or lacked) its causal check is named with that caveat."""
-    reached = ", ".join(f"{b} {n_reached[b]}/{n_seeds}" for b in BANDS)
-    head = f"At a matched accuracy gain of {m.target:+.3f} (seeds reaching it: {reached})"
-    if m.target <= 0:
-        return f"{head}, some band never improved, so there is no positive gain to match at."
-    found = []
-    for g in GROUPS:
-        for a, b in (("easy", "medium"), ("medium", "hard"), ("easy", "hard")):
-            if g in est[a] and differs(est[a][g], est[b][g], floor[g]):
-                caveat = "" if causal.get(g) else ", but that label failed its causal check"
-                found.append(
-                    f"{g} features changed {est[a][g].mean:+.2f} for {a} vs {est[b][g].mean:+.2f} for {b} "
-                    f"(noise floor {floor[g]:.2f}{caveat})"
-                )
-    if not found:
-        return f"{head}, no band differs from another in any labelled feature group beyond the seed noise floor."
-    return f"{head}, " + "; ".join(found) + "."
+def hit(point: MatchedPoint) -> MatchedPoint:
+    """The point as counted in contrasts: reached only when its gain is within the tolerance."""
+    return point if point.within_tol else dataclasses.replace(point, reached=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,23 +162,26 @@ class BandResult:
     """Per seed, the matched checkpoint's step (None: never reached)."""
     matched_gain: list[float | None]
     """Per seed, the actual gain at the matched checkpoint."""
+    matched_hit: list[bool]
+    """Per seed, whether the matched gain lies within the tolerance of the target (only these enter contrasts)."""
     behaviour: dict[str, dict[str, float]]
     """Eval-set behaviour rates at the first and last evaluation, mean over seeds."""
     feature_change: dict[str, Estimate]
-    """Headline SAE: each group's change at the matched checkpoints."""
+    """Headline SAE: each group's change at the matched checkpoints (seeds that hit the target)."""
     feature_change_by_sae: dict[str, dict[str, Estimate]]
 
     def to_json(self) -> dict:
         return {
             "gain": self.gain.as_dict(), "matched_step": self.matched_step, "matched_gain": self.matched_gain,
-            "behaviour": self.behaviour, "feature_change": {g: e.as_dict() for g, e in self.feature_change.items()},
+            "matched_hit": self.matched_hit, "behaviour": self.behaviour,
+            "feature_change": {g: e.as_dict() for g, e in self.feature_change.items()},
             "feature_change_by_sae": {s: {g: e.as_dict() for g, e in v.items()} for s, v in self.feature_change_by_sae.items()},
         }  # fmt: skip
 
     @classmethod
     def from_json(cls, d: dict) -> BandResult:
         est = Estimate.from_dict
-        return cls(est(d["gain"]), d["matched_step"], d["matched_gain"], d["behaviour"],
+        return cls(est(d["gain"]), d["matched_step"], d["matched_gain"], d["matched_hit"], d["behaviour"],
                    {g: est(e) for g, e in d["feature_change"].items()},
                    {s: {g: est(e) for g, e in v.items()} for s, v in d["feature_change_by_sae"].items()})  # fmt: skip
 
@@ -173,12 +196,24 @@ class BandStudyResult:
     matched_key: str
     """Eval metric whose gain over the base model is matched."""
     matched_gain_target: float
+    matched_tol: float
+    """A matched gain hits the target when it lies within this of it (one SE of a gain by default)."""
+    gain_se: float
+    """Typical standard error of one measured gain."""
+    diff_view: str
+    """The token view the feature changes and contrasts are read on."""
+    loss_agg: str
+    """GRPO loss aggregation of the band runs."""
     noise_floor: dict[str, float]
     """Headline SAE: per group, mean |difference| between seeds of one band."""
     noise_floor_by_sae: dict[str, dict[str, float]]
     cosine_by_sae: dict[str, dict[str, float]]
     labels_by_sae: dict[str, dict[str, dict]]
     headline_sae: str
+    contrasts: list[dict]
+    """Every group x band-pair permutation test (main contrast first) with its decision."""
+    verdict_class: str
+    """no_target, untestable, no_difference or differs."""
     verdict: str
     """One sentence computed from the numbers above."""
 
@@ -200,7 +235,8 @@ class StudySettings:
     seeds: tuple[int, ...]
     matched_key: str
     target_gain: float | None
-    matched_tol: float
+    matched_tol: float | None
+    loss_agg: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,40 +246,56 @@ class BandAnalysis:
     result: BandStudyResult
     metrics: dict[str, list[dict]]
     matching: Matching
+    plan: MatchPlan
     blocks: dict[str, SaeBlock]
     readings: dict[str, dict]
 
 
+@dataclasses.dataclass(frozen=True)
+class RunData:
+    """What the band runs left: metrics logs, checkpoint steps, and gains measured in between."""
+
+    metrics: dict[str, list[dict]]
+    ckpt_steps: dict[str, set[int]]
+    extra: dict[str, dict[int, float]]
+    """Per run, gains at replayed steps (match.jsonl)."""
+
+
 def analyse(
-    settings: StudySettings, metrics: dict[str, list[dict]], ckpt_steps: Mapping[str, set[int]],
-    features: dict[str, dict], labels: dict[str, dict], readings: dict[str, dict],
-) -> BandAnalysis:  # fmt: skip
-    """Every number of the band study from the band runs' metrics, the labels and the diff readings."""
+    settings: StudySettings, runs: RunData, features: dict[str, dict], labels: dict[str, dict], readings: dict[str, dict]
+) -> BandAnalysis:
+    """Every number of the band study from the band runs, the labels and the diff readings."""
     s = settings
-    m = matching(metrics, ckpt_steps, s.matched_key, s.target_gain, s.matched_tol)
+    curve_by_run = curves(runs.metrics, runs.ckpt_steps, s.matched_key)
+    p = plan(curve_by_run, gain_se(runs.metrics, s.matched_key), s.target_gain, s.matched_tol)
+    m = matching(curve_by_run, runs.extra, p)
     blocks = {name: sae_block(readings, name, feats, m, s.seeds, labels[name]) for name, feats in features.items()}
     head_name = next(iter(blocks))
     head = blocks[head_name]
-    n_reached = {b: sum(m.points[run_name(b, seed)].reached for seed in s.seeds) for b in BANDS}
     bands = {}
     for band in BANDS:
         names = [run_name(band, seed) for seed in s.seeds]
-        beh = [behaviour(metrics[n]) for n in names]
+        beh = [behaviour(runs.metrics[n]) for n in names]
         bands[band] = BandResult(
-            gain=bootstrap_mean([final_gain(metrics[n], s.matched_key) for n in names]),
+            gain=bootstrap_mean([final_gain(runs.metrics[n], s.matched_key) for n in names]),
             matched_step=[m.points[n].step for n in names],
             matched_gain=[m.points[n].gain for n in names],
+            matched_hit=[m.points[n].within_tol for n in names],
             behaviour={b: {k: float(sum(x[b][k] for x in beh) / len(beh)) for k in ("start", "end")} for b in BEHAVIOURS},
             feature_change={g: head.estimates[band][g] for g in GROUPS},
             feature_change_by_sae={n: {g: blk.estimates[band][g] for g in GROUPS} for n, blk in blocks.items()},
         )
+    labelled = {g: bool(head.groups[g]) for g in GROUPS}
+    tests = contrasts(head.values, labelled)
+    n_hit = {b: sum(bands[b].matched_hit) for b in BANDS}
+    causal = {g: lab["passed"] for g, lab in head.labels.items()}
+    vclass, sentence = verdict(p.target, p.tol, p.noise_ok, n_hit, len(s.seeds), tests, causal, labelled)
     res = BandStudyResult(
-        s.preset, list(s.seeds), bands, s.matched_key, m.target, head.noise_floor,
-        {n: blk.noise_floor for n, blk in blocks.items()}, {n: blk.cosine for n, blk in blocks.items()},
-        {n: blk.labels for n, blk in blocks.items()}, head_name,
-        verdict(head.estimates, head.noise_floor, m, n_reached, len(s.seeds), {g: lab["passed"] for g, lab in head.labels.items()}),
+        s.preset, list(s.seeds), bands, s.matched_key, p.target, p.tol, p.se_gain, VIEWS[0], s.loss_agg,
+        head.noise_floor, {n: blk.noise_floor for n, blk in blocks.items()}, {n: blk.cosine for n, blk in blocks.items()},
+        {n: blk.labels for n, blk in blocks.items()}, head_name, [dataclasses.asdict(c) for c in tests], vclass, sentence,
     )  # fmt: skip
-    return BandAnalysis(res, metrics, m, blocks, readings)
+    return BandAnalysis(res, runs.metrics, m, p, blocks, readings)
 
 
 def diff_record(analysis: BandAnalysis) -> dict:

@@ -1,9 +1,9 @@
 """Diff every checkpoint of every band run against the base model in a shared SAE basis.
 
-For each checkpoint: a small fixed probe set (held-out problems with the checkpoint's own
-sampled completions, plus teacher-forced canonical traces and direct answers), its
+For each checkpoint: a small fixed probe set (problems of their own stream, teacher-forced
+canonical traces and direct answers, plus the checkpoint's own sampled completions), its
 activations at the SAE's hook, the SAE's reconstruction quality there (does the shared
-basis still fit?), and every latent's mean code over the sampled and the canonical rows.
+basis still fit?), and every latent's stratified mean code in each view (``probes.diff``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from experiments.harness.sources import SourceSpec, open_source
-from probes.diff import VIEWS, latent_means, rows_of
+from probes.diff import VIEWS, rows_of, stratified_means
 from probes.layout import RunLayout
 from probes.saes.eval import high_level_width, reconstruction_stats
 
@@ -28,7 +28,7 @@ def read_checkpoint(spec: SourceSpec, ckpt: Path, saes: Mapping[str, object]) ->
         rows = src.cache.rows("train", unique=True)
         rows = rows if len(rows) else src.cache.rows("eval", unique=True)
         stats = reconstruction_stats(sae, src.cache, rows, high_width=high_level_width(sae))
-        means = {view: latent_means(sae, src.cache, rows_of(src.cache, view)) for view in VIEWS}
+        means = {view: stratified_means(sae, src.cache, rows_of(src.cache, view)) for view in VIEWS}
         out[name] = {"fve": stats.fve, "l0": stats.l0, "dead_frac": stats.dead_frac, "means": means}
     return out
 

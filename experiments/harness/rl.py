@@ -19,6 +19,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from experiments.harness.rl_loss import (
+    LOSS_AGGS,
+    LossAgg,
     clipped_policy_loss,
     group_advantages,
     kl_k3,
@@ -60,9 +62,13 @@ class PolicySpec:
     """With dynamic sampling, extra prompt draws per update before training on what is there."""
     temperature: float = 1.0
     """Sampling temperature of rollouts."""
+    loss_agg: LossAgg = "token_mean"
+    """How token terms are reduced: token_mean (DAPO), seq_mean (original GRPO), constant (Dr. GRPO)."""
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if self.loss_agg not in LOSS_AGGS:
+            raise ValueError(f"loss_agg: must be one of {LOSS_AGGS}, got {self.loss_agg!r}")
         if self.prompts_per_step < 1 or self.inner_updates < 1:
             raise ValueError("prompts_per_step, inner_updates: must be >= 1")
         if self.group_size < 2:
@@ -123,7 +129,7 @@ def policy_update(model, ref_model, opt, groups: Groups, spec: PolicySpec) -> di
         logits_BLV = model(input_ids=ids_BL, attention_mask=mask_BL).logits
         logp_BT = token_logprobs(logits_BLV, ids_BL)
         old_BT = logp_BT.detach() if logp_old_BT is None else logp_old_BT
-        pg = clipped_policy_loss(logp_BT, old_BT, adv_B, comp_BT, spec.clip_eps)
+        pg = clipped_policy_loss(logp_BT, old_BT, adv_B, comp_BT, spec.clip_eps, spec.loss_agg)
         kl = masked_mean(kl_k3(logp_BT, logp_ref_BT), comp_BT)
         loss = pg + spec.kl_coef * kl
         if not torch.isfinite(loss):
@@ -180,13 +186,14 @@ def rollout_metrics(update: Update) -> dict[str, float]:
 
 
 def ledger_rows(update: Update) -> list[dict]:
-    """One row per sampled group: which prompt, how often it was solved, how long, which modes."""
+    """One row per sampled group: which prompt, how often it was solved (and by luck), how long, which modes."""
     rows = []
     for g in update.groups:
         modes = [r.parsed.mode or "invalid" for r in g]
         rows.append({
             "step": update.step, "pid": g[0].problem.pid, "k": g[0].problem.k,
-            "successes": sum(r.parsed.correct for r in g), "group_size": len(g),
+            "successes": sum(r.parsed.correct for r in g), "lucky_successes": sum(r.parsed.lucky_success for r in g),
+            "group_size": len(g),
             "mean_length": float(np.mean([r.parsed.length for r in g])),
             "modes": {m: modes.count(m) for m in ("deliberate", "direct", "invalid")},
         })  # fmt: skip

@@ -5,6 +5,8 @@ Kept apart from the trainer so each can be tested on hand-made tensors.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
@@ -43,19 +45,43 @@ def masked_mean(x_BT: Float[Tensor, "B T"], mask_BT: Bool[Tensor, "B T"]) -> Flo
     return (x_BT * mask_BT).sum() / mask_BT.sum().clamp(min=1)
 
 
+LossAgg = Literal["token_mean", "seq_mean", "constant"]
+LOSS_AGGS: tuple[LossAgg, ...] = ("token_mean", "seq_mean", "constant")
+
+
+def aggregate(x_BT: Float[Tensor, "B T"], mask_BT: Bool[Tensor, "B T"], agg: LossAgg) -> Float[Tensor, ""]:
+    """Reduce per-token terms to one number, the three ways GRPO variants do it:
+
+    * ``token_mean`` (DAPO): mean over every completion token of the batch; each token weighs the same.
+    * ``seq_mean`` (original GRPO): mean over each sequence's own tokens, then over sequences; a
+      token of a completion of length |o| weighs 1/|o|, so short completions get larger per-token
+      updates (a length bias, one mechanism behind length collapse).
+    * ``constant`` (Dr. GRPO): sum over tokens divided by (sequences x mask width), a constant per
+      batch shape, so no completion's tokens are reweighted by its length.
+    """
+    masked_BT = x_BT * mask_BT
+    if agg == "token_mean":
+        return masked_BT.sum() / mask_BT.sum().clamp(min=1)
+    if agg == "seq_mean":
+        return (masked_BT.sum(1) / mask_BT.sum(1).clamp(min=1)).mean()
+    if agg == "constant":
+        return masked_BT.sum() / mask_BT.numel()
+    raise ValueError(f"loss aggregation: unknown {agg!r}, expected one of {LOSS_AGGS}")
+
+
 def clipped_policy_loss(
     logp_BT: Float[Tensor, "B T"],
     logp_old_BT: Float[Tensor, "B T"],
     adv_B: Float[Tensor, " B"],
     mask_BT: Bool[Tensor, "B T"],
     clip_eps: float,
+    agg: LossAgg = "token_mean",
 ) -> Float[Tensor, ""]:
-    """PPO-clipped surrogate, averaged over completion tokens (each token weighs the same,
-    so long completions are not down-weighted per token as with per-sequence means)."""
+    """PPO-clipped surrogate over completion tokens, reduced by ``aggregate``."""
     ratio_BT = torch.exp(logp_BT - logp_old_BT)
     adv_B1 = adv_B[:, None]
     surrogate_BT = torch.minimum(ratio_BT * adv_B1, ratio_BT.clamp(1 - clip_eps, 1 + clip_eps) * adv_B1)
-    return -masked_mean(surrogate_BT, mask_BT)
+    return -aggregate(surrogate_BT, mask_BT, agg)
 
 
 def kl_k3(logp_BT: Float[Tensor, "B T"], logp_ref_BT: Float[Tensor, "B T"]) -> Float[Tensor, "B T"]:

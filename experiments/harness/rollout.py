@@ -123,12 +123,19 @@ def accuracy_by_k(
 
 
 def eval_metrics(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, eval_set: Sequence[dict], p: int, seed: int
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    eval_set: Sequence[dict],
+    p: int,
+    seed: int,
+    n_samples: int = 1,
 ) -> dict[str, float]:
     """Free-choice accuracy on the shared held-out set: overall, per base-model band, per k.
 
     ``eval_set`` rows are band-table records (problem fields plus the base model's band).
-    Greedy and sampled (T = 1); behaviour rates from the sampled completions.
+    Greedy, and sampled at T = 1 with ``n_samples`` completions per problem (each problem's
+    mean, averaged); ``eval/acc/all/sampled_se`` is the sampling standard error of the overall
+    sampled accuracy on this fixed set. Behaviour rates come from the sampled completions.
     """
     problems = [Problem.from_record(r, p) for r in eval_set]
     groups = {"all": np.ones(len(eval_set), bool)}
@@ -136,14 +143,26 @@ def eval_metrics(
         for value in sorted({r[key] for r in eval_set}, key=str):
             name = f"k{value}" if key == "k" else value
             groups[name] = np.array([r[key] == value for r in eval_set])
-    out: dict[str, float] = {}
     gen = seeds.sampler(seed)
-    for decoding, temp in (("greedy", 0.0), ("sampled", 1.0)):
-        res = rollouts(model, tokenizer, problems, mode=None, temperature=temp, generator=gen)
-        correct = np.array([r.parsed.correct for r in res])
-        out |= {f"eval/acc/{g}/{decoding}": float(correct[sel].mean()) for g, sel in groups.items()}
+    greedy = np.array([r.parsed.correct for r in rollouts(model, tokenizer, problems, mode=None, temperature=0.0)])
+    res = rollouts(model, tokenizer, [pr for pr in problems for _ in range(n_samples)], mode=None, temperature=1.0, generator=gen)
+    sampled_N = np.array([r.parsed.correct for r in res], float).reshape(len(problems), n_samples).mean(1)
+    out = {f"eval/acc/{g}/greedy": float(greedy[sel].mean()) for g, sel in groups.items()}
+    out |= {f"eval/acc/{g}/sampled": float(sampled_N[sel].mean()) for g, sel in groups.items()}
+    out["eval/acc/all/sampled_se"] = sampling_se(sampled_N, n_samples)
     out |= {f"eval/behaviour/{k}": v for k, v in behaviour_rates([r.parsed for r in res]).items()}
     return out
+
+
+def sampling_se(rate_N: np.ndarray, n_samples: int) -> float:
+    """Standard error of the mean of per-problem success rates, each from ``n_samples`` draws,
+    on a fixed problem set: sqrt(sum_i p_i (1 - p_i) / n) / N, with p_i (1 - p_i) estimated without
+    bias by n / (n - 1) * rate (1 - rate). With one draw per problem, the binomial SE of the mean."""
+    if n_samples < 2:
+        m = float(rate_N.mean())
+        return float(np.sqrt(m * (1 - m) / len(rate_N)))
+    var_N = rate_N * (1 - rate_N) / (n_samples - 1)
+    return float(np.sqrt(var_N.sum()) / len(rate_N))
 
 
 HookSpec = Sequence[tuple[str, object]]

@@ -101,6 +101,7 @@ def band_eval_sampling(seed: int) -> int:
     return seed + 1
 
 
-def grpo_eval_sampling(seed: int, step: int) -> int:
-    """Sampling seed of a band run's held-out evaluation after ``step`` updates (0: the base)."""
-    return seed + step
+def eval_sampling(seed: int) -> int:
+    """Sampling seed of every held-out evaluation of a band run, at every step: common random numbers
+    make the draws of two evaluations agree wherever the two models agree, so gains are less noisy."""
+    return seed

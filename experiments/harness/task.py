@@ -27,6 +27,10 @@ THINK, END_THINK, EQUALS = "<think>", "</think>", "="
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 ALL_OPS = ("+", "-", "*")
 
+SHORTCUT_K = 1
+"""Longest chain a direct answer can really solve: pretraining teaches direct answers at k = 1
+only; beyond it they were measured at chance (1/p), so a right one there is luck."""
+
 Mode = Literal["deliberate", "direct"]
 MODES: tuple[Mode, ...] = ("deliberate", "direct")
 
@@ -172,6 +176,9 @@ class Parsed:
     """Wrong answer equal to the prompt's last operand: repeating the prompt, not computing."""
     length: int
     """Completion length in tokens, <eos> included."""
+    lucky_success: bool = False
+    """Right answer without a right computation: a trace with a wrong or skipped step, or a direct
+    answer to a chain longer than SHORTCUT_K (where direct answering is at chance)."""
 
     @property
     def reward(self) -> float:
@@ -246,4 +253,5 @@ def parse_completion(problem: Problem, words: Sequence[str]) -> Parsed:
         skipped, wrong = _count_skipped(problem, steps), _count_wrong(r0, steps, problem)
     correct = answer == problem.answer
     copied = not correct and answer == problem.operands[-1]
-    return Parsed(mode, steps, answer, correct, False, skipped, wrong, copied, length)
+    lucky = correct and (skipped + wrong > 0 if mode == "deliberate" else problem.k > SHORTCUT_K)
+    return Parsed(mode, steps, answer, correct, False, skipped, wrong, copied, length, lucky)

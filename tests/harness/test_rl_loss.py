@@ -3,7 +3,14 @@ import math
 import pytest
 import torch
 
-from experiments.harness.rl_loss import clipped_policy_loss, group_advantages, kl_k3, masked_mean, token_logprobs
+from experiments.harness.rl_loss import (
+    aggregate,
+    clipped_policy_loss,
+    group_advantages,
+    kl_k3,
+    masked_mean,
+    token_logprobs,
+)
 
 
 def test_group_advantages__one_lucky_success_gets_a_large_advantage():
@@ -62,3 +69,19 @@ def test_token_logprobs__match_log_softmax_of_next_token():
     assert lp.shape == (2, 4)
     assert lp[1, 2].item() == pytest.approx(torch.log_softmax(logits[1, 2], -1)[ids[1, 3]].item(), rel=1e-5)
     assert masked_mean(lp, torch.zeros_like(lp, dtype=torch.bool)).item() == 0.0
+
+
+def test_aggregate__token_mean_seq_mean_and_constant_weigh_lengths_as_documented():
+    """Two completions with per-token loss 1: one of length 1, one of length 3 (mask width 4)."""
+    x = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]], requires_grad=True)
+    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0]], dtype=torch.bool)
+    weights = {}
+    for agg in ("token_mean", "seq_mean", "constant"):
+        (grad,) = torch.autograd.grad(aggregate(x, mask, agg), x)
+        weights[agg] = (grad[0, 0].item(), grad[1, 0].item())  # weight of a token of the short, the long one
+    assert weights["token_mean"] == pytest.approx((1 / 4, 1 / 4))  # every token the same
+    assert weights["seq_mean"] == pytest.approx((1 / 2, 1 / 6))  # 1/|o|: short completions' tokens weigh more
+    assert weights["constant"] == pytest.approx((1 / 8, 1 / 8))  # a constant: no length reweighting
+    assert aggregate(x, mask, "token_mean").item() == pytest.approx(masked_mean(x, mask).item())
+    with pytest.raises(ValueError):
+        aggregate(x, mask, "mean")

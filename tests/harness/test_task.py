@@ -74,6 +74,16 @@ def test_parse__skipped_step_is_counted_and_answer_can_still_be_right():
     parsed = parse_completion(pr, words)
     assert parsed.n_skipped_steps == 1 and len(parsed.steps) == 3
     assert parsed.correct  # the verifier only checks the final answer
+    assert parsed.lucky_success  # ... reached without a right computation
+
+
+def test_parse__lucky_success_is_a_right_answer_without_a_right_computation():
+    short, long = generate_problems(3, 1, 1, SPEC)[0], generate_problems(3, 4, 1, SPEC)[0]
+    assert not parse_completion(long, completion_words(long, "deliberate")).lucky_success  # earned
+    assert not parse_completion(short, completion_words(short, "direct")).lucky_success  # k = 1: the shortcut works
+    assert parse_completion(long, completion_words(long, "direct")).lucky_success  # k = 4: direct is at chance
+    wrong = [str((long.answer + 1) % SPEC.p), "<eos>"]
+    assert not parse_completion(long, wrong).lucky_success  # a wrong answer is no success
 
 
 def test_parse__copied_answer_is_flagged_only_when_wrong():

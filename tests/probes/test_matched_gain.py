@@ -1,6 +1,6 @@
 import pytest
 
-from probes.matched_gain import first_reaching, gain_curve, largest_common_gain, match
+from probes.matched_gain import GainCurve, bisect, first_reaching, gain_curve, largest_common_gain, match
 
 
 def rows(accs, every=10, key="eval/acc/all/sampled"):
@@ -38,3 +38,28 @@ def test_match__default_target_is_the_largest_gain_every_run_reaches():
     assert m.points["easy"].step == 20 and m.points["medium"].step == 10
     fixed = match(curves, target=0.1)
     assert not fixed.points["easy"].reached and not fixed.points["hard"].reached and fixed.points["medium"].reached
+
+
+def test_bisect__pins_the_first_crossing_on_a_synthetic_gain_curve():
+    """Stored checkpoints every 10 steps; the true gain rises 0.01 per step. Bisection measures
+    steps inside the first bracket only, and the matched step is the first within the tolerance."""
+    true = {s: 0.01 * s for s in range(41)}
+    curve = GainCurve((0, 10, 20, 30, 40), tuple(true[s] for s in (0, 10, 20, 30, 40)))
+    measured = []
+
+    def measure(step):
+        measured.append(step)
+        return true[step]
+
+    refined = bisect(curve, target=0.134, tol=0.005, measure=measure)
+    point = first_reaching(refined, 0.134, 0.005)
+    assert point.step == 13 and point.within_tol and point.gain == pytest.approx(0.13)
+    assert all(10 < s < 20 for s in measured) and len(measured) <= 4
+    assert bisect(refined, 0.134, 0.005, lambda s: pytest.fail("re-measured a known step")) == refined
+
+
+def test_bisect__overshoot_in_one_step_is_reported_outside_tolerance():
+    curve = GainCurve((0, 10), (0.0, 0.2))
+    jump = bisect(curve, 0.1, 0.01, lambda s: 0.0 if s < 7 else 0.2)
+    point = first_reaching(jump, 0.1, 0.01)
+    assert point.reached and point.step == 7 and not point.within_tol

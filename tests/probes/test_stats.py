@@ -35,3 +35,29 @@ def test_noise_floor__mean_abs_within_band_seed_difference():
 def test_cosine():
     assert cosine([1, 0], [0, 2]) == 0.0 and cosine([1, 1], [2, 2]) == pytest.approx(1.0)
     assert math.isnan(cosine([0, 0], [1, 0]))
+
+
+def test_permutation_test__exact_p_values_and_their_floor():
+    from probes.stats import permutation_test
+
+    apart = permutation_test([1, 2, 3, 4, 5], [6, 7, 8, 9, 10])
+    assert apart.diff == -5 and apart.p == pytest.approx(2 / 252) and apart.min_p == pytest.approx(2 / 252)
+    assert permutation_test([1, 2, 3], [4, 5, 6]).p == pytest.approx(0.1)  # 3 seeds: never below 0.1
+    assert permutation_test([1, 1], [1, 1]).p == 1.0
+    assert math.isnan(permutation_test([], [1.0]).p)
+
+
+def test_permutation_test__keeps_its_level_under_the_null():
+    from probes.stats import permutation_test
+
+    rng = np.random.default_rng(0)
+    ps = np.array([permutation_test(rng.normal(size=5), rng.normal(size=5)).p for _ in range(3000)])
+    for alpha in (0.05, 0.1, 0.2):
+        assert (ps <= alpha).mean() <= alpha + 0.015
+
+
+def test_holm__step_down_adjustment():
+    from probes.stats import holm
+
+    adjusted = holm([0.01, 0.04, 0.03, math.nan])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])

@@ -137,3 +137,16 @@ def test_grpo__nan_loss_stops_with_message_and_keeps_last_checkpoint(smoke_run, 
         grpo.main(args)
     assert latest_checkpoint(args.out) == 2  # the last good checkpoint stays
     assert max(r["step"] for r in read_jsonl(args.out / "metrics.jsonl")) == 2
+
+
+def test_grpo__replay_regenerates_any_step_bit_for_bit(smoke_run, tmp_path):
+    """Checkpoints are stored every few steps; any step in between is a pure function of (seed, step)."""
+    args = smoke_args(copy_run(smoke_run, tmp_path / "run"), band="medium")
+    grpo.main(args)
+    stored = load_file(args.out / "ckpt-4" / "model.safetensors")
+    shutil.rmtree(args.out / "ckpt-4")
+    assert grpo.replay(args, 4) == args.out / "ckpt-4"
+    again = load_file(args.out / "ckpt-4" / "model.safetensors")
+    assert all(torch.equal(stored[k], again[k]) for k in stored)
+    grpo.replay(args, 3)
+    assert latest_checkpoint(args.out) == 4 and (args.out / "ckpt-3" / "trainer_state.safetensors").exists()
