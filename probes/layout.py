@@ -109,13 +109,30 @@ def latest_checkpoint(band_run: Path) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class RunLayout:
-    """Paths of one run directory."""
+class _StudyOutputs:
+    """What every study writes at its root: results.json, report.md, figures/."""
 
     root: Path
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def results(self) -> Path:
+        return self.root / RESULTS
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT
+
+    @property
+    def figures(self) -> Path:
+        return self.root / FIGURES
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLayout(_StudyOutputs):
+    """Paths of one run directory."""
 
     @property
     def config(self) -> Path:
@@ -180,17 +197,6 @@ class RunLayout:
     def latent_means(self) -> Path:
         return self.root / "latent_means.safetensors"
 
-    @property
-    def results(self) -> Path:
-        return self.root / RESULTS
-
-    @property
-    def report(self) -> Path:
-        return self.root / REPORT
-
-    @property
-    def figures(self) -> Path:
-        return self.root / FIGURES
 
     @property
     def value(self) -> ValueLayout:
@@ -198,10 +204,8 @@ class RunLayout:
 
 
 @dataclasses.dataclass(frozen=True)
-class ValueLayout:
+class ValueLayout(_StudyOutputs):
     """Paths of the value study inside a run (``value/``)."""
-
-    root: Path
 
     @property
     def sample(self) -> Path:
@@ -231,14 +235,3 @@ class ValueLayout:
     def examples(self) -> Path:
         return self.root / "examples.json"
 
-    @property
-    def results(self) -> Path:
-        return self.root / RESULTS
-
-    @property
-    def report(self) -> Path:
-        return self.root / REPORT
-
-    @property
-    def figures(self) -> Path:
-        return self.root / FIGURES
