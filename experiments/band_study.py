@@ -238,7 +238,7 @@ def replicate(args: BandStudyArgs) -> dict:
         runs.append({"pretrain_seed": seed, "verdict_class": res["verdict_class"], "verdict": res["verdict"]})
     classes = Counter(r["verdict_class"] for r in runs)
     summary = {"replicates": args.replicate, "verdict_classes": dict(classes.most_common()), "runs": runs}
-    write_json(args.out / "replicates.json", summary)
+    write_json(RunLayout(args.out).replicates, summary)
     for cls, n in classes.most_common():
         print(f"{cls}: {n}/{args.replicate} pretraining seeds")
     return summary

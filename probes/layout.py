@@ -12,6 +12,7 @@ runs/<name>/
   acts/<checkpoint>/probe-<digest>/<hook>/   activation caches
   sae/<name>/                   sae_lens SAE + train.json, evals.json, features.json
   diff.json, latent_means.safetensors, results.json, report.md, figures/
+  pretrain-seed<i>/, replicates.json   one whole study per pretraining seed (--replicate N)
   value/                        the value study's artifacts
 ```
 
@@ -188,6 +189,11 @@ class RunLayout(_StudyOutputs):
     def saes(self) -> list[str]:
         """Names of the SAEs with labelled features, sorted."""
         return sorted(p.parent.name for p in self.root.glob(f"sae/*/{FEATURES}"))
+
+    @property
+    def replicates(self) -> Path:
+        """Verdict classes over pretraining seeds (``band_study --replicate N``)."""
+        return self.root / "replicates.json"
 
     @property
     def diff(self) -> Path:

@@ -16,7 +16,7 @@ from experiments.analysis.contrasts import ALPHA, MAIN_CONTRAST, MIN_SEEDS  # no
 from experiments.analysis.figures import COLORS, save_figure  # noqa: E402
 from experiments.harness.rundir import write_text  # noqa: E402
 from probes.bands import BANDS  # noqa: E402
-from probes.layout import REPORT, band_of_run  # noqa: E402
+from probes.layout import REPORT, band_of_run, checkpoint_step  # noqa: E402
 from probes.stats import Estimate  # noqa: E402
 
 Z95 = 1.96
@@ -95,7 +95,7 @@ def fig_sae_quality(out: Path, a: BandAnalysis) -> str:
     styles = []
     for (name, blk), ls in zip(blocks.items(), ("-", "--", ":")):
         for run in a.metrics:
-            pts = sorted((int(c.rsplit("-", 1)[1]), v) for c, v in blk.fve.items() if c.startswith(run + "/"))
+            pts = sorted((checkpoint_step(Path(c)), v) for c, v in blk.fve.items() if c.startswith(run + "/"))
             pts = [(0, blk.fve["base"]), *pts]
             ax.plot(*zip(*pts), ls=ls, color=COLORS[band_of_run(run)], alpha=0.7)
         styles.append(Line2D([], [], ls=ls, color="k", label=f"SAE {name}"))

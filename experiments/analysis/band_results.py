@@ -16,7 +16,7 @@ import numpy as np
 from experiments.analysis.contrasts import GROUPS, contrasts, verdict
 from probes.bands import BANDS
 from probes.diff import VIEWS, change_vector, group_activity, matched_values, relative_change
-from probes.layout import run_name
+from probes.layout import checkpoint_name, run_name
 from probes.matched_gain import (
     GainCurve,
     MatchedPoint,
@@ -99,7 +99,8 @@ def group_changes(readings: Mapping[str, dict], sae: str, groups: Mapping[str, S
 def matched_changes(readings, sae: str, groups, m: Matching, seeds: Sequence[int]) -> dict[str, dict[str, list[float]]]:
     """Per band and group: the change at each seed's matched checkpoint (seeds that hit the target)."""
     points = {run_name(b, s): hit(m.points[run_name(b, s)]) for b in BANDS for s in seeds}
-    changes = {f"{n}/ckpt-{p.step}": group_changes(readings, sae, groups, f"{n}/ckpt-{p.step}") for n, p in points.items() if p.reached}
+    ckpts = [f"{n}/{checkpoint_name(p.step)}" for n, p in points.items() if p.reached]
+    changes = {c: group_changes(readings, sae, groups, c) for c in ckpts}
     return matched_values(changes, points, list(groups))
 
 
@@ -144,7 +145,7 @@ def sae_block(readings, name: str, feats: dict, m: Matching, seeds: Sequence[int
     vectors = {}
     for band in BANDS:
         names = [run_name(band, s) for s in seeds if m.points[run_name(band, s)].reached]
-        vs = [change_vector(readings[f"{n}/ckpt-{m.points[n].step}"][name]["means"][VIEWS[0]], base, live) for n in names]
+        vs = [change_vector(readings[f"{n}/{checkpoint_name(m.points[n].step)}"][name]["means"][VIEWS[0]], base, live) for n in names]
         vectors[band] = sum(vs) / len(vs) if vs else None
     cos = {f"{a}~{b}": cosine(vectors[a], vectors[b]) for a, b in (("easy", "medium"), ("medium", "hard"), ("easy", "hard"))
            if vectors[a] is not None and vectors[b] is not None}  # fmt: skip
