@@ -48,6 +48,9 @@ class PretrainArgs:
     """Fraction of pretraining completions that are direct answers."""
     k_weighting: Literal["uniform", "harmonic"] = "harmonic"
     """How pretraining draws k in 1..k_train_max: uniformly, or with weight 1/k (more short chains)."""
+    trace_error: float = 0.0
+    """Per-step chance that a pretraining trace writes a wrong result (later steps follow it), so that
+    accuracy decays smoothly with k inside the pretraining range instead of falling off a cliff beyond it."""
     steps: int = 1500
     """Optimizer steps."""
     batch_size: int = 128
@@ -85,6 +88,8 @@ class PretrainArgs:
             raise ValueError(f"k_eval_max: {self.k_eval_max} is below k_train_max {self.k_train_max}")
         if not 0.0 <= self.direct_frac <= 1.0:
             raise ValueError(f"direct_frac: must lie in [0, 1], got {self.direct_frac}")
+        if not 0.0 <= self.trace_error < 1.0:
+            raise ValueError(f"trace_error: must lie in [0, 1), got {self.trace_error}")
         if not self.lr > 0:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
         self.recipe  # noqa: B018 -- validate the derived task and model specs now

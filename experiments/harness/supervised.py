@@ -21,7 +21,16 @@ from tqdm.auto import tqdm
 
 from experiments.harness import seeds
 from experiments.harness.model import ModelSpec, build_model
-from experiments.harness.task import PAD, Mode, Problem, TaskSpec, completion_words, draw_problem, prompt_words
+from experiments.harness.task import (
+    PAD,
+    Mode,
+    Problem,
+    TaskSpec,
+    completion_words,
+    draw_problem,
+    prompt_words,
+    unreliable_trace_words,
+)
 from probes.padding import supervised_batch
 
 Example = tuple[list[int], int]
@@ -50,6 +59,8 @@ class Recipe:
     weight_decay: float
     warmup: int
     device: str = "cpu"
+    trace_error: float = 0.0
+    """Per-step chance that a deliberate training trace writes a wrong result (0: every trace is canonical)."""
 
     @classmethod
     def of(cls, fields: Mapping[str, Any]) -> Recipe:
@@ -57,7 +68,8 @@ class Recipe:
         f = fields
         model = ModelSpec(f["arch"], f["d_model"], f["n_layers"], f["n_heads"], f["d_mlp"])
         return cls(TaskSpec(f["p"], tuple(f["ops"])), model, f["seed"], f["k_train_max"], f["k_weighting"],
-                   f["direct_frac"], f["steps"], f["batch_size"], f["lr"], f["weight_decay"], f["warmup"], f.get("device", "cpu"))  # fmt: skip
+                   f["direct_frac"], f["steps"], f["batch_size"], f["lr"], f["weight_decay"], f["warmup"], f.get("device", "cpu"),
+                   f.get("trace_error", 0.0))  # fmt: skip
 
     @property
     def k_probs(self) -> np.ndarray:
@@ -78,7 +90,11 @@ class Recipe:
         out = []
         for _ in range(self.batch_size):
             problem = draw_problem(rng, int(rng.choice(ks, p=self.k_probs)), self.task)
-            out.append(example(problem, "direct" if rng.random() < self.direct_frac else "deliberate", vocab))
+            mode = "direct" if rng.random() < self.direct_frac else "deliberate"
+            if mode == "deliberate" and self.trace_error > 0:
+                out.append(example(problem, unreliable_trace_words(problem, rng, self.trace_error), vocab))
+            else:
+                out.append(example(problem, mode, vocab))
         return out
 
     def init(self, tokenizer) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
@@ -87,10 +103,11 @@ class Recipe:
         return model, torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
-def example(problem: Problem, mode: Mode, vocab: dict[str, int]) -> Example:
-    """Prompt plus the canonical completion in ``mode``."""
+def example(problem: Problem, completion: Mode | list[str], vocab: dict[str, int]) -> Example:
+    """Prompt plus a completion: the canonical one of a mode, or the given words."""
     prompt = [vocab[w] for w in prompt_words(problem)]
-    return prompt + [vocab[w] for w in completion_words(problem, mode)], len(prompt)
+    words = completion_words(problem, completion) if isinstance(completion, str) else completion
+    return prompt + [vocab[w] for w in words], len(prompt)
 
 
 def collate(examples: Sequence[Example], vocab: dict[str, int], width: int = 0) -> tuple[Tensor, Tensor]:

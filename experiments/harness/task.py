@@ -149,6 +149,20 @@ def completion_words(problem: Problem, mode: Mode) -> list[str]:
     return trace + [END_THINK] + answer
 
 
+def unreliable_trace_words(problem: Problem, rng: np.random.Generator, error_rate: float) -> list[str]:
+    """A deliberate completion whose every step, with probability ``error_rate``, writes a uniformly
+    drawn wrong result; later steps compute from what was written, so the answer follows the trace.
+    A model pretrained on such traces is right on a chain with probability about (1 - error_rate)^k."""
+    r = problem.start
+    words = [THINK, str(r)]
+    for op, x in zip(problem.ops, problem.operands):
+        r = apply_op(op, r, x, problem.p)
+        if rng.random() < error_rate:
+            r = (r + 1 + int(rng.integers(problem.p - 1))) % problem.p
+        words += [op, str(x), str(r)]
+    return [*words, END_THINK, str(r), EOS]
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
     op: str

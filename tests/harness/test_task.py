@@ -133,3 +133,18 @@ def test_prompt_words__shape():
     pr = generate_problems(0, 3, 1, SPEC)[0]
     words = prompt_words(pr)
     assert words[0] == "<bos>" and words[-1] == "=" and len(words) == 2 * pr.k + 3
+
+
+def test_unreliable_trace__wrong_steps_at_the_given_rate_and_the_answer_follows_the_trace():
+    import numpy as np
+
+    from experiments.harness.task import unreliable_trace_words
+
+    rng = np.random.default_rng(0)
+    problems = generate_problems(7, 5, 400, SPEC)
+    assert all(unreliable_trace_words(pr, rng, 0.0) == completion_words(pr, "deliberate") for pr in problems[:20])
+    parsed = [parse_completion(pr, unreliable_trace_words(pr, rng, 0.2)) for pr in problems]
+    assert not any(p.format_error for p in parsed)
+    assert np.mean([p.correct for p in parsed]) == pytest.approx(0.8**5, abs=0.06)  # right only if no step erred
+    wrong_written = [p for p in parsed if not p.correct]
+    assert all(p.n_wrong_steps >= 1 for p in wrong_written)  # an error is a wrong step, not a wrong answer alone
