@@ -37,7 +37,8 @@ def fig_gain(out: Path, a: BandAnalysis) -> str:
         ax.plot(*zip(*ev), color=COLORS[band_of_run(name)], alpha=0.7, lw=1)
         p = m.points[name]
         if p.reached:
-            ax.plot(p.step, p.gain, "o" if p.within_tol else "x", color=COLORS[band_of_run(name)], markeredgecolor="k")
+            style = dict(marker="o", markeredgecolor="k") if p.within_tol else dict(marker="x")
+            ax.plot(p.step, p.gain, ls="", color=COLORS[band_of_run(name)], **style)
     ax.axhspan(m.target - res.matched_tol, m.target + res.matched_tol, color="grey", alpha=0.25, lw=0)
     ax.axhline(m.target, color="k", ls="--", lw=1)
     extra = [Line2D([], [], color="k", ls="--", label=f"target {m.target:+.3f} (band: ±{res.matched_tol:.3f} tolerance)"),
