@@ -69,9 +69,10 @@ def test_every_module_imports():
 
 
 def test_repository__refers_to_no_file_outside_it():
+    """No relative path climbs out of the checkout, and the design doc cited is the repo's own."""
     text_files = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".md", ".ipynb", ".toml") and ".venv" not in str(p)]
     text_files.remove(Path(__file__).resolve())  # this test names what it looks for
     for path in text_files:
         text = path.read_text()
-        assert "shared/" not in text and "../shared" not in text, path
-        assert "DESIGN.md" not in text or "docs/DESIGN.md" in text or path.name == "DESIGN.md", path
+        assert "../" not in text, path
+        assert "DESIGN.md" not in text.replace("docs/DESIGN.md", ""), path
