@@ -104,9 +104,7 @@ class GRPOArgs:
 
     @property
     def policy(self) -> rl.PolicySpec:
-        return rl.PolicySpec(self.prompts_per_step, self.group_size, self.lr, self.clip_eps, self.inner_updates, self.scale_std,
-                             self.kl_coef, self.dynamic_sampling, self.max_refills, self.temperature, self.loss_agg,
-                             self.device)  # fmt: skip
+        return cli.spec_of(rl.PolicySpec, self)
 
 
 PRESETS: dict[str, dict] = {

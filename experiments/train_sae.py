@@ -124,16 +124,7 @@ class TrainSAEArgs:
 
     @property
     def sae_spec(self) -> SAESpec:
-        return SAESpec(
-            self.arch,
-            self.d_sae,
-            self.top_k,
-            self.high_level_frac,
-            self.contrastive_coef,
-            self.contrastive_temperature,
-            self.aux_loss_coef,
-            self.threshold_lr,
-        )
+        return cli.spec_of(SAESpec, self)
 
     @property
     def train_spec(self) -> TrainSpec:

@@ -262,13 +262,19 @@ class RunData:
     """Per run, gains at replayed steps (match.jsonl)."""
 
 
+def planned(runs: RunData, s: StudySettings) -> tuple[dict[str, GainCurve], MatchPlan]:
+    """Each run's gain curve at its stored checkpoints, and where all runs are matched (the match
+    stage and the analysis both use this, so the replayed steps serve exactly this target)."""
+    curve_by_run = curves(runs.metrics, runs.ckpt_steps, s.matched_key)
+    return curve_by_run, plan(curve_by_run, gain_se(runs.metrics, s.matched_key), s.target_gain, s.matched_tol)
+
+
 def analyse(
     settings: StudySettings, runs: RunData, features: dict[str, dict], labels: dict[str, dict], readings: dict[str, dict]
 ) -> BandAnalysis:
     """Every number of the band study from the band runs, the labels and the diff readings."""
     s = settings
-    curve_by_run = curves(runs.metrics, runs.ckpt_steps, s.matched_key)
-    p = plan(curve_by_run, gain_se(runs.metrics, s.matched_key), s.target_gain, s.matched_tol)
+    curve_by_run, p = planned(runs, s)
     m = matching(curve_by_run, runs.extra, p)
     blocks = {name: sae_block(readings, name, feats, m, s.seeds, labels[name]) for name, feats in features.items()}
     head_name = next(iter(blocks))

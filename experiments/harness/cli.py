@@ -77,11 +77,21 @@ def parse(cls: type[A], presets: Mapping[str, Mapping[str, Any]], argv: Sequence
     ns = vars(parser.parse_args(argv))
     from_file = read_config(ns.pop("config"), cls, parser) if ns.get("config") else {}
     values = {**presets[ns["preset"]], **from_file, **{k: v for k, v in ns.items() if v is not None}}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    values = as_field_values(values)
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:
         parser.exit(2, f"error: {e}\n")
+
+
+def as_field_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON values as dataclass field values: lists become tuples (frozen Args hold tuples)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def spec_of(spec_cls: type[A], args: object) -> A:
+    """A small spec built from the same-named fields of a stage's Args (the one place that maps them)."""
+    return spec_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(spec_cls)})
 
 
 def _names(cls: type) -> set[str]:
