@@ -84,7 +84,7 @@ class GRPOArgs:
     """Steps between evaluations on the shared held-out set (also at step 0 and the end)."""
     eval_samples: int = 8
     """Sampled completions per held-out problem in an evaluation: 8 x 480 problems puts the sampling
-    SE of the accuracy (the matched metric) near 0.005; every evaluation of a run uses the same draws."""
+    SE of a measured gain (the matched metric) near 0.008; every evaluation of a run uses the same draws."""
     checkpoint_every: int = 10
     """Steps between checkpoints (ckpt-<step>/); the last step is always saved."""
     device: str = "cpu"
