@@ -51,6 +51,9 @@ class PretrainArgs:
     trace_error: float = 0.0
     """Per-step chance that a pretraining trace writes a wrong result (later steps follow it), so that
     accuracy decays smoothly with k inside the pretraining range instead of falling off a cliff beyond it."""
+    trace_error_from: int = 0
+    """First step whose traces carry trace_error (a curriculum: noisy traces from the start slow the
+    learning of the computation itself, so learn it on clean traces first)."""
     steps: int = 1500
     """Optimizer steps."""
     batch_size: int = 128
@@ -90,6 +93,8 @@ class PretrainArgs:
             raise ValueError(f"direct_frac: must lie in [0, 1], got {self.direct_frac}")
         if not 0.0 <= self.trace_error < 1.0:
             raise ValueError(f"trace_error: must lie in [0, 1), got {self.trace_error}")
+        if not 0 <= self.trace_error_from < self.steps:
+            raise ValueError(f"trace_error_from: must lie in [0, steps), got {self.trace_error_from}")
         if not self.lr > 0:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
         self.recipe  # noqa: B018 -- validate the derived task and model specs now

@@ -33,6 +33,17 @@ def test_recipe_batch__labels_cover_the_completion_only_and_depend_on_seed_and_s
         assert first == vocab["<think>"] or 4 + 3 + len(args.ops) <= first  # a mode choice
 
 
+def test_recipe_batch__trace_errors_start_at_trace_error_from():
+    """The curriculum: the clean recipe's batches before ``trace_error_from``, noisy ones from it on."""
+    noisy = dataclasses.replace(SMOKE, trace_error=0.5, trace_error_from=10).recipe
+    clean = SMOKE.recipe
+    vocab = build_tokenizer(SMOKE.task_spec).get_vocab()
+    assert noisy.batch(9, vocab) == clean.batch(9, vocab)
+    assert noisy.batch(10, vocab) != clean.batch(10, vocab)
+    with pytest.raises(ValueError, match="trace_error_from"):
+        dataclasses.replace(SMOKE, trace_error_from=SMOKE.steps)
+
+
 def test_pretrain__smoke_preset_has_intermediate_competence(smoke_run):
     """Golden: the seeded smoke base model has the competence profile bands rely on."""
     table = json.loads((smoke_run / "base" / "eval.json").read_text())["accuracy"]
