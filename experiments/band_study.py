@@ -29,10 +29,10 @@ from experiments.analysis.band_results import (
     diff_record,
     planned,
 )
-from experiments.harness import cli, seeds
+from experiments.harness import cli
 from experiments.harness.diffing import means_tensors, read_all
-from experiments.harness.labelling import CausalSpec, label_and_check, summary
-from experiments.harness.probe_sets import ProbeSetSpec
+from experiments.harness.labelling import LabelSpec, label_and_check, split_problems, summary
+from experiments.harness.probe_sets import ProbeSetSpec, probe_problems
 from experiments.harness.rundir import append_jsonl, atomic_file, check_writable, init_run, write_json
 from experiments.harness.sources import SourceSpec, open_source
 from experiments.harness.task import Problem, TaskSpec
@@ -79,9 +79,9 @@ class BandStudyArgs:
     matched_tol: float | None = None
     """A matched gain hits the target within this (None: one standard error of a gain, from the evals)."""
     causal_per_k: int = 20
-    """Held-out problems per k (inside the pretraining range) for causal checks."""
-    n_random: int = 5
-    """Random latent groups per causal check."""
+    """Problems per k (inside the pretraining range) in each of the labelling and test splits of the causal stream."""
+    n_random: int = 20
+    """Random latent groups (matched in firing rate and mass) per causal check."""
     diff_per_k: int = 10
     """Probe problems per k for checkpoint diffing."""
     replicate: int = 1
@@ -142,8 +142,8 @@ class BandStudyArgs:
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(grpo_steps=4, causal_per_k=4, n_random=2, diff_per_k=3),
-    "gpu": dict(seeds=tuple(range(8)), grpo_steps=200, causal_per_k=100, n_random=10, diff_per_k=50),
+    "smoke": dict(grpo_steps=4, causal_per_k=4, n_random=3, diff_per_k=3),
+    "gpu": dict(seeds=tuple(range(8)), grpo_steps=200, causal_per_k=100, n_random=50, diff_per_k=50),
 }
 
 def train_stages(args: BandStudyArgs) -> None:
@@ -155,11 +155,13 @@ def train_stages(args: BandStudyArgs) -> None:
             grpo.main(args.grpo_args(band, seed))
 
 
-def causal_problems(layout: RunLayout, per_k: int, seed: int) -> list[Problem]:
-    """Problems of the causal-check stream with k inside the pretraining range (where both behaviours exist)."""
+def causal_problems(layout: RunLayout, per_k: int, seed: int, sae_probe: ProbeSetSpec) -> tuple[list[Problem], list[Problem]]:
+    """(labelling split, test split) of the causal stream, k inside the pretraining range (where both
+    behaviours exist), without the chains the SAEs were trained on."""
     pre = read_json(layout.config)["stages"]["pretrain"]
-    spec = TaskSpec(pre["p"], tuple(pre["ops"]))
-    return [pr for k in range(1, pre["k_train_max"] + 1) for pr in seeds.problems("causal", seed, k, per_k, spec)]
+    task = TaskSpec(pre["p"], tuple(pre["ops"]))
+    seen = [pr for pr, _ in probe_problems(sae_probe, task)]
+    return split_problems(seed, range(1, pre["k_train_max"] + 1), per_k, task, seen)
 
 
 def feature_stage(args: BandStudyArgs, arch: str) -> dict:
@@ -172,8 +174,8 @@ def feature_stage(args: BandStudyArgs, arch: str) -> dict:
         return read_json(path)
     src = open_source(sae_args.source_spec, sae_args.checkpoint_dir)
     meta = {"sae": sae_args.sae_name, "hook": sae_args.hook, "checkpoint": str(sae_args.checkpoint_dir)}
-    problems = causal_problems(RunLayout(args.out), args.causal_per_k, args.bands_args.seed)
-    record = label_and_check(load_sae(sae_dir), src, sae_args.hook, problems, CausalSpec(args.n_random), meta)
+    label_split, test_split = causal_problems(RunLayout(args.out), args.causal_per_k, args.bands_args.seed, sae_args.probe_spec)
+    record = label_and_check(load_sae(sae_dir), src, sae_args.hook, label_split, test_split, LabelSpec(n_random=args.n_random), meta)
     write_json(path, record)
     return record
 

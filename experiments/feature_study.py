@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from experiments.harness import cli, seeds
-from experiments.harness.labelling import CausalSpec, label_and_check, summary
+from experiments.harness import cli
+from experiments.harness.labelling import LabelSpec, label_and_check, split_problems, summary
 from experiments.harness.probe_sets import ProbeSetSpec, task_spec_of
 from experiments.harness.rundir import check_writable, init_run, write_json
 from experiments.harness.sources import SourceSpec, open_source
@@ -35,9 +35,9 @@ class FeatureStudyArgs:
     k_max: int = 6
     """Causal checks use held-out problems with k = 1..k_max (where both behaviours exist)."""
     per_k: int = 20
-    """Held-out problems per k for the causal checks."""
-    n_random: int = 5
-    """Random latent groups per check."""
+    """Problems per k in each of the labelling and test splits (the causal checks run on the test split)."""
+    n_random: int = 20
+    """Random latent groups (matched in firing rate and mass) per check."""
     probe_k_max: int = 8
     """Longest chain in the probe set the latents are labelled on."""
     probe_per_k: int = 200
@@ -57,7 +57,7 @@ class FeatureStudyArgs:
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(k_max=3, per_k=4, n_random=2, probe_k_max=4, probe_per_k=10, probe_samples=1),
+    "smoke": dict(k_max=3, per_k=4, n_random=3, probe_k_max=4, probe_per_k=10, probe_samples=1),
 }
 
 
@@ -70,9 +70,9 @@ def main(args: FeatureStudyArgs) -> dict:
     init_run(args.out, "feature_study", args)
     src = open_source(args.source_spec(hook), args.checkpoint)
     task = task_spec_of(src.tokenizer)
-    problems = [pr for k in range(1, args.k_max + 1) for pr in seeds.problems("causal", 0, k, args.per_k, task)]
+    label_split, test_split = split_problems(0, range(1, args.k_max + 1), args.per_k, task)
     meta = {"sae": str(args.sae), "checkpoint": str(args.checkpoint), "hook": hook}
-    record = label_and_check(sae, src, hook, problems, CausalSpec(args.n_random), meta)
+    record = label_and_check(sae, src, hook, label_split, test_split, LabelSpec(n_random=args.n_random), meta)
     write_json(args.out / FEATURES, record)
     for label, s in summary(record).items():
         print(f"{label:<13} {s['n']:>5} latents  causal check: {s['passed']}")

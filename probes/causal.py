@@ -2,8 +2,10 @@
 
 Ablating a group removes exactly the group's contribution to the residual stream,
 ``x - codes[:, G] @ W_dec[G]``, and keeps everything the SAE does not explain (its error
-term), so only the named latents change. A label passes when ablating its group moves
-the behaviour it is named after further than every random group of the same size.
+term), so only the named latents change. A group passes when ablating it moves the
+behaviour it is named after the expected way (CI over problems excluding 0), further than every
+random group of the same size drawn to fire as often and as strongly, and, for a dissociation,
+further than it moves the behaviour the group is not about.
 
 Generation is the caller's business (probes never import experiments): the hook
 functions here are handed to TransformerLens (``bridge.hooks(fwd_hooks=...)``); calls to
@@ -20,6 +22,8 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
+from probes.stats import Estimate, bootstrap_mean
 
 HookFn = Callable[[Tensor, object], Tensor]
 
@@ -42,34 +46,92 @@ def ablation_hook(sae, latents: Sequence[int], scale: float = 0.0) -> HookFn:
     return hook
 
 
-def random_groups(candidates: Sequence[int], size: int, n: int, seed: int) -> list[list[int]]:
-    """``n`` random groups of ``size`` latents drawn from ``candidates`` (e.g. the live latents)."""
-    rng = np.random.Generator(np.random.PCG64([seed, size]))
-    size = min(size, len(candidates))
-    return [sorted(rng.choice(candidates, size=size, replace=False).tolist()) for _ in range(n)]
+def matched_random_groups(
+    group: Sequence[int], candidates: Sequence[int], fire_F: np.ndarray, mass_F: np.ndarray, n: int, seed: int, pool: int = 8
+) -> list[list[int]]:
+    """``n`` random groups as large as ``group``, each member's stand-in drawn from the ``pool``
+    candidates nearest to it in (firing-rate rank, activation-mass rank): a random group that
+    fires as often and as strongly as the group, so an effect is not just the size of what is removed."""
+    cand = np.asarray([c for c in candidates if c not in set(group)], dtype=np.int64)
+    everyone = np.r_[cand, np.asarray(group, dtype=np.int64)]
+    rank = lambda x: np.argsort(np.argsort(x[everyone], kind="stable"), kind="stable") / max(len(everyone) - 1, 1)  # noqa: E731
+    pos_E2 = np.stack([rank(fire_F), rank(mass_F)], 1)
+    rng = np.random.Generator(np.random.PCG64([seed, len(group)]))
+    out = []
+    for _ in range(n):
+        free = np.ones(len(cand), bool)
+        picks = []
+        for g in range(len(cand), len(everyone)):
+            if not free.any():
+                break
+            dist = np.where(free, np.abs(pos_E2[: len(cand)] - pos_E2[g]).sum(1), np.inf)
+            near = np.argsort(dist, kind="stable")[: min(pool, int(free.sum()))]
+            pick = int(rng.choice(near))
+            free[pick] = False
+            picks.append(int(cand[pick]))
+        out.append(sorted(picks))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Expectation:
+    """What ablating a group should do: move ``behaviour`` in direction ``sign`` (0: either way),
+    and, with an ``off_target`` behaviour, move it more than that one (a dissociation)."""
+
+    behaviour: str
+    sign: float
+    off_target: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class CheckResult:
-    metric: str
-    """The behaviour the label is named after, e.g. 'direct_acc'."""
-    effect: float
-    """Change of that metric when the group is ablated (ablated - clean)."""
+    behaviour: str
+    effect: Estimate
+    """Mean change of the named behaviour over problems (ablated - clean), 95% bootstrap CI over problems."""
     random_effects: tuple[float, ...]
-    """The same change for random groups of equal size."""
+    """The same mean change for each random group."""
+    percentile: float
+    """Share of random groups whose change, in the expected direction, is smaller than the group's."""
+    dissociation: Estimate | None
+    """Expected-direction change of the named behaviour minus that of the off-target one, per problem."""
+    effects: dict[str, float]
+    """Every behaviour's mean change under the group's ablation."""
+    random_mean_effects: dict[str, float]
+    """Every behaviour's mean change, averaged over the random groups (specificity)."""
     passed: bool
-    """Effect in the expected direction and larger in size than every random group's."""
-    all_effects: dict[str, float]
-    """Every measured metric's change under the group's ablation."""
+    """The change goes the expected way with a CI excluding 0, beats every random group, and (with an
+    off-target behaviour) exceeds the off-target change with a CI excluding 0."""
 
 
-def judge(
-    metric: str, direction: float, clean: Mapping[str, float], ablated: Mapping[str, float], randoms: Sequence[Mapping[str, float]]
+def _delta(clean: Mapping[str, np.ndarray], ablated: Mapping[str, np.ndarray], b: str) -> np.ndarray:
+    return np.asarray(ablated[b], float) - np.asarray(clean[b], float)
+
+
+def check(
+    expect: Expectation,
+    clean: Mapping[str, np.ndarray],
+    ablated: Mapping[str, np.ndarray],
+    randoms: Sequence[Mapping[str, np.ndarray]],
+    seed: int = 0,
 ) -> CheckResult:
-    """Compare a group's ablation effect on ``metric`` (expected sign ``direction``) with random groups."""
-    effect = ablated[metric] - clean[metric]
-    random_effects = tuple(r[metric] - clean[metric] for r in randoms)
-    beats_all = all(direction * effect > direction * e for e in random_effects)
-    passed = bool(direction * effect > 0 and beats_all)
-    all_effects = {k: ablated[k] - clean[k] for k in clean if k in ablated}
-    return CheckResult(metric, effect, random_effects, passed, all_effects)
+    """Judge one group's ablation against random groups' from per-problem behaviours (nan: not read
+    on that problem, e.g. direct answers where they cannot work)."""
+    signed = (lambda x: np.abs(x)) if expect.sign == 0 else (lambda x: expect.sign * x)  # noqa: E731
+    mean = lambda d: float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")  # noqa: E731
+    delta = _delta(clean, ablated, expect.behaviour)
+    effect = bootstrap_mean(delta[np.isfinite(delta)], seed=seed)
+    rand = tuple(mean(_delta(clean, r, expect.behaviour)) for r in randoms)
+    percentile = float(np.mean([signed(r) < signed(effect.mean) for r in rand])) if rand else float("nan")
+    lo, hi = effect.ci95
+    ci_ok = (lo > 0 if expect.sign > 0 else hi < 0) if expect.sign else (lo > 0 or hi < 0)
+    dissociation = None
+    if expect.off_target:
+        d = expect.sign * (delta - _delta(clean, ablated, expect.off_target))
+        dissociation = bootstrap_mean(d[np.isfinite(d)], seed=seed)
+    passed = bool(signed(effect.mean) > 0 and ci_ok and percentile == 1.0 and (dissociation is None or dissociation.ci95[0] > 0))
+    return CheckResult(
+        expect.behaviour, effect, rand, percentile, dissociation,
+        effects={b: mean(_delta(clean, ablated, b)) for b in clean},
+        random_mean_effects={b: float(np.mean([mean(_delta(clean, r, b)) for r in randoms])) if randoms else float("nan") for b in clean},
+        passed=passed,
+    )  # fmt: skip

@@ -1,4 +1,7 @@
-"""Per-latent statistics of a shared SAE over a labelled activation cache, and labelling rules.
+"""Per-latent statistics of a shared SAE over a labelled activation cache: the evidence beside each label.
+
+Groups are selected by attribution (``probes.attribution``); these statistics describe where
+each latent fires, for reports and notebooks.
 
 ``feature_stats`` streams the cache in row chunks (activations stay memory-mapped) and
 gathers per latent: where it fires (rate, mean and activation share per token role), how
@@ -14,17 +17,15 @@ statistics need the samples' modes, which live on duplicate rows: each problem's
 row is encoded once and weighted by its samples' choices (their activations are equal).
 
 Contrasts compare like with like. ``trace_lift`` divides by the mean over the unique rows
-*outside* deliberate completions: against all rows it is capped at 1 / (trace share),
-1.6 on the default probe set, out of reach of a threshold of 2. ``direct_lift`` divides by
-the mean at the decision rows of all choosing samples: against all rows every ``=``
-detector looks like a shortcut. ``decision_lift`` (decision rows / all rows) labels nothing.
+*outside* deliberate completions (against all rows it is capped at 1 / (trace share)).
+``direct_lift`` divides by the mean at the decision rows of all choosing samples (against all
+rows every ``=`` detector looks like a shortcut); its ceiling is 1 / (share of direct samples).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -34,13 +35,8 @@ from torch import Tensor
 from probes.activations import ROLES, ActivationCache
 from probes.stats import correlation_ratio, spearman_rows, weighted_auroc
 
-LABELS: tuple[str, ...] = ("shortcut", "computation", "deliberation")
-"""Labels a latent can earn; on an exact tie of scores the earlier one wins."""
-UNLABELLED = "unlabelled"
 LIFT_EPS = 1e-8
 """Added to both sides of a lift: a latent silent on both sides has lift 1."""
-SCORE_TOL = 1e-9
-"""Slack on 'score >= 1': a statistic exactly at its threshold passes despite rounding."""
 STATS = ("fire_rate", "mean", "choice_auc", "result_eta2", "answer_eta2", "trace_lift", "direct_lift", "decision_lift", "k_corr")
 """Per-latent statistics (``FeatureStats.<name>_F``) in the evidence."""
 MIN_ROWS_PER_VALUE = 5
@@ -260,115 +256,3 @@ def _supported_eta2(sum_VF: np.ndarray, n_V: np.ndarray, sum_sq_F: np.ndarray) -
     if n_V.sum() < MIN_ROWS_PER_VALUE * max((n_V > 0).sum(), 1):
         return np.full(sum_VF.shape[1], np.nan)
     return correlation_ratio(sum_VF, n_V, sum_sq_F)
-
-
-@dataclasses.dataclass(frozen=True)
-class LabelRules:
-    """Thresholds that turn statistics into labels.
-
-    A criterion scores its statistic over its threshold (auc: distance from 0.5 over the margin), a label
-    its best criterion; the best label scoring >= 1 wins (exact ties: LABELS order), else 'unlabelled'."""
-
-    min_fire_rate: float = 1e-3
-    """Latents firing on fewer unique rows than this are 'unlabelled' (too rare to judge)."""
-    choice_margin: float = 0.15
-    """choice_auc >= 0.5 + margin is pro-deliberation, <= 0.5 - margin pro-direct; score = |auc - 0.5| / margin."""
-    eta2_min: float = 0.5
-    """result_eta2 from here on means the latent encodes intermediate results; score = eta2 / eta2_min."""
-    trace_lift_min: float = 2.0
-    """trace_lift from here on (with result_eta2 below eta2_min) counts for deliberation."""
-    direct_lift_min: float = 2.0
-    """direct_lift from here on counts for shortcut."""
-
-    def __post_init__(self) -> None:
-        checks = {
-            "min_fire_rate": 0 <= self.min_fire_rate <= 1, "choice_margin": 0 < self.choice_margin < 0.5,
-            "eta2_min": 0 < self.eta2_min <= 1, "trace_lift_min": self.trace_lift_min > 0,
-            "direct_lift_min": self.direct_lift_min > 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"{name}: {getattr(self, name)} is out of range")
-
-
-@dataclasses.dataclass(frozen=True)
-class FeatureLabel:
-    latent: int
-    label: str
-    """One of LABELS or UNLABELLED."""
-    score: float
-    """The winning criterion's normalised score (>= 1 for a label); for 'unlabelled' the best score reached."""
-    evidence: dict[str, float]
-    """Every statistic of the latent, plus 'score/<label>' for each candidate."""
-    reason: str
-
-
-def _finite(x: float) -> float:
-    return x if math.isfinite(x) else 0.0
-
-
-def criterion_scores(ev: Mapping[str, float], rules: LabelRules) -> dict[str, dict[str, float]]:
-    """Normalised score of each criterion, per label (nan statistics score 0)."""
-    auc, eta2 = ev["choice_auc"], ev["result_eta2"]
-    encodes_result = eta2 >= rules.eta2_min  # False for nan
-    return {
-        "shortcut": {"choice_auc": _finite((0.5 - auc) / rules.choice_margin),
-                     "direct_lift": _finite(ev["direct_lift"] / rules.direct_lift_min),
-                     "answer_eta2": _finite(ev["answer_eta2"] / rules.eta2_min)},
-        "computation": {"result_eta2": _finite(eta2 / rules.eta2_min)},
-        "deliberation": {"choice_auc": _finite((auc - 0.5) / rules.choice_margin),
-                         "trace_lift": 0.0 if encodes_result else _finite(ev["trace_lift"] / rules.trace_lift_min)},
-    }
-
-
-def label_latent(latent: int, ev: Mapping[str, float], rules: LabelRules) -> FeatureLabel:
-    """The label whose best criterion scores highest, if that score reaches 1."""
-    crit = criterion_scores(ev, rules)
-    evidence = {**ev, **{f"score/{label}": max(c.values()) for label, c in crit.items()}}
-    if not ev["fire_rate"] >= rules.min_fire_rate:
-        reason = f"fire_rate {ev['fire_rate']:.3g} < min_fire_rate {rules.min_fire_rate:.3g}"
-        return FeatureLabel(latent, UNLABELLED, 0.0, evidence, reason)
-    best_label, best_stat, best = LABELS[0], "", -math.inf
-    for label in LABELS:
-        for stat, score in crit[label].items():
-            if score > best:
-                best_label, best_stat, best = label, stat, score
-    if best < 1 - SCORE_TOL:
-        reason = f"no criterion reached its threshold (best: {best_label} by {best_stat}, score {best:.2f})"
-        return FeatureLabel(latent, UNLABELLED, best, evidence, reason)
-    reason = f"{best_stat} = {ev[best_stat]:.3g} (score {best:.2f})"
-    return FeatureLabel(latent, best_label, best, evidence, reason)
-
-
-def label_features(stats: FeatureStats, rules: LabelRules | None = None) -> list[FeatureLabel]:
-    """One label per latent, in latent order (``rules``: LabelRules() when None)."""
-    rules = rules or LabelRules()
-    return [label_latent(i, stats.evidence(i), rules) for i in range(stats.n_latents)]
-
-
-def groups(labels: Sequence[FeatureLabel]) -> dict[str, list[int]]:
-    """Latents per label (every label present, possibly empty), highest score first."""
-    out: dict[str, list[int]] = {label: [] for label in (*LABELS, UNLABELLED)}
-    for fl in sorted(labels, key=lambda fl: (-fl.score, fl.latent)):
-        out[fl.label].append(fl.latent)
-    return out
-
-
-def _plain(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-def features_json(labels: Sequence[FeatureLabel], rules: LabelRules, meta: Mapping) -> dict:
-    """JSON-ready record (non-finite numbers become null): rules, counts, groups and every latent."""
-    by_label = groups(labels)
-    return {
-        "meta": dict(meta),
-        "rules": dataclasses.asdict(rules),
-        "counts": {label: len(latents) for label, latents in by_label.items()},
-        "groups": by_label,
-        "features": [
-            {"latent": fl.latent, "label": fl.label, "score": _plain(fl.score), "reason": fl.reason,
-             "evidence": {k: _plain(v) for k, v in fl.evidence.items()}}
-            for fl in labels
-        ],
-    }

@@ -33,17 +33,20 @@ def fig_gain(out: Path, a: BandAnalysis) -> str:
     key = res.matched_key
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, rows in a.metrics.items():
-        ev = [(r["step"], r[key] - rows[0][key]) for r in rows if key in r]
-        ax.plot(*zip(*ev), color=COLORS[band_of_run(name)], alpha=0.7, lw=1)
+        ev = {**a.replayed.get(name, {}), **{r["step"]: r[key] - rows[0][key] for r in rows if key in r}}
+        ax.plot(*zip(*sorted(ev.items())), color=COLORS[band_of_run(name)], alpha=0.7, lw=1)
         p = m.points[name]
-        if p.reached:
+        if p.reached and a.plan.noise_ok:
             style = dict(marker="o", markeredgecolor="k") if p.within_tol else dict(marker="x")
             ax.plot(p.step, p.gain, ls="", color=COLORS[band_of_run(name)], **style)
-    ax.axhspan(m.target - res.matched_tol, m.target + res.matched_tol, color="grey", alpha=0.25, lw=0)
     ax.axhline(m.target, color="k", ls="--", lw=1)
-    extra = [Line2D([], [], color="k", ls="--", label=f"target {m.target:+.3f} (band: ±{res.matched_tol:.3f} tolerance)"),
-             Line2D([], [], marker="o", ls="", color="grey", markeredgecolor="k", label="matched step, within tolerance"),
-             Line2D([], [], marker="x", ls="", color="grey", label="matched step, outside tolerance")]  # fmt: skip
+    if a.plan.noise_ok:
+        ax.axhspan(m.target - res.matched_tol, m.target + res.matched_tol, color="grey", alpha=0.25, lw=0)
+        extra = [Line2D([], [], color="k", ls="--", label=f"target {m.target:+.3f} (band: ±{res.matched_tol:.3f} tolerance)"),
+                 Line2D([], [], marker="o", ls="", color="grey", markeredgecolor="k", label="matched step, within tolerance"),
+                 Line2D([], [], marker="x", ls="", color="grey", label="matched step, outside tolerance")]  # fmt: skip
+    else:
+        extra = [Line2D([], [], color="k", ls="--", label=f"largest common gain {m.target:+.3f}: under 3 SE, nothing matched")]
     band_legend(ax, len(res.seeds), extra)
     ax.set(xlabel="GRPO step (updates)", ylabel="gain in sampled accuracy over base (fraction of eval set)",
            title=f"Accuracy gain per band run ({len(res.seeds)} seeds per band)")  # fmt: skip
@@ -112,6 +115,27 @@ def _fmt(e: Estimate) -> str:
     return f"{e.mean:+.3f} [{e.ci95[0]:+.3f}, {e.ci95[1]:+.3f}] (n={e.n})"
 
 
+def label_lines(labels: dict[str, dict]) -> list[str]:
+    """The feature groups of one SAE: selection evidence on the test split and the causal check."""
+    head = ("| group | latents | probe acc (shuffled labels) | test attribution share (matched random) | ablation: behaviour "
+            "change [95% CI over problems] | beats random | dissociation [95% CI] | check |")  # fmt: skip
+    lines = ["Feature groups: selected by attribution on a labelling split; probe, attribution share and the "
+             "causal check on a disjoint test split; random groups are matched in firing rate and activation mass.", "",
+             head, "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for group, lab in labels.items():
+        if lab["passed"] is None:
+            lines.append(f"| {group} | {lab['n']} | | | | | | not checked |")
+            continue
+        pr, (lo, hi), d = lab["probe"], lab["ci95"], lab["dissociation"]
+        diss = "" if d is None else f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+        lines.append(
+            f"| {group} | {lab['n']} | {pr['accuracy']:.2f} ({pr['shuffled_accuracy']:.2f}) | "
+            f"{lab['test_share']:.2f} ({lab['random_share_mean']:.2f}) | {lab['metric']} {lab['effect']:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
+            f"{lab['percentile']:.0%} of {len(lab['random_effects'])} | {diss} | {'passes' if lab['passed'] else 'FAILS'} |"
+        )
+    return [*lines, ""]
+
+
 def matched_lines(res: BandStudyResult) -> list[str]:
     """Per band and seed: the matched step and its actual gain with a 95% CI (± 1.96 SE of a gain)."""
     lines = ["| band | seed | matched step | actual gain [95% CI] | hits target |", "|---|---|---|---|---|"]
@@ -167,13 +191,7 @@ def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float) -> str:
         lines.append("| same-band noise floor | " + " | ".join(f"{nf[x]:.3f}" for x in GROUPS) + " |")
         cos = ", ".join(f"{k}: {v:+.2f}" for k, v in res.cosine_by_sae[sae].items())
         lines += ["", f"Whole-dictionary change cosine between bands: {cos or 'n/a'}.", ""]
-        lines += ["Labels and causal checks (ablation effect on the named behaviour vs random groups of equal size):", ""]
-        for x, lab in res.labels_by_sae[sae].items():
-            detail = "" if lab["passed"] is None else (
-                f" — {lab['metric']} {lab['effect']:+.3f} vs random [{', '.join(f'{e:+.3f}' for e in lab['random_effects'])}]: "
-                + ("passes" if lab["passed"] else "FAILS"))  # fmt: skip
-            lines.append(f"- {x}: {lab['n']} latents{detail}")
-        lines.append("")
+        lines += label_lines(res.labels_by_sae[sae])
     lines += [f"![feature change]({figs['feature_change']})", "", "## Behaviour (eval set, first → last evaluation, mean over seeds)", ""]
     lines += ["| band | " + " | ".join(BEHAVIOURS) + " |", "|---|" + "---|" * len(BEHAVIOURS)]
     for band, v in res.bands.items():

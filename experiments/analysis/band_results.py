@@ -246,6 +246,8 @@ class BandAnalysis:
 
     result: BandStudyResult
     metrics: dict[str, list[dict]]
+    replayed: dict[str, dict[int, float]]
+    """Per run, gains measured at replayed steps (drawn with the evaluations)."""
     matching: Matching
     plan: MatchPlan
     blocks: dict[str, SaeBlock]
@@ -302,7 +304,7 @@ def analyse(
         head.noise_floor, {n: blk.noise_floor for n, blk in blocks.items()}, {n: blk.cosine for n, blk in blocks.items()},
         {n: blk.labels for n, blk in blocks.items()}, head_name, [dataclasses.asdict(c) for c in tests], vclass, sentence,
     )  # fmt: skip
-    return BandAnalysis(res, runs.metrics, m, p, blocks, readings)
+    return BandAnalysis(res, runs.metrics, runs.extra, m, p, blocks, readings)
 
 
 def diff_record(analysis: BandAnalysis) -> dict:

@@ -1,14 +1,22 @@
-"""Label every latent of an SAE and check each label causally: the one label-and-check pipeline.
+"""Feature groups of an SAE, selected by attribution and checked causally: the one label-and-check pipeline.
 
-Labels come from ``probes.features`` over the SAE's activation cache. Each labelled
-group is then ablated at the SAE's hook (``probes.causal``: its decoder contribution is
-removed, the SAE's error term kept) while the model solves held-out problems inside the
-pretraining range; the behaviour the label is named after must move further than under
-any of several random groups of equal size drawn from the live latents:
+1. **Select** on a labelling split of problems: every latent's attribution to each read-out
+   (``experiments.harness.readouts``: shortcut, computation, deliberation, mode) on
+   teacher-forced canonical completions; a live latent joins the read-out it serves most, and
+   each group is the smallest set covering ``share`` of its read-out's positive attribution
+   (``probes.attribution.select_groups``).
+2. **Confirm** on a disjoint test split: the group's share of attribution there against random
+   groups matched in firing rate and activation mass, and a linear probe over the group's codes
+   against the same probe trained on shuffled labels (``probes.linear_probe``).
+3. **Check causally** on the test split, which no SAE and no selection saw: ablate the group at
+   the hook (its decoder contribution removed, the SAE's error term kept) and compare with
+   ``n_random`` matched random groups (``probes.causal.check``), as a double dissociation:
 
-* shortcut     -> forced-direct accuracy drops,
-* computation  -> forced-deliberate accuracy drops,
-* deliberation -> the rate of choosing <think> drops.
+   * shortcut     -> forced-direct accuracy where direct answers work (k <= shortcut_k) drops,
+                     more than forced-deliberate accuracy on the same problems;
+   * deliberation -> forced-deliberate accuracy drops, more than forced-direct accuracy;
+   * computation  -> the share of trace steps written right drops;
+   * mode         -> the mean P(<think>) at the decision row moves (either way).
 
 Works on any sae_lens-format SAE and any HF checkpoint of the architecture it was trained on.
 """
@@ -20,82 +28,164 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments.harness.rollout import behaviour_under_hooks
+from experiments.harness import seeds
+from experiments.harness.readouts import KINDS, task_readouts
+from experiments.harness.rollout import behaviour_table
 from experiments.harness.sources import Source
-from experiments.harness.task import Problem
-from probes.activations import ActivationCache
-from probes.causal import ablation_hook, judge, random_groups
-from probes.features import LABELS, LabelRules, feature_stats, features_json, label_features
+from experiments.harness.task import PAD, SHORTCUT_K, Problem, TaskSpec
+from probes.attribution import Attribution, attribute, group_share, positive_share, select_groups
+from probes.causal import Expectation, ablation_hook, check, matched_random_groups
+from probes.features import feature_stats
+from probes.linear_probe import probe
 
-NAMED_BEHAVIOUR: dict[str, tuple[str, float]] = {
-    "shortcut": ("direct_acc", -1.0),
-    "computation": ("deliberate_acc", -1.0),
-    "deliberation": ("deliberate_rate", -1.0),
+EXPECTATIONS: dict[str, Expectation] = {
+    "shortcut": Expectation("direct_correct", -1.0, off_target="deliberate_correct"),
+    "computation": Expectation("step_acc", -1.0),
+    "deliberation": Expectation("deliberate_correct", -1.0, off_target="direct_correct"),
+    "mode": Expectation("p_think", 0.0),
 }
-"""Per label: the behaviour ablation must change, and the expected sign of the change."""
+"""Per group: the behaviour its ablation must move, the expected direction, and the dissociation."""
+UNLABELLED = "unlabelled"
+MAX_DRAWS = 20
+"""Draws per wanted problem when looking for distinct chains no SAE saw (k = 1 has only p^2 |ops| chains)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class CausalSpec:
-    """How labels are checked."""
+class LabelSpec:
+    """How groups are selected and checked (fixed before any result was seen)."""
 
-    n_random: int = 5
-    """Random groups per label to compare against."""
+    share: float = 0.5
+    """Share of a read-out's positive attribution (labelling split) its group must cover."""
     max_group: int = 64
-    """Largest group ablated (the highest-scoring latents of a label)."""
+    """Largest group."""
+    n_random: int = 20
+    """Matched random groups per check (beating all 20 has chance 1/21 under exchangeability)."""
+    shortcut_k: int = SHORTCUT_K
+    """Longest chain a direct answer solves (shortcut read-outs and direct accuracy are read up to it)."""
     seed: int = 0
-    """Seeds the random groups."""
+    """Seeds the random groups, the shuffled probe labels and the bootstraps."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.share <= 1 or self.max_group < 1 or self.n_random < 1 or self.shortcut_k < 1:
+            raise ValueError(f"LabelSpec: out of range: {self}")
 
 
-def label_checkpoint(sae, cache: ActivationCache, rules: LabelRules, meta: dict) -> dict:
-    """features.json content for one SAE on one cache (all rows, duplicates included)."""
-    stats = feature_stats(sae, cache, rows=np.arange(cache.n_tokens))
-    return features_json(label_features(stats, rules), rules, meta)
+def split_problems(
+    seed: int, ks: Sequence[int], per_k: int, task: TaskSpec, seen: Sequence[Problem] = ()
+) -> tuple[list[Problem], list[Problem]]:
+    """(labelling split, test split) from the causal stream: per k, the first ``per_k`` distinct chains
+    are the test split (the causal checks' problems) and the next ``per_k`` the labelling split.
+    Chains in ``seen`` (what the SAE was trained on) are skipped: where the problem space is small
+    (k = 1) streams overlap, and the checks must run on problems no SAE saw."""
+    chain = lambda pr: (pr.start, pr.ops, pr.operands)  # noqa: E731
+    known = {chain(pr) for pr in seen}
+    label, test = [], []
+    for k in ks:
+        kept: dict[tuple, Problem] = {}
+        for pr in seeds.problems("causal", seed, k, MAX_DRAWS * per_k, task):
+            if len(kept) == 2 * per_k:
+                break
+            if chain(pr) not in known:
+                kept.setdefault(chain(pr), pr)
+        chosen = list(kept.values())
+        test += chosen[:per_k]
+        label += chosen[per_k : 2 * per_k]
+    return label, test
 
 
-def causal_checks(bridge, tokenizer, sae, hook: str, problems: Sequence[Problem], features: dict, spec: CausalSpec) -> dict:
-    """Ablate each non-empty label group and random groups; returns per-label check records."""
-    clean = behaviour_under_hooks(bridge, tokenizer, problems)
-    live = [f["latent"] for f in features["features"] if (f["evidence"].get("fire_rate") or 0) > 0]
-    out = {"clean": clean, "problems": len(problems), "checks": {}}
-    for label in LABELS:
-        group = features["groups"][label][: spec.max_group]
-        if not group:
-            continue
-        pool = [i for i in live if i not in set(features["groups"][label])]
-        ablated = behaviour_under_hooks(bridge, tokenizer, problems, [(hook, ablation_hook(sae, group))])
-        randoms = [
-            behaviour_under_hooks(bridge, tokenizer, problems, [(hook, ablation_hook(sae, g))])
-            for g in random_groups(pool, len(group), spec.n_random, spec.seed)
-        ]
-        metric, direction = NAMED_BEHAVIOUR[label]
-        result = judge(metric, direction, clean, ablated, randoms)
-        out["checks"][label] = {"group": group, **dataclasses.asdict(result)}
-    return out
+def _attributions(sae, src: Source, hook: str, problems: Sequence[Problem], spec: LabelSpec) -> dict[str, Attribution]:
+    vocab = src.tokenizer.get_vocab()
+    readouts = task_readouts(vocab, problems, spec.shortcut_k)
+    return {kind: attribute(src.bridge, sae, hook, ro, vocab[PAD]) for kind, ro in readouts.items()}
 
 
-def with_checks(features: dict, checks: dict) -> dict:
-    """features.json record with each latent marked by its group's check (None: not checked)."""
-    passed = {label: c["passed"] for label, c in checks["checks"].items()}
-    marked = [{**f, "causal_check": passed.get(f["label"])} for f in features["features"]]
-    return {**features, "features": marked, "causal": checks}
+def _mean_attr(a: Attribution, n_problems: int) -> np.ndarray:
+    return a.attr_SF.sum(0) / max(n_problems, 1)
 
 
-def summary(features: dict) -> dict[str, dict]:
-    """Per label: size, whether its check passed, named effect and the random effects' range."""
-    out = {}
-    for label in LABELS:
-        check = features["causal"]["checks"].get(label)
-        out[label] = {"n": features["counts"][label], "passed": None if check is None else check["passed"]}
-        if check:
-            out[label] |= {"metric": check["metric"], "effect": check["effect"], "random_effects": check["random_effects"]}
-    return out
+def _probe_labels(kind: str, a: Attribution, readout_labels: np.ndarray) -> np.ndarray:
+    return (a.value_R > 0).astype(np.int64) if kind == "mode" else readout_labels
+
+
+def confirm(kind: str, group: list[int], label: Attribution, test: Attribution, randoms: list[list[int]],
+            labels: tuple[np.ndarray, np.ndarray], n_test: int, seed: int) -> dict:  # fmt: skip
+    """Out-of-split evidence for one group: attribution share and probe accuracy, with their controls."""
+    attr_F = _mean_attr(test, n_test)
+    rand = [group_share(attr_F, g) for g in randoms]
+    share = group_share(attr_F, group)
+    res = probe(label.codes_RF[:, group], labels[0], test.codes_RF[:, group], labels[1], seed)
+    return {"test_share": share, "random_share_mean": float(np.mean(rand)) if rand else None,
+            "share_percentile": float(np.mean([r < share for r in rand])) if rand else None,
+            "probe": dataclasses.asdict(res)}  # fmt: skip
+
+
+def behaviours(src: Source, problems: Sequence[Problem], hooks, shortcut_k: int) -> dict[str, np.ndarray]:
+    """Per-problem behaviours; direct accuracy only where a direct answer can work (else nan)."""
+    table = behaviour_table(src.bridge, src.tokenizer, problems, hooks)
+    far = np.array([pr.k > shortcut_k for pr in problems])
+    table["direct_correct"] = np.where(far, np.nan, table["direct_correct"])
+    return table
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    return x
 
 
 def label_and_check(
-    sae, src: Source, hook: str, problems: Sequence[Problem], spec: CausalSpec, meta: dict, rules: LabelRules | None = None
+    sae, src: Source, hook: str, label_problems: Sequence[Problem], test_problems: Sequence[Problem], spec: LabelSpec, meta: dict
 ) -> dict:
-    """features.json content: every latent labelled on ``src``'s cache, each label group checked causally."""
-    features = label_checkpoint(sae, src.cache, rules or LabelRules(), meta)
-    checks = causal_checks(src.bridge, src.tokenizer, sae, hook, problems, features, spec)
-    return with_checks(features, checks)
+    """features.json content: groups selected on ``label_problems``, confirmed and causally checked on ``test_problems``."""
+    stats = feature_stats(sae, src.cache, rows=np.arange(src.cache.n_tokens))
+    live_F = stats.fire_rate_F > 0
+    on_label = _attributions(sae, src, hook, label_problems, spec)
+    on_test = _attributions(sae, src, hook, test_problems, spec)
+    vocab = src.tokenizer.get_vocab()
+    label_ro, test_ro = (task_readouts(vocab, ps, spec.shortcut_k) for ps in (label_problems, test_problems))
+    groups = select_groups({k: _mean_attr(on_label[k], len(label_problems)) for k in KINDS}, live_F, spec.share, spec.max_group)
+    live = np.flatnonzero(live_F).tolist()
+    randoms = {k: matched_random_groups(g, live, stats.fire_rate_F, stats.mean_F, spec.n_random, spec.seed) for k, g in groups.items() if g}
+    selection = {}
+    for kind, group in groups.items():
+        labels = (_probe_labels(kind, on_label[kind], label_ro[kind].label_R), _probe_labels(kind, on_test[kind], test_ro[kind].label_R))
+        selection[kind] = {"n": len(group)} | (confirm(kind, group, on_label[kind], on_test[kind], randoms[kind], labels,
+                                                      len(test_problems), spec.seed) if group else {})  # fmt: skip
+    clean = behaviours(src, test_problems, (), spec.shortcut_k)
+    checks = {}
+    for kind, group in groups.items():
+        if not group:
+            continue
+        ablate = lambda g: behaviours(src, test_problems, [(hook, ablation_hook(sae, g))], spec.shortcut_k)  # noqa: E731
+        res = check(EXPECTATIONS[kind], clean, ablate(group), [ablate(g) for g in randoms[kind]], spec.seed)
+        checks[kind] = {"group": group, **dataclasses.asdict(res)}
+    owner = {i: kind for kind, g in groups.items() for i in g}
+    shares = {k: positive_share(_mean_attr(on_label[k], len(label_problems))) for k in KINDS}
+    features = [{"latent": i, "label": owner.get(i, UNLABELLED),
+                 "evidence": stats.evidence(i) | {f"attr_share/{k}": float(shares[k][i]) for k in KINDS}}
+                for i in range(stats.n_latents)]  # fmt: skip
+    return _plain({
+        "meta": dict(meta), "spec": dataclasses.asdict(spec),
+        "counts": {k: len(g) for k, g in groups.items()}, "groups": groups, "selection": selection,
+        "causal": {"problems": len(test_problems), "clean": {b: float(np.nanmean(v)) for b, v in clean.items()}, "checks": checks},
+        "features": features,
+    })  # fmt: skip
+
+
+def summary(features: dict) -> dict[str, dict]:
+    """Per group: size, whether its check passed, the named effect and the random effects."""
+    out = {}
+    for kind in KINDS:
+        c = features["causal"]["checks"].get(kind)
+        out[kind] = {"n": features["counts"][kind], "passed": None if c is None else c["passed"]}
+        if c:
+            out[kind] |= {"metric": c["behaviour"], "effect": c["effect"]["mean"], "ci95": c["effect"]["ci95"],
+                          "percentile": c["percentile"], "random_effects": c["random_effects"],
+                          "dissociation": c["dissociation"], "probe": features["selection"][kind]["probe"],
+                          "test_share": features["selection"][kind]["test_share"],
+                          "random_share_mean": features["selection"][kind]["random_share_mean"]}  # fmt: skip
+    return out

@@ -5,7 +5,7 @@ Modes can be forced: deliberate by appending <think> to the prompt, direct by ba
 
 Rollouts can run on the HF model inside a TransformerBridge (``bridge.original_model``),
 whose modules the bridge has wrapped: hooks added with ``bridge.hooks`` then act on every
-sampled token while the KV-cached sampler does the decoding (``behaviour_under_hooks``).
+sampled token while the KV-cached sampler does the decoding (``behaviour_table``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from experiments.harness import seeds
 from experiments.harness.sampling import sample
 from experiments.harness.task import (
     MODES,
+    PAD,
     THINK,
     Mode,
     Parsed,
@@ -30,6 +31,7 @@ from experiments.harness.task import (
     prompt_words,
 )
 from probes.behaviour import behaviour_rates
+from probes.padding import left_pad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,18 +170,36 @@ def sampling_se(rate_N: np.ndarray, n_samples: int) -> float:
 HookSpec = Sequence[tuple[str, object]]
 
 
-def behaviour_under_hooks(bridge, tokenizer, problems: Sequence[Problem], fwd_hooks: HookSpec = ()) -> dict[str, float]:
-    """Greedy ``direct_acc`` (<think> banned), ``deliberate_acc`` (<think> forced) and
-    ``deliberate_rate`` (free choice picks <think>) with ``fwd_hooks`` active."""
+BEHAVIOURS: tuple[str, ...] = ("direct_correct", "deliberate_correct", "step_acc", "p_think")
+"""Per-problem behaviours the causal checks read (``behaviour_table``)."""
+
+
+@torch.no_grad()
+def think_probability(model, tokenizer, problems: Sequence[Problem]) -> np.ndarray:
+    """P(<think>) at each problem's decision row: the model's propensity to deliberate."""
+    pad_id, think_id = tokenizer.convert_tokens_to_ids(PAD), tokenizer.convert_tokens_to_ids(THINK)
+    ids_BL, mask_BL = left_pad([tokenizer.convert_tokens_to_ids(prompt_words(pr)) for pr in problems], pad_id)
+    device = next(model.parameters()).device
+    pos_BL = (mask_BL.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=ids_BL.to(device), attention_mask=mask_BL.to(device), position_ids=pos_BL.to(device)).logits
+    return torch.softmax(logits[:, -1].float(), -1)[:, think_id].cpu().double().numpy()
+
+
+def behaviour_table(bridge, tokenizer, problems: Sequence[Problem], fwd_hooks: HookSpec = ()) -> dict[str, np.ndarray]:
+    """Per problem, with ``fwd_hooks`` active: greedy correctness with <think> banned (direct) and
+    forced (deliberate), the share of a forced trace's k steps written right (``step_acc``: 1 minus
+    wrong and skipped steps over k, floored at 0) and P(<think>) at the decision row."""
     model = bridge.original_model
     with bridge.hooks(fwd_hooks=list(fwd_hooks)):
         direct = rollouts(model, tokenizer, problems, mode="direct", temperature=0.0)
         deliberate = rollouts(model, tokenizer, problems, mode="deliberate", temperature=0.0)
-        free = rollouts(model, tokenizer, problems, mode=None, temperature=0.0)
+        p_think = think_probability(model, tokenizer, problems)
+    bad = np.array([r.parsed.n_wrong_steps + r.parsed.n_skipped_steps for r in deliberate], float)
     return {
-        "direct_acc": float(np.mean([r.parsed.correct for r in direct])),
-        "deliberate_acc": float(np.mean([r.parsed.correct for r in deliberate])),
-        "deliberate_rate": float(np.mean([r.parsed.mode == "deliberate" for r in free])),
+        "direct_correct": np.array([r.parsed.correct for r in direct], float),
+        "deliberate_correct": np.array([r.parsed.correct for r in deliberate], float),
+        "step_acc": np.clip(1 - bad / np.array([pr.k for pr in problems], float), 0, 1),
+        "p_think": p_think,
     }
 
 

@@ -1,5 +1,4 @@
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -11,18 +10,7 @@ from experiments.harness.model import build_tokenizer
 from experiments.harness.probe_sets import labelled
 from experiments.harness.task import TaskSpec, completion_words, generate_problems
 from probes.activations import ROLES, ActivationCache, unique_prefix_masks
-from probes.features import (
-    LABELS,
-    UNLABELLED,
-    FeatureStats,
-    LabelRules,
-    feature_stats,
-    features_json,
-    groups,
-    label_features,
-    spearman_rows,
-    weighted_auroc,
-)
+from probes.features import FeatureStats, feature_stats, spearman_rows, weighted_auroc
 
 # Planted latents of the synthetic cache (the fake SAE's codes are relu(activations)).
 RESULT, NOISE, TRACE, PRO_DELIB, PRO_DIRECT, DEAD, K_UP, K_DOWN = range(8)
@@ -138,16 +126,6 @@ def test_feature_stats__chunking_and_row_selection(synthetic):
         feature_stats(IdentitySAE(5), cache)
 
 
-def test_feature_stats__labels_the_planted_latents(synthetic):
-    cache, _ = synthetic
-    labels = label_features(feature_stats(IdentitySAE(8), cache))
-    assert [fl.label for fl in labels[:6]] == [
-        "computation", labels[NOISE].label, "deliberation", "deliberation", "shortcut", UNLABELLED,
-    ]
-    assert "fire_rate" in labels[DEAD].reason and labels[DEAD].score == 0
-    assert labels[RESULT].reason.startswith("result_eta2")
-
-
 def test_weighted_auroc__hand_computed_values():
     pos, neg = np.array([[1.0], [2.0], [2.0]]), np.array([[0.0], [2.0]])
     x, w_pos, w_neg = np.vstack([pos, neg]), np.r_[1, 1, 1, 0, 0], np.r_[0, 0, 0, 1, 1]
@@ -175,73 +153,3 @@ def test_spearman_rows__ties_and_degenerate_rows():
     assert out[1] == pytest.approx(np.corrcoef([1, 2, 3, 4], [4, 2.5, 2.5, 1])[0, 1])
     assert np.isnan(out[2:]).all()
     assert np.isnan(spearman_rows(k[:2], y[:1, :2])).all()
-
-
-def _stats(**cols) -> FeatureStats:
-    """FeatureStats for hand-set evidence; unset statistics are neutral (auc 0.5, lifts 1, eta2 0)."""
-    n = len(next(iter(cols.values())))
-    neutral = dict(fire_rate=0.1, mean=1.0, choice_auc=0.5, result_eta2=0.0, answer_eta2=0.0, trace_lift=1.0,
-                   direct_lift=1.0, decision_lift=1.0, k_corr=0.0)
-    arrays = {f"{name}_F": np.asarray(cols.get(name, [v] * n), dtype=float) for name, v in neutral.items()}
-    return FeatureStats(n_rows=100, role_mean_FR=np.zeros((n, len(ROLES))), role_share_FR=np.zeros((n, len(ROLES))),
-                        n_choice_deliberate=10, n_choice_direct=10, n_result_rows=10, n_answer_rows=10, k_values=(1, 2, 3),
-                        k_mean_FK=np.zeros((n, 3)), **arrays)
-
-
-def test_label_features__each_branch():
-    nan = float("nan")
-    st = _stats(
-        choice_auc=[0.30, 0.5, 0.5, 0.70, 0.5, 0.5, 0.5, 0.40, nan, 0.20],
-        direct_lift=[1.0, 2.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, nan, 1.0],
-        result_eta2=[0.0, 0.0, 0.6, 0.0, 0.0, 0.9, 0.0, 0.3, nan, 0.0],
-        trace_lift=[1.0, 1.0, 1.0, 1.0, 3.0, 5.0, 1.0, 1.5, nan, 1.0],
-        fire_rate=[0.1] * 9 + [1e-4],
-    )
-    labels = label_features(st)
-    assert [fl.label for fl in labels] == [
-        "shortcut", "shortcut", "computation", "deliberation", "deliberation",
-        "computation",  # a high trace lift does not count for deliberation when the latent encodes results
-        UNLABELLED, UNLABELLED, UNLABELLED,  # neutral, sub-threshold, all nan
-        UNLABELLED,  # dead, however strong its other evidence
-    ]
-    assert labels[0].score == pytest.approx(0.2 / 0.15) and labels[1].score == pytest.approx(1.25)
-    assert labels[4].reason.startswith("trace_lift") and labels[4].score == pytest.approx(1.5)
-    assert labels[7].score == pytest.approx(0.75) and "no criterion" in labels[7].reason
-    assert "min_fire_rate" in labels[9].reason and labels[9].score == 0
-    assert labels[0].evidence["score/shortcut"] == labels[0].score
-    assert all(isinstance(v, float) for v in labels[0].evidence.values())
-
-
-def test_label_features__thresholds_inclusive_and_ties_go_to_the_earlier_label():
-    at_threshold = label_features(_stats(choice_auc=[0.35, 0.65], result_eta2=[0.0, 0.0]))
-    assert [fl.label for fl in at_threshold] == ["shortcut", "deliberation"]
-    rules = LabelRules(choice_margin=0.25, eta2_min=0.5)
-    tie = label_features(_stats(choice_auc=[0.75, 0.25], result_eta2=[0.5, 0.5]), rules)
-    assert [fl.label for fl in tie] == ["computation", "shortcut"]  # LABELS order breaks exact ties
-    assert LABELS == ("shortcut", "computation", "deliberation")
-
-
-def test_label_rules__validation():
-    for bad in (dict(choice_margin=0.5), dict(choice_margin=0.0), dict(eta2_min=0.0), dict(min_fire_rate=2.0),
-                dict(trace_lift_min=0.0), dict(direct_lift_min=-1.0)):
-        with pytest.raises(ValueError, match=next(iter(bad))):
-            LabelRules(**bad)
-
-
-def test_groups_and_features_json__json_ready_and_ordered():
-    st = _stats(choice_auc=[0.2, 0.3, float("nan"), 0.5], fire_rate=[0.1, 0.1, 0.1, 0.0])
-    labels = label_features(st)
-    g = groups(labels)
-    assert g == {"shortcut": [0, 1], "computation": [], "deliberation": [], UNLABELLED: [2, 3]}
-    rules = LabelRules()
-    out = json.loads(json.dumps(features_json(labels, rules, {"sae": "x"}), allow_nan=False))
-    assert out["counts"] == {"shortcut": 2, "computation": 0, "deliberation": 0, UNLABELLED: 2}
-    assert out["rules"] == dataclasses.asdict(rules) and out["meta"] == {"sae": "x"}
-    assert out["features"][2]["evidence"]["choice_auc"] is None
-    assert [f["label"] for f in out["features"]] == [fl.label for fl in labels]
-
-
-def test_label_features__answer_at_the_decision_row_of_k1_is_a_shortcut():
-    labels = label_features(_stats(answer_eta2=[0.8, 0.2], result_eta2=[0.3, 0.0]))
-    assert labels[0].label == "shortcut" and labels[0].reason.startswith("answer_eta2")
-    assert labels[1].label == "unlabelled"

@@ -12,7 +12,6 @@ from experiments.harness import labelling, rl
 from experiments.harness.cli import preset_args
 from experiments.harness.sources import open_source
 from probes.diff import change_vector, group_activity, latent_means, relative_change, rows_of
-from probes.features import LabelRules
 from probes.layout import RunLayout
 from probes.saes.train import load_sae
 
@@ -62,14 +61,18 @@ def test_features_and_causal_checks__on_a_users_own_checkpoint_and_sae(study, tm
     sae = load_sae(user_sae)
     args = preset_args(train_sae.TrainSAEArgs, train_sae.PRESETS, "smoke", run=tmp_path / "scratch", checkpoint=str(user_ckpt))
     src = open_source(args.source_spec, user_ckpt)
-    features = labelling.label_checkpoint(sae, src.cache, LabelRules(), {"checkpoint": str(user_ckpt)})
-    assert len(features["features"]) == sae.cfg.d_sae and sum(features["counts"].values()) == sae.cfg.d_sae
-    problems = band_study.causal_problems(RunLayout(out), per_k=3, seed=0)
-    checks = labelling.causal_checks(src.bridge, src.tokenizer, sae, args.hook, problems, features, labelling.CausalSpec(n_random=1))
-    assert set(checks["clean"]) == {"direct_acc", "deliberate_acc", "deliberate_rate"}
-    for label, check in checks["checks"].items():
-        assert check["group"] == features["groups"][label][: labelling.CausalSpec().max_group]
-        assert len(check["random_effects"]) == 1
+    label_split, test_split = band_study.causal_problems(RunLayout(out), per_k=3, seed=0, sae_probe=args.probe_spec)
+    seen = {(pr.start, pr.ops, pr.operands) for pr, _ in band_study.probe_problems(args.probe_spec, band_study.TaskSpec(5, ("+",)))}
+    assert not seen & {(pr.start, pr.ops, pr.operands) for pr in label_split + test_split}
+    spec = labelling.LabelSpec(n_random=2)
+    features = labelling.label_and_check(sae, src, args.hook, label_split, test_split, spec, {"checkpoint": str(user_ckpt)})
+    assert len(features["features"]) == sae.cfg.d_sae
+    assert set(features["causal"]["clean"]) == {"direct_correct", "deliberate_correct", "step_acc", "p_think"}
+    in_groups = [i for g in features["groups"].values() for i in g]
+    assert len(in_groups) == len(set(in_groups)) and in_groups  # disjoint, and something carries the read-outs
+    for label, check in features["causal"]["checks"].items():
+        assert check["group"] == features["groups"][label] and len(check["random_effects"]) == 2
+        assert features["selection"][label]["probe"]["n_test"] > 0
     means = latent_means(sae, src.cache, rows_of(src.cache, "canonical"))
     assert means.shape == (sae.cfg.d_sae,) and (means >= 0).all()
 
