@@ -1,8 +1,9 @@
 """The band study end to end: ``python -m experiments.band_study --preset default --out runs/NAME``.
 
-pretrain -> bands -> GRPO per band x seed -> shared SAEs (BatchTopK and T-SAE) on the base
-model -> feature labels with causal checks -> every checkpoint diffed in each SAE basis ->
-results.json, diff.json and report.md with figures. Every stage writes atomically and is
+pretrain -> bands -> GRPO per band x seed -> matched gain (replay) -> shared SAEs (BatchTopK and
+T-SAE) on the base model -> feature groups with causal checks -> gain attribution at the matched
+checkpoints -> every checkpoint diffed in each SAE basis -> results.json, diff.json and report.md
+with figures. Every stage writes atomically and is
 skipped when its artifact exists, so rerunning the same command resumes where it stopped.
 
 Any stage's knobs can be set for the whole study from a config file with one section per
@@ -27,19 +28,32 @@ from experiments.analysis.band_results import (
     StudySettings,
     analyse,
     diff_record,
+    matching,
     planned,
 )
+from experiments.analysis.contrasts import GROUPS
 from experiments.harness import cli
 from experiments.harness.diffing import means_tensors, read_all
+from experiments.harness.gain_attribution import attribute_gain
 from experiments.harness.labelling import LabelSpec, label_and_check, split_problems, summary
 from experiments.harness.probe_sets import ProbeSetSpec, probe_problems
 from experiments.harness.rundir import append_jsonl, atomic_file, check_writable, init_run, write_json
 from experiments.harness.sources import SourceSpec, open_source
-from experiments.harness.task import Problem, TaskSpec
+from experiments.harness.task import SHORTCUT_K, Problem, TaskSpec
 from probes.bands import BANDS
-from probes.layout import FEATURES, MATCH, METRICS, RunLayout, checkpoints, read_json, read_jsonl, run_name
+from probes.layout import (
+    FEATURES,
+    GAIN_ATTRIBUTION,
+    MATCH,
+    METRICS,
+    RunLayout,
+    checkpoints,
+    read_json,
+    read_jsonl,
+    run_name,
+)
 from probes.matched_gain import bisect, with_points
-from probes.models import load_hf, load_tokenizer
+from probes.models import load_bridge, load_hf, load_tokenizer
 from probes.saes.train import load_sae
 
 STAGES: dict[str, tuple[type, dict]] = {
@@ -170,12 +184,13 @@ def feature_stage(args: BandStudyArgs, arch: str) -> dict:
     train_sae.main(sae_args)
     sae_dir = RunLayout(args.out).sae(sae_args.sae_name)
     path = sae_dir / FEATURES
-    if path.exists():
-        return read_json(path)
+    spec = LabelSpec(n_random=args.n_random, shortcut_k=max(SHORTCUT_K, args.pretrain_args.direct_k_max))
+    if path.exists() and read_json(path).get("spec") == dataclasses.asdict(spec):
+        return read_json(path)  # made with this spec (an older format or another spec is redone)
     src = open_source(sae_args.source_spec, sae_args.checkpoint_dir)
     meta = {"sae": sae_args.sae_name, "hook": sae_args.hook, "checkpoint": str(sae_args.checkpoint_dir)}
     label_split, test_split = causal_problems(RunLayout(args.out), args.causal_per_k, args.bands_args.seed, sae_args.probe_spec)
-    record = label_and_check(load_sae(sae_dir), src, sae_args.hook, label_split, test_split, LabelSpec(n_random=args.n_random), meta)
+    record = label_and_check(load_sae(sae_dir), src, sae_args.hook, label_split, test_split, spec, meta)
     write_json(path, record)
     return record
 
@@ -222,9 +237,40 @@ def match_stage(args: BandStudyArgs) -> None:
         bisect(with_points(curve_by_run[name], runs.extra[name]), p.target, p.tol, measure)
 
 
-def results(args: BandStudyArgs, features: dict[str, dict], readings: dict[str, dict]) -> BandAnalysis:
+def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
+    """At every hitting run's matched checkpoint, patch each group of the headline SAE back to base
+    values (and the reverse); each run's gain_attribution.json keeps the result, so a rerun reuses it.
+    Returns the records per run (none without a target)."""
+    runs = run_data(args)
+    curve_by_run, p = planned(runs, args.settings)
+    if not p.noise_ok:
+        return {}
+    points = matching(curve_by_run, runs.extra, p).points
+    layout, sae_name = RunLayout(args.out), args.sae_args(args.sae_archs[0]).sae_name
+    feats, sae, base = features[sae_name], load_sae(layout.sae(sae_name)), load_bridge(layout.base)
+    groups = {g: feats["groups"][g] for g in GROUPS}
+    randoms = {g: c["random_groups"][0] for g, c in feats["causal"]["checks"].items()}
+    out = {}
+    for band, seed in ((b, s) for b in BANDS for s in args.seeds):
+        gargs, point = args.grpo_args(band, seed), points[run_name(band, seed)]
+        if not point.within_tol:
+            continue
+        path = gargs.out / GAIN_ATTRIBUTION
+        record = read_json(path) if path.exists() else {}
+        if record.get(sae_name, {}).get("step") != point.step:
+            ckpt, inputs = grpo.replay(gargs, point.step), grpo.RunInputs.read(gargs)
+            tok = load_tokenizer(ckpt)
+            accuracy = lambda model, gargs=gargs, inputs=inputs, tok=tok: grpo.evaluate(model, tok, gargs, inputs)[args.matched_key]  # noqa: E731
+            res = attribute_gain(accuracy, load_bridge(ckpt), base, sae, feats["meta"]["hook"], groups, randoms)
+            record[sae_name] = {"step": point.step, **dataclasses.asdict(res)}
+            write_json(path, record)
+        out[run_name(band, seed)] = record[sae_name]
+    return out
+
+
+def results(args: BandStudyArgs, features: dict[str, dict], readings: dict[str, dict], attributions: dict[str, dict]) -> BandAnalysis:
     labels = {name: summary(feats) for name, feats in features.items()}
-    return analyse(args.settings, run_data(args), features, labels, readings)
+    return analyse(args.settings, run_data(args), features, labels, readings, attributions)
 
 
 def replicate(args: BandStudyArgs) -> dict:
@@ -259,10 +305,12 @@ def main(args: BandStudyArgs) -> dict:
     for arch in args.sae_archs:
         stage(f"SAE {arch}: train, label latents, causal checks")
         features[args.sae_args(arch).sae_name] = feature_stage(args, arch)
+    stage("gain attribution: patch each group back to base values at the matched checkpoints")
+    attributions = gain_stage(args, features)
     stage("diff every checkpoint in each SAE basis")
     readings = diff_stage(args, features)
     stage("results and report")
-    analysis = results(args, features, readings)
+    analysis = results(args, features, readings, attributions)
     layout = RunLayout(args.out)
     write_json(layout.diff, diff_record(analysis))
     write_report(args.out, analysis, wall_s=stage.seconds)  # wall time is not in results.json: it varies

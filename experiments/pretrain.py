@@ -51,6 +51,9 @@ class PretrainArgs:
     trace_error: float = 0.0
     """Per-step chance that a pretraining trace writes a wrong result (later steps follow it), so that
     accuracy decays smoothly with k inside the pretraining range instead of falling off a cliff beyond it."""
+    direct_k_max: int = 0
+    """Shortcut availability: direct-answer completions get k uniform over 1..direct_k_max (0: the same k
+    distribution as traces, which teaches direct answers at k = 1 only); 3 makes them work further."""
     trace_error_from: int = 0
     """First step whose traces carry trace_error (a curriculum: noisy traces from the start slow the
     learning of the computation itself, so learn it on clean traces first)."""
@@ -93,6 +96,8 @@ class PretrainArgs:
             raise ValueError(f"direct_frac: must lie in [0, 1], got {self.direct_frac}")
         if not 0.0 <= self.trace_error < 1.0:
             raise ValueError(f"trace_error: must lie in [0, 1), got {self.trace_error}")
+        if not 0 <= self.direct_k_max <= self.k_train_max:
+            raise ValueError(f"direct_k_max: must lie in [0, k_train_max], got {self.direct_k_max}")
         if not 0 <= self.trace_error_from < self.steps:
             raise ValueError(f"trace_error_from: must lie in [0, steps), got {self.trace_error_from}")
         if not self.lr > 0:

@@ -46,6 +46,19 @@ def ablation_hook(sae, latents: Sequence[int], scale: float = 0.0) -> HookFn:
     return hook
 
 
+def patch_hook(sae, latents: Sequence[int], donor: Sequence[Tensor]) -> HookFn:
+    """Hook that gives a group the codes of a donor model on the same tokens:
+    ``x + (codes_donor[:, G] - codes[:, G]) @ W_dec[G]`` (the error term and other latents untouched).
+    ``donor[-1]`` holds the donor's activations at this hook for the current forward (the caller fills it)."""
+
+    def hook(acts_BLD: Tensor, hook: object) -> Tensor:
+        with torch.no_grad():
+            delta = group_contribution(sae, donor[-1].to(acts_BLD.device), latents) - group_contribution(sae, acts_BLD, latents)
+        return acts_BLD + delta.to(acts_BLD.dtype)
+
+    return hook
+
+
 def matched_random_groups(
     group: Sequence[int], candidates: Sequence[int], fire_F: np.ndarray, mass_F: np.ndarray, n: int, seed: int, pool: int = 8
 ) -> list[list[int]]:

@@ -8,7 +8,7 @@ runs/<name>/
   config.json                   resolved arguments per stage, versions, git sha
   base/                         HF model dir + eval.json
   bands/table.json              pass rates, bands, training pools, shared eval set
-  bands/<band>/seed<s>/         args.json, metrics.jsonl, ledger.jsonl, match.jsonl, ckpt-<step>/
+  bands/<band>/seed<s>/         args.json, metrics.jsonl, ledger.jsonl, match.jsonl, gain_attribution.json, ckpt-<step>/
   acts/<checkpoint>/probe-<digest>/<hook>/   activation caches
   sae/<name>/                   sae_lens SAE + train.json, evals.json, features.json
   diff.json, latent_means.safetensors, results.json, report.md, figures/
@@ -35,6 +35,8 @@ METRICS = "metrics.jsonl"
 LEDGER = "ledger.jsonl"
 MATCH = "match.jsonl"
 """Evaluations at replayed steps between checkpoints, made while pinning down the matched step."""
+GAIN_ATTRIBUTION = "gain_attribution.json"
+"""Per SAE: accuracies of the run's matched checkpoint with each feature group patched to base values (and back)."""
 TRAINER_STATE = "trainer_state.safetensors"
 """Optimizer state beside a checkpoint's weights; written last, so it marks the checkpoint complete."""
 FEATURES = "features.json"

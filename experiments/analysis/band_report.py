@@ -146,9 +146,9 @@ def matched_lines(res: BandStudyResult) -> list[str]:
     return lines
 
 
-def contrast_lines(res: BandStudyResult) -> list[str]:
+def contrast_lines(family: list[dict]) -> list[str]:
     lines = ["| contrast | mean difference | permutation p | decision p | seeds | difference shown |", "|---|---|---|---|---|---|"]
-    for c in res.contrasts:
+    for c in family:
         name = f"{c['group']}: {c['a']} vs {c['b']}" + (" (**main**)" if c["main"] else "")
         if c["p"] is None or c["p"] != c["p"]:  # null in results.json, nan before it is written
             lines.append(f"| {name} | untestable | | | {c['n_a']}+{c['n_b']} | no |")
@@ -156,6 +156,24 @@ def contrast_lines(res: BandStudyResult) -> list[str]:
         lines.append(f"| {name} | {c['diff']:+.3f} | {c['p']:.3f} | {c['p_adjusted']:.3f} | {c['n_a']}+{c['n_b']} | "
                      f"{'**yes**' if c['significant'] else 'no'} |")  # fmt: skip
     return lines
+
+
+def gain_share_lines(res: BandStudyResult) -> list[str]:
+    """Per band and group: the share of the gain carried, a matched random group's share, and the reverse patch."""
+    if not any(e.n for v in res.bands.values() for per in v.gain_share.values() for e in per.values()):
+        return []
+    lines = ["## Gain attribution (headline SAE)", "",
+             "At each hitting run's matched checkpoint, the group's codes are patched back to the base model's values at "
+             "the hook (on the same tokens) and the share of the run's gain that disappears is measured (**carried**); "
+             "the same with a random group matched in firing rate and activation mass (**random**); and the share of "
+             "the gain the group alone brings to the base model (**reverse**). Mean over seeds, 95% CI. The SAE's "
+             "reconstruction on each checkpoint is in the transfer figure below.", "",
+             "| band | group | carried | random (control) | reverse |", "|---|---|---|---|---|"]  # fmt: skip
+    for band, v in res.bands.items():
+        for group, per in v.gain_share.items():
+            if per["carried"].n:
+                lines.append(f"| {band} | {group} | {_fmt(per['carried'])} | {_fmt(per['random'])} | {_fmt(per['reverse'])} |")
+    return [*lines, ""]
 
 
 def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float) -> str:
@@ -174,15 +192,18 @@ def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float) -> str:
                   "matches below are shown for completeness only and nothing is compared at them.", ""]  # fmt: skip
     lines += [*matched_lines(res), "", "| band | final gain (mean over seeds, 95% CI) |", "|---|---|"]
     lines += [f"| {band} | {_fmt(v.gain)} |" for band, v in res.bands.items()]
-    lines += ["", f"![gain]({figs['gain']})", "", "## Band contrasts", ""]
-    lines += [f"Exact permutation tests over seed labels of each band pair's mean change. The pre-registered main "
-              f"contrast ({g}: {a} vs {b}) is tested first at α = {ALPHA}; only if it shows a difference are the other "
-              f"contrasts tested, with Holm's correction ('decision p'). A band needs ≥ {MIN_SEEDS} seeds hitting the "
-              f"target. With n seeds per band the smallest attainable p is 2 / C(2n, n) (n = 5: 0.008).", ""]  # fmt: skip
+    lines += ["", f"![gain]({figs['gain']})", "", *gain_share_lines(res), "## Band contrasts", ""]
+    lines += [f"Exact permutation tests over seed labels of each band pair's mean **share of the gain carried** "
+              f"(the verdict's family). The pre-registered main contrast ({g}: {a} vs {b}) is tested first at α = "
+              f"{ALPHA}; only if it shows a difference are the other contrasts tested, with Holm's correction "
+              f"('decision p'). A band needs ≥ {MIN_SEEDS} seeds hitting the target. With n seeds per band the smallest "
+              f"attainable p is 2 / C(2n, n) (n = 5: 0.008).", ""]  # fmt: skip
     if res.verdict_class == "no_target":
         lines += ["No contrast is tested: there is no gain well above noise to match at (the numbers below are descriptive)."]
     else:
-        lines += contrast_lines(res)
+        lines += contrast_lines(res.contrasts)
+        lines += ["", "Secondary family, not in the verdict: the same tests on the change in group activity (headline SAE).", ""]
+        lines += contrast_lines(res.feature_contrasts)
     lines += ["", "## Feature change at matched gain (SAEs side by side)", ""]
     for sae, nf in res.noise_floor_by_sae.items():
         lines += [f"### {sae}", "", "| band | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS)]

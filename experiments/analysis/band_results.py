@@ -1,4 +1,4 @@
-"""The band study's numbers: matched gain, feature change with CIs, noise floor, verdict.
+"""The band study's numbers: matched gain, feature change, gain attribution with CIs, noise floor, verdict.
 
 Everything here is computed from the run directory's artifacts (metrics.jsonl, the diff
 readings, features.json) into typed results; the verdict sentence is assembled from
@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from experiments.analysis.contrasts import GROUPS, contrasts, verdict
+from experiments.analysis.gain_results import MEASURE, carried, fraction_estimates, fraction_values
 from probes.bands import BANDS
 from probes.diff import VIEWS, change_vector, group_activity, matched_values, relative_change
 from probes.layout import checkpoint_name, run_name
@@ -170,6 +171,9 @@ class BandResult:
     feature_change: dict[str, Estimate]
     """Headline SAE: each group's change at the matched checkpoints (seeds that hit the target)."""
     feature_change_by_sae: dict[str, dict[str, Estimate]]
+    gain_share: dict[str, dict[str, Estimate]]
+    """Headline SAE, per group: share of the gain carried, the same for a matched random group, and
+    the share the group brings to the base model (reverse patch), over the seeds that hit the target."""
 
     def to_json(self) -> dict:
         return {
@@ -177,14 +181,16 @@ class BandResult:
             "matched_hit": self.matched_hit, "behaviour": self.behaviour,
             "feature_change": {g: e.as_dict() for g, e in self.feature_change.items()},
             "feature_change_by_sae": {s: {g: e.as_dict() for g, e in v.items()} for s, v in self.feature_change_by_sae.items()},
+            "gain_share": {g: {k: e.as_dict() for k, e in v.items()} for g, v in self.gain_share.items()},
         }  # fmt: skip
 
     @classmethod
     def from_json(cls, d: dict) -> BandResult:
         est = Estimate.from_dict
+        nested = lambda x: {a: {b: est(e) for b, e in v.items()} for a, v in x.items()}  # noqa: E731
         return cls(est(d["gain"]), d["matched_step"], d["matched_gain"], d["matched_hit"], d["behaviour"],
-                   {g: est(e) for g, e in d["feature_change"].items()},
-                   {s: {g: est(e) for g, e in v.items()} for s, v in d["feature_change_by_sae"].items()})  # fmt: skip
+                   {g: est(e) for g, e in d["feature_change"].items()}, nested(d["feature_change_by_sae"]),
+                   nested(d["gain_share"]))  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,7 +218,10 @@ class BandStudyResult:
     labels_by_sae: dict[str, dict[str, dict]]
     headline_sae: str
     contrasts: list[dict]
-    """Every group x band-pair permutation test (main contrast first) with its decision."""
+    """The verdict's family: every group x band-pair permutation test of the share of the gain carried
+    (main contrast first) with its decision."""
+    feature_contrasts: list[dict]
+    """A secondary family, not in the verdict: the same tests on the change in group activity."""
     verdict_class: str
     """no_target, untestable, no_difference or differs."""
     verdict: str
@@ -272,13 +281,20 @@ def planned(runs: RunData, s: StudySettings) -> tuple[dict[str, GainCurve], Matc
 
 
 def analyse(
-    settings: StudySettings, runs: RunData, features: dict[str, dict], labels: dict[str, dict], readings: dict[str, dict]
+    settings: StudySettings,
+    runs: RunData,
+    features: dict[str, dict],
+    labels: dict[str, dict],
+    readings: dict[str, dict],
+    attributions: Mapping[str, Mapping],
 ) -> BandAnalysis:
     """Every number of the band study from the band runs, the labels and the diff readings."""
     s = settings
     curve_by_run, p = planned(runs, s)
     m = matching(curve_by_run, runs.extra, p)
     blocks = {name: sae_block(readings, name, feats, m, s.seeds, labels[name]) for name, feats in features.items()}
+    shares = fraction_values(attributions, s.seeds)
+    share_est = fraction_estimates(shares)
     head_name = next(iter(blocks))
     head = blocks[head_name]
     bands = {}
@@ -293,16 +309,18 @@ def analyse(
             behaviour={b: {k: float(sum(x[b][k] for x in beh) / len(beh)) for k in ("start", "end")} for b in BEHAVIOURS},
             feature_change={g: head.estimates[band][g] for g in GROUPS},
             feature_change_by_sae={n: {g: blk.estimates[band][g] for g in GROUPS} for n, blk in blocks.items()},
+            gain_share=share_est[band],
         )
     labelled = {g: bool(head.groups[g]) for g in GROUPS}
-    tests = contrasts(head.values, labelled)
+    tests = contrasts(carried(shares), labelled)
     n_hit = {b: sum(bands[b].matched_hit) for b in BANDS}
     causal = {g: lab["passed"] for g, lab in head.labels.items()}
-    vclass, sentence = verdict(p.target, p.tol, p.noise_ok, n_hit, len(s.seeds), tests, causal, labelled)
+    vclass, sentence = verdict(p.target, p.tol, p.noise_ok, n_hit, len(s.seeds), tests, causal, labelled, MEASURE)
     res = BandStudyResult(
         s.preset, list(s.seeds), bands, s.matched_key, p.target, p.tol, p.se_gain, VIEWS[0], s.loss_agg,
         head.noise_floor, {n: blk.noise_floor for n, blk in blocks.items()}, {n: blk.cosine for n, blk in blocks.items()},
-        {n: blk.labels for n, blk in blocks.items()}, head_name, [dataclasses.asdict(c) for c in tests], vclass, sentence,
+        {n: blk.labels for n, blk in blocks.items()}, head_name, [dataclasses.asdict(c) for c in tests],
+        [dataclasses.asdict(c) for c in contrasts(head.values, labelled)], vclass, sentence,
     )  # fmt: skip
     return BandAnalysis(res, runs.metrics, runs.extra, m, p, blocks, readings)
 

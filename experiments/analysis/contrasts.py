@@ -90,8 +90,10 @@ def verdict(
     results: list[ContrastResult],
     causal: Mapping[str, bool | None],
     labelled: Mapping[str, bool],
+    measure: str = "feature change",
 ) -> tuple[VerdictClass, str]:
-    """(class, one sentence) stating what the numbers show (computed, never hand-written)."""
+    """(class, one sentence) stating what the numbers show (computed, never hand-written); ``measure``
+    names what the contrasts compare (e.g. 'share of the gain carried')."""
     hits = ", ".join(f"{b} {n}/{n_seeds}" for b, n in n_hit.items())
     head = f"At a matched accuracy gain of {target:+.3f} ± {tol:.3f} (seeds hitting it: {hits})"
     if not noise_ok:
@@ -104,9 +106,9 @@ def verdict(
         why = "its label group is empty" if not labelled.get(main.group) else f"a band has fewer than {MIN_SEEDS} seeds hitting the target"
         return "untestable", f"{head}, the pre-registered contrast ({main.name}) cannot be tested: {why}."
     caveat = "" if causal.get(main.group) else f"; the {main.group} label failed its causal check"
-    said = f"{main.name} differs by {main.diff:+.2f} (permutation p = {main.p:.3f}, n = {main.n_a}+{main.n_b} seeds{caveat})"
+    said = f"{measure}, {main.name}, differs by {main.diff:+.2f} (permutation p = {main.p:.3f}, n = {main.n_a}+{main.n_b} seeds{caveat})"
     if not main.significant:
-        return "no_difference", f"{head}, the pre-registered contrast does not show a difference: {said.replace(' differs by', ': difference')}."
+        return "no_difference", f"{head}, the pre-registered contrast does not show a difference: {said.replace(', differs by', ': difference')}."
     more = [
         f"{r.name} {r.diff:+.2f} (Holm p = {r.p_adjusted:.3f}{'' if causal.get(r.group) else ', label failed its causal check'})"
         for r in results[1:] if r.significant

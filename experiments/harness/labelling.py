@@ -162,7 +162,7 @@ def label_and_check(
             continue
         ablate = lambda g: behaviours(src, test_problems, [(hook, ablation_hook(sae, g))], spec.shortcut_k)  # noqa: E731
         res = check(EXPECTATIONS[kind], clean, ablate(group), [ablate(g) for g in randoms[kind]], spec.seed)
-        checks[kind] = {"group": group, **dataclasses.asdict(res)}
+        checks[kind] = {"group": group, "random_groups": randoms[kind], **dataclasses.asdict(res)}
     owner = {i: kind for kind, g in groups.items() for i in g}
     shares = {k: positive_share(_mean_attr(on_label[k], len(label_problems))) for k in KINDS}
     features = [{"latent": i, "label": owner.get(i, UNLABELLED),

@@ -63,6 +63,8 @@ class Recipe:
     """Per-step chance that a deliberate training trace writes a wrong result (0: every trace is canonical)."""
     trace_error_from: int = 0
     """First step whose traces carry errors; earlier batches are clean (learn the computation, then its noise)."""
+    direct_k_max: int = 0
+    """Direct answers get k uniform over 1..direct_k_max (0: the same k as traces): shortcut availability."""
 
     @classmethod
     def of(cls, fields: Mapping[str, Any]) -> Recipe:
@@ -71,7 +73,7 @@ class Recipe:
         model = ModelSpec(f["arch"], f["d_model"], f["n_layers"], f["n_heads"], f["d_mlp"])
         return cls(TaskSpec(f["p"], tuple(f["ops"])), model, f["seed"], f["k_train_max"], f["k_weighting"],
                    f["direct_frac"], f["steps"], f["batch_size"], f["lr"], f["weight_decay"], f["warmup"], f.get("device", "cpu"),
-                   f.get("trace_error", 0.0), f.get("trace_error_from", 0))  # fmt: skip
+                   f.get("trace_error", 0.0), f.get("trace_error_from", 0), f.get("direct_k_max", 0))  # fmt: skip
 
     @property
     def k_probs(self) -> np.ndarray:
@@ -93,6 +95,8 @@ class Recipe:
         for _ in range(self.batch_size):
             problem = draw_problem(rng, int(rng.choice(ks, p=self.k_probs)), self.task)
             mode = "direct" if rng.random() < self.direct_frac else "deliberate"
+            if mode == "direct" and self.direct_k_max:
+                problem = draw_problem(rng, int(rng.integers(1, self.direct_k_max + 1)), self.task)
             if mode == "deliberate" and self.trace_error > 0 and step >= self.trace_error_from:
                 out.append(example(problem, unreliable_trace_words(problem, rng, self.trace_error), vocab))
             else:

@@ -112,3 +112,31 @@ def test_band_study__replicate_runs_one_study_per_pretraining_seed_and_counts_ve
     seeds = [json.loads((tmp_path / "rep" / f"pretrain-seed{s}" / "config.json").read_text())["stages"]["pretrain"]["seed"] for s in (0, 1)]
     assert seeds == [0, 1]
     assert json.loads((tmp_path / "rep" / "replicates.json").read_text()) == summary
+
+
+def test_gain_stage__patches_each_group_at_every_hitting_runs_matched_checkpoint(study, tmp_path, monkeypatch):
+    """With a target every smoke run hits (a wide tolerance), each run gets a gain attribution record whose
+    unpatched accuracies reproduce the run's own evaluation at the matched step, and a rerun reuses it."""
+    from experiments.analysis.band_results import matching, planned
+    from probes.layout import FEATURES, GAIN_ATTRIBUTION, read_json, read_jsonl
+
+    out = tmp_path / "study"
+    shutil.copytree(study[0], out)
+    args = preset_args(BandStudyArgs, PRESETS, "smoke", out=out, target_gain=0.3, matched_tol=1.0)
+    features = {p.name: read_json(p / FEATURES) for p in (out / "sae").iterdir()}
+    records = band_study.gain_stage(args, features)
+    runs = band_study.run_data(args)
+    curve_by_run, plan = planned(runs, args.settings)
+    points = matching(curve_by_run, runs.extra, plan).points
+    assert set(records) == {n for n, p in points.items() if p.within_tol} and records
+    name, rec = next(iter(records.items()))
+    sae_name = args.sae_args(args.sae_archs[0]).sae_name
+    assert read_json(out / name / GAIN_ATTRIBUTION)[sae_name] == rec and rec["step"] == points[name].step
+    checked = set(features[sae_name]["causal"]["checks"]) & {"shortcut", "computation", "deliberation"}
+    assert set(rec["patched"]) == set(rec["reverse"]) == {g for g in checked if features[sae_name]["groups"][g]}
+    row = {r["step"]: r for r in read_jsonl(out / name / "metrics.jsonl") + read_jsonl(out / name / "match.jsonl")}
+    # The same draws through the lockstep path: equal here; the bridge's float noise may flip a rare sample.
+    assert abs(rec["acc_tuned"] - row[rec["step"]][args.matched_key]) < 0.05
+    assert abs(rec["acc_base"] - row[0][args.matched_key]) < 0.05
+    monkeypatch.setattr(band_study, "attribute_gain", lambda *a: pytest.fail("recomputed a gain attribution"))
+    assert band_study.gain_stage(args, features) == records  # reused from disk

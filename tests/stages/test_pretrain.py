@@ -44,6 +44,20 @@ def test_recipe_batch__trace_errors_start_at_trace_error_from():
         dataclasses.replace(SMOKE, trace_error_from=SMOKE.steps)
 
 
+def test_recipe_batch__direct_k_max_spreads_direct_answers_over_small_k_only():
+    """Shortcut availability: with direct_k_max, direct completions have k uniform over 1..direct_k_max."""
+    args = dataclasses.replace(SMOKE, direct_k_max=2, batch_size=400)
+    vocab = build_tokenizer(args.task_spec).get_vocab()
+    batch = args.recipe.batch(0, vocab)
+    k_of = lambda n_prompt: (n_prompt - 3) // 2  # noqa: E731 -- <bos> x0 (op x)^k =
+    direct = [k_of(n) for ids, n in batch if ids[n] != vocab["<think>"]]
+    deliberate = {k_of(n) for ids, n in batch if ids[n] == vocab["<think>"]}
+    assert set(direct) == {1, 2} and abs(direct.count(1) - direct.count(2)) < 0.25 * len(direct)
+    assert max(deliberate) == SMOKE.k_train_max  # traces keep the full range
+    with pytest.raises(ValueError, match="direct_k_max"):
+        dataclasses.replace(SMOKE, direct_k_max=SMOKE.k_train_max + 1)
+
+
 def test_pretrain__smoke_preset_has_intermediate_competence(smoke_run):
     """Golden: the seeded smoke base model has the competence profile bands rely on."""
     table = json.loads((smoke_run / "base" / "eval.json").read_text())["accuracy"]

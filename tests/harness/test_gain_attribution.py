@@ -1,0 +1,67 @@
+"""Gain attribution on a planted case: fine-tuning changed exactly one latent, so the answer is known."""
+
+import pytest
+import torch
+from tests_toys import ANS, DELIB, NUMBERS, SHORT, STEP, A, B, D, IdentitySAE, ToyBridge
+
+from experiments.harness.gain_attribution import attribute_gain
+from experiments.harness.patching import Lockstep
+
+IDS = torch.tensor([(0, A, 3), (0, B, 3)] * 10)
+
+
+def accuracy(model) -> float:
+    """Direct answers right at rows of A plus trace steps right at rows of B (half the problems each)."""
+    logits = model(input_ids=IDS).logits[:, 1]
+    best = torch.as_tensor(NUMBERS)[logits[:, NUMBERS].argmax(-1)]
+    return float(((best[0::2] == ANS).double().mean() + (best[1::2] == STEP).double().mean()) / 2)
+
+
+def test_attribute_gain__the_planted_latent_carries_the_whole_gain_and_others_none():
+    # Base: the shortcut latent is silent, so direct answers fail. Fine-tuned: it fires (the gain).
+    base, tuned, sae = ToyBridge(short=0.0), ToyBridge(short=2.0), IdentitySAE(D)
+    res = attribute_gain(accuracy, tuned, base, sae, "hook", {"shortcut": [SHORT], "deliberation": [DELIB], "mode": []},
+                         randoms={"shortcut": [3], "deliberation": [4]})  # fmt: skip
+    assert res.acc_tuned == 1.0 and res.acc_base == 0.5 and set(res.patched) == {"shortcut", "deliberation"}
+    frac = res.fractions()
+    assert frac["shortcut"] == {"carried": 1.0, "random": 0.0, "reverse": 1.0}
+    assert frac["deliberation"]["carried"] == 0.0 and frac["deliberation"]["reverse"] == 0.0
+
+
+def test_lockstep__an_empty_group_or_a_donor_equal_to_the_main_model_changes_nothing():
+    tuned, base, sae = ToyBridge(short=2.0), ToyBridge(short=0.0), IdentitySAE(D)
+    plain = tuned.original_model(IDS).logits
+    assert torch.equal(Lockstep(tuned, base, sae, "hook", []).forward(input_ids=IDS).logits, plain)
+    assert torch.allclose(Lockstep(tuned, ToyBridge(short=2.0), sae, "hook", range(D)).forward(input_ids=IDS).logits, plain)
+    patched = Lockstep(tuned, base, sae, "hook", [SHORT]).forward(input_ids=IDS).logits
+    assert torch.allclose(patched, base.original_model(IDS).logits)  # only SHORT differed
+    assert not torch.allclose(patched, plain)
+
+
+@pytest.mark.parametrize("group", [[], "all"])
+def test_lockstep__kv_cached_sampling_matches_full_forwards(smoke_study, group):
+    """With a real model: greedy KV-cached decoding through the lockstep pair reproduces, token by
+    token, the argmax of full (uncached) forwards of the same pair: the donor's cache stays in step."""
+    from experiments.harness import seeds
+    from experiments.harness.sampling import sample
+    from experiments.harness.task import EOS, PAD, TaskSpec, prompt_words
+    from probes.models import load_bridge, load_tokenizer
+    from probes.saes.train import load_sae
+
+    run = smoke_study[0]
+    bridge, donor = load_bridge(run / "base"), load_bridge(run / "base")
+    with torch.no_grad():
+        for p in donor.original_model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    tok = load_tokenizer(run / "base")
+    sae = load_sae(next((run / "sae").iterdir()))
+    hook = sae.cfg.metadata.hook_name
+    model = Lockstep(bridge, donor, sae, hook, range(sae.cfg.d_sae) if group == "all" else group)
+    problems = seeds.problems("causal", 0, 2, 4, TaskSpec(5, ("+",)))
+    prompts = [tok.convert_tokens_to_ids(prompt_words(pr)) for pr in problems]
+    out = sample(model, prompts, max_new=8, eos_id=tok.convert_tokens_to_ids(EOS), pad_id=tok.convert_tokens_to_ids(PAD), temperature=0.0)
+    for prompt, new in zip(prompts, out):
+        full = torch.tensor([prompt + new])
+        with torch.no_grad():
+            logits = model(input_ids=full).logits[0]
+        assert logits[len(prompt) - 1 : len(prompt) - 1 + len(new)].argmax(-1).tolist() == new

@@ -1,0 +1,55 @@
+"""A toy model with planted latents, shared by the attribution and gain-attribution tests.
+
+Each token embeds to a fixed residual vector; the residual passes the hook and is unembedded.
+The SAE is the identity dictionary (codes = relu(x)), so latent j is coordinate j. Latent SHORT
+carries the 'direct answer' (token ANS at rows of token A), latent DELIB the 'trace step' (token
+STEP at rows of token B); the other latents are noise the read-outs ignore.
+"""
+
+import contextlib
+import types
+
+import torch
+
+V, D = 8, 8
+A, B, ANS, STEP, OTHER = 1, 2, 5, 6, 7
+NUMBERS = [ANS, STEP, OTHER]
+SHORT, DELIB = 0, 1
+
+
+class IdentitySAE(torch.nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.W_dec = torch.nn.Parameter(torch.eye(d), requires_grad=False)
+
+    def encode(self, x):
+        return torch.relu(x)
+
+
+class ToyBridge:
+    """The two things the probes use of a TransformerBridge: ``hooks`` and ``original_model``."""
+
+    def __init__(self, seed: int = 0, short: float = 2.0, delib: float = 2.0):
+        g = torch.Generator().manual_seed(seed)
+        self.embed = 0.1 * torch.rand(V, D, generator=g)
+        self.embed[A, SHORT], self.embed[B, DELIB] = short, delib
+        self.unembed = 0.05 * torch.randn(D, V, generator=g)
+        self.unembed[SHORT, ANS], self.unembed[DELIB, STEP] = 3.0, 3.0
+        self._hooks: list = []
+        self.original_model = self._forward
+
+    @contextlib.contextmanager
+    def hooks(self, fwd_hooks):
+        self._hooks = list(fwd_hooks)
+        try:
+            yield self
+        finally:
+            self._hooks = []
+
+    def _forward(self, input_ids, attention_mask=None, **_):
+        x = self.embed[input_ids]
+        for _, fn in self._hooks:
+            x = fn(x, None)
+        return types.SimpleNamespace(logits=x @ self.unembed)
+
+
