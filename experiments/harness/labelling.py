@@ -93,27 +93,36 @@ def split_problems(
     return label, test
 
 
-def _attributions(sae, src: Source, hook: str, problems: Sequence[Problem], spec: LabelSpec) -> dict[str, Attribution]:
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split's read-outs and their attributions, per kind."""
+
+    n_problems: int
+    labels: dict[str, np.ndarray]
+    """Per kind: the probe's class per read-out row (the mode logit's sign for 'mode')."""
+    attributions: dict[str, Attribution]
+
+    def mean_attr(self, kind: str) -> np.ndarray:
+        """Mean attribution per problem of every latent to the kind's read-outs."""
+        return self.attributions[kind].attr_SF.sum(0) / max(self.n_problems, 1)
+
+
+def read_split(sae, src: Source, hook: str, problems: Sequence[Problem], shortcut_k: int) -> Split:
     vocab = src.tokenizer.get_vocab()
-    readouts = task_readouts(vocab, problems, spec.shortcut_k)
-    return {kind: attribute(src.bridge, sae, hook, ro, vocab[PAD]) for kind, ro in readouts.items()}
+    attributions, labels = {}, {}
+    for kind, ro in task_readouts(vocab, problems, shortcut_k).items():
+        attributions[kind] = a = attribute(src.bridge, sae, hook, ro, vocab[PAD])
+        labels[kind] = (a.value_R > 0).astype(np.int64) if kind == "mode" else ro.label_R
+    return Split(len(problems), labels, attributions)
 
 
-def _mean_attr(a: Attribution, n_problems: int) -> np.ndarray:
-    return a.attr_SF.sum(0) / max(n_problems, 1)
-
-
-def _probe_labels(kind: str, a: Attribution, readout_labels: np.ndarray) -> np.ndarray:
-    return (a.value_R > 0).astype(np.int64) if kind == "mode" else readout_labels
-
-
-def confirm(kind: str, group: list[int], label: Attribution, test: Attribution, randoms: list[list[int]],
-            labels: tuple[np.ndarray, np.ndarray], n_test: int, seed: int) -> dict:  # fmt: skip
+def confirm(kind: str, group: list[int], label: Split, test: Split, randoms: list[list[int]], seed: int) -> dict:
     """Out-of-split evidence for one group: attribution share and probe accuracy, with their controls."""
-    attr_F = _mean_attr(test, n_test)
+    attr_F = test.mean_attr(kind)
     rand = [group_share(attr_F, g) for g in randoms]
     share = group_share(attr_F, group)
-    res = probe(label.codes_RF[:, group], labels[0], test.codes_RF[:, group], labels[1], seed)
+    codes = lambda split: split.attributions[kind].codes_RF[:, group]  # noqa: E731
+    res = probe(codes(label), label.labels[kind], codes(test), test.labels[kind], seed)
     return {"test_share": share, "random_share_mean": float(np.mean(rand)) if rand else None,
             "share_percentile": float(np.mean([r < share for r in rand])) if rand else None,
             "probe": dataclasses.asdict(res)}  # fmt: skip
@@ -143,18 +152,11 @@ def label_and_check(
     """features.json content: groups selected on ``label_problems``, confirmed and causally checked on ``test_problems``."""
     stats = feature_stats(sae, src.cache, rows=np.arange(src.cache.n_tokens))
     live_F = stats.fire_rate_F > 0
-    on_label = _attributions(sae, src, hook, label_problems, spec)
-    on_test = _attributions(sae, src, hook, test_problems, spec)
-    vocab = src.tokenizer.get_vocab()
-    label_ro, test_ro = (task_readouts(vocab, ps, spec.shortcut_k) for ps in (label_problems, test_problems))
-    groups = select_groups({k: _mean_attr(on_label[k], len(label_problems)) for k in KINDS}, live_F, spec.share, spec.max_group)
+    label, test = (read_split(sae, src, hook, ps, spec.shortcut_k) for ps in (label_problems, test_problems))
+    groups = select_groups({k: label.mean_attr(k) for k in KINDS}, live_F, spec.share, spec.max_group)
     live = np.flatnonzero(live_F).tolist()
-    randoms = {k: matched_random_groups(g, live, stats.fire_rate_F, stats.mean_F, spec.n_random, spec.seed) for k, g in groups.items() if g}
-    selection = {}
-    for kind, group in groups.items():
-        labels = (_probe_labels(kind, on_label[kind], label_ro[kind].label_R), _probe_labels(kind, on_test[kind], test_ro[kind].label_R))
-        selection[kind] = {"n": len(group)} | (confirm(kind, group, on_label[kind], on_test[kind], randoms[kind], labels,
-                                                      len(test_problems), spec.seed) if group else {})  # fmt: skip
+    randoms = {k: matched_random_groups(g, live, stats.fire_rate_F, stats.mean_F, spec.n_random, spec.seed) for k, g in groups.items()}
+    selection = {k: {"n": len(g)} | (confirm(k, g, label, test, randoms[k], spec.seed) if g else {}) for k, g in groups.items()}
     clean = behaviours(src, test_problems, (), spec.shortcut_k)
     checks = {}
     for kind, group in groups.items():
@@ -164,7 +166,7 @@ def label_and_check(
         res = check(EXPECTATIONS[kind], clean, ablate(group), [ablate(g) for g in randoms[kind]], spec.seed)
         checks[kind] = {"group": group, "random_groups": randoms[kind], **dataclasses.asdict(res)}
     owner = {i: kind for kind, g in groups.items() for i in g}
-    shares = {k: positive_share(_mean_attr(on_label[k], len(label_problems))) for k in KINDS}
+    shares = {k: positive_share(label.mean_attr(k)) for k in KINDS}
     features = [{"latent": i, "label": owner.get(i, UNLABELLED),
                  "evidence": stats.evidence(i) | {f"attr_share/{k}": float(shares[k][i]) for k in KINDS}}
                 for i in range(stats.n_latents)]  # fmt: skip
