@@ -168,7 +168,9 @@ def init_run(out: Path, stage: str, args: object) -> dict:
     """Write ``<out>/config.json`` before any work; refuse a run made with other args.
 
     Rerunning with the same arguments resumes; different arguments would mix two
-    studies in one directory, so they stop with an error instead of overwriting.
+    studies in one directory, so they stop with an error instead of overwriting. A field
+    added to a stage after the run was made counts as unchanged while it keeps its default
+    (new knobs default to the old behaviour).
     """
     record = resolved(args)
     config_path = out / CONFIG
@@ -176,7 +178,9 @@ def init_run(out: Path, stage: str, args: object) -> dict:
         existing = read_json(config_path)
         if existing.get("format") != RUN_FORMAT:
             raise RunDirError(f"{config_path}: run format {existing.get('format')} != {RUN_FORMAT}")
-        if existing.get("stages", {}).get(stage, record) != record:
+        before = existing.get("stages", {}).get(stage, record)
+        added = resolved(type(args)()) if dataclasses.is_dataclass(args) else {}
+        if {**{k: v for k, v in added.items() if k not in before}, **before} != record:
             raise RunDirError(
                 f"{config_path}: run was made with different {stage} arguments; use a new --out or delete the run"
             )

@@ -101,6 +101,21 @@ def test_pretrain__different_args_refuse_to_overwrite(tmp_path):
     assert (tmp_path / "run" / "base" / "model.safetensors").read_bytes() == before
 
 
+def test_pretrain__a_run_made_before_a_knob_existed_resumes_while_the_knob_keeps_its_default(tmp_path, monkeypatch):
+    import json
+
+    pretrain.main(smoke(tmp_path))
+    config = tmp_path / "run" / "config.json"
+    old = json.loads(config.read_text())
+    del old["stages"]["pretrain"]["direct_k_max"]  # as written before the knob was added
+    config.write_text(json.dumps(old))
+    monkeypatch.setattr(pretrain, "train", lambda *a: pytest.fail("retrained a finished run"))
+    pretrain.main(smoke(tmp_path))
+    config.write_text(json.dumps(old))
+    with pytest.raises(RunDirError, match="different pretrain arguments"):
+        pretrain.main(smoke(tmp_path, direct_k_max=2))
+
+
 def test_pretrain__resume_after_interrupt_matches_uninterrupted(tmp_path, monkeypatch):
     pretrain.main(smoke(tmp_path, name="straight"))
     real_lr_at = Recipe.lr_at
