@@ -90,7 +90,8 @@ def _batch(bridge, sae, hook: str, ids_BL: Tensor, mask_BL: Tensor, seq_R, pos_R
         (grad_BLD,) = torch.autograd.grad(value_R.sum(), captured[0])
     with torch.no_grad():
         codes_BLF = sae.encode(captured[0].detach()) * mask_BL[..., None]
-        attr_BF = torch.einsum("blf,fd,bld->bf", codes_BLF, sae.W_dec, grad_BLD.to(sae.W_dec.dtype))
+        grad_BLF = grad_BLD.to(sae.W_dec.dtype) @ sae.W_dec.T  # each latent's decoder direction . gradient
+        attr_BF = (codes_BLF * grad_BLF).sum(1)
         return value_R.detach(), attr_BF, codes_BLF[seq_R, pos_R]
 
 
