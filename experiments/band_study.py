@@ -3,8 +3,8 @@
 pretrain -> bands -> GRPO per band x seed -> matched gain (replay) -> shared SAEs (BatchTopK and
 T-SAE) on the base model -> feature groups with causal checks -> gain attribution at the matched
 checkpoints -> every checkpoint diffed in each SAE basis -> results.json, diff.json and report.md
-with figures. Every stage writes atomically and is
-skipped when its artifact exists, so rerunning the same command resumes where it stopped.
+with figures. Every stage writes atomically and is skipped when its artifact exists, so rerunning
+the same command resumes where it stopped.
 
 Any stage's knobs can be set for the whole study from a config file with one section per
 stage (``--config study.json``: ``{"pretrain": {"p": 13}, "grpo": {"lr": 5e-5}, "seeds": [0, 1]}``).
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from safetensors.torch import save_file
+from tqdm.auto import tqdm
 
 from experiments import bands, grpo, pretrain, train_sae
 from experiments.analysis.band_report import write_report
@@ -251,10 +252,9 @@ def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
     groups = {g: feats["groups"][g] for g in GROUPS}
     randoms = {g: c["random_groups"][0] for g, c in feats["causal"]["checks"].items()}
     out = {}
-    for band, seed in ((b, s) for b in BANDS for s in args.seeds):
+    hitting = [(b, s) for b in BANDS for s in args.seeds if points[run_name(b, s)].within_tol]
+    for band, seed in tqdm(hitting, desc="gain attribution"):
         gargs, point = args.grpo_args(band, seed), points[run_name(band, seed)]
-        if not point.within_tol:
-            continue
         path = gargs.out / GAIN_ATTRIBUTION
         record = read_json(path) if path.exists() else {}
         if record.get(sae_name, {}).get("step") != point.step:
