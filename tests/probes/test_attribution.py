@@ -100,3 +100,21 @@ def test_matched_random_groups__stand_ins_fire_like_the_group_and_never_overlap_
     drawn = np.concatenate(groups)
     assert fire[drawn].mean() > 0.85 > fire.mean() + 0.3  # matched: far above a uniform draw's mean
     assert groups == matched_random_groups(group, list(range(200)), fire, mass, n=20, seed=1)
+
+
+def test_check__under_no_group_specific_effect_passes_at_most_one_in_21():
+    """Null: the group and its 20 matched random groups all hurt the behaviour by the same amount on
+    average (every ablation of that size does). A pass then needs the group to beat all 20 by chance:
+    probability 1/21 = 0.048 under exchangeability, the CI and dissociation rules only lower it."""
+    rng = np.random.default_rng(0)
+    trials, n = 400, 60
+    clean = {"direct_correct": np.ones(n), "deliberate_correct": np.ones(n)}
+    expect = Expectation("direct_correct", -1.0, off_target="deliberate_correct")
+
+    def ablated():
+        return {"direct_correct": (rng.random(n) > 0.3).astype(float), "deliberate_correct": (rng.random(n) > 0.2).astype(float)}
+
+    bound = 1 / 21 + 2.5 * np.sqrt((1 / 21) * (20 / 21) / trials)
+    for rule in (expect, Expectation("direct_correct", -1.0)):  # with and without the dissociation
+        passes = sum(check(rule, clean, ablated(), [ablated() for _ in range(20)], seed=t).passed for t in range(trials))
+        assert passes / trials <= bound  # measured: 0.025 with the dissociation, 0.0525 without
