@@ -186,8 +186,9 @@ def feature_stage(args: BandStudyArgs, arch: str) -> dict:
     sae_dir = RunLayout(args.out).sae(sae_args.sae_name)
     path = sae_dir / FEATURES
     spec = LabelSpec(n_random=args.n_random, shortcut_k=max(SHORTCUT_K, args.pretrain_args.direct_k_max))
-    if path.exists() and read_json(path).get("spec") == dataclasses.asdict(spec):
-        return read_json(path)  # made with this spec (an older format or another spec is redone)
+    cached = read_json(path) if path.exists() else {}
+    if cached.get("spec") == dataclasses.asdict(spec):
+        return cached  # made with this spec (an older format or another spec is redone)
     src = open_source(sae_args.source_spec, sae_args.checkpoint_dir)
     meta = {"sae": sae_args.sae_name, "hook": sae_args.hook, "checkpoint": str(sae_args.checkpoint_dir)}
     label_split, test_split = causal_problems(RunLayout(args.out), args.causal_per_k, args.bands_args.seed, sae_args.probe_spec)

@@ -31,6 +31,7 @@ import numpy as np
 from experiments.harness import seeds
 from experiments.harness.readouts import KINDS, task_readouts
 from experiments.harness.rollout import behaviour_table
+from experiments.harness.rundir import finite_or_none
 from experiments.harness.sources import Source
 from experiments.harness.task import PAD, SHORTCUT_K, Problem, TaskSpec
 from probes.attribution import Attribution, attribute, group_share, positive_share, select_groups
@@ -136,16 +137,6 @@ def behaviours(src: Source, problems: Sequence[Problem], hooks, shortcut_k: int)
     return table
 
 
-def _plain(x):
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
-    return x
-
-
 def label_and_check(
     sae, src: Source, hook: str, label_problems: Sequence[Problem], test_problems: Sequence[Problem], spec: LabelSpec, meta: dict
 ) -> dict:
@@ -155,7 +146,7 @@ def label_and_check(
     label, test = (read_split(sae, src, hook, ps, spec.shortcut_k) for ps in (label_problems, test_problems))
     groups = select_groups({k: label.mean_attr(k) for k in KINDS}, live_F, spec.share, spec.max_group)
     live = np.flatnonzero(live_F).tolist()
-    randoms = {k: matched_random_groups(g, live, stats.fire_rate_F, stats.mean_F, spec.n_random, spec.seed) for k, g in groups.items()}
+    randoms = {k: matched_random_groups(g, live, stats.fire_rate_F, stats.mean_F, spec.n_random, spec.seed) for k, g in groups.items() if g}
     selection = {k: {"n": len(g)} | (confirm(k, g, label, test, randoms[k], spec.seed) if g else {}) for k, g in groups.items()}
     clean = behaviours(src, test_problems, (), spec.shortcut_k)
     checks = {}
@@ -170,7 +161,7 @@ def label_and_check(
     features = [{"latent": i, "label": owner.get(i, UNLABELLED),
                  "evidence": stats.evidence(i) | {f"attr_share/{k}": float(shares[k][i]) for k in KINDS}}
                 for i in range(stats.n_latents)]  # fmt: skip
-    return _plain({
+    return finite_or_none({
         "meta": dict(meta), "spec": dataclasses.asdict(spec),
         "counts": {k: len(g) for k, g in groups.items()}, "groups": groups, "selection": selection,
         "causal": {"problems": len(test_problems), "clean": {b: float(np.nanmean(v)) for b, v in clean.items()}, "checks": checks},
