@@ -90,9 +90,13 @@ class BandStudyArgs:
     matched_key: str = "eval/acc/all/sampled"
     """Eval metric whose gain over the base model is matched."""
     target_gain: float | None = None
-    """Matched gain target (None: the largest gain every run reaches)."""
+    """Matched gain target (None: the largest gain every run of each band that can be matched reaches,
+    a band being matchable when all its runs gain at least 3 standard errors)."""
     matched_tol: float | None = None
     """A matched gain hits the target within this (None: one standard error of a gain, from the evals)."""
+    attribution_samples: int = 4
+    """Completions per eval problem for each patched accuracy in gain attribution (the same draws in every
+    condition; fewer than the eval's 8 to keep the default study's time)."""
     causal_per_k: int = 20
     """Problems per k (inside the pretraining range) in each of the labelling and test splits of the causal stream."""
     n_random: int = 20
@@ -110,7 +114,7 @@ class BandStudyArgs:
             raise ValueError(f"seeds: need distinct seeds, got {self.seeds}")
         if not self.sae_archs or set(self.sae_archs) - {"batchtopk", "matryoshka", "temporal"}:
             raise ValueError(f"sae_archs: must be from batchtopk, matryoshka, temporal; got {self.sae_archs}")
-        for name in ("grpo_steps", "causal_per_k", "n_random", "diff_per_k", "replicate"):
+        for name in ("grpo_steps", "attribution_samples", "causal_per_k", "n_random", "diff_per_k", "replicate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         for stage, values in self.stages.items():
@@ -157,8 +161,8 @@ class BandStudyArgs:
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(grpo_steps=4, causal_per_k=4, n_random=3, diff_per_k=3),
-    "gpu": dict(seeds=tuple(range(8)), grpo_steps=200, causal_per_k=100, n_random=50, diff_per_k=50),
+    "smoke": dict(grpo_steps=4, attribution_samples=1, causal_per_k=4, n_random=3, diff_per_k=3),
+    "gpu": dict(seeds=tuple(range(8)), grpo_steps=200, attribution_samples=16, causal_per_k=100, n_random=50, diff_per_k=50),
 }
 
 def train_stages(args: BandStudyArgs) -> None:
@@ -258,12 +262,13 @@ def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
         gargs, point = args.grpo_args(band, seed), points[run_name(band, seed)]
         path = gargs.out / GAIN_ATTRIBUTION
         record = read_json(path) if path.exists() else {}
-        if record.get(sae_name, {}).get("step") != point.step:
+        made = {"step": point.step, "n_samples": args.attribution_samples}
+        if {k: record.get(sae_name, {}).get(k) for k in made} != made:
             ckpt, inputs = grpo.replay(gargs, point.step), grpo.RunInputs.read(gargs)
-            tok = load_tokenizer(ckpt)
-            accuracy = lambda model, gargs=gargs, inputs=inputs, tok=tok: grpo.evaluate(model, tok, gargs, inputs)[args.matched_key]  # noqa: E731
+            tok, n = load_tokenizer(ckpt), args.attribution_samples
+            accuracy = lambda model, gargs=gargs, inputs=inputs, tok=tok: grpo.sampled_accuracy(model, tok, gargs, inputs, n)  # noqa: E731
             res = attribute_gain(accuracy, load_bridge(ckpt), base, sae, feats["meta"]["hook"], groups, randoms)
-            record[sae_name] = {"step": point.step, **dataclasses.asdict(res)}
+            record[sae_name] = {**made, **dataclasses.asdict(res)}
             write_json(path, record)
         out[run_name(band, seed)] = record[sae_name]
     return out

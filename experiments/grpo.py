@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from experiments.harness import cli, rl, seeds
 from experiments.harness.model import save_model
 from experiments.harness.rl_loss import LossAgg
-from experiments.harness.rollout import eval_metrics
+from experiments.harness.rollout import eval_metrics, sampled_rollouts
 from experiments.harness.rundir import append_jsonl, init_run, resolved, truncate_jsonl, write_json, write_jsonl
 from experiments.harness.task import Problem
 from experiments.harness.train_state import load_state, save_state
@@ -141,6 +141,14 @@ class RunInputs:
 def evaluate(model, tokenizer, args: GRPOArgs, inputs: RunInputs) -> dict[str, float]:
     """The held-out evaluation of a run (the same sampling draws at every step: common random numbers)."""
     return eval_metrics(model.eval(), tokenizer, inputs.eval_set, inputs.p, seeds.eval_sampling(args.seed), args.eval_samples)
+
+
+def sampled_accuracy(model, tokenizer, args: GRPOArgs, inputs: RunInputs, n_samples: int) -> float:
+    """Free-choice accuracy at T = 1 on the held-out set from the run's evaluation seed, with no greedy
+    pass or behaviour rates: what a patched model is scored by (the same draws for every model)."""
+    problems = [Problem.from_record(r, inputs.p) for r in inputs.eval_set]
+    res = sampled_rollouts(model.eval(), tokenizer, problems, n_samples, seeds.eval_sampling(args.seed))
+    return sum(r.parsed.correct for r in res) / len(res)
 
 
 def load_at(args: GRPOArgs, step: int):

@@ -90,6 +90,19 @@ def largest_common_gain(curves: Mapping[str, GainCurve]) -> float:
     return min(max(c.gains[1:], default=0.0) for c in curves.values())
 
 
+def matchable_common_gain(curves: Mapping[str, GainCurve], group_of: Mapping[str, str], floor: float) -> float:
+    """The largest gain every run of every matchable group reaches; a group (a band) is matchable
+    when each of its runs reaches ``floor``. A band that never improves (out-of-distribution
+    problems may only regress) is then reported as not reaching the target instead of leaving
+    no target for the others. Without a matchable group: the largest gain every run reaches."""
+    best = {name: max(c.gains[1:], default=0.0) for name, c in curves.items()}
+    worst_by_group: dict[str, float] = {}
+    for name, gain in best.items():
+        worst_by_group[group_of[name]] = min(gain, worst_by_group.get(group_of[name], math.inf))
+    matchable = [g for g in worst_by_group.values() if g >= floor]
+    return min(matchable) if matchable else min(best.values(), default=0.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Matching:
     target: float

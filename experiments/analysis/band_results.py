@@ -17,14 +17,14 @@ from experiments.analysis.contrasts import GROUPS, contrasts, verdict
 from experiments.analysis.gain_results import MEASURE, carried, fraction_estimates, fraction_values
 from probes.bands import BANDS
 from probes.diff import VIEWS, change_vector, group_activity, matched_values, relative_change
-from probes.layout import checkpoint_name, run_name
+from probes.layout import band_of_run, checkpoint_name, run_name
 from probes.matched_gain import (
     GainCurve,
     MatchedPoint,
     Matching,
     first_reaching,
     gain_curve,
-    largest_common_gain,
+    matchable_common_gain,
     with_points,
 )
 from probes.stats import Estimate, bootstrap_mean, cosine, noise_floor
@@ -68,10 +68,14 @@ def curves(metrics: Mapping[str, list[dict]], ckpt_steps: Mapping[str, set[int]]
 
 
 def plan(curve_by_run: Mapping[str, GainCurve], se_gain: float, target: float | None, tol: float | None) -> MatchPlan:
-    """Target (default: the largest gain every run reaches at a stored checkpoint) and tolerance."""
-    goal = largest_common_gain(curve_by_run) if target is None else target
+    """Target and tolerance. The default target is the largest gain every run of every band whose
+    runs all reach MIN_TARGET_SE standard errors reaches at a stored checkpoint: a band that never
+    gets that far is matched against it and reported as not reaching it."""
+    floor = MIN_TARGET_SE * se_gain
+    band_of = {name: band_of_run(name) for name in curve_by_run}
+    goal = matchable_common_gain(curve_by_run, band_of, floor) if target is None else target
     tol = se_gain if tol is None else tol
-    return MatchPlan(goal, tol, se_gain, bool(goal >= MIN_TARGET_SE * se_gain))
+    return MatchPlan(goal, tol, se_gain, bool(goal >= floor))
 
 
 def matching(curve_by_run: Mapping[str, GainCurve], extra: Mapping[str, Mapping[int, float]], p: MatchPlan) -> Matching:

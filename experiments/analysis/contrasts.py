@@ -98,7 +98,7 @@ def verdict(
     head = f"At a matched accuracy gain of {target:+.3f} ± {tol:.3f} (seeds hitting it: {hits})"
     if not noise_ok:
         return "no_target", (
-            f"No accuracy gain well above the eval's noise is reached by every run (largest common gain "
+            f"No band has every run reach an accuracy gain well above the eval's noise (largest common gain "
             f"{target:+.3f}, tolerance {tol:.3f}), so the bands cannot be compared at matched gain."
         )
     main = results[0]

@@ -1,6 +1,14 @@
 import pytest
 
-from probes.matched_gain import GainCurve, bisect, first_reaching, gain_curve, largest_common_gain, match
+from probes.matched_gain import (
+    GainCurve,
+    bisect,
+    first_reaching,
+    gain_curve,
+    largest_common_gain,
+    match,
+    matchable_common_gain,
+)
 
 
 def rows(accs, every=10, key="eval/acc/all/sampled"):
@@ -38,6 +46,17 @@ def test_match__default_target_is_the_largest_gain_every_run_reaches():
     assert m.points["easy"].step == 20 and m.points["medium"].step == 10
     fixed = match(curves, target=0.1)
     assert not fixed.points["easy"].reached and not fixed.points["hard"].reached and fixed.points["medium"].reached
+
+
+def test_matchable_common_gain__a_band_that_never_improves_does_not_lower_the_others_target():
+    """Two seeds per band; best gains: easy 0.10 and 0.08, medium 0.20 and 0.15, hard 0.01 and -0.05."""
+    best = {"easy/0": 0.10, "easy/1": 0.08, "medium/0": 0.20, "medium/1": 0.15, "hard/0": 0.01, "hard/1": -0.05}
+    curves = {name: GainCurve((0, 10), (0.0, g)) for name, g in best.items()}
+    band_of = {name: name.split("/")[0] for name in best}
+    assert matchable_common_gain(curves, band_of, floor=0.03) == pytest.approx(0.08)
+    assert matchable_common_gain(curves, band_of, floor=0.09) == pytest.approx(0.15)  # one easy run falls short
+    assert matchable_common_gain(curves, band_of, floor=-1.0) == pytest.approx(largest_common_gain(curves))
+    assert matchable_common_gain(curves, band_of, floor=0.5) == pytest.approx(-0.05)  # no band: every run's
 
 
 def test_bisect__pins_the_first_crossing_on_a_synthetic_gain_curve():

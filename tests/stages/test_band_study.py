@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from experiments import band_study, train_sae
+from experiments import band_study, grpo, train_sae
 from experiments.analysis import band_results
 from experiments.band_study import PRESETS, BandStudyArgs
 from experiments.harness import labelling, rl
@@ -33,7 +33,7 @@ def test_band_study__smoke_end_to_end_writes_valid_results(study):
         assert len(band["matched_step"]) == len(on_disk["seeds"])
         assert band["gain"]["ci95"][0] <= band["gain"]["mean"] <= band["gain"]["ci95"][1]
     # The smoke model barely moves in 4 updates: no gain is well above the eval's noise, and the verdict says so.
-    assert on_disk["verdict_class"] == "no_target" and on_disk["verdict"].startswith("No accuracy gain well above")
+    assert on_disk["verdict_class"] == "no_target" and on_disk["verdict"].startswith("No band has every run reach an accuracy gain")
     assert on_disk["diff_view"] == "canonical" and len(on_disk["contrasts"]) == 9 and on_disk["contrasts"][0]["main"]
     report = (out / "report.md").read_text()
     assert on_disk["verdict"] in report and "temporal" in report and "batchtopk" in report  # SAEs side by side
@@ -116,13 +116,15 @@ def test_band_study__replicate_runs_one_study_per_pretraining_seed_and_counts_ve
 
 def test_gain_stage__patches_each_group_at_every_hitting_runs_matched_checkpoint(study, tmp_path, monkeypatch):
     """With a target every smoke run hits (a wide tolerance), each run gets a gain attribution record whose
-    unpatched accuracies reproduce the run's own evaluation at the matched step, and a rerun reuses it."""
+    unpatched accuracies reproduce the run's own evaluation at the matched step (with as many samples),
+    and a rerun reuses it."""
     from experiments.analysis.band_results import matching, planned
     from probes.layout import FEATURES, GAIN_ATTRIBUTION, read_json, read_jsonl
 
     out = tmp_path / "study"
     shutil.copytree(study[0], out)
-    args = preset_args(BandStudyArgs, PRESETS, "smoke", out=out, target_gain=0.3, matched_tol=1.0)
+    eval_samples = grpo.PRESETS["smoke"]["eval_samples"]  # then attribution draws what the evaluation drew
+    args = preset_args(BandStudyArgs, PRESETS, "smoke", out=out, target_gain=0.3, matched_tol=1.0, attribution_samples=eval_samples)
     features = {p.name: read_json(p / FEATURES) for p in (out / "sae").iterdir()}
     records = band_study.gain_stage(args, features)
     runs = band_study.run_data(args)

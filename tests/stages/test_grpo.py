@@ -150,3 +150,14 @@ def test_grpo__replay_regenerates_any_step_bit_for_bit(smoke_run, tmp_path):
     assert all(torch.equal(stored[k], again[k]) for k in stored)
     grpo.replay(args, 3)
     assert latest_checkpoint(args.out) == 4 and (args.out / "ckpt-3" / "trainer_state.safetensors").exists()
+
+
+def test_sampled_accuracy__scores_a_model_on_the_evaluations_own_draws(smoke_run):
+    """Gain attribution scores patched models with sampled_accuracy: at the eval's sample count it must
+    reproduce the evaluation's sampled accuracy exactly (the same random numbers)."""
+    args = smoke_args(smoke_run, band="easy", eval_samples=4)
+    inputs = grpo.RunInputs.read(args)
+    base = smoke_run / "base"
+    model, tok = load_hf(base), load_tokenizer(base)
+    full = grpo.evaluate(model, tok, args, inputs)["eval/acc/all/sampled"]
+    assert grpo.sampled_accuracy(model, tok, args, inputs, 4) == pytest.approx(full, abs=1e-12)
