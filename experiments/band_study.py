@@ -32,7 +32,7 @@ from experiments.analysis.band_results import (
     matching,
     planned,
 )
-from experiments.analysis.contrasts import GROUPS
+from experiments.analysis.gain_results import ATTRIBUTED
 from experiments.harness import cli
 from experiments.harness.diffing import means_tensors, read_all
 from experiments.harness.gain_attribution import attribute_gain
@@ -254,7 +254,7 @@ def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
     points = matching(curve_by_run, runs.extra, p).points
     layout, sae_name = RunLayout(args.out), args.sae_args(args.sae_archs[0]).sae_name
     feats, sae, base = features[sae_name], load_sae(layout.sae(sae_name)), load_bridge(layout.base)
-    groups = {g: feats["groups"][g] for g in GROUPS}
+    groups = {g: feats["groups"][g] for g in ATTRIBUTED}
     randoms = {g: c["random_groups"][0] for g, c in feats["causal"]["checks"].items()}
     out = {}
     hitting = [(b, s) for b in BANDS for s in args.seeds if points[run_name(b, s)].within_tol]
@@ -262,7 +262,7 @@ def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
         gargs, point = args.grpo_args(band, seed), points[run_name(band, seed)]
         path = gargs.out / GAIN_ATTRIBUTION
         record = read_json(path) if path.exists() else {}
-        made = {"step": point.step, "n_samples": args.attribution_samples}
+        made = {"step": point.step, "n_samples": args.attribution_samples, "groups": list(ATTRIBUTED)}
         if {k: record.get(sae_name, {}).get(k) for k in made} != made:
             ckpt, inputs = grpo.replay(gargs, point.step), grpo.RunInputs.read(gargs)
             tok, n = load_tokenizer(ckpt), args.attribution_samples

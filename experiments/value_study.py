@@ -9,9 +9,11 @@ sample of each band's training pool it measures
   supervised runs (experiments.harness.sft_scores), generated length, k, and optionally
   memorization from GRPO on random halves of the sample;
 * true value: one-sample GRPO amplification from the base model, the change of held-out
-  accuracy, and damage (experiments.harness.one_shot); plus the gradient-alignment estimate;
+  accuracy, and damage (experiments.harness.one_shot); plus gradient alignment, blind (a
+  disjoint validation set, independent rollouts) and target-aware (the eval set itself);
 
-then writes ``value/examples.json`` (one row per problem), ``value/results.json``,
+and what the correlations may claim (experiments.analysis.value_inference: Spearman-Brown
+ceilings, Holm-corrected permutation tests, the leakage of the target-aware estimate), then writes ``value/examples.json`` (one row per problem), ``value/results.json``,
 ``value/report.md`` and ``value/figures/``. Stages persist as they finish (one-shot runs
 line by line), so rerunning the same command resumes.
 """
@@ -19,6 +21,7 @@ line by line), so rerunning the same command resumes.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +46,7 @@ from experiments.harness.rollout import sampled_completions
 from experiments.harness.rundir import append_jsonl, cached_json, check_writable, init_run, write_json
 from experiments.harness.sft_scores import scoring_run, target_batch
 from experiments.harness.supervised import Recipe
-from experiments.harness.task import MODES, Problem
+from experiments.harness.task import MODES, Problem, TaskSpec
 from probes.bands import BANDS
 from probes.difficulty import teacher_forced
 from probes.layout import LEDGER, RunDirError, RunLayout, ValueLayout, read_json, read_jsonl
@@ -60,12 +63,13 @@ class ValueArgs:
     """smoke (< 60 s, tests), default (2 CPU cores), gpu."""
     seed: int = 0
     """Seeds the sample, base measurements and the eval sampling."""
-    per_band: int = 32
-    """Problems sampled from each band's training pool."""
+    per_band: int = 24
+    """Problems sampled from each band's training pool (24, not 32, pays for a third value seed in the time budget)."""
     n_base_samples: int = 32
     """Completions per problem for the base pass rate (independent of the band label's samples)."""
-    value_seeds: tuple[int, ...] = (0, 1)
-    """One-sample runs per problem; two or more give the value's seed-to-seed reliability."""
+    value_seeds: tuple[int, ...] = (0, 1, 2)
+    """One-sample runs per problem; two or more give the value's seed-to-seed reliability (three give a
+    within-band reliability worth reading)."""
     one_shot_steps: int = 10
     """GRPO updates of a one-sample run."""
     copies: int = 4
@@ -76,15 +80,20 @@ class ValueArgs:
     """AdamW learning rate of one-sample runs (the band runs' default)."""
     eval_samples: int = 2
     """Sampled completions per held-out problem when measuring accuracy."""
-    sft_seeds: tuple[int, ...] = (0, 1, 2)
-    """Fresh-init supervised scoring runs (EL2N, GraNd, forgetting average over them)."""
-    sft_steps: int = 1000
+    sft_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    """Fresh-init supervised scoring runs: EL2N and GraNd are their mean, forgetting their median
+    (a seed that never learns a problem counts as inf, which ranks last)."""
+    sft_steps: int = 600
     """Steps of each scoring run, on the recipe's full lr schedule (at most its length; forgetting counts over them)."""
-    score_step: int = 450
-    """Step of a scoring run at which EL2N, GraNd and loss are read (early in training)."""
-    presentations: int = 10
-    """Times each sampled problem is presented during a scoring run."""
-    memo_subsets: int = 8
+    score_step: int = 225
+    """Step of a scoring run at which EL2N, GraNd and loss are read: 15% of the 1500-step recipe, early as in
+    Paul et al. (who read EL2N at ~10% of training); set before looking at any correlation."""
+    sensitivity_steps: tuple[int, ...] = (75, 450, 600)
+    """Further read steps, reported only as a sensitivity table."""
+    presentations: int = 40
+    """Times each sampled problem is presented during a scoring run (forgetting counts flips between them;
+    the sensitivity table also counts over every 2nd and every 4th presentation)."""
+    memo_subsets: int = 4
     """GRPO runs on random halves of the sample for memorization (0 skips it)."""
     memo_steps: int = 20
     """GRPO updates of each memorization run."""
@@ -106,10 +115,16 @@ class ValueArgs:
             raise ValueError("value_seeds, sft_seeds: need at least one seed each")
         if self.presentations > self.sft_steps:
             raise ValueError(f"presentations: {self.presentations} exceeds sft_steps {self.sft_steps}")
-        if not 0 <= self.score_step <= self.sft_steps:
-            raise ValueError(f"score_step: must lie in [0, sft_steps={self.sft_steps}], got {self.score_step}")
+        for step in self.read_steps:
+            if not 0 <= step <= self.sft_steps:
+                raise ValueError(f"score_step, sensitivity_steps: must lie in [0, sft_steps={self.sft_steps}], got {step}")
         if self.memo_subsets < 0 or not self.lr > 0:
             raise ValueError("memo_subsets: must be >= 0; lr: must be > 0")
+
+    @property
+    def read_steps(self) -> tuple[int, ...]:
+        """Every step at which the scoring runs read EL2N, GraNd and loss."""
+        return tuple(sorted({self.score_step, *self.sensitivity_steps}))
 
     @property
     def out(self) -> Path:
@@ -121,7 +136,8 @@ class ValueArgs:
 
     @property
     def settings(self) -> ValueSettings:
-        return ValueSettings(self.preset, self.value_seeds, self.sft_seeds, self.one_shot_steps, self.drift_window, self.n_boot)
+        return ValueSettings(self.preset, self.value_seeds, self.sft_seeds, self.one_shot_steps, self.drift_window, self.n_boot,
+                             self.score_step, self.read_steps)  # fmt: skip
 
     def policy(self, prompts_per_step: int | None = None) -> PolicySpec:
         """The one-sample runs' GRPO settings (``prompts_per_step`` differs for memorization runs)."""
@@ -130,10 +146,12 @@ class ValueArgs:
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(per_band=4, n_base_samples=8, one_shot_steps=2, copies=2, group_size=4, eval_samples=1, sft_steps=12,
-                  score_step=6, presentations=3, memo_subsets=2, memo_steps=2, drift_window=2, n_boot=200),
-    "gpu": dict(per_band=128, n_base_samples=64, value_seeds=(0, 1, 2), one_shot_steps=20, eval_samples=8, sft_steps=4000,
-                score_step=1200, presentations=20, memo_subsets=32, device="cuda"),
+    "smoke": dict(per_band=4, n_base_samples=8, value_seeds=(0, 1), one_shot_steps=2, copies=2, group_size=4, eval_samples=1,
+                  sft_seeds=(0, 1), sft_steps=12, score_step=2, sensitivity_steps=(6,), presentations=4, memo_subsets=2,
+                  memo_steps=2, drift_window=2, n_boot=200),
+    "gpu": dict(per_band=128, n_base_samples=64, value_seeds=(0, 1, 2, 3), one_shot_steps=20, eval_samples=8,
+                sft_seeds=tuple(range(10)), sft_steps=4000, score_step=600, sensitivity_steps=(200, 1800, 4000),
+                presentations=100, memo_subsets=32, device="cuda"),
 }  # fmt: skip
 
 
@@ -206,10 +224,27 @@ def one_shot_stage(
     return rows
 
 
-def grad_stage(args: ValueArgs, model, tokenizer, problems: list[Problem], ev: EvalSet) -> list[dict]:
-    g_eval = eval_gradient(model, tokenizer, ev.problems, args.group_size, args.seed, args.device)
-    return [alignment(example_gradient(model, tokenizer, pr, i, args.value_seeds[0], args.policy()), g_eval)
-            for i, pr in enumerate(tqdm(problems, desc="gradient alignment"))]  # fmt: skip
+def validation_set(ev: EvalSet, problems: list[Problem], seed: int, spec: TaskSpec) -> list[Problem]:
+    """As many problems per k as the eval set has, drawn like it, sharing no content with the eval set
+    or the sampled problems: what the blind gradient estimate aligns with."""
+    exclude = {seeds.content_key(pr) for pr in [*ev.problems, *problems]}
+    counts = Counter(pr.k for pr in ev.problems)
+    return [pr for k in sorted(counts) for pr in seeds.validation_problems(seed, k, counts[k], spec, exclude)]
+
+
+def grad_stage(args: ValueArgs, model, tokenizer, problems: list[Problem], ev: EvalSet, spec: TaskSpec) -> list[dict]:
+    """Per problem: gradient alignment with the eval set from the value run's own step-0 rollouts
+    (target-aware) and with a disjoint validation set from independent rollouts (blind)."""
+    policy, value_seed = args.policy(), args.value_seeds[0]
+    g_eval = eval_gradient(model, tokenizer, ev.problems, args.group_size, seeds.sampler(args.seed), args.device)
+    val = validation_set(ev, problems, args.seed, spec)
+    g_val = eval_gradient(model, tokenizer, val, args.group_size, seeds.blind_gradient(args.seed, -1)[1], args.device)
+    rows = []
+    for i, pr in enumerate(tqdm(problems, desc="gradient alignment (target-aware, blind)")):
+        target = alignment(example_gradient(model, tokenizer, pr, policy, seeds.one_shot_step(value_seed, i, 0)), g_eval)
+        blind = alignment(example_gradient(model, tokenizer, pr, policy, seeds.blind_gradient(args.seed, i)), g_val)
+        rows.append({**{f"{k}/target_aware": v for k, v in target.items()}, **{f"{k}/blind": v for k, v in blind.items()}})
+    return rows
 
 
 def memo_stage(args: ValueArgs, problems: list[Problem], r: int) -> dict:
@@ -249,16 +284,17 @@ def main(args: ValueArgs) -> dict:
     stage(f"base model: pass rates ({args.n_base_samples} samples), lengths, losses, eval set")
     base = cached_json(out.base, lambda: base_stage(args, model, tokenizer, problems, ev))
     base_eval = EvalResult(np.array(base["eval"]["greedy"]), np.array(base["eval"]["sampled"]), base["eval"]["behaviour"])
-    stage(f"supervised scoring runs (seeds {list(args.sft_seeds)}, {args.sft_steps} steps, scores at {args.score_step})")
+    stage(f"supervised scoring runs (seeds {list(args.sft_seeds)}, {args.sft_steps} steps, scores at {list(args.read_steps)})")
     recipe = dataclasses.replace(Recipe.of(read_json(run.config)["stages"]["pretrain"]), device=args.device)
     if args.sft_steps > recipe.steps:
         raise RunDirError(f"sft_steps: {args.sft_steps} exceeds the run's pretraining length {recipe.steps}")
-    sft = [cached_json(out.sft(s), lambda s=s: scoring_run(recipe, s, problems, args.sft_steps, args.presentations, args.score_step))
+    sft = [cached_json(out.sft(s), lambda s=s: scoring_run(recipe, s, problems, args.sft_steps, args.presentations, args.read_steps))
            for s in args.sft_seeds]  # fmt: skip
     stage(f"one-sample GRPO runs ({len(problems)} problems x {len(args.value_seeds)} seeds)")
     shots = one_shot_stage(args, problems, ev, base_eval)
     stage("gradient alignment")
-    grads = cached_json(out.grad, lambda: grad_stage(args, model, tokenizer, problems, ev))
+    task = TaskSpec(table["p"], tuple(read_json(run.config)["stages"]["pretrain"]["ops"]))
+    grads = cached_json(out.grad, lambda: grad_stage(args, model, tokenizer, problems, ev, task))
     memo = []
     if args.memo_subsets:
         stage(f"memorization ({args.memo_subsets} GRPO runs on random halves)")

@@ -238,3 +238,105 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p[i]))
         out[i] = running
     return out.tolist()
+
+
+def spearman_p(x: Sequence[float], y: Sequence[float], n_perm: int = 2000, seed: int = 0) -> float:
+    """Two-sided permutation p-value of Spearman's rho (nan pairs dropped): (1 + #shuffles of y with
+    |rho| >= the observed |rho|) / (1 + n_perm), valid at any sample size. nan where rho is nan."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    rho = _rank_corr(x[None], y[None])[0] if x.size >= 3 else math.nan
+    if not math.isfinite(rho):
+        return math.nan
+    rng = np.random.Generator(np.random.PCG64(seed))
+    shuffled_SN = rng.permuted(np.broadcast_to(y, (n_perm, y.size)), axis=1)
+    null = _rank_corr(np.broadcast_to(x, shuffled_SN.shape), shuffled_SN)
+    return float((1 + np.sum(np.abs(null) >= abs(rho) - 1e-12)) / (1 + n_perm))
+
+
+def paired_spearman_difference(
+    x: Sequence[float], z: Sequence[float], y: Sequence[float], n_boot: int = 1000, seed: int = 0
+) -> Estimate:
+    """rho(x, y) - rho(z, y) on the same examples (nan in any of the three dropped), with a
+    percentile-bootstrap CI resampling examples once for both correlations."""
+    x, z, y = (np.asarray(a, dtype=float) for a in (x, z, y))
+    keep = ~(np.isnan(x) | np.isnan(z) | np.isnan(y))
+    x, z, y = x[keep], z[keep], y[keep]
+    if x.size < 3:
+        return Estimate(math.nan, (math.nan, math.nan), int(x.size))
+    diff = lambda i: _rank_corr(x[i], y[i]) - _rank_corr(z[i], y[i])  # noqa: E731
+    idx_SN = np.random.Generator(np.random.PCG64(seed)).integers(0, x.size, size=(n_boot, x.size))
+    lo, hi = np.nanpercentile(diff(idx_SN), [2.5, 97.5])
+    return Estimate(float(diff(np.arange(x.size)[None])[0]), (float(lo), float(hi)), int(x.size))
+
+
+def spearman_brown(r: float, m: float) -> float:
+    """Reliability of the mean of m parallel measurements whose pairwise correlation is r."""
+    return m * r / (1 + (m - 1) * r)
+
+
+def _pairwise_rho(v_SN: np.ndarray) -> float:
+    """Mean Spearman rho over all pairs of rows (seeds): the single-measurement reliability."""
+    pairs = list(itertools.combinations(range(len(v_SN)), 2))
+    return float(np.mean(_rank_corr(v_SN[[i for i, _ in pairs]], v_SN[[j for _, j in pairs]])))
+
+
+@dataclasses.dataclass(frozen=True)
+class Reliability:
+    """How repeatable a measurement averaged over m seeds is, and the correlation it caps."""
+
+    single: Estimate
+    """Seed-to-seed Spearman rho (mean over seed pairs): the reliability of one seed's value."""
+    of_mean: Estimate
+    """Spearman-Brown reliability of the m-seed mean, m r / (1 + (m - 1) r)."""
+    ceiling: Estimate
+    """sqrt(of_mean): the largest correlation an error-free predictor can have with the m-seed mean."""
+    m: int
+
+
+def _nan_estimate(n: int) -> Estimate:
+    return Estimate(math.nan, (math.nan, math.nan), n)
+
+
+def reliability(values_SN: Float[np.ndarray, "S N"], n_boot: int = 1000, seed: int = 0) -> Reliability:
+    """Reliability of the seed mean of a per-example measurement (rows are seeds), with percentile-
+    bootstrap CIs over examples; examples with a nan in any seed are dropped. Spearman-Brown is exact
+    for Pearson correlations of parallel measurements; on ranks it is the usual approximation."""
+    v = np.asarray(values_SN, float)
+    v = v[:, np.isfinite(v).all(0)]
+    m, n = v.shape
+    if m < 2 or n < 3:
+        return Reliability(_nan_estimate(n), _nan_estimate(n), _nan_estimate(n), m)
+    idx_BN = np.random.Generator(np.random.PCG64(seed)).integers(0, n, size=(n_boot, n))
+    r, boots = _pairwise_rho(v), np.array([_pairwise_rho(v[:, i]) for i in idx_BN])
+
+    def est(f) -> Estimate:
+        with np.errstate(invalid="ignore"):
+            lo, hi = np.nanpercentile(f(boots), [2.5, 97.5])
+            return Estimate(float(f(np.array(r))), (float(lo), float(hi)), n)
+
+    of_mean = lambda x: spearman_brown(x, m)  # noqa: E731
+    return Reliability(est(lambda x: x), est(of_mean), est(lambda x: np.sqrt(np.clip(of_mean(x), 0, None))), m)
+
+
+def disattenuated(x_N: Sequence[float], values_SN: Float[np.ndarray, "S N"], n_boot: int = 1000, seed: int = 0) -> Estimate:
+    """Spearman rho of x with the seed mean of the values, divided by the square root of that mean's
+    Spearman-Brown reliability: the correlation x would have with an error-free value (x itself
+    taken as exact). Percentile-bootstrap CI over examples, resampling both parts together."""
+    x, v = np.asarray(x_N, float), np.asarray(values_SN, float)
+    keep = np.isfinite(v).all(0) & ~np.isnan(x)
+    x, v = x[keep], v[:, keep]
+    m, n = v.shape
+    if m < 2 or n < 3:
+        return _nan_estimate(n)
+
+    def stat(i: np.ndarray) -> float:
+        rel = spearman_brown(_pairwise_rho(v[:, i]), m)
+        return float(_rank_corr(x[i][None], v[:, i].mean(0)[None])[0] / np.sqrt(rel)) if rel > 0 else math.nan
+
+    idx_BN = np.random.Generator(np.random.PCG64(seed)).integers(0, n, size=(n_boot, n))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = np.array([stat(i) for i in idx_BN])
+        lo, hi = np.nanpercentile(boots, [2.5, 97.5])
+    return Estimate(stat(np.arange(n)), (float(lo), float(hi)), n)

@@ -19,6 +19,9 @@ from probes.layout import run_name
 from probes.stats import Estimate, bootstrap_mean
 
 FRACTIONS = ("carried", "random", "reverse")
+ATTRIBUTED = (*GROUPS, "mode")
+"""Groups whose share of the gain is measured: the contrasts' three, and the mode-choice group (reported
+beside them, not in the verdict's family: RL can raise accuracy by choosing to deliberate more often)."""
 MEASURE = "share of the gain carried"
 """What the verdict's contrasts compare."""
 
@@ -29,14 +32,14 @@ def attribution_of(record: Mapping) -> GainAttribution:
 
 def fraction_values(records: Mapping[str, Mapping], seeds: Sequence[int]) -> dict[str, dict[str, dict[str, list[float]]]]:
     """Per band, group and fraction: the values over the band's seeds that have a record."""
-    out = {b: {g: {k: [] for k in FRACTIONS} for g in GROUPS} for b in BANDS}
+    out = {b: {g: {k: [] for k in FRACTIONS} for g in ATTRIBUTED} for b in BANDS}
     for band in BANDS:
         for seed in seeds:
             record = records.get(run_name(band, seed))
             if record is None:
                 continue
             for group, fracs in attribution_of(record).fractions().items():
-                if group in GROUPS:
+                if group in ATTRIBUTED:
                     for kind, value in fracs.items():
                         out[band][group][kind].append(value)
     return out

@@ -11,7 +11,8 @@ import numpy as np
 
 from experiments.harness.task import MODES
 from probes.bands import BANDS, band_of, ledger_pass_rates, relabel, stale_fraction, stale_fractions, transitions
-from probes.difficulty import forgetting_events, learnability, ledger_scores, memorization
+from experiments.analysis.value_inference import STRATA, ceilings, forgetting, leakage, supervised, survivors, tests
+from probes.difficulty import learnability, ledger_scores, memorization
 from probes.stats import binned_means, bootstrap_mean, quadratic_fit, spearman
 
 BEHAVIOURS = ("accuracy", "mean_length", "direct_rate", "copied_answer_rate", "skipped_step_rate")
@@ -33,16 +34,22 @@ METRICS = {
     "el2n/direct": "EL2N early in SFT, direct",
     "grand/deliberate": "GraNd early in SFT, deliberate",
     "grand/direct": "GraNd early in SFT, direct",
-    "forgetting/deliberate": "forgetting events in SFT, deliberate (never learned = inf)",
-    "forgetting/direct": "forgetting events in SFT, direct (never learned = inf)",
+    "forgetting/deliberate": "forgetting events in SFT, deliberate (median over runs, never learned = inf)",
+    "forgetting/direct": "forgetting events in SFT, direct (median over runs, never learned = inf)",
     "ledger/learnability": "mean p(1-p) over its band-run visits",
     "ledger/pass_rate_end": "pass rate at its last band-run visit",
     "ledger/forgetting": "solved->unsolved flips over band-run visits (never solved = inf)",
-    "grad_cos": "cosine(example GRPO gradient, eval-set policy gradient)",
-    "grad_adam": "eval gain of Adam's first step on the example (first order)",
+    "grad_cos/blind": "cosine(example GRPO gradient, validation-set policy gradient), independent rollouts",
+    "grad_adam/blind": "validation gain of Adam's first step on the example (first order), independent rollouts",
+    "grad_cos/target_aware": "cosine(example gradient, policy gradient of the eval set value is measured on), value run's rollouts",
+    "grad_adam/target_aware": "eval gain of Adam's first step on the example, value run's own rollouts",
     "memorization": "own pass rate trained with - without it (GRPO on random halves)",
 }
 """Difficulty metrics and value estimates, in report order."""
+
+GRADIENT_METRICS = ("grad_cos/blind", "grad_adam/blind", "grad_cos/target_aware", "grad_adam/target_aware")
+TARGET_AWARE = ("grad_cos/target_aware", "grad_adam/target_aware")
+"""Estimates that see the eval set value is measured on: reported, never counted as difficulty metrics."""
 
 TARGETS = ("value", "damage")
 """What the metrics are correlated with."""
@@ -52,8 +59,9 @@ def _mean_over(runs: Sequence[Sequence[float]]) -> np.ndarray:
     return np.mean(np.array(runs, dtype=float), axis=0)
 
 
-def example_table(sample, base, sft, shots, grads, memo, ledgers) -> dict[str, np.ndarray]:
-    """One column per metric or value, one entry per sampled problem (nan where unmeasured)."""
+def example_table(sample, base, sft, shots, grads, memo, ledgers, score_step: int) -> dict[str, np.ndarray]:
+    """One column per metric or value, one entry per sampled problem (nan where unmeasured); EL2N and
+    GraNd are read at ``score_step`` of the scoring runs."""
     pids = [r["pid"] for r in sample]
     cols: dict[str, np.ndarray] = {
         "k": np.array([r["k"] for r in sample], float),
@@ -66,12 +74,12 @@ def example_table(sample, base, sft, shots, grads, memo, ledgers) -> dict[str, n
     for mode in MODES:
         cols[f"loss/{mode}"] = np.array(base[f"loss/{mode}"])
         for name in ("el2n", "grand"):
-            cols[f"{name}/{mode}"] = _mean_over([run[f"{name}/{mode}"] for run in sft])
-        cols[f"forgetting/{mode}"] = _mean_over([forgetting_events(np.array(run[f"correct/{mode}"])) for run in sft])
+            cols[f"{name}/{mode}"] = _mean_over([run[f"{name}/{mode}@{score_step}"] for run in sft])
+    cols |= {f"forgetting/{m}": c for m, c in forgetting(sft).items()}
     scores = ledger_scores([lg for runs in ledgers.values() for lg in runs])
     for key in ("learnability", "pass_rate_end", "forgetting"):
         cols[f"ledger/{key}"] = np.array([scores.get(pid, {}).get(key, math.nan) for pid in pids])
-    for key in ("grad_cos", "grad_adam"):
+    for key in GRADIENT_METRICS:
         cols[key] = np.array([g[key] for g in grads])
     if memo:
         cols["memorization"] = memorization(
@@ -91,31 +99,6 @@ def example_table(sample, base, sft, shots, grads, memo, ledgers) -> dict[str, n
 def correlations(cols: Mapping[str, np.ndarray], n_boot: int) -> dict[str, dict]:
     """Spearman rho (bootstrap CI, n) of every available metric with value and with damage."""
     return {m: {t: spearman(cols[m], cols[t], n_boot).as_dict() for t in TARGETS} for m in METRICS if m in cols}
-
-
-def within_bands(cols: Mapping[str, np.ndarray], bands: Sequence[str], n_boot: int) -> dict[str, dict]:
-    """Spearman rho of every metric with value inside each band label: what a metric adds
-    beyond the band it would have put the problem in."""
-    arr = np.asarray(bands)
-    return {
-        m: {b: spearman(cols[m][arr == b], cols["value"][arr == b], n_boot).as_dict() for b in BANDS}
-        for m in METRICS
-        if m in cols
-    }
-
-
-def reliability(cols: Mapping[str, np.ndarray], seeds: Sequence[int], bands: Sequence[str], n_boot: int) -> dict:
-    """Seed-to-seed Spearman between the first two value seeds, of each target over all
-    problems and of value within each band label: the ceiling any metric can reach.
-    Empty with one seed."""
-    if len(seeds) < 2:
-        return {}
-    a, b = (cols[f"value@seed{s}"] for s in seeds[:2])
-    arr = np.asarray(bands)
-    return {
-        **{t: spearman(cols[f"{t}@seed{seeds[0]}"], cols[f"{t}@seed{seeds[1]}"], n_boot).as_dict() for t in TARGETS},
-        "value_within_bands": {band: spearman(a[arr == band], b[arr == band], n_boot).as_dict() for band in BANDS},
-    }
 
 
 def by_band(cols: Mapping[str, np.ndarray], bands: Sequence[str]) -> dict[str, dict]:
@@ -197,28 +180,36 @@ def _best(ests: Mapping[str, dict]) -> str | None:
     return max(finite, key=finite.get) if finite else None
 
 
-def _excludes_zero(e: dict) -> bool:
-    return bool(np.isfinite(e["mean"]) and not e["ci95"][0] <= 0 <= e["ci95"][1])
-
-
 def _rho(e: dict) -> str:
     return f"{e['mean']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]"
 
 
-def verdict(corr: dict, within: dict, rel: dict, curve: dict, bands: dict, degen: dict) -> str:
-    """One sentence from the numbers: best predictor vs reliability, overall and inside the
-    medium band; the curve's shape; what hard problems are worth."""
-    best = _best({m: c["value"] for m, c in corr.items()})
+def _p(t: dict) -> str:
+    return f"Holm p = {t['p_holm']:.3f}" if t.get("p_holm") is not None else f"p = {t['p']:.3f}, outside the family"
+
+
+def verdict(tested: dict, rel: dict, leak: dict, curve: dict, bands: dict, degen: dict) -> str:
+    """One sentence from the numbers: the best difficulty metric against value's ceiling, how many tests
+    survive Holm, inside the medium band, what seeing the eval set buys the gradient estimate, the
+    curve's shape, and what hard problems are worth."""
+    family = [m for m in tested if m not in TARGET_AWARE]
+    best = _best({m: tested[m]["all"] for m in family})
     if best is None:
         return "No metric could be correlated with value (too few measured problems)."
-    n_sig = sum(_excludes_zero(c["value"]) for c in corr.values())
-    text = f"The best single predictor of one-sample value is {best} (Spearman {_rho(corr[best]['value'])}, n = {corr[best]['value']['n']})"
-    text += f" against a seed-to-seed reliability of {rel['value']['mean']:.2f}" if rel else ""
-    text += f"; {n_sig} of {len(corr)} metrics have a CI excluding 0"
-    best_mid = _best({m: w["medium"] for m, w in within.items()})
+    t = tested[best]["all"]
+    text = f"The best difficulty metric for one-sample value is {best} (Spearman {_rho(t)}, {_p(t)}, n = {t['n']}"
+    if rel:
+        text += (f"; disattenuated {_rho(t['disattenuated'])}, against a ceiling of {rel['value']['ceiling']['mean']:.2f} "
+                 f"for value's {rel['value']['m']}-seed mean")  # fmt: skip
+    n_tests = len(family) * len(STRATA)
+    text += f"); {len(survivors(tested))} of {n_tests} metric x stratum tests survive Holm's correction ({len(survivors(tested, False))} uncorrected)"
+    best_mid = _best({m: tested[m]["medium"] for m in family})
     if best_mid is not None:
-        ceiling = f", reliability {rel['value_within_bands']['medium']['mean']:.2f}" if rel else ""
-        text += f"; inside the medium band{ceiling}, the best is {best_mid} ({_rho(within[best_mid]['medium'])})"
+        ceiling = f", ceiling {rel['value_within_bands']['medium']['ceiling']['mean']:.2f}" if rel else ""
+        text += f"; inside the medium band{ceiling}, the best is {best_mid} ({_rho(tested[best_mid]['medium'])}, {_p(tested[best_mid]['medium'])})"
+    g = leak["grad_cos"]
+    text += (f"; gradient alignment that sees the eval set reaches {_rho(g['target_aware'])} against {_rho(g['blind'])} blind "
+             f"(difference {_rho(g['difference'])})")  # fmt: skip
     cv = curve["curvature"]
     text += (f"; value is an inverted U in base pass rate (peak near {curve['vertex']['mean']:.2f}, curvature {_rho(cv)})"
              if curve["inverted_u"] else f"; value is not an inverted U in base pass rate (curvature {_rho(cv)})")  # fmt: skip
@@ -260,6 +251,10 @@ class ValueSettings:
     one_shot_steps: int
     drift_window: int
     n_boot: int
+    score_step: int
+    """Read step of the headline EL2N and GraNd."""
+    read_steps: tuple[int, ...]
+    """Every read step of the scoring runs (the sensitivity table's rows)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,13 +266,23 @@ class ValueStudyResult:
     value_seeds: list[int]
     sft_seeds: list[int]
     one_shot_steps: int
+    score_step: int
+    """Read step of the headline EL2N and GraNd in the scoring runs."""
     has_ledgers: bool
     correlations: dict
-    """Per metric and target (value, damage): Spearman rho estimate."""
-    within_bands: dict
-    """Per metric and band label: Spearman rho with value."""
+    """Per metric and target (value, damage): Spearman rho estimate (uncorrected)."""
+    tests: dict
+    """Per metric and stratum (all, easy, medium, hard): rho with value, permutation p, Holm-adjusted p over
+    the difficulty metrics' family (None for target-aware estimates), and rho disattenuated by value's reliability."""
+    survivors: list
+    """(metric, stratum) tests that reject at 0.05 after Holm's correction."""
     reliability: dict
-    """Value's seed-to-seed rho (overall, per target, within bands); empty with one seed."""
+    """Seed-to-seed rho, the Spearman-Brown reliability of the seed mean and its ceiling (value and damage over
+    all problems, value within each band); empty with one seed."""
+    leakage: dict
+    """Per gradient estimate: rho with value, target-aware vs blind, and their paired difference."""
+    supervised: dict
+    """Supervised scores' stability: problems ever learned, forgetting counts, rho per read step and presentations."""
     value_curve: dict
     by_band: dict
     drift: dict
@@ -306,19 +311,22 @@ class ValueAnalysis:
 def analyse(inputs: ValueInputs, settings: ValueSettings) -> ValueAnalysis:
     """Every number of the value study, computed from what its stages measured."""
     x, n_boot = inputs, settings.n_boot
-    cols = example_table(x.sample, x.base, x.sft, x.shots, x.grads, x.memo, x.ledgers)
-    bands = [r["band"] for r in x.sample]
+    cols = example_table(x.sample, x.base, x.sft, x.shots, x.grads, x.memo, x.ledgers, settings.score_step)
+    bands, seeds = [r["band"] for r in x.sample], list(x.shots)
     corr = correlations(cols, n_boot)
-    within = within_bands(cols, bands, n_boot)
-    rel = reliability(cols, list(x.shots), bands, n_boot)
+    metrics = [m for m in METRICS if m in cols]
+    tested = tests(cols, metrics, [m for m in metrics if m not in TARGET_AWARE], seeds, bands, n_boot)
+    rel = ceilings(cols, seeds, bands, n_boot)
+    leak = leakage(cols, n_boot)
     curve = value_curve(cols, n_boot)
     per_band = by_band(cols, bands)
     degen = degeneration(x.shots, x.sample, x.base["eval"]["behaviour"])
     drifted = drift(x.ledgers, x.table, settings.drift_window, {r["pid"]: v for r, v in zip(x.sample, x.base["pass_rate"])})
     res = ValueStudyResult(
         settings.preset, len(x.sample), list(settings.value_seeds), list(settings.sft_seeds), settings.one_shot_steps,
-        any(x.ledgers.values()), corr, within, rel, curve, per_band, drifted, degen,
-        verdict(corr, within, rel, curve, per_band, degen),
+        settings.score_step, any(x.ledgers.values()), corr, tested, survivors(tested), rel, leak,
+        supervised(x.sft, cols, settings.read_steps, n_boot), curve, per_band, drifted, degen,
+        verdict(tested, rel, leak, curve, per_band, degen),
     )  # fmt: skip
     examples = [{"pid": r["pid"], "band": r["band"], "chain": _chain(r), **{k: _plain(v[i]) for k, v in cols.items()}}
                 for i, r in enumerate(x.sample)]  # fmt: skip

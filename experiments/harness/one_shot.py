@@ -6,7 +6,11 @@
   band, and as damage (held-out problems the base model solved greedily that the
   trained model now fails).
 * Gradient alignment: the GRPO gradient of the problem's first update against the
-  policy gradient of expected accuracy on the eval set, both at the base model.
+  policy gradient of expected accuracy on a set of problems, both at the base model.
+  *Target-aware* when that set is the eval set value is measured on and the problem's
+  rollouts are those of its first one-sample run (LESS/TracIn-style: it sees the answer);
+  *blind* when the set is a validation set disjoint from the eval set by content and the
+  rollouts are drawn independently of every value run.
 
 Each (problem, seed) run is the band runs' update loop (``experiments.harness.rl``) drawing
 from generators seeded by (seed, problem index, step), so a resumed study repeats exactly
@@ -27,7 +31,7 @@ from torch import Tensor
 from experiments.harness import rl, seeds
 from experiments.harness.rl import PolicySpec
 from experiments.harness.rl_loss import token_logprobs
-from experiments.harness.rollout import rollouts, sampled_completions
+from experiments.harness.rollout import EVAL_BATCH, rollouts, sampled_completions
 from experiments.harness.task import Problem
 from probes.behaviour import behaviour_rates
 
@@ -55,7 +59,7 @@ class EvalResult:
 
 
 def evaluate(model, tokenizer, ev: EvalSet) -> EvalResult:
-    greedy = rollouts(model, tokenizer, ev.problems, mode=None, temperature=0.0)
+    greedy = rollouts(model, tokenizer, ev.problems, mode=None, temperature=0.0, batch_size=EVAL_BATCH)
     parsed = sampled_completions(model, tokenizer, ev.problems, ev.samples, ev.seed)
     correct = np.array([[p.correct for p in ps] for ps in parsed], dtype=float).mean(1)
     return EvalResult(
@@ -108,20 +112,20 @@ def pg_loss_sum(model, b: rl.GroupBatch) -> Tensor:
     return -(b.adv_B[:, None] * logp_BT * b.comp_BT).sum()
 
 
-def example_gradient(model, tokenizer, problem: Problem, index: int, seed: int, spec: PolicySpec) -> Float[Tensor, " P"]:
-    """Gradient of the problem's first GRPO update (the same rollouts as its one-shot run's step 0)."""
-    rng, gen = seeds.one_shot_step(seed, index, 0)
+def example_gradient(model, tokenizer, problem: Problem, spec: PolicySpec, generators: tuple[np.random.Generator, torch.Generator]) -> Float[Tensor, " P"]:
+    """Gradient of the problem's first GRPO update from rollouts drawn with ``generators`` (a one-sample
+    run's ``seeds.one_shot_step(seed, index, 0)`` gives that run's own step-0 rollouts)."""
+    rng, gen = generators
     groups, _ = rl.sample_groups(model.eval(), tokenizer, [problem], spec, rng, gen)
     b = rl.group_batch(groups, spec.scale_std, spec.device)
     return flat_grad(pg_loss_sum(model, b) / b.comp_BT.sum().clamp(min=1), model)
 
 
 def eval_gradient(
-    model, tokenizer, problems: Sequence[Problem], group_size: int, seed: int, device: str, chunk: int = 32
+    model, tokenizer, problems: Sequence[Problem], group_size: int, gen: torch.Generator, device: str, chunk: int = 32
 ) -> Float[Tensor, " P"]:
-    """Policy gradient of the eval set's expected accuracy, as a loss gradient (descending it
+    """Policy gradient of a problem set's expected accuracy, as a loss gradient (descending it
     raises accuracy): group-centred rewards without std scaling, ``group_size`` samples per problem."""
-    gen = seeds.sampler(seed)
     total, n_tokens = None, 0
     for lo in range(0, len(problems), chunk):
         part = problems[lo : lo + chunk]

@@ -16,7 +16,9 @@ platform-independent). Two kinds:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from collections.abc import Collection
 
 import numpy as np
 import torch
@@ -45,14 +47,19 @@ DRAW_SALTS: dict[str, tuple[int, ...]] = {
     "one_shot_step": (11,),
     "value_sample": (23,),
     "memo_subset": (29,),
+    "blind_gradient": (31,),
 }
 """Last words of each numpy stream's PCG64 key (the run's key words come first)."""
 
 
+def content_key(problem: Problem) -> str:
+    """What a problem is, whatever its id: two problems with one key are the same chain."""
+    return f"{problem.p}|{problem.start}|{','.join(problem.ops)}|{','.join(map(str, problem.operands))}"
+
+
 def content_bucket(problem: Problem, n_buckets: int = len(PROBLEM_STREAMS)) -> int:
     """The stream a problem belongs to, from a hash of its content (the same on every machine)."""
-    key = f"{problem.p}|{problem.start}|{','.join(problem.ops)}|{','.join(map(str, problem.operands))}"
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % n_buckets
+    return int.from_bytes(hashlib.sha256(content_key(problem).encode()).digest()[:8], "big") % n_buckets
 
 
 def partitioned(k: int, spec: TaskSpec) -> bool:
@@ -75,6 +82,20 @@ def problems(stream: str, seed: int, k: int, n: int, spec: TaskSpec) -> list[Pro
     return out
 
 
+VALIDATION_SEED = 1_000_003
+"""Offset of the seed at which a validation set redraws the held-out eval set's stream."""
+
+
+def validation_problems(seed: int, k: int, n: int, spec: TaskSpec, exclude: Collection[str]) -> list[Problem]:
+    """n problems of length k drawn like the held-out eval set (its stream, at another seed), none
+    whose content key is in ``exclude``: a validation set disjoint from the eval set by content."""
+    for drawn in (2 * n, 8 * n, 64 * n):  # a stream's first m problems are a prefix of its first n
+        kept = [pr for pr in problems("band_eval", seed + VALIDATION_SEED, k, drawn, spec) if content_key(pr) not in exclude]
+        if len(kept) >= n:
+            return [dataclasses.replace(pr, pid=pr.pid.replace("band_eval", "validation", 1)) for pr in kept[:n]]
+    raise ValueError(f"validation_problems: fewer than {n} problems of length {k} outside the excluded set")
+
+
 def rng(stream: str, *key: int) -> np.random.Generator:
     """A numpy generator of a named draw stream at ``key`` (seed, step, index …)."""
     return np.random.Generator(np.random.PCG64([*key, *DRAW_SALTS[stream]]))
@@ -93,6 +114,13 @@ def grpo_step(seed: int, step: int) -> tuple[np.random.Generator, torch.Generato
 def one_shot_step(seed: int, index: int, step: int) -> tuple[np.random.Generator, torch.Generator]:
     """Prompt-choice and sampling generators of update ``step`` of the value study's run ``index``."""
     r = rng("one_shot_step", seed, index, step)
+    return r, sampler(int(r.integers(2**62)))
+
+
+def blind_gradient(seed: int, index: int) -> tuple[np.random.Generator, torch.Generator]:
+    """Generators of the blind gradient estimate for sampled problem ``index`` (``-1``: the validation
+    set's policy gradient), independent of every one-sample run's draws."""
+    r = rng("blind_gradient", seed, index + 1)
     return r, sampler(int(r.integers(2**62)))
 
 

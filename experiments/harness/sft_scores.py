@@ -8,8 +8,9 @@ learning-rate schedule as base/), restarted from fresh initialisations. The scor
 examples are made training examples: each is presented, in both modes (its canonical
 deliberate and direct completions), ``presentations`` times at evenly spaced steps,
 mixed into the ordinary batch. At each presentation the forward pass of that training
-step (before the update) records whether every target token was the argmax. At
-``score_step`` (early) EL2N, loss and GraNd of every example are read in eval mode.
+step (before the update) records whether every target token was the argmax. At each of
+``read_steps`` (one early step is the headline; the others measure how much the read step
+matters) EL2N, loss and GraNd of every example are read in eval mode.
 """
 
 from __future__ import annotations
@@ -51,12 +52,13 @@ def read_scores(model, ids_SL: Int[Tensor, "S L"], labels_SL: Int[Tensor, "S L"]
 
 
 def scoring_run(
-    recipe: Recipe, seed: int, problems: Sequence[Problem], steps: int, presentations: int, score_step: int
+    recipe: Recipe, seed: int, problems: Sequence[Problem], steps: int, presentations: int, read_steps: Sequence[int]
 ) -> dict[str, list]:
-    """One supervised run of ``steps`` steps from a fresh init; per mode, per example: correct
-    at each presentation, and loss, EL2N and GraNd after ``score_step`` steps."""
-    if not 0 <= score_step <= steps <= recipe.steps:
-        raise ValueError(f"need 0 <= score_step ({score_step}) <= steps ({steps}) <= the recipe's {recipe.steps}")
+    """One supervised run of ``steps`` steps from a fresh init; per mode, per example: correct at
+    each presentation (``correct/<mode>``), and loss, EL2N and GraNd after each of ``read_steps``
+    steps (``el2n/<mode>@<step>``)."""
+    if not read_steps or not all(0 <= s <= steps for s in read_steps) or steps > recipe.steps:
+        raise ValueError(f"need 0 <= read_steps ({list(read_steps)}) <= steps ({steps}) <= the recipe's {recipe.steps}")
     recipe = dataclasses.replace(recipe, seed=seed)  # the full recipe's lr schedule, stopped at ``steps``
     tokenizer = build_tokenizer(recipe.task)
     vocab = tokenizer.get_vocab()
@@ -65,11 +67,11 @@ def scoring_run(
     ids_SL, labels_SL = (t.to(recipe.device) for t in collate(targets, vocab))
     when_SE = presentation_steps(len(targets), steps, presentations)
     correct_SE = np.zeros(when_SE.shape, dtype=bool)
-    scores: dict[str, list[float]] = {}
+    scores: dict[int, dict[str, list[float]]] = {}
 
     def read_early(step: int) -> None:
-        if step == score_step:
-            scores.update(read_scores(model, ids_SL, labels_SL))
+        if step in read_steps:
+            scores[step] = read_scores(model, ids_SL, labels_SL)
 
     def presented(step: int) -> list:
         return [targets[i] for i in np.nonzero(when_SE == step)[0]]
@@ -80,10 +82,11 @@ def scoring_run(
 
     fit(model, opt, recipe, vocab, range(steps), before=read_early, extra=presented, observe=record,
         width=ids_SL.shape[1], desc=f"sft scores s{seed}")  # fmt: skip
-    scores = scores or read_scores(model, ids_SL, labels_SL)  # score_step == steps
+    if steps in read_steps:
+        scores[steps] = read_scores(model, ids_SL, labels_SL)  # after the last update
     n = len(problems)
-    return {
-        f"{name}/{m}": values[i * n : (i + 1) * n]
-        for name, values in (("correct", correct_SE.tolist()), *scores.items())
-        for i, m in enumerate(MODES)
-    }
+    by_mode = [(i, m) for i, m in enumerate(MODES)]  # the S rows are the N examples in each mode in turn
+    out = {f"correct/{m}": correct_SE.tolist()[i * n : (i + 1) * n] for i, m in by_mode}
+    for step, per in scores.items():
+        out |= {f"{name}/{m}@{step}": values[i * n : (i + 1) * n] for name, values in per.items() for i, m in by_mode}
+    return out

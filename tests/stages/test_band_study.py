@@ -7,6 +7,7 @@ import torch
 
 from experiments import band_study, grpo, train_sae
 from experiments.analysis import band_results
+from experiments.analysis.gain_results import ATTRIBUTED
 from experiments.band_study import PRESETS, BandStudyArgs
 from experiments.harness import labelling, rl
 from experiments.harness.cli import preset_args
@@ -134,7 +135,7 @@ def test_gain_stage__patches_each_group_at_every_hitting_runs_matched_checkpoint
     name, rec = next(iter(records.items()))
     sae_name = args.sae_args(args.sae_archs[0]).sae_name
     assert read_json(out / name / GAIN_ATTRIBUTION)[sae_name] == rec and rec["step"] == points[name].step
-    checked = set(features[sae_name]["causal"]["checks"]) & {"shortcut", "computation", "deliberation"}
+    checked = set(features[sae_name]["causal"]["checks"]) & set(ATTRIBUTED)
     assert set(rec["patched"]) == set(rec["reverse"]) == {g for g in checked if features[sae_name]["groups"][g]}
     row = {r["step"]: r for r in read_jsonl(out / name / "metrics.jsonl") + read_jsonl(out / name / "match.jsonl")}
     # The same draws through the lockstep path: equal here; the bridge's float noise may flip a rare sample.

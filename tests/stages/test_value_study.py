@@ -11,7 +11,8 @@ from experiments import value_study
 from experiments.analysis.value_results import METRICS, degeneration, drift, verdict
 from experiments.harness.cli import preset_args
 from experiments.harness.model import build_tokenizer
-from experiments.harness.one_shot import EvalResult, alignment, one_shot, value_of
+from experiments.harness import seeds
+from experiments.harness.one_shot import EvalResult, EvalSet, alignment, one_shot, value_of
 from experiments.harness.rl import PolicySpec
 from experiments.harness.sft_scores import presentation_steps, scoring_run, target_batch
 from experiments.harness.supervised import Recipe
@@ -163,31 +164,79 @@ def test_value_study__sample_keeps_band_and_pool_records(value_run):
 def test_scoring_run__reproducible_and_training_lowers_el2n(smoke_run):
     pre = Recipe.of(read_json(smoke_run / "config.json")["stages"]["pretrain"])
     problems = generate_problems(5, 2, 4, pre.task)
-    at_init = scoring_run(pre, 0, problems, 4, 2, score_step=0)
-    assert at_init == scoring_run(pre, 0, problems, 4, 2, score_step=0)
+    at_init = scoring_run(pre, 0, problems, 4, 2, read_steps=(0,))
+    assert at_init == scoring_run(pre, 0, problems, 4, 2, read_steps=(0,))
     assert np.array(at_init["correct/deliberate"]).shape == (4, 2)
-    trained = scoring_run(pre, 0, problems, 80, 4, score_step=80)
+    run = scoring_run(pre, 0, problems, 80, 4, read_steps=(0, 80))
+    assert {k: v for k, v in run.items() if k.endswith("@0")} == {k: v for k, v in at_init.items() if k.endswith("@0")}
     for mode in ("deliberate", "direct"):
-        assert all(0 <= x <= math.sqrt(2) for x in trained[f"el2n/{mode}"]) and all(
-            g > 0 for g in trained[f"grand/{mode}"]
-        )
-        assert np.mean(trained[f"el2n/{mode}"]) < np.mean(at_init[f"el2n/{mode}"])
-        assert np.mean(trained[f"loss/{mode}"]) < np.mean(at_init[f"loss/{mode}"])
-    with pytest.raises(ValueError, match="score_step"):
-        scoring_run(pre, 0, problems, 4, 2, score_step=5)
+        assert all(0 <= x <= math.sqrt(2) for x in run[f"el2n/{mode}@80"]) and all(g > 0 for g in run[f"grand/{mode}@80"])
+        assert np.mean(run[f"el2n/{mode}@80"]) < np.mean(run[f"el2n/{mode}@0"])
+        assert np.mean(run[f"loss/{mode}@80"]) < np.mean(run[f"loss/{mode}@0"])
+    with pytest.raises(ValueError, match="read_steps"):
+        scoring_run(pre, 0, problems, 4, 2, read_steps=(5,))
 
 
 def _est(mean, lo, hi, n=30):
     return {"mean": mean, "ci95": [lo, hi], "n": n}
 
 
-def test_verdict__names_best_metrics_and_curve_shape_from_numbers():
-    corr = {"k": {"value": _est(-0.2, -0.5, 0.1)}, "grad_cos": {"value": _est(0.6, 0.4, 0.8)}}
-    within = {"k": {"medium": _est(-0.5, -0.7, -0.2)}, "grad_cos": {"medium": _est(0.1, -0.2, 0.4)}}
-    rel = {"value": _est(0.9, 0.8, 0.95), "value_within_bands": {"medium": _est(0.7, 0.5, 0.8)}}
+def _test(mean, p, p_holm, dis=None):
+    return {**_est(mean, mean - 0.2, mean + 0.2), "p": p, "p_holm": p_holm, "disattenuated": dis}
+
+
+def test_verdict__names_the_best_difficulty_metric_counts_corrected_tests_and_keeps_target_aware_out():
+    strata = ("all", "easy", "medium", "hard")
+    tested = {
+        "k": {s: _test(-0.2, 0.04, 0.3) for s in strata} | {"medium": _test(-0.5, 0.001, 0.01)},
+        "grad_cos/blind": {s: _test(0.3, 0.001, 0.008, _est(0.33, 0.1, 0.5)) for s in strata},
+        "grad_cos/target_aware": {s: _test(0.8, 0.0001, None) for s in strata},  # the largest rho, not a difficulty metric
+    }
+    rel = {"value": {"ceiling": _est(0.95, 0.9, 0.97), "m": 3},
+           "value_within_bands": {"medium": {"ceiling": _est(0.7, 0.5, 0.8)}}}
+    leak = {"grad_cos": {"target_aware": _est(0.8, 0.7, 0.9), "blind": _est(0.3, 0.1, 0.5), "difference": _est(0.5, 0.3, 0.7)}}
     curve = {"curvature": _est(-0.1, -0.3, 0.05), "vertex": _est(0.5, 0.3, 0.7), "inverted_u": False}
     bands = {"hard": {"value": _est(-0.01, -0.02, 0.0)}}
-    text = verdict(corr, within, rel, curve, bands, {"hard": {"inert_frac": 0.25}})
-    assert "predictor of one-sample value is grad_cos (Spearman +0.60" in text and "1 of 2 metrics" in text
-    assert "medium band, reliability 0.70, the best is k (-0.50" in text
+    text = verdict(tested, rel, leak, curve, bands, {"hard": {"inert_frac": 0.25}})
+    assert "best difficulty metric for one-sample value is grad_cos/blind (Spearman +0.30" in text
+    assert "disattenuated +0.33 [+0.10, +0.50], against a ceiling of 0.95 for value's 3-seed mean" in text
+    assert "5 of 8 metric x stratum tests survive Holm's correction (8 uncorrected)" in text
+    assert "medium band, ceiling 0.70, the best is k (-0.50" in text and "Holm p = 0.010" in text
+    assert "sees the eval set reaches +0.80 [+0.70, +0.90] against +0.30 [+0.10, +0.50] blind" in text
     assert "not an inverted U" in text and "25% of their one-sample runs never updated" in text
+
+
+def test_validation_set__shares_no_problem_with_the_eval_set_or_the_sample_even_where_chains_repeat():
+    """At k = 1 over Z_11 there are only 363 chains, so a redraw of the eval set's stream collides with
+    it; the blind estimate's validation set must still be disjoint by content, with the same k counts."""
+    spec = TaskSpec(11, ("+", "-", "*"))
+    ev_problems = [pr for k in (1, 2, 3) for pr in seeds.problems("band_eval", 0, k, 48, spec)]
+    ev = EvalSet(ev_problems, ["medium"] * len(ev_problems), 1, 0)
+    sample = seeds.problems("band_candidates", 0, 1, 30, spec)
+    val = value_study.validation_set(ev, sample, 0, spec)
+    content = lambda prs: {seeds.content_key(pr) for pr in prs}  # noqa: E731
+    assert not content(val) & (content(ev_problems) | content(sample))
+    assert sorted(pr.k for pr in val) == sorted(pr.k for pr in ev_problems)
+    assert len(content(ev_problems) & content(seeds.problems("band_eval", seeds.VALIDATION_SEED, 1, 96, spec))) > 0  # collisions exist
+    assert val == value_study.validation_set(ev, sample, 0, spec)
+
+
+def test_tests__holm_runs_over_the_difficulty_metrics_only_and_a_planted_metric_survives():
+    """A metric equal to value plus small noise, a pure-noise metric, and a target-aware estimate: the Holm-adjusted
+    p-values are Holm's adjustment of exactly the family's raw p-values, and only the planted metric survives."""
+    from experiments.analysis.value_inference import STRATA, survivors, tests
+    from probes.stats import holm
+
+    rng = np.random.default_rng(0)
+    n, seeds_ = 90, (0, 1)
+    true = rng.normal(size=n)
+    cols = {f"value@seed{s}": true + rng.normal(scale=0.3, size=n) for s in seeds_}
+    cols["value"] = (cols["value@seed0"] + cols["value@seed1"]) / 2
+    cols |= {"planted": true + rng.normal(scale=0.3, size=n), "noise": rng.normal(size=n), "aware": cols["value"].copy()}
+    bands = [("easy", "medium", "hard")[i % 3] for i in range(n)]
+    out = tests(cols, ["planted", "noise", "aware"], ["planted", "noise"], seeds_, bands, n_boot=100)
+    family = [(m, s) for m in ("planted", "noise") for s in STRATA]
+    assert [out[m][s]["p_holm"] for m, s in family] == pytest.approx(holm([out[m][s]["p"] for m, s in family]))
+    assert all(out["aware"][s]["p_holm"] is None for s in STRATA)
+    assert survivors(out) == [("planted", s) for s in STRATA]
+    assert out["planted"]["all"]["disattenuated"]["mean"] > out["planted"]["all"]["mean"]
