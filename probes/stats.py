@@ -267,8 +267,13 @@ def paired_spearman_difference(
         return Estimate(math.nan, (math.nan, math.nan), int(x.size))
     diff = lambda i: _rank_corr(x[i], y[i]) - _rank_corr(z[i], y[i])  # noqa: E731
     idx_SN = np.random.Generator(np.random.PCG64(seed)).integers(0, x.size, size=(n_boot, x.size))
-    lo, hi = np.nanpercentile(diff(idx_SN), [2.5, 97.5])
-    return Estimate(float(diff(np.arange(x.size)[None])[0]), (float(lo), float(hi)), int(x.size))
+    return Estimate(float(diff(np.arange(x.size)[None])[0]), _ci95(diff(idx_SN)), int(x.size))
+
+
+def _ci95(samples: np.ndarray) -> tuple[float, float]:
+    """Percentile-bootstrap 95% interval of the finite samples (nan when there are none)."""
+    s = samples[np.isfinite(samples)]
+    return (math.nan, math.nan) if s.size == 0 else tuple(float(v) for v in np.percentile(s, [2.5, 97.5]))
 
 
 def spearman_brown(r: float, m: float) -> float:
@@ -313,8 +318,7 @@ def reliability(values_SN: Float[np.ndarray, "S N"], n_boot: int = 1000, seed: i
 
     def est(f) -> Estimate:
         with np.errstate(invalid="ignore"):
-            lo, hi = np.nanpercentile(f(boots), [2.5, 97.5])
-            return Estimate(float(f(np.array(r))), (float(lo), float(hi)), n)
+            return Estimate(float(f(np.array(r))), _ci95(f(boots)), n)
 
     of_mean = lambda x: spearman_brown(x, m)  # noqa: E731
     return Reliability(est(lambda x: x), est(of_mean), est(lambda x: np.sqrt(np.clip(of_mean(x), 0, None))), m)
@@ -337,6 +341,4 @@ def disattenuated(x_N: Sequence[float], values_SN: Float[np.ndarray, "S N"], n_b
 
     idx_BN = np.random.Generator(np.random.PCG64(seed)).integers(0, n, size=(n_boot, n))
     with np.errstate(invalid="ignore", divide="ignore"):
-        boots = np.array([stat(i) for i in idx_BN])
-        lo, hi = np.nanpercentile(boots, [2.5, 97.5])
-    return Estimate(stat(np.arange(n)), (float(lo), float(hi)), n)
+        return Estimate(stat(np.arange(n)), _ci95(np.array([stat(i) for i in idx_BN])), n)

@@ -166,8 +166,10 @@ def gain_share_lines(res: BandStudyResult) -> list[str]:
              "At each hitting run's matched checkpoint, the group's codes are patched back to the base model's values at "
              "the hook (on the same tokens) and the share of the run's gain that disappears is measured (**carried**); "
              "the same with a random group matched in firing rate and activation mass (**random**); and the share of "
-             "the gain the group alone brings to the base model (**reverse**). Mean over seeds, 95% CI. The SAE's "
-             "reconstruction on each checkpoint is in the transfer figure below.", "",
+             "the gain the group alone brings to the base model (**reverse**). Mean over seeds, 95% CI. Every condition "
+             "of a run shares its random draws (`attribution_samples` completions per eval problem, recorded in each "
+             "run's gain_attribution.json). The mode-choice group is measured beside the three contrasted groups but is "
+             "not in the verdict's family. The SAE's reconstruction on each checkpoint is in the transfer figure below.", "",
              "| band | group | carried | random (control) | reverse |", "|---|---|---|---|---|"]  # fmt: skip
     for band, v in res.bands.items():
         for group, per in v.gain_share.items():

@@ -1,6 +1,7 @@
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,3 +144,18 @@ def test_gain_stage__patches_each_group_at_every_hitting_runs_matched_checkpoint
     assert abs(rec["acc_base"] - row[0][args.matched_key]) < 0.05
     monkeypatch.setattr(band_study, "attribute_gain", lambda *a: pytest.fail("recomputed a gain attribution"))
     assert band_study.gain_stage(args, features) == records  # reused from disk
+
+
+def test_compare_studies__prints_finished_studies_side_by_side_and_refuses_an_unfinished_one(study, tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[2] / "scripts" / "compare_studies.py"
+    run = study[0]
+    out = subprocess.run([sys.executable, str(script), str(run), str(run), "--names", "a", "b"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    res = json.loads((run / "results.json").read_text())
+    assert "| verdict class | " + " | ".join([res["verdict_class"]] * 2) + " |" in out.stdout
+    assert f"- **a** ({res['verdict_class']}): {res['verdict']}" in out.stdout
+    bad = subprocess.run([sys.executable, str(script), str(run), str(tmp_path)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no results.json" in bad.stderr

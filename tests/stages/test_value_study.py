@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from experiments import value_study
-from experiments.analysis.value_results import METRICS, degeneration, drift, verdict
+from experiments.analysis.value_results import METRICS, TARGET_AWARE, degeneration, drift, verdict
 from experiments.harness.cli import preset_args
 from experiments.harness.model import build_tokenizer
 from experiments.harness import seeds
@@ -48,6 +48,12 @@ def test_value_study__smoke_writes_results_report_and_examples(value_run):
     assert len(examples) == 3 * 4 and {e["band"] for e in examples} == {"easy", "medium", "hard"}
     assert all(-1 <= e["value"] <= 1 and 0 <= e["damage"] <= 1 for e in examples)
     assert on_disk["has_ledgers"] and on_disk["drift"]["medium"]["curve"]
+    assert set(on_disk["tests"]) == set(METRICS) and all(set(t) == {"all", "easy", "medium", "hard"} for t in on_disk["tests"].values())
+    assert all(t["p_holm"] is None for m in TARGET_AWARE for t in on_disk["tests"][m].values())
+    assert {"single", "of_mean", "ceiling"} <= set(on_disk["reliability"]["value"]) and on_disk["reliability"]["value"]["m"] == 2
+    assert set(on_disk["leakage"]) == {"grad_cos", "grad_adam"}
+    assert set(on_disk["supervised"]["by_read_step"]) == {"2", "6"} and set(on_disk["supervised"]["by_presentations"]) == {"1", "2", "4"}
+    assert "Holm" in (out / "report.md").read_text() and "Spearman-Brown" in (out / "report.md").read_text()
     assert on_disk["verdict"] in (out / "report.md").read_text()
     for fig in ("value_vs_pass_rate", "correlations", "drift", "one_shot_behaviour"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
