@@ -266,7 +266,7 @@ def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
         if {k: record.get(sae_name, {}).get(k) for k in made} != made:
             ckpt, inputs = grpo.replay(gargs, point.step), grpo.RunInputs.read(gargs)
             tok, n = load_tokenizer(ckpt), args.attribution_samples
-            accuracy = lambda model, gargs=gargs, inputs=inputs, tok=tok: grpo.sampled_accuracy(model, tok, gargs, inputs, n)  # noqa: E731
+            accuracy = lambda model, gargs=gargs, inputs=inputs, tok=tok, n=n: grpo.sampled_accuracy(model, tok, gargs, inputs, n)  # noqa: E731
             res = attribute_gain(accuracy, load_bridge(ckpt), base, sae, feats["meta"]["hook"], groups, randoms)
             record[sae_name] = {**made, **dataclasses.asdict(res)}
             write_json(path, record)

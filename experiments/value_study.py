@@ -63,8 +63,9 @@ class ValueArgs:
     """smoke (< 60 s, tests), default (2 CPU cores), gpu."""
     seed: int = 0
     """Seeds the sample, base measurements and the eval sampling."""
-    per_band: int = 24
-    """Problems sampled from each band's training pool (24, not 32, pays for a third value seed in the time budget)."""
+    per_band: int = 20
+    """Problems sampled from each band's training pool (20, not 32, pays for a third value seed and five
+    scoring runs in the default's time budget)."""
     n_base_samples: int = 32
     """Completions per problem for the base pass rate (independent of the band label's samples)."""
     value_seeds: tuple[int, ...] = (0, 1, 2)
@@ -83,16 +84,17 @@ class ValueArgs:
     sft_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     """Fresh-init supervised scoring runs: EL2N and GraNd are their mean, forgetting their median
     (a seed that never learns a problem counts as inf, which ranks last)."""
-    sft_steps: int = 600
-    """Steps of each scoring run, on the recipe's full lr schedule (at most its length; forgetting counts over them)."""
+    sft_steps: int = 450
+    """Steps of each scoring run, on the recipe's full lr schedule (at most its length; forgetting counts over
+    them, so it describes the first 30% of training)."""
     score_step: int = 225
     """Step of a scoring run at which EL2N, GraNd and loss are read: 15% of the 1500-step recipe, early as in
     Paul et al. (who read EL2N at ~10% of training); set before looking at any correlation."""
-    sensitivity_steps: tuple[int, ...] = (75, 450, 600)
+    sensitivity_steps: tuple[int, ...] = (75, 450)
     """Further read steps, reported only as a sensitivity table."""
-    presentations: int = 40
-    """Times each sampled problem is presented during a scoring run (forgetting counts flips between them;
-    the sensitivity table also counts over every 2nd and every 4th presentation)."""
+    presentations: int = 30
+    """Times each sampled problem is presented during a scoring run, once every 15 steps (forgetting counts
+    flips between them; the sensitivity table also counts over every 2nd and every 4th presentation)."""
     memo_subsets: int = 4
     """GRPO runs on random halves of the sample for memorization (0 skips it)."""
     memo_steps: int = 20

@@ -9,9 +9,9 @@ import torch
 
 from experiments import value_study
 from experiments.analysis.value_results import METRICS, TARGET_AWARE, degeneration, drift, verdict
+from experiments.harness import seeds
 from experiments.harness.cli import preset_args
 from experiments.harness.model import build_tokenizer
-from experiments.harness import seeds
 from experiments.harness.one_shot import EvalResult, EvalSet, alignment, one_shot, value_of
 from experiments.harness.rl import PolicySpec
 from experiments.harness.sft_scores import presentation_steps, scoring_run, target_batch
