@@ -2,7 +2,8 @@
 
 pretrain -> bands -> GRPO per band x seed -> matched gain (replay) -> shared SAEs (BatchTopK and
 T-SAE) on the base model -> feature groups with causal checks -> gain attribution at the matched
-checkpoints -> every checkpoint diffed in each SAE basis -> results.json, diff.json and report.md
+checkpoints -> deliberation activity on hard-band rollouts (successes vs failures, along training)
+-> every checkpoint diffed in each SAE basis -> results.json, diff.json and report.md
 with figures. Every stage writes atomically and is skipped when its artifact exists, so rerunning
 the same command resumes where it stopped.
 
@@ -33,11 +34,12 @@ from experiments.analysis.band_results import (
     planned,
 )
 from experiments.analysis.gain_results import ATTRIBUTED
-from experiments.harness import cli
+from experiments.harness import cli, seeds
 from experiments.harness.diffing import means_tensors, read_all
 from experiments.harness.gain_attribution import attribute_gain
 from experiments.harness.labelling import LabelSpec, label_and_check, split_problems, summary
 from experiments.harness.probe_sets import ProbeSetSpec, probe_problems
+from experiments.harness.rollout_activity import rollout_activity
 from experiments.harness.rundir import append_jsonl, atomic_file, check_writable, init_run, write_json
 from experiments.harness.sources import SourceSpec, open_source
 from experiments.harness.task import SHORTCUT_K, Problem, TaskSpec
@@ -47,6 +49,7 @@ from probes.layout import (
     GAIN_ATTRIBUTION,
     MATCH,
     METRICS,
+    ROLLOUT_ACTIVITY,
     RunLayout,
     checkpoints,
     read_json,
@@ -97,6 +100,11 @@ class BandStudyArgs:
     attribution_samples: int = 4
     """Completions per eval problem for each patched accuracy in gain attribution (the same draws in every
     condition; fewer than the eval's 8 to keep the default study's time)."""
+    activity_problems: int = 32
+    """Hard-pool problems whose rollouts every stored checkpoint of each hard-band run is read on
+    (deliberation-group activity on successes vs failures, along training)."""
+    activity_samples: int = 4
+    """Rollouts per problem and checkpoint for that reading."""
     causal_per_k: int = 20
     """Problems per k (inside the pretraining range) in each of the labelling and test splits of the causal stream."""
     n_random: int = 20
@@ -114,7 +122,7 @@ class BandStudyArgs:
             raise ValueError(f"seeds: need distinct seeds, got {self.seeds}")
         if not self.sae_archs or set(self.sae_archs) - {"batchtopk", "matryoshka", "temporal"}:
             raise ValueError(f"sae_archs: must be from batchtopk, matryoshka, temporal; got {self.sae_archs}")
-        for name in ("grpo_steps", "attribution_samples", "causal_per_k", "n_random", "diff_per_k", "replicate"):
+        for name in ("grpo_steps", "attribution_samples", "activity_problems", "activity_samples", "causal_per_k", "n_random", "diff_per_k", "replicate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         for stage, values in self.stages.items():
@@ -161,7 +169,7 @@ class BandStudyArgs:
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(grpo_steps=4, attribution_samples=1, causal_per_k=4, n_random=3, diff_per_k=3),
+    "smoke": dict(grpo_steps=4, attribution_samples=1, activity_problems=4, activity_samples=2, causal_per_k=4, n_random=3, diff_per_k=3),
     "gpu": dict(seeds=tuple(range(8)), grpo_steps=200, attribution_samples=16, causal_per_k=100, n_random=50, diff_per_k=50),
 }
 
@@ -274,9 +282,40 @@ def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
     return out
 
 
-def results(args: BandStudyArgs, features: dict[str, dict], readings: dict[str, dict], attributions: dict[str, dict]) -> BandAnalysis:
+def activity_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
+    """At the base model and every stored checkpoint of each hard-band run, the headline SAE's
+    deliberation-group activity on the run's rollouts of fixed hard-pool problems, with their success;
+    each run's rollout_activity.json keeps the steps done, so a rerun resumes. Returns the records per run."""
+    layout, sae_name = RunLayout(args.out), args.sae_args(args.sae_archs[0]).sae_name
+    feats = features[sae_name]
+    group, hook = feats["groups"]["deliberation"], feats["meta"]["hook"]
+    if not group:
+        return {}
+    sae = load_sae(layout.sae(sae_name))
+    spec = {"sae": sae_name, "group": group, "problems": args.activity_problems, "samples": args.activity_samples}
+    out = {}
+    for seed in tqdm(args.seeds, desc="hard-band rollouts: deliberation activity"):
+        gargs = args.grpo_args("hard", seed)
+        path = gargs.out / ROLLOUT_ACTIVITY
+        record = read_json(path) if path.exists() else {}
+        record = record if record.get("spec") == spec else {"spec": spec, "steps": {}}
+        problems = grpo.RunInputs.read(gargs).pool[: args.activity_problems]
+        stored = {s: c for s, c in checkpoints(gargs.out).items() if s % gargs.checkpoint_every == 0}  # not replays
+        for step, ckpt in {0: layout.base, **stored}.items():
+            if str(step) not in record["steps"]:
+                sampling = seeds.rollout_activity(seed)
+                reading = rollout_activity(load_bridge(ckpt), load_tokenizer(ckpt), sae, hook, group, problems, args.activity_samples, sampling)
+                record["steps"][str(step)] = reading
+                write_json(path, record)
+        out[run_name("hard", seed)] = record["steps"]
+    return out
+
+
+def results(
+    args: BandStudyArgs, features: dict[str, dict], readings: dict[str, dict], attributions: dict[str, dict], activity: dict[str, dict]
+) -> BandAnalysis:
     labels = {name: summary(feats) for name, feats in features.items()}
-    return analyse(args.settings, run_data(args), features, labels, readings, attributions)
+    return analyse(args.settings, run_data(args), features, labels, readings, attributions, activity)
 
 
 def replicate(args: BandStudyArgs) -> dict:
@@ -313,10 +352,12 @@ def main(args: BandStudyArgs) -> dict:
         features[args.sae_args(arch).sae_name] = feature_stage(args, arch)
     stage("gain attribution: patch each group back to base values at the matched checkpoints")
     attributions = gain_stage(args, features)
+    stage("deliberation activity on hard-band rollouts, successes vs failures, along training")
+    activity = activity_stage(args, features)
     stage("diff every checkpoint in each SAE basis")
     readings = diff_stage(args, features)
     stage("results and report")
-    analysis = results(args, features, readings, attributions)
+    analysis = results(args, features, readings, attributions, activity)
     layout = RunLayout(args.out)
     write_json(layout.diff, diff_record(analysis))
     write_report(args.out, analysis, wall_s=stage.seconds)  # wall time is not in results.json: it varies

@@ -51,6 +51,14 @@ def group_activity(means_F: Float[Tensor, " F"], groups: Mapping[str, Sequence[i
     return {g: float(means_F[list(idx)].mean()) if len(idx) else float("nan") for g, idx in groups.items()}
 
 
+@torch.no_grad()
+def sequence_activity(sae, acts_BLD: Float[Tensor, "B L D"], mask_BL: Tensor, group: Sequence[int]) -> Float[Tensor, " B"]:
+    """Per sequence: the mean code of the group's latents, averaged over the masked positions (0 where none)."""
+    codes_BL = sae.encode(acts_BLD)[..., list(group)].mean(-1)
+    mask_BL = mask_BL.to(codes_BL.dtype)
+    return (codes_BL * mask_BL).sum(1) / mask_BL.sum(1).clamp(min=1)
+
+
 def relative_change(after: Mapping[str, float], before: Mapping[str, float], eps: float = 1e-8) -> dict[str, float]:
     """(after - before) / before per key."""
     return {g: (after[g] - before[g]) / (abs(before[g]) + eps) for g in before}

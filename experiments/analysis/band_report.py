@@ -109,6 +109,43 @@ def fig_sae_quality(out: Path, a: BandAnalysis) -> str:
     return save_figure(fig, out / "figures" / "sae_quality.png")
 
 
+def fig_success_activity(out: Path, a: BandAnalysis) -> str:
+    act = a.result.hard_success_activity
+    fig, (ax, ax_rate) = plt.subplots(1, 2, figsize=(10, 3.8))
+    steps = [int(s) for s in act]
+    for key, color, label in (("on_success", "tab:green", "successful rollouts"), ("on_failure", "tab:red", "failed rollouts")):
+        est = [(s, act[str(s)][key]) for s in steps if act[str(s)][key]["n"]]
+        x = [s for s, _ in est]
+        ax.plot(x, [e["mean"] for _, e in est], "o-", color=color, label=f"{label} (mean, 95% CI over seeds)")
+        ax.fill_between(x, [e["ci95"][0] for _, e in est], [e["ci95"][1] for _, e in est], color=color, alpha=0.2)
+    ax.set(xlabel="GRPO step of the hard-band run (updates)", ylabel="deliberation group: mean code on completion tokens",
+           title="Deliberation activity, successes vs failures")  # fmt: skip
+    ax.legend(fontsize=8)
+    rate = [act[str(s)]["success_rate"] for s in steps]
+    ax_rate.errorbar(steps, [r["mean"] for r in rate], yerr=np.array([[r["mean"] - r["ci95"][0], r["ci95"][1] - r["mean"]] for r in rate]).T,
+                     fmt="o-", color=COLORS["hard"], capsize=3, label="hard-band runs (mean, 95% CI over seeds)")  # fmt: skip
+    ax_rate.set(xlabel="GRPO step of the hard-band run (updates)", ylabel="fraction of rollouts correct", title="Success rate on the same problems")
+    ax_rate.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, out / "figures" / "success_activity.png")
+
+
+def success_activity_lines(res: BandStudyResult, fig: str | None) -> list[str]:
+    """The deliberation group on the hard-band runs' own rollouts, successes vs failures, along training."""
+    act = res.hard_success_activity
+    if not act:
+        return []
+    lines = ["## Deliberation activity on hard-band rollouts: successes vs failures", "",
+             "At the base model (step 0) and every stored checkpoint of each hard-band run, rollouts of the same hard-pool "
+             "problems with the same draws; the headline SAE's deliberation group's mean code over each completion's tokens. "
+             "Mean over seeds, 95% CI; a seed counts in a step's activity only with both successes and failures there. "
+             "Descriptive: not in the verdict's family.", "",
+             "| step | success rate | activity, successes | activity, failures | gap (successes − failures) |", "|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {s} | {_fmt(Estimate.from_dict(v['success_rate']))} | {_fmt(Estimate.from_dict(v['on_success']))} | "
+              f"{_fmt(Estimate.from_dict(v['on_failure']))} | {_fmt(Estimate.from_dict(v['gap']))} |" for s, v in act.items()]  # fmt: skip
+    return [*lines, "", f"![success activity]({fig})", ""] if fig else [*lines, ""]
+
+
 def _fmt(e: Estimate) -> str:
     if not np.isfinite(e.mean):
         return "n/a"
@@ -221,12 +258,15 @@ def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float) -> str:
     lines += ["| band | " + " | ".join(BEHAVIOURS) + " |", "|---|" + "---|" * len(BEHAVIOURS)]
     for band, v in res.bands.items():
         lines.append(f"| {band} | " + " | ".join(f"{v.behaviour[x]['start']:.2f} → {v.behaviour[x]['end']:.2f}" for x in BEHAVIOURS) + " |")
-    lines += ["", f"![behaviour]({figs['behaviour']})", "", "## Controls: SAE transfer per checkpoint", "", f"![sae quality]({figs['sae_quality']})", ""]
+    lines += ["", f"![behaviour]({figs['behaviour']})", "", *success_activity_lines(res, figs.get("success_activity"))]
+    lines += ["## Controls: SAE transfer per checkpoint", "", f"![sae quality]({figs['sae_quality']})", ""]
     lines += [f"Wall time of this invocation (a resumed run counts only its own part): {wall_s:.0f} s."]
     return "\n".join(lines) + "\n"
 
 
 def write_report(out: Path, a: BandAnalysis, wall_s: float) -> None:
     """report.md and its figures."""
-    figs = {f.__name__[4:]: f(out, a) for f in (fig_gain, fig_feature_change, fig_behaviour, fig_sae_quality)}
+    shown = (fig_gain, fig_feature_change, fig_behaviour, fig_sae_quality)
+    shown += (fig_success_activity,) if a.result.hard_success_activity else ()
+    figs = {f.__name__[4:]: f(out, a) for f in shown}
     write_text(out / REPORT, markdown(a.result, figs, wall_s))

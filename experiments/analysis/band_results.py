@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from experiments.analysis.activity_results import success_gap
 from experiments.analysis.contrasts import GROUPS, contrasts, verdict
 from experiments.analysis.gain_results import MEASURE, carried, fraction_estimates, fraction_values
 from probes.bands import BANDS
@@ -230,6 +231,9 @@ class BandStudyResult:
     """no_target, untestable, no_difference or differs."""
     verdict: str
     """One sentence computed from the numbers above."""
+    hard_success_activity: dict = dataclasses.field(default_factory=dict)
+    """Per checkpoint step of the hard-band runs: success rate and the deliberation group's activity on
+    successful and failed rollouts, with the gap (``experiments.analysis.activity_results``)."""
 
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -237,7 +241,7 @@ class BandStudyResult:
 
     @classmethod
     def from_json(cls, d: dict) -> BandStudyResult:
-        fields = {f.name: d[f.name] for f in dataclasses.fields(cls)}
+        fields = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}  # a missing required one still fails
         return cls(**{**fields, "bands": {b: BandResult.from_json(r) for b, r in d["bands"].items()}})
 
 
@@ -291,6 +295,7 @@ def analyse(
     labels: dict[str, dict],
     readings: dict[str, dict],
     attributions: Mapping[str, Mapping],
+    activity: Mapping[str, Mapping] | None = None,
 ) -> BandAnalysis:
     """Every number of the band study from the band runs, the labels and the diff readings."""
     s = settings
@@ -325,6 +330,7 @@ def analyse(
         head.noise_floor, {n: blk.noise_floor for n, blk in blocks.items()}, {n: blk.cosine for n, blk in blocks.items()},
         {n: blk.labels for n, blk in blocks.items()}, head_name, [dataclasses.asdict(c) for c in tests],
         [dataclasses.asdict(c) for c in contrasts(head.values, labelled)], vclass, sentence,
+        success_gap(activity or {}),
     )  # fmt: skip
     return BandAnalysis(res, runs.metrics, runs.extra, m, p, blocks, readings)
 

@@ -48,6 +48,7 @@ DRAW_SALTS: dict[str, tuple[int, ...]] = {
     "value_sample": (23,),
     "memo_subset": (29,),
     "blind_gradient": (31,),
+    "rollout_activity": (37,),
 }
 """Last words of each numpy stream's PCG64 key (the run's key words come first)."""
 
@@ -122,6 +123,12 @@ def blind_gradient(seed: int, index: int) -> tuple[np.random.Generator, torch.Ge
     set's policy gradient), independent of every one-sample run's draws."""
     r = rng("blind_gradient", seed, index + 1)
     return r, sampler(int(r.integers(2**62)))
+
+
+def rollout_activity(seed: int) -> int:
+    """Sampling seed of the rollouts a band run's checkpoints are read on, split by success (the same
+    draws at every checkpoint of the run)."""
+    return int(rng("rollout_activity", seed).integers(2**62))
 
 
 def band_eval_sampling(seed: int) -> int:

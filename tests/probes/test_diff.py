@@ -37,3 +37,18 @@ def test_stratified_means__each_stratum_weighs_the_same_whatever_its_size():
     assert len(set(strata(c, rows).tolist())) == 3
     assert stratified_means(Identity(), c, rows).item() == torch.tensor((1 + 5 + 9) / 3).item()
     assert len(rows_of(c, "sampled")) == 0
+
+
+def test_sequence_activity__averages_the_groups_codes_over_the_masked_positions_only():
+    from tests_toys import IdentitySAE
+
+    from probes.diff import sequence_activity
+
+    acts_BLD = torch.zeros(2, 4, 3)
+    acts_BLD[0, :, 0] = torch.tensor([9.0, 1.0, 3.0, 0.0])  # latent 0; position 0 is prompt, 3 is padding
+    acts_BLD[0, :, 1] = torch.tensor([9.0, 3.0, 5.0, 7.0])
+    acts_BLD[1, :, 2] = 4.0  # a latent outside the group
+    mask_BL = torch.tensor([[0, 1, 1, 0], [0, 1, 1, 1]])
+    out = sequence_activity(IdentitySAE(3), acts_BLD, mask_BL, [0, 1])
+    assert out.tolist() == [((1 + 3) / 2 + (3 + 5) / 2) / 2, 0.0]
+    assert sequence_activity(IdentitySAE(3), acts_BLD, torch.zeros(2, 4), [0]).tolist() == [0.0, 0.0]

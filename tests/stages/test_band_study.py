@@ -159,3 +159,34 @@ def test_compare_studies__prints_finished_studies_side_by_side_and_refuses_an_un
     assert f"- **a** ({res['verdict_class']}): {res['verdict']}" in out.stdout
     bad = subprocess.run([sys.executable, str(script), str(run), str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode == 2 and "no results.json" in bad.stderr
+
+
+def test_activity_stage__reads_the_base_and_every_stored_hard_checkpoint_with_the_runs_own_successes(study, tmp_path, monkeypatch):
+    """Each hard run gets one reading per stored checkpoint (not replays) and the base model; the success
+    flags are those of the checkpoint's own rollouts with the stage's draws; a rerun reuses the file."""
+    from experiments.harness import seeds
+    from experiments.harness.rollout import sampled_rollouts
+    from probes.layout import FEATURES, ROLLOUT_ACTIVITY, checkpoints, read_json
+    from probes.models import load_hf, load_tokenizer
+
+    out = tmp_path / "study"
+    shutil.copytree(study[0], out)
+    args = preset_args(BandStudyArgs, PRESETS, "smoke", out=out)
+    features = {p.name: read_json(p / FEATURES) for p in (out / "sae").iterdir()}
+    head = args.sae_args(args.sae_archs[0]).sae_name
+    features[head]["groups"]["deliberation"] = features[head]["groups"]["deliberation"] or [0, 1]  # a group to read
+    records = band_study.activity_stage(args, features)
+    assert set(records) == {f"bands/hard/seed{s}" for s in args.seeds}
+    gargs = args.grpo_args("hard", args.seeds[0])
+    stored = [s for s in checkpoints(gargs.out) if s % gargs.checkpoint_every == 0]
+    rec = records[f"bands/hard/seed{args.seeds[0]}"]
+    assert set(rec) == {"0", *map(str, stored)}
+    n = args.activity_problems * args.activity_samples
+    assert all(len(r["activity"]) == len(r["correct"]) == n for r in rec.values())
+    ckpt = gargs.out / f"ckpt-{stored[-1]}"
+    problems = grpo.RunInputs.read(gargs).pool[: args.activity_problems]
+    own = sampled_rollouts(load_hf(ckpt), load_tokenizer(ckpt), problems, args.activity_samples, seeds.rollout_activity(args.seeds[0]))
+    assert rec[str(stored[-1])]["correct"] == [bool(r.parsed.correct) for r in own]
+    assert read_json(gargs.out / ROLLOUT_ACTIVITY)["steps"] == rec
+    monkeypatch.setattr(band_study, "rollout_activity", lambda *a: pytest.fail("read a checkpoint again"))
+    assert band_study.activity_stage(args, features) == records
