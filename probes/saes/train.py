@@ -39,7 +39,7 @@ from torch import Tensor
 
 from probes.activations import ActivationCache
 from probes.models import CheckpointError
-from probes.saes import tsae
+from probes.saes import crosscoder, tsae
 
 Arch = Literal["batchtopk", "matryoshka", "temporal"]
 ARCHS: tuple[Arch, ...] = ("batchtopk", "matryoshka", "temporal")
@@ -159,11 +159,9 @@ def pair_batches(
         yield rearrange(pairs_B2D, "B two D -> (two B) D")
 
 
-def build_sae(spec: SAESpec, d_in: int, metadata: dict, device: str = "cpu") -> TrainingSAE:
-    """A freshly initialised sae_lens training SAE; ``metadata`` lands in its saved config."""
-    levels = {} if spec.arch == "batchtopk" else {"high_level_width": spec.high_level_width}
-    meta = SAEMetadata(**metadata, **levels)
-    common = dict(
+def _batchtopk_fields(spec: SAESpec, d_in: int, meta: SAEMetadata, device: str) -> dict:
+    """The config fields every BatchTopK variant here shares."""
+    return dict(
         d_in=d_in,
         d_sae=spec.d_sae,
         k=spec.top_k,
@@ -173,6 +171,20 @@ def build_sae(spec: SAESpec, d_in: int, metadata: dict, device: str = "cpu") -> 
         device=device,
         metadata=meta,
     )
+
+
+def build_crosscoder(spec: SAESpec, d_model: int, metadata: dict, device: str = "cpu") -> crosscoder.CrosscoderTrainingSAE:
+    """A freshly initialised crosscoder over two models of width ``d_model`` (rows ``[a_base | a_tuned]``);
+    ``spec.arch`` is ignored: a crosscoder is BatchTopK."""
+    crosscoder.register()
+    fields = _batchtopk_fields(spec, len(crosscoder.MODELS) * d_model, SAEMetadata(**metadata), device)
+    return crosscoder.CrosscoderTrainingSAE(crosscoder.CrosscoderTrainingSAEConfig(**fields))
+
+
+def build_sae(spec: SAESpec, d_in: int, metadata: dict, device: str = "cpu") -> TrainingSAE:
+    """A freshly initialised sae_lens training SAE; ``metadata`` lands in its saved config."""
+    levels = {} if spec.arch == "batchtopk" else {"high_level_width": spec.high_level_width}
+    common = _batchtopk_fields(spec, d_in, SAEMetadata(**metadata, **levels), device)
     widths = [spec.high_level_width, spec.d_sae]
     if spec.arch == "batchtopk":
         return BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**common))
