@@ -25,12 +25,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, register_sae_training_class
 from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
 from torch import Tensor
 from typing_extensions import override
+
+from probes.activations import ActivationCache
+from probes.diff import rows_of
 
 ARCHITECTURE = "crosscoder_batchtopk"
 MODELS = ("base", "tuned")
@@ -77,6 +81,24 @@ def paired(base_ND: Float[Tensor, "N D"], tuned_ND: Float[Tensor, "N D"]) -> Flo
     if base_ND.shape != tuned_ND.shape:
         raise ValueError(f"paired activations must match in shape, got {tuple(base_ND.shape)} and {tuple(tuned_ND.shape)}")
     return torch.cat([base_ND, tuned_ND], dim=-1)
+
+
+def aligned_rows(base: ActivationCache, tuned: ActivationCache) -> Int[np.ndarray, "two R"]:
+    """Row pairs ``[base rows, tuned rows]`` holding the same token of the same canonical sequence in
+    both caches, each distinct prefix once: the tokens two checkpoints both read (their own samples
+    differ). A pair whose tokens differ means the caches hold different probe sets: ValueError."""
+
+    def keyed(cache: ActivationCache) -> dict[tuple, int]:
+        rows_R = rows_of(cache, "canonical")
+        pid_R, mode_R = cache.seq_column("pid")[rows_R], cache.seq_column("mode")[rows_R]
+        return {(p, m, int(t)): int(r) for p, m, t, r in zip(pid_R, mode_R, cache.pos_N[rows_R], rows_R)}
+
+    kb, kt = keyed(base), keyed(tuned)
+    common = sorted(kb.keys() & kt.keys(), key=kb.__getitem__)
+    rows_2R = np.array([[kb[k] for k in common], [kt[k] for k in common]], dtype=np.int64).reshape(2, -1)
+    if (base.token_N[rows_2R[0]] != tuned.token_N[rows_2R[1]]).any():
+        raise ValueError(f"{base.path} and {tuned.path}: the same canonical positions hold different tokens")
+    return rows_2R
 
 
 def decoders(W_dec: Float[Tensor, "F two_D"]) -> Float[Tensor, "two F D"]:

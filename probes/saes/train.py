@@ -181,6 +181,21 @@ def build_crosscoder(spec: SAESpec, d_model: int, metadata: dict, device: str = 
     return crosscoder.CrosscoderTrainingSAE(crosscoder.CrosscoderTrainingSAEConfig(**fields))
 
 
+def aligned_batches(
+    base: ActivationCache, tuned: ActivationCache, rows_2R: Int[np.ndarray, "two R"], batch_size: int, *,
+    difference: bool = False, seed: int, chunk_rows: int = 1 << 17,
+) -> Iterator[Float[Tensor, "B W"]]:
+    """Endless shuffled batches over aligned row pairs (``crosscoder.aligned_rows``): crosscoder rows
+    ``[a_base | a_tuned]``, or with ``difference`` the difference-SAE rows ``a_tuned - a_base``."""
+    rng = np.random.default_rng(seed)
+
+    def load(idx: np.ndarray) -> Tensor:
+        a_base, a_tuned = (torch.from_numpy(np.asarray(c.acts_ND[rows_2R[m, idx]])) for m, c in enumerate((base, tuned)))
+        return a_tuned - a_base if difference else crosscoder.paired(a_base, a_tuned)
+
+    return _rebatch((load(idx) for idx in _chunks(np.arange(rows_2R.shape[1]), chunk_rows, rng)), batch_size, rng)
+
+
 def build_sae(spec: SAESpec, d_in: int, metadata: dict, device: str = "cpu") -> TrainingSAE:
     """A freshly initialised sae_lens training SAE; ``metadata`` lands in its saved config."""
     levels = {} if spec.arch == "batchtopk" else {"high_level_width": spec.high_level_width}

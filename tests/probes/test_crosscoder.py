@@ -1,23 +1,28 @@
-"""Crosscoder: relative decoder norms, Latent Scaling, a planted fine-tune-only feature, sae_lens round trip."""
+"""Crosscoder: relative decoder norms, Latent Scaling, a planted fine-tune-only feature, sae_lens round trip,
+and the aligned row pairs crosscoders and difference SAEs are fed."""
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from sae_lens import SAE, JumpReLUSAE
 
+from probes.activations import ActivationCache
 from probes.saes.crosscoder import (
     ARCHITECTURE,
     NU_MAX,
     TUNED_ONLY,
+    aligned_rows,
     decoders,
     latent_scaling,
     paired,
     relative_norm,
     specificity,
 )
-from probes.saes.train import SAESpec, TrainSpec, build_crosscoder, load_sae, save_sae, train_sae
+from probes.saes.train import SAESpec, TrainSpec, aligned_batches, build_crosscoder, load_sae, save_sae, train_sae
 
 D, N_SHARED = 16, 24
 
@@ -101,3 +106,33 @@ def test_crosscoder__saves_and_loads_through_sae_lens_own_loader(tmp_path):
         _, hidden_NF = sae.encode_with_hidden_pre(rows)
         torch.testing.assert_close(loaded(rows), sae.decode(hidden_NF * (hidden_NF > sae.topk_threshold.float())), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(relative_norm(loaded.W_dec.detach()), relative_norm(sae.W_dec.detach()), atol=1e-5, rtol=1e-4)
+
+
+def _cache(seqs: list[dict], acts: list[list[float]]):
+    """An in-memory cache of the given sequences (each: pid, mode, source, tokens), one row per token."""
+    seq_N = np.concatenate([[i] * len(s["tokens"]) for i, s in enumerate(seqs)])
+    pos_N = np.concatenate([np.arange(len(s["tokens"])) for s in seqs])
+    token_N = np.concatenate([s["tokens"] for s in seqs])
+    zeros = np.zeros(len(seq_N), dtype=np.int32)
+    meta = tuple({"split": "train", "source": s["source"], "pid": s["pid"], "mode": s["mode"]} for s in seqs)
+    return ActivationCache(Path(seqs[0]["pid"]), "h", "", "", np.asarray(acts, np.float32), seq_N, pos_N, token_N,
+                           zeros, zeros, np.ones(len(seq_N), bool), meta)  # fmt: skip
+
+
+def test_aligned_rows__pairs_the_same_canonical_tokens_whatever_the_row_order_and_skips_own_samples():
+    a = {"pid": "p", "mode": "deliberate", "source": "canonical", "tokens": [1, 2, 3]}
+    b = {"pid": "p", "mode": "direct", "source": "canonical", "tokens": [1, 4]}
+    own = {"pid": "p", "mode": "direct", "source": "sampled", "tokens": [1, 5, 6]}
+    base = _cache([a, b, own], [[float(i), 0.0] for i in range(8)])
+    tuned = _cache([own, b, a], [[100.0 + i, 1.0] for i in range(8)])  # rows: own 0-2, b 3-4, a 5-7
+    rows_2R = aligned_rows(base, tuned)
+    assert rows_2R.tolist() == [[0, 1, 2, 3, 4], [5, 6, 7, 3, 4]]
+    batch = next(aligned_batches(base, tuned, rows_2R, 5, difference=True, seed=0))
+    expected = {(100.0 + t - b_, 1.0) for b_, t in zip(*rows_2R.tolist())}
+    assert {tuple(r) for r in batch.tolist()} == expected
+    cross = next(aligned_batches(base, tuned, rows_2R, 5, seed=0))
+    assert cross.shape == (5, 4) and {tuple(r[:2]) for r in cross.tolist()} == {(float(b_), 0.0) for b_ in rows_2R[0]}
+    wrong = _cache([{**a, "tokens": [1, 2, 9]}, b, own], [[0.0, 0.0]] * 8)
+    with pytest.raises(ValueError, match="different tokens"):
+        aligned_rows(base, wrong)
+    assert np.array_equal(aligned_rows(base, base), np.stack([np.arange(5)] * 2))
