@@ -190,3 +190,35 @@ def test_activity_stage__reads_the_base_and_every_stored_hard_checkpoint_with_th
     assert read_json(gargs.out / ROLLOUT_ACTIVITY)["steps"] == rec
     monkeypatch.setattr(band_study, "rollout_activity", lambda *a: pytest.fail("read a checkpoint again"))
     assert band_study.activity_stage(args, features) == records
+
+
+def test_model_diffing__crosscoder_and_difference_sae_train_on_two_checkpoints_shared_tokens_and_read_held_out(study):
+    """On the smoke study's base model and a hard-band checkpoint: both dictionaries train on the aligned
+    train-split tokens; the crosscoder reading is consistent (fine-tune-only latents are live ones above
+    the relative-norm band, and the confirmed ones pass Latent Scaling; smoke has no held-out split, so it
+    is read on the train split here)."""
+    from experiments.harness.model_diffing import read_crosscoder, split_rows, train_on_pair
+    from probes.saes.crosscoder import NU_MAX, TUNED_ONLY, aligned_rows
+    from probes.saes.train import SAESpec, TrainSpec
+
+    args = preset_args(BandStudyArgs, PRESETS, "smoke", out=study[0])
+    layout = RunLayout(study[0])
+    ckpt = sorted((study[0] / "bands" / "hard" / f"seed{args.seeds[0]}").glob("ckpt-*"))[-1]
+    base, tuned = (open_source(args.diff_source, c).cache for c in (layout.base, ckpt))
+    rows_2R = aligned_rows(base, tuned)
+    train_rows, eval_rows = split_rows(base, rows_2R, "train"), split_rows(base, rows_2R, "eval")
+    assert train_rows.shape[1] + eval_rows.shape[1] == rows_2R.shape[1] and train_rows.shape[1] > 0
+    assert eval_rows.shape[1] == 0  # smoke's 3 problems per k put none in the eval split (every 5th goes there)
+    spec, train = SAESpec(d_sae=32, top_k=4.0), TrainSpec(n_samples=256 * 20, batch_size=256, dead_window=5)
+    torch.manual_seed(0)
+    xc = train_on_pair(base, tuned, spec, train, {"hook_name": args.diff_source.hook})
+    diff = train_on_pair(base, tuned, spec, train, {"hook_name": args.diff_source.hook}, difference=True)
+    assert xc.cfg.d_in == 2 * base.d_model and diff.cfg.d_in == base.d_model
+    with pytest.raises(ValueError, match="no aligned canonical tokens"):
+        read_crosscoder(xc, base, tuned)
+    reading = read_crosscoder(xc, base, tuned, split="train")
+    assert len(reading.relative_norm) == 32 and all(0 <= r <= 1 for r in reading.relative_norm)
+    assert set(reading.confirmed) <= set(reading.tuned_only) <= set(reading.live)
+    assert all(reading.relative_norm[j] > TUNED_ONLY for j in reading.tuned_only)
+    assert all(max(abs(v) for v in reading.nu[j]) < NU_MAX for j in reading.confirmed)
+    assert reading.fve <= 1
