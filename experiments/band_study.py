@@ -301,9 +301,9 @@ def activity_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, 
         record = record if record.get("spec") == spec else {"spec": spec, "steps": {}}
         problems = grpo.RunInputs.read(gargs).pool[: args.activity_problems]
         stored = {s: c for s, c in checkpoints(gargs.out).items() if s % gargs.checkpoint_every == 0}  # not replays
+        sampling = seeds.rollout_activity(seed)  # the same draws at every checkpoint of the run
         for step, ckpt in {0: layout.base, **stored}.items():
             if str(step) not in record["steps"]:
-                sampling = seeds.rollout_activity(seed)
                 reading = rollout_activity(load_bridge(ckpt), load_tokenizer(ckpt), sae, hook, group, problems, args.activity_samples, sampling)
                 record["steps"][str(step)] = reading
                 write_json(path, record)

@@ -12,11 +12,11 @@ import argparse
 import math
 from pathlib import Path
 
+from experiments.analysis.gain_results import ATTRIBUTED as GROUPS
 from probes.bands import BANDS
 from probes.layout import RunLayout, read_json
 
 SMALL_K = ("1", "2", "3", "4")
-GROUPS = ("shortcut", "computation", "deliberation", "mode")
 
 
 def _ci(e: dict | None, fmt: str = "+.3f") -> str:

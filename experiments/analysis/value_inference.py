@@ -67,12 +67,13 @@ def tests(
     """Per metric and stratum: Spearman rho with value (bootstrap CI), its permutation p, the Holm-adjusted
     p over the family (None outside it), and the rho disattenuated by value's reliability there."""
     out: dict[str, dict[str, dict]] = {}
+    runs_SN = value_runs(cols, seeds)
     for m in metrics:
         out[m] = {}
         for s in STRATA:
             sel = _stratum(bands, s)
             x, y = cols[m][sel], cols["value"][sel]
-            dis = disattenuated(x, value_runs(cols, seeds)[:, sel], n_boot) if len(seeds) > 1 else None
+            dis = disattenuated(x, runs_SN[:, sel], n_boot) if len(seeds) > 1 else None
             out[m][s] = {**spearman(x, y, n_boot).as_dict(), "p": spearman_p(x, y, N_PERM), "p_holm": None,
                          "disattenuated": dis.as_dict() if dis else None}  # fmt: skip
     keys = [(m, s) for m in family for s in STRATA]

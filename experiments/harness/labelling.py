@@ -78,16 +78,15 @@ def split_problems(
     are the test split (the causal checks' problems) and the next ``per_k`` the labelling split.
     Chains in ``seen`` (what the SAE was trained on) are skipped: where the problem space is small
     (k = 1) streams overlap, and the checks must run on problems no SAE saw."""
-    chain = lambda pr: (pr.start, pr.ops, pr.operands)  # noqa: E731
-    known = {chain(pr) for pr in seen}
+    known = {seeds.content_key(pr) for pr in seen}
     label, test = [], []
     for k in ks:
         kept: dict[tuple, Problem] = {}
         for pr in seeds.problems("causal", seed, k, MAX_DRAWS * per_k, task):
             if len(kept) == 2 * per_k:
                 break
-            if chain(pr) not in known:
-                kept.setdefault(chain(pr), pr)
+            if seeds.content_key(pr) not in known:
+                kept.setdefault(seeds.content_key(pr), pr)
         chosen = list(kept.values())
         test += chosen[:per_k]
         label += chosen[per_k : 2 * per_k]

@@ -67,6 +67,6 @@ def read_crosscoder(sae, base: ActivationCache, tuned: ActivationCache, split: s
     rel_F = relative_norm(sae.W_dec.detach()).cpu()
     live = torch.nonzero((codes_NF > 0).any(0)).flatten().tolist()
     tuned_only = [j for j in live if rel_F[j] > TUNED_ONLY]
-    nu = {j: specificity(sae, x_N2D, j) for j in tuned_only}
+    nu = specificity(sae, x_N2D, tuned_only)
     confirmed = [j for j in tuned_only if all(abs(v) < NU_MAX for v in nu[j])]
     return CrosscoderReading(fve, rel_F.tolist(), live, tuned_only, nu, confirmed)

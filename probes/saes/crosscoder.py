@@ -23,6 +23,7 @@ relative to the fine-tuned model's. See ``latent_scaling`` and ``specificity``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,8 +122,8 @@ def latent_scaling(codes_N: Float[Tensor, " N"], target_ND: Float[Tensor, "N D"]
 
 
 @torch.no_grad()
-def specificity(sae, rows_N2D: Float[Tensor, "N two_D"], latent: int) -> tuple[float, float]:
-    """Latent Scaling ratios (nu_err, nu_rec) of one latent, probed with its fine-tuned decoder direction d.
+def specificity(sae, rows_N2D: Float[Tensor, "N two_D"], latents: Sequence[int]) -> dict[int, tuple[float, float]]:
+    """Latent Scaling ratios (nu_err, nu_rec) of each latent, probed with its fine-tuned decoder direction d.
 
     * nu_err: beta of d in the base model's reconstruction error over beta of d in the fine-tuned
       model's error with the latent's own contribution added back. High: the base model holds the
@@ -131,16 +132,19 @@ def specificity(sae, rows_N2D: Float[Tensor, "N two_D"], latent: int) -> tuple[f
       fine-tuned model's. High: the base model carries the concept through other latents (decoupling).
 
     A truly fine-tune-only latent has both near 0."""
-    codes_NF = sae.encode(rows_N2D)
-    f_N = codes_NF[:, latent]
+    codes_NF = sae.encode(rows_N2D)  # one encoding for every latent asked about
     recon_2ND = torch.stack(sae.decode(codes_NF).chunk(len(MODELS), dim=-1))
     acts_2ND = torch.stack(rows_N2D.chunk(len(MODELS), dim=-1))
-    own_2ND = f_N[None, :, None] * decoders(sae.W_dec)[:, latent][:, None, :]
-    d_D = decoders(sae.W_dec)[1, latent]
-    err_2ND, others_2ND = acts_2ND - recon_2ND + own_2ND, recon_2ND - own_2ND
-    beta_err = [latent_scaling(f_N, err_2ND[m], d_D) for m in range(len(MODELS))]
-    beta_rec = [latent_scaling(f_N, others_2ND[m], d_D) for m in range(len(MODELS))]
-    return _ratio(beta_err), _ratio(beta_rec)
+    dec_2FD = decoders(sae.W_dec)
+    out = {}
+    for j in latents:
+        f_N, d_D = codes_NF[:, j], dec_2FD[1, j]
+        own_2ND = f_N[None, :, None] * dec_2FD[:, j][:, None, :]
+        err_2ND, others_2ND = acts_2ND - recon_2ND + own_2ND, recon_2ND - own_2ND
+        beta_err = [latent_scaling(f_N, err_2ND[m], d_D) for m in range(len(MODELS))]
+        beta_rec = [latent_scaling(f_N, others_2ND[m], d_D) for m in range(len(MODELS))]
+        out[j] = (_ratio(beta_err), _ratio(beta_rec))
+    return out
 
 
 def _ratio(betas: list[float]) -> float:

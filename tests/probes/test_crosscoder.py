@@ -77,7 +77,7 @@ def test_crosscoder__finds_a_planted_fine_tune_only_feature_and_latent_scaling_c
     align_F = F.normalize(decoders(sae.W_dec.detach())[1], dim=-1) @ extra_D
     found = int(align_F.argmax())
     assert align_F[found] > 0.9 and rel_F[found] > TUNED_ONLY
-    nu_err, nu_rec = specificity(sae, rows, found)
+    nu_err, nu_rec = specificity(sae, rows, [found])[found]
     assert abs(nu_err) < NU_MAX and abs(nu_rec) < NU_MAX
     live = [j for j in range(len(rel_F)) if j != found and (sae.encode(rows)[:, j] > 0).any()]
     assert (rel_F[live] < TUNED_ONLY).all()  # the shared features stay shared
@@ -88,7 +88,7 @@ def test_crosscoder__a_control_pair_with_no_added_feature_yields_no_confirmed_fi
     rel_F = relative_norm(sae.W_dec.detach())
     fires_F = (sae.encode(rows) > 0).any(0)
     candidates = [j for j in range(len(rel_F)) if rel_F[j] > TUNED_ONLY and fires_F[j]]
-    confirmed = [j for j in candidates if all(abs(nu) < NU_MAX for nu in specificity(sae, rows, j))]
+    confirmed = [j for j, nus in specificity(sae, rows, candidates).items() if all(abs(nu) < NU_MAX for nu in nus)]
     assert confirmed == []
 
 
