@@ -14,6 +14,7 @@ stage (``--config study.json``: ``{"pretrain": {"p": 13}, "grpo": {"lr": 5e-5}, 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,11 +34,13 @@ from experiments.analysis.band_results import (
     matching,
     planned,
 )
+from experiments.analysis.diffing_results import summarise
 from experiments.analysis.gain_results import ATTRIBUTED
 from experiments.harness import cli, seeds
 from experiments.harness.diffing import means_tensors, read_all
 from experiments.harness.gain_attribution import attribute_gain
 from experiments.harness.labelling import LabelSpec, label_and_check, split_problems, summary
+from experiments.harness.model_diffing import DiffingSpec, Pair, band_record
 from experiments.harness.probe_sets import ProbeSetSpec, probe_problems
 from experiments.harness.rollout_activity import rollout_activity
 from experiments.harness.rundir import append_jsonl, atomic_file, check_writable, init_run, write_json
@@ -49,6 +52,7 @@ from probes.layout import (
     GAIN_ATTRIBUTION,
     MATCH,
     METRICS,
+    MODEL_DIFFING,
     ROLLOUT_ACTIVITY,
     RunLayout,
     checkpoints,
@@ -58,7 +62,7 @@ from probes.layout import (
 )
 from probes.matched_gain import bisect, with_points
 from probes.models import load_bridge, load_hf, load_tokenizer
-from probes.saes.train import load_sae
+from probes.saes.train import SAESpec, load_sae
 
 STAGES: dict[str, tuple[type, dict]] = {
     "pretrain": (pretrain.PretrainArgs, pretrain.PRESETS),
@@ -111,6 +115,16 @@ class BandStudyArgs:
     """Random latent groups (matched in firing rate and mass) per causal check."""
     diff_per_k: int = 10
     """Probe problems per k for checkpoint diffing."""
+    diffing_samples: int = 300_000
+    """Rows each band's change dictionaries (a crosscoder and a difference SAE over its seeds' (base,
+    claim checkpoint) pairs, the headline SAE's width and k) are trained on."""
+    diffing_seeds: int = 0
+    """How many seeds (the first ones) the change dictionaries pair with the base model (0: all)."""
+    diffing_per_k: int = 16
+    """Held-out problems per k (the first ones; a third of the eval set by default, for time) on which the
+    change dictionaries' spliced accuracies and causal checks are measured."""
+    diffing_rollouts: int = 1
+    """Rollouts per such problem."""
     replicate: int = 1
     """Run the whole study this many times, with pretraining seeds 0..N-1 (in <out>/pretrain-seed<i>/), and
     count how often each verdict class comes out (<out>/replicates.json): does the headline depend on one base model?"""
@@ -122,7 +136,9 @@ class BandStudyArgs:
             raise ValueError(f"seeds: need distinct seeds, got {self.seeds}")
         if not self.sae_archs or set(self.sae_archs) - {"batchtopk", "matryoshka", "temporal"}:
             raise ValueError(f"sae_archs: must be from batchtopk, matryoshka, temporal; got {self.sae_archs}")
-        for name in ("grpo_steps", "attribution_samples", "activity_problems", "activity_samples", "causal_per_k", "n_random", "diff_per_k", "replicate"):
+        if self.diffing_seeds < 0:
+            raise ValueError(f"diffing_seeds: must be >= 0, got {self.diffing_seeds}")
+        for name in ("grpo_steps", "attribution_samples", "diffing_samples", "diffing_per_k", "diffing_rollouts", "activity_problems", "activity_samples", "causal_per_k", "n_random", "diff_per_k", "replicate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         for stage, values in self.stages.items():
@@ -162,6 +178,19 @@ class BandStudyArgs:
         return SourceSpec(self.out, sae.hook, probe, sae.collect_batch_size, sae.device)
 
     @property
+    def diffing_source(self) -> SourceSpec:
+        """The change dictionaries' tokens: the SAE probe set's problems, canonical completions only
+        (the tokens every checkpoint reads the same way)."""
+        sae = self.sae_args(self.sae_archs[0])
+        return SourceSpec(self.out, sae.hook, dataclasses.replace(sae.probe_spec, n_samples=0), sae.collect_batch_size, sae.device)
+
+    @property
+    def diffing_spec(self) -> DiffingSpec:
+        sae = self.sae_args(self.sae_archs[0])
+        shape = SAESpec(d_sae=sae.d_sae, top_k=sae.top_k, threshold_lr=sae.threshold_lr)
+        return DiffingSpec(shape, dataclasses.replace(sae.train_spec, n_samples=self.diffing_samples))
+
+    @property
     def settings(self) -> StudySettings:
         loss_agg = self.grpo_args("easy", self.seeds[0]).loss_agg
         return StudySettings(self.preset, self.seeds, self.matched_key, self.target_gain, self.matched_tol, loss_agg)
@@ -169,8 +198,9 @@ class BandStudyArgs:
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(grpo_steps=4, attribution_samples=1, activity_problems=4, activity_samples=2, causal_per_k=4, n_random=3, diff_per_k=3),
-    "gpu": dict(seeds=tuple(range(8)), grpo_steps=200, attribution_samples=16, causal_per_k=100, n_random=50, diff_per_k=50),
+    "smoke": dict(grpo_steps=4, attribution_samples=1, diffing_samples=16_384, diffing_seeds=2, diffing_per_k=2, activity_problems=4, activity_samples=2, causal_per_k=4, n_random=3, diff_per_k=3),
+    "gpu": dict(seeds=tuple(range(8)), grpo_steps=200, attribution_samples=16, causal_per_k=100, n_random=50, diff_per_k=50,
+                diffing_samples=2_000_000, diffing_per_k=1_000),
 }
 
 def train_stages(args: BandStudyArgs) -> None:
@@ -311,11 +341,65 @@ def activity_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, 
     return out
 
 
+def claim_checkpoints(args: BandStudyArgs) -> dict[str, tuple[str, dict[str, int]]]:
+    """Per band, for its first ``diffing_seeds`` runs: "matched" with each run's matched step where every
+    run of the band hit the target, else "final" with the last step (equal budget, unmatched)."""
+    runs = run_data(args)
+    curve_by_run, p = planned(runs, args.settings)
+    points = matching(curve_by_run, runs.extra, p).points if p.noise_ok else {}
+    out = {}
+    for band in BANDS:
+        names = [run_name(band, s) for s in args.seeds]
+        hit_all = all(n in points and points[n].within_tol for n in names)
+        chosen = names[: args.diffing_seeds or None]
+        out[band] = ("matched", {n: points[n].step for n in chosen}) if hit_all else ("final", dict.fromkeys(chosen, args.grpo_steps))
+    return out
+
+
+def diffing_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
+    """Per band: a crosscoder and a difference SAE over its seeds' (base, claim checkpoint) pairs, read,
+    labelled and causally checked (``experiments.harness.model_diffing``); diffing/<band>/model_diffing.json
+    keeps each band, so a rerun reuses it. Returns the records per band."""
+    layout, spec, hook = RunLayout(args.out), args.diffing_spec, args.diffing_source.hook
+    claims = claim_checkpoints(args)
+    held_out = grpo.RunInputs.read(args.grpo_args(BANDS[0], args.seeds[0])).eval_per_k(args.diffing_per_k).eval_set
+    n_rollouts = len(held_out) * args.diffing_rollouts
+    made = lambda band: json.loads(json.dumps({"claim": claims[band][0], "steps": claims[band][1],  # noqa: E731
+                                               "spec": dataclasses.asdict(spec), "n_rollouts": n_rollouts}))  # fmt: skip
+    path = lambda band: layout.diffing(band) / MODEL_DIFFING  # noqa: E731
+    records = {b: read_json(path(b)) for b in BANDS if path(b).exists()}
+    todo = [b for b in BANDS if {k: records.get(b, {}).get(k) for k in made(b)} != made(b)]
+    if not todo:
+        return records
+    base = open_source(args.diffing_source, layout.base)
+    gargs = {run_name(b, s): args.grpo_args(b, s) for b in BANDS for s in args.seeds}
+    pairs = {b: [Pair(n, base, open_source(args.diffing_source, grpo.replay(gargs[n], step))) for n, step in claims[b][1].items()] for b in BANDS}
+    sae_name = args.sae_args(args.sae_archs[0]).sae_name
+    label_split, _ = causal_problems(layout, args.causal_per_k, args.bands_args.seed, args.sae_args(args.sae_archs[0]).probe_spec)
+    shortcut_k = features[sae_name]["spec"]["shortcut_k"]
+
+    def accuracy_of(pair: Pair):
+        g, inputs, tok = gargs[pair.run], grpo.RunInputs.read(gargs[pair.run]), pair.tuned.tokenizer
+        inputs = inputs.eval_per_k(args.diffing_per_k)
+        return lambda model: grpo.sampled_accuracy(model, tok, g, inputs, args.diffing_rollouts)
+
+    for band in todo:
+        others = {b: pairs[b] for b in BANDS if b != band}
+        record = band_record(pairs[band], others, spec, hook, label_split, shortcut_k, accuracy_of, load_sae(layout.sae(sae_name)), layout.diffing(band))
+        caches = {"base": layout.name_of(base.cache.path), **{p.run: layout.name_of(p.tuned.cache.path) for p in pairs[band]}}
+        write_json(path(band), {**made(band), **record, "caches": caches})
+        records[band] = read_json(path(band))
+    return records
+
+
 def results(
-    args: BandStudyArgs, features: dict[str, dict], readings: dict[str, dict], attributions: dict[str, dict], activity: dict[str, dict]
+    args: BandStudyArgs, features: dict[str, dict], readings: dict[str, dict], attributions: dict[str, dict], activity: dict[str, dict],
+    diffing: dict[str, dict],
 ) -> BandAnalysis:
     labels = {name: summary(feats) for name, feats in features.items()}
-    return analyse(args.settings, run_data(args), features, labels, readings, attributions, activity)
+    head = args.sae_args(args.sae_archs[0]).sae_name
+    model_diffing = summarise(diffing, readings, head, features[head]["groups"])
+    return analyse(args.settings, run_data(args), features, labels, readings, attributions, activity, model_diffing)
 
 
 def replicate(args: BandStudyArgs) -> dict:
@@ -354,10 +438,12 @@ def main(args: BandStudyArgs) -> dict:
     attributions = gain_stage(args, features)
     stage("deliberation activity on hard-band rollouts, successes vs failures, along training")
     activity = activity_stage(args, features)
+    stage("model diffing: crosscoder and difference SAE per band, labelled and causally checked")
+    diffing = diffing_stage(args, features)
     stage("diff every checkpoint in each SAE basis")
     readings = diff_stage(args, features)
     stage("results and report")
-    analysis = results(args, features, readings, attributions, activity)
+    analysis = results(args, features, readings, attributions, activity, diffing)
     layout = RunLayout(args.out)
     write_json(layout.diff, diff_record(analysis))
     write_report(args.out, analysis, wall_s=stage.seconds)  # wall time is not in results.json: it varies

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections import Counter
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -136,6 +137,11 @@ class RunInputs:
             raise RunDirError(f"{layout.band_table}: missing; run experiments.bands first")
         table = read_json(layout.band_table)
         return cls([Problem.from_record(r, table["p"]) for r in table["pools"][args.band]], table["eval_set"], table["p"])
+
+    def eval_per_k(self, n: int) -> RunInputs:
+        """The same inputs with only the first n held-out problems of each chain length."""
+        count: Counter = Counter()
+        return dataclasses.replace(self, eval_set=[r for r in self.eval_set if count.update([r["k"]]) or count[r["k"]] <= n])
 
 
 def evaluate(model, tokenizer, args: GRPOArgs, inputs: RunInputs) -> dict[str, float]:

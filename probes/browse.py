@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -122,3 +123,18 @@ def coloured_html(words: list[str], values: list[float], vmax: float, mark: int 
             f'padding:1px 3px;margin:1px;font-family:monospace">{html.escape(w)}</span>'
         )
     return "".join(spans)
+
+
+def contexts_html(contexts: list[Context], words_of: Callable[[list[int]], list[str]]) -> str:
+    """One line per context: its code, k, mode, source and correctness, then the sequence shaded by the
+    latent (``|`` between prompt and completion, the top token outlined); ``words_of`` maps token ids to words."""
+    vmax = max((c.value for c in contexts), default=0.0)
+    lines = []
+    for c in contexts:
+        n = c.labels["n_prompt"]
+        words = words_of(list(c.token_ids))
+        words, values = words[:n] + ["|"] + words[n:], [*c.values[:n], 0.0, *c.values[n:]]
+        meta = f"{c.value:.3f} · k={c.labels['k']} · {c.labels['mode']} · {c.labels['source']} · {'correct' if c.labels['correct'] else 'wrong'}"
+        lines.append(f"<div style='margin:2px 0'><code style='display:inline-block;width:22em'>{html.escape(meta)}</code>"
+                     f"{coloured_html(words, values, vmax, c.pos + (c.pos >= n))}</div>")  # fmt: skip
+    return "".join(lines)

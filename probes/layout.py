@@ -42,6 +42,8 @@ ROLLOUT_ACTIVITY = "rollout_activity.json"
 TRAINER_STATE = "trainer_state.safetensors"
 """Optimizer state beside a checkpoint's weights; written last, so it marks the checkpoint complete."""
 FEATURES = "features.json"
+MODEL_DIFFING = "model_diffing.json"
+"""Per band, under diffing/<band>/: its change dictionaries' readings, labels and causal checks."""
 SAE_EVALS = "evals.json"
 SAE_TRAIN = "train.json"
 RESULTS = "results.json"
@@ -189,6 +191,10 @@ class RunLayout(_StudyOutputs):
 
     def sae(self, name: str) -> Path:
         return self.root / "sae" / name
+
+    def diffing(self, band: str) -> Path:
+        """A band's change dictionaries (crosscoder/, difference/) and their reading (model_diffing.json)."""
+        return self.root / "diffing" / band
 
     def saes(self) -> list[str]:
         """Names of the SAEs with labelled features, sorted."""

@@ -29,7 +29,7 @@ def study_run(tmp_path_factory) -> Path:
 
 
 def test_notebooks__numbered_and_stored_without_outputs():
-    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_"]
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_"]
     for path in NOTEBOOKS:
         assert '"output_type"' not in path.read_text(), f"{path.name} has stored outputs"
         for cell in nbformat.read(path, as_version=4).cells:

@@ -9,7 +9,10 @@ STEP at rows of token B); the other latents are noise the read-outs ignore.
 import contextlib
 import types
 
+import numpy as np
 import torch
+
+from probes.attribution import Readouts
 
 V, D = 8, 8
 A, B, ANS, STEP, OTHER = 1, 2, 5, 6, 7
@@ -53,3 +56,8 @@ class ToyBridge:
         return types.SimpleNamespace(logits=x @ self.unembed)
 
 
+def readouts(token: int, target: int, den: list[int], n: int = 6) -> Readouts:
+    seqs = tuple((0, token, 3) for _ in range(n))
+    num_RV, den_RV = np.zeros((n, V), bool), np.zeros((n, V), bool)
+    num_RV[:, target], den_RV[:, den] = True, True
+    return Readouts(seqs, np.arange(n), np.ones(n, dtype=np.int64), num_RV, den_RV, np.full(n, target))

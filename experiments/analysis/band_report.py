@@ -13,6 +13,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from experiments.analysis.band_results import BEHAVIOURS, GROUPS, BandAnalysis, BandStudyResult  # noqa: E402
 from experiments.analysis.contrasts import ALPHA, MAIN_CONTRAST, MIN_SEEDS  # noqa: E402
+from experiments.analysis.diffing_report import diffing_lines, fig_crosscoder_norms  # noqa: E402
 from experiments.analysis.figures import COLORS, save_figure  # noqa: E402
 from experiments.harness.rundir import write_text  # noqa: E402
 from probes.bands import BANDS  # noqa: E402
@@ -259,6 +260,7 @@ def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float) -> str:
     for band, v in res.bands.items():
         lines.append(f"| {band} | " + " | ".join(f"{v.behaviour[x]['start']:.2f} → {v.behaviour[x]['end']:.2f}" for x in BEHAVIOURS) + " |")
     lines += ["", f"![behaviour]({figs['behaviour']})", "", *success_activity_lines(res, figs.get("success_activity"))]
+    lines += diffing_lines(res.model_diffing, figs.get("crosscoder_norms"))
     lines += ["## Controls: SAE transfer per checkpoint", "", f"![sae quality]({figs['sae_quality']})", ""]
     lines += [f"Wall time of this invocation (a resumed run counts only its own part): {wall_s:.0f} s."]
     return "\n".join(lines) + "\n"
@@ -269,4 +271,6 @@ def write_report(out: Path, a: BandAnalysis, wall_s: float) -> None:
     shown = (fig_gain, fig_feature_change, fig_behaviour, fig_sae_quality)
     shown += (fig_success_activity,) if a.result.hard_success_activity else ()
     figs = {f.__name__[4:]: f(out, a) for f in shown}
+    if a.result.model_diffing:
+        figs["crosscoder_norms"] = fig_crosscoder_norms(out, list(a.result.model_diffing))
     write_text(out / REPORT, markdown(a.result, figs, wall_s))

@@ -234,6 +234,9 @@ class BandStudyResult:
     hard_success_activity: dict = dataclasses.field(default_factory=dict)
     """Per checkpoint step of the hard-band runs: success rate and the deliberation group's activity on
     successful and failed rollouts, with the gap (``experiments.analysis.activity_results``)."""
+    model_diffing: dict = dataclasses.field(default_factory=dict)
+    """Per band: crosscoder and difference-SAE readings of its claim checkpoints beside the base SAE's,
+    with faithfulness per dictionary and checkpoint (``experiments.analysis.diffing_results``)."""
 
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -296,6 +299,7 @@ def analyse(
     readings: dict[str, dict],
     attributions: Mapping[str, Mapping],
     activity: Mapping[str, Mapping] | None = None,
+    model_diffing: dict | None = None,
 ) -> BandAnalysis:
     """Every number of the band study from the band runs, the labels and the diff readings."""
     s = settings
@@ -330,7 +334,7 @@ def analyse(
         head.noise_floor, {n: blk.noise_floor for n, blk in blocks.items()}, {n: blk.cosine for n, blk in blocks.items()},
         {n: blk.labels for n, blk in blocks.items()}, head_name, [dataclasses.asdict(c) for c in tests],
         [dataclasses.asdict(c) for c in contrasts(head.values, labelled)], vclass, sentence,
-        success_gap(activity or {}),
+        success_gap(activity or {}), model_diffing or {},
     )  # fmt: skip
     return BandAnalysis(res, runs.metrics, runs.extra, m, p, blocks, readings)
 

@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 from experiments.harness.patching import Lockstep
+from probes.causal import patch_hook
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +61,7 @@ def attribute_gain(
     randoms: Mapping[str, Sequence[int]],
 ) -> GainAttribution:
     """Measure every patch of every non-empty group; ``accuracy(model)`` evaluates an HF-style model."""
-    run = lambda main, donor, group: accuracy(Lockstep(main, donor, sae, hook, group))  # noqa: E731
+    run = lambda main, donor, group: accuracy(Lockstep(main, donor, hook, lambda acts: patch_hook(sae, group, acts)))  # noqa: E731
     live = {name: g for name, g in groups.items() if g}
     return GainAttribution(
         acc_base=run(base_bridge, tuned_bridge, []),

@@ -1,39 +1,58 @@
-"""Two models in lockstep: one model runs with a latent group's codes taken from the other.
+"""Two models in lockstep: one model runs with a hook that sees the other's activations on the same tokens.
 
 ``Lockstep`` is an HF-style causal LM for the KV-cached sampler: every forward first runs
 the donor on the same tokens (with its own cache, restarted whenever the main cache starts
-empty) and captures its activations at the hook; the main model then runs with the group's
-codes replaced by the donor's (``probes.causal.patch_hook``). Patching a fine-tuned model's
-group back to base values asks how much of its gain the group carries; the reverse patch
-asks how much of the gain the group alone brings to the base model.
+empty) and captures its activations at the hook into ``donor_acts``; the main model then runs
+with the hook ``make_hook(donor_acts)`` builds. Patching a fine-tuned model's group back to
+base values (``probes.causal.patch_hook``) asks how much of its gain the group carries;
+steering or splicing with a change dictionary (``probes.saes.change``) needs the partner's
+activations the same way. It also exposes ``hooks`` and ``original_model`` like a
+TransformerBridge, so readers that take a bridge (``probes.attribution``) can run on the pair.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import torch
 from transformers import DynamicCache
 
-from probes.causal import patch_hook
+from probes.causal import HookFn
 
 
 class Lockstep(torch.nn.Module):
-    """``main`` with ``group``'s codes at ``hook`` set to those of ``donor`` on the same tokens."""
+    """``main`` with ``make_hook(donor_acts)`` at ``hook``, the donor run first on the same tokens
+    (no hook on main when ``make_hook`` is None: the donor's activations are only captured)."""
 
-    def __init__(self, main_bridge, donor_bridge, sae, hook: str, group: Sequence[int]):
+    def __init__(self, main_bridge, donor_bridge, hook: str, make_hook: Callable[[list[torch.Tensor]], HookFn] | None = None):
         super().__init__()
         self.main, self.donor = main_bridge.original_model, donor_bridge.original_model
-        self._bridges, self._sae, self._hook, self._group = (main_bridge, donor_bridge), sae, hook, list(group)
+        self._bridges, self._hook = (main_bridge, donor_bridge), hook
+        self.donor_acts: list[torch.Tensor] = []
+        self._main_hook = make_hook(self.donor_acts) if make_hook else None
         self._donor_cache: DynamicCache | None = None
+
+    @property
+    def original_model(self) -> Lockstep:
+        return self
+
+    def hooks(self, *args, **kwargs):
+        """The main bridge's hook context (what a reader adds runs on the main model)."""
+        return self._bridges[0].hooks(*args, **kwargs)
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=False, past_key_values=None, **kwargs):
         if use_cache and (past_key_values is None or past_key_values.get_seq_length() == 0):
             self._donor_cache = DynamicCache()  # a new generation: the donor starts over too
-        captured: list[torch.Tensor] = []
         inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache)
         main_bridge, donor_bridge = self._bridges
-        with donor_bridge.hooks(fwd_hooks=[(self._hook, lambda acts, hook: captured.append(acts.detach()) or acts)]):
+
+        def capture(acts, hook):
+            self.donor_acts[:] = [acts.detach()]
+            return acts
+
+        with donor_bridge.hooks(fwd_hooks=[(self._hook, capture)]):
             self.donor(**inputs, past_key_values=self._donor_cache if use_cache else None)
-        with main_bridge.hooks(fwd_hooks=[(self._hook, patch_hook(self._sae, self._group, captured))]):
+        if self._main_hook is None:  # no nested hook context: a reader's own hooks on main stay in place
+            return self.main(**inputs, past_key_values=past_key_values, **kwargs)
+        with main_bridge.hooks(fwd_hooks=[(self._hook, self._main_hook)]):
             return self.main(**inputs, past_key_values=past_key_values, **kwargs)

@@ -179,12 +179,14 @@ def spliced(bridge, hook_name: str, replace: Replacement | None) -> Iterator[Non
 def next_token_loss(
     bridge, token_ids: Sequence[Sequence[int]], n_prompt: Sequence[int], *, pad_id: int, batch_size: int = 256
 ) -> float:
-    """Mean cross-entropy of predicting each completion token from its prefix (teacher forced)."""
+    """Mean cross-entropy of predicting each completion token from its prefix (teacher forced); ``bridge``
+    may also be an HF-style model (e.g. two models in lockstep)."""
     device = next(bridge.parameters()).device
     total, count = 0.0, 0
     for lo in range(0, len(token_ids), batch_size):
         ids_BL = right_pad(token_ids[lo : lo + batch_size], pad_id)[0].to(device)
-        logits_BLV = bridge(ids_BL)
+        out = bridge(ids_BL)
+        logits_BLV = getattr(out, "logits", out)  # a bridge returns logits, an HF-style model an output
         target_BL = ids_BL[:, 1:].clone()
         pos_L = torch.arange(1, ids_BL.shape[1], device=device)
         lens_B = torch.tensor([len(s) for s in token_ids[lo : lo + batch_size]], device=device)

@@ -177,23 +177,17 @@ def build_crosscoder(spec: SAESpec, d_model: int, metadata: dict, device: str = 
     """A freshly initialised crosscoder over two models of width ``d_model`` (rows ``[a_base | a_tuned]``);
     ``spec.arch`` is ignored: a crosscoder is BatchTopK."""
     crosscoder.register()
-    fields = _batchtopk_fields(spec, len(crosscoder.MODELS) * d_model, SAEMetadata(**metadata), device)
+    meta = SAEMetadata(**metadata, dictionary="crosscoder")
+    fields = _batchtopk_fields(spec, len(crosscoder.MODELS) * d_model, meta, device)
     return crosscoder.CrosscoderTrainingSAE(crosscoder.CrosscoderTrainingSAEConfig(**fields))
 
 
-def aligned_batches(
-    base: ActivationCache, tuned: ActivationCache, rows_2R: Int[np.ndarray, "two R"], batch_size: int, *,
-    difference: bool = False, seed: int, chunk_rows: int = 1 << 17,
-) -> Iterator[Float[Tensor, "B W"]]:
-    """Endless shuffled batches over aligned row pairs (``crosscoder.aligned_rows``): crosscoder rows
-    ``[a_base | a_tuned]``, or with ``difference`` the difference-SAE rows ``a_tuned - a_base``."""
+def tensor_batches(rows_NW: Float[Tensor, "N W"], batch_size: int, *, seed: int) -> Iterator[Float[Tensor, "B W"]]:
+    """Endless shuffled batches over rows held in memory (a diffing dictionary's paired rows)."""
+    if len(rows_NW) == 0:
+        raise ValueError("no rows to train on")
     rng = np.random.default_rng(seed)
-
-    def load(idx: np.ndarray) -> Tensor:
-        a_base, a_tuned = (torch.from_numpy(np.asarray(c.acts_ND[rows_2R[m, idx]])) for m, c in enumerate((base, tuned)))
-        return a_tuned - a_base if difference else crosscoder.paired(a_base, a_tuned)
-
-    return _rebatch((load(idx) for idx in _chunks(np.arange(rows_2R.shape[1]), chunk_rows, rng)), batch_size, rng)
+    return _rebatch(iter(lambda: rows_NW, None), batch_size, rng)
 
 
 def build_sae(spec: SAESpec, d_in: int, metadata: dict, device: str = "cpu") -> TrainingSAE:

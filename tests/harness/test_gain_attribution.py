@@ -6,6 +6,7 @@ from tests_toys import ANS, DELIB, NUMBERS, SHORT, STEP, A, B, D, IdentitySAE, T
 
 from experiments.harness.gain_attribution import attribute_gain
 from experiments.harness.patching import Lockstep
+from probes.causal import patch_hook
 
 IDS = torch.tensor([(0, A, 3), (0, B, 3)] * 10)
 
@@ -28,14 +29,18 @@ def test_attribute_gain__the_planted_latent_carries_the_whole_gain_and_others_no
     assert frac["deliberation"]["carried"] == 0.0 and frac["deliberation"]["reverse"] == 0.0
 
 
+def patched(main, donor, sae, group):
+    return Lockstep(main, donor, "hook", lambda acts: patch_hook(sae, group, acts))
+
+
 def test_lockstep__an_empty_group_or_a_donor_equal_to_the_main_model_changes_nothing():
     tuned, base, sae = ToyBridge(short=2.0), ToyBridge(short=0.0), IdentitySAE(D)
     plain = tuned.original_model(IDS).logits
-    assert torch.equal(Lockstep(tuned, base, sae, "hook", []).forward(input_ids=IDS).logits, plain)
-    assert torch.allclose(Lockstep(tuned, ToyBridge(short=2.0), sae, "hook", range(D)).forward(input_ids=IDS).logits, plain)
-    patched = Lockstep(tuned, base, sae, "hook", [SHORT]).forward(input_ids=IDS).logits
-    assert torch.allclose(patched, base.original_model(IDS).logits)  # only SHORT differed
-    assert not torch.allclose(patched, plain)
+    assert torch.equal(patched(tuned, base, sae, []).forward(input_ids=IDS).logits, plain)
+    assert torch.allclose(patched(tuned, ToyBridge(short=2.0), sae, range(D)).forward(input_ids=IDS).logits, plain)
+    out = patched(tuned, base, sae, [SHORT]).forward(input_ids=IDS).logits
+    assert torch.allclose(out, base.original_model(IDS).logits)  # only SHORT differed
+    assert not torch.allclose(out, plain)
 
 
 @pytest.mark.parametrize("group", [[], "all"])
@@ -56,7 +61,7 @@ def test_lockstep__kv_cached_sampling_matches_full_forwards(smoke_study, group):
     tok = load_tokenizer(run / "base")
     sae = load_sae(next((run / "sae").iterdir()))
     hook = sae.cfg.metadata.hook_name
-    model = Lockstep(bridge, donor, sae, hook, range(sae.cfg.d_sae) if group == "all" else group)
+    model = Lockstep(bridge, donor, hook, lambda acts: patch_hook(sae, range(sae.cfg.d_sae) if group == "all" else group, acts))
     problems = seeds.problems("causal", 0, 2, 4, TaskSpec(5, ("+",)))
     prompts = [tok.convert_tokens_to_ids(prompt_words(pr)) for pr in problems]
     out = sample(model, prompts, max_new=8, eos_id=tok.convert_tokens_to_ids(EOS), pad_id=tok.convert_tokens_to_ids(PAD), temperature=0.0)

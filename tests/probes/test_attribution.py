@@ -3,17 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from tests_toys import ANS, DELIB, NUMBERS, SHORT, STEP, A, B, D, IdentitySAE, ToyBridge, V
+from tests_toys import ANS, DELIB, NUMBERS, SHORT, STEP, A, B, D, IdentitySAE, ToyBridge, V, readouts
 
-from probes.attribution import Readouts, attribute, group_share, readout_values, select_groups
+from probes.attribution import attribute, group_share, readout_values, select_groups
 from probes.causal import Expectation, ablation_hook, check, matched_random_groups
-
-
-def readouts(token: int, target: int, den: list[int], n: int = 6) -> Readouts:
-    seqs = tuple((0, token, 3) for _ in range(n))
-    num_RV, den_RV = np.zeros((n, V), bool), np.zeros((n, V), bool)
-    num_RV[:, target], den_RV[:, den] = True, True
-    return Readouts(seqs, np.arange(n), np.ones(n, dtype=np.int64), num_RV, den_RV, np.full(n, target))
 
 
 def test_readout_values__log_probability_ratios_by_hand():

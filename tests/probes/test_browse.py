@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from probes.activations import ROLES, ActivationCache
-from probes.browse import activity_by_role_and_k, coloured_html, top_activating_contexts
+from probes.browse import activity_by_role_and_k, coloured_html, contexts_html, top_activating_contexts
+from probes.saes.change import paired_cache
 
 
 class _IdentitySAE:
@@ -67,3 +68,26 @@ def test_coloured_html__escapes_and_shades_by_value():
     assert out.count("outline") == 1
     with pytest.raises(ValueError):
         coloured_html(["a"], [1.0, 2.0], vmax=1.0)
+
+
+def test_contexts_html__one_line_per_context_with_the_top_token_outlined_after_the_prompt_bar():
+    cache = _cache()
+    cache = dataclasses.replace(cache, sequences=tuple(s | {"n_prompt": 1, "mode": "direct", "source": "canonical", "correct": True} for s in cache.sequences))
+    ctx = top_activating_contexts(_IdentitySAE(), cache, latent=0, n=2)
+    out = contexts_html(ctx, lambda ids: [f"w{i}" for i in ids])
+    assert out.count("<div") == 2 and out.index("5.000") < out.index("2.000")
+    first = out.split("</div>")[0]
+    assert ">|</span>" in first and first.count("outline") == 1
+    assert first.index(">w10<") < first.index(">|<") < first.index(">w11<")
+    assert "outline:2px solid #000;padding:1px 3px;margin:1px;font-family:monospace\">w12<" in first  # the top token, pos 2
+
+
+def test_paired_cache__holds_the_change_dictionary_inputs_row_for_row_and_refuses_other_sequences():
+    base = _cache()
+    tuned = dataclasses.replace(base, acts_ND=base.acts_ND + np.array([1.0, 2.0], dtype=np.float32))
+    diff = paired_cache("difference", base, tuned)
+    assert np.allclose(diff.acts_ND, [[1.0, 2.0]] * 5) and diff.token_N is tuned.token_N
+    cross = paired_cache("crosscoder", base, tuned)
+    assert cross.d_model == 4 and np.allclose(cross.acts_ND[:, :2], base.acts_ND) and np.allclose(cross.acts_ND[:, 2:], tuned.acts_ND)
+    with pytest.raises(ValueError, match="row for row"):
+        paired_cache("difference", base, dataclasses.replace(tuned, token_N=tuned.token_N[::-1]))

@@ -1,5 +1,5 @@
 """Crosscoder: relative decoder norms, Latent Scaling, a planted fine-tune-only feature, sae_lens round trip,
-and the aligned row pairs crosscoders and difference SAEs are fed."""
+the aligned token pairs crosscoders and difference SAEs read, and the in-memory batches they train on."""
 
 import math
 from pathlib import Path
@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from sae_lens import SAE, JumpReLUSAE
 
 from probes.activations import ActivationCache
+from probes.saes.change import kind_of
 from probes.saes.crosscoder import (
     ARCHITECTURE,
     NU_MAX,
@@ -22,7 +23,7 @@ from probes.saes.crosscoder import (
     relative_norm,
     specificity,
 )
-from probes.saes.train import SAESpec, TrainSpec, aligned_batches, build_crosscoder, load_sae, save_sae, train_sae
+from probes.saes.train import SAESpec, TrainSpec, build_crosscoder, load_sae, save_sae, tensor_batches, train_sae
 
 D, N_SHARED = 16, 24
 
@@ -100,7 +101,7 @@ def test_crosscoder__saves_and_loads_through_sae_lens_own_loader(tmp_path):
     save_sae(sae, tmp_path / "xc")
     loaded = SAE.load_from_disk(tmp_path / "xc")
     assert isinstance(loaded, JumpReLUSAE) and load_sae(tmp_path / "xc").cfg.d_in == 2 * D
-    assert loaded.cfg.metadata.training_architecture == ARCHITECTURE
+    assert loaded.cfg.metadata.training_architecture == ARCHITECTURE and kind_of(loaded) == "crosscoder"
     rows = next(toy_pairs(extra=True, batch=64, seed=3)[0])
     with torch.no_grad():
         _, hidden_NF = sae.encode_with_hidden_pre(rows)
@@ -127,12 +128,17 @@ def test_aligned_rows__pairs_the_same_canonical_tokens_whatever_the_row_order_an
     tuned = _cache([own, b, a], [[100.0 + i, 1.0] for i in range(8)])  # rows: own 0-2, b 3-4, a 5-7
     rows_2R = aligned_rows(base, tuned)
     assert rows_2R.tolist() == [[0, 1, 2, 3, 4], [5, 6, 7, 3, 4]]
-    batch = next(aligned_batches(base, tuned, rows_2R, 5, difference=True, seed=0))
-    expected = {(100.0 + t - b_, 1.0) for b_, t in zip(*rows_2R.tolist())}
-    assert {tuple(r) for r in batch.tolist()} == expected
-    cross = next(aligned_batches(base, tuned, rows_2R, 5, seed=0))
-    assert cross.shape == (5, 4) and {tuple(r[:2]) for r in cross.tolist()} == {(float(b_), 0.0) for b_ in rows_2R[0]}
     wrong = _cache([{**a, "tokens": [1, 2, 9]}, b, own], [[0.0, 0.0]] * 8)
     with pytest.raises(ValueError, match="different tokens"):
         aligned_rows(base, wrong)
     assert np.array_equal(aligned_rows(base, base), np.stack([np.arange(5)] * 2))
+
+
+def test_tensor_batches__endless_shuffled_batches_that_cover_every_row_each_epoch():
+    rows = torch.arange(10.0)[:, None].repeat(1, 3)
+    batches = tensor_batches(rows, 4, seed=0)
+    first = torch.cat([next(batches) for _ in range(5)])  # 20 rows: two epochs
+    assert first.shape == (20, 3) and sorted(first[:, 0].tolist()) == sorted(list(range(10)) * 2)
+    assert first[:10, 0].tolist() != list(range(10))  # shuffled
+    with pytest.raises(ValueError, match="no rows"):
+        next(tensor_batches(rows[:0], 4, seed=0))

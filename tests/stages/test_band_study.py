@@ -192,33 +192,44 @@ def test_activity_stage__reads_the_base_and_every_stored_hard_checkpoint_with_th
     assert band_study.activity_stage(args, features) == records
 
 
-def test_model_diffing__crosscoder_and_difference_sae_train_on_two_checkpoints_shared_tokens_and_read_held_out(study):
-    """On the smoke study's base model and a hard-band checkpoint: both dictionaries train on the aligned
-    train-split tokens; the crosscoder reading is consistent (fine-tune-only latents are live ones above
-    the relative-norm band, and the confirmed ones pass Latent Scaling; smoke has no held-out split, so it
-    is read on the train split here)."""
-    from experiments.harness.model_diffing import read_crosscoder, split_rows, train_on_pair
-    from probes.saes.crosscoder import NU_MAX, TUNED_ONLY, aligned_rows
-    from probes.saes.train import SAESpec, TrainSpec
+def test_diffing_stage__per_band_dictionaries_readings_and_effects_saved_loaded_reported_and_reused(study, monkeypatch):
+    """On the smoke study (no band matched, so every claim is the final step of the first diffing_seeds runs): both
+    dictionaries load through sae_lens's loader and say what they are; readings are consistent with their rules;
+    every seed has its spliced and causal accuracies; results.json and the report carry the three readings and
+    the faithfulness table; a rerun reads the records instead of redoing them."""
+    from probes.layout import MODEL_DIFFING, read_json
+    from probes.saes.change import KINDS, kind_of
+    from probes.saes.crosscoder import NU_MAX, TUNED_ONLY
 
-    args = preset_args(BandStudyArgs, PRESETS, "smoke", out=study[0])
-    layout = RunLayout(study[0])
-    ckpt = sorted((study[0] / "bands" / "hard" / f"seed{args.seeds[0]}").glob("ckpt-*"))[-1]
-    base, tuned = (open_source(args.diff_source, c).cache for c in (layout.base, ckpt))
-    rows_2R = aligned_rows(base, tuned)
-    train_rows, eval_rows = split_rows(base, rows_2R, "train"), split_rows(base, rows_2R, "eval")
-    assert train_rows.shape[1] + eval_rows.shape[1] == rows_2R.shape[1] and train_rows.shape[1] > 0
-    assert eval_rows.shape[1] == 0  # smoke's 3 problems per k put none in the eval split (every 5th goes there)
-    spec, train = SAESpec(d_sae=32, top_k=4.0), TrainSpec(n_samples=256 * 20, batch_size=256, dead_window=5)
-    torch.manual_seed(0)
-    xc = train_on_pair(base, tuned, spec, train, {"hook_name": args.diff_source.hook})
-    diff = train_on_pair(base, tuned, spec, train, {"hook_name": args.diff_source.hook}, difference=True)
-    assert xc.cfg.d_in == 2 * base.d_model and diff.cfg.d_in == base.d_model
-    with pytest.raises(ValueError, match="no aligned canonical tokens"):
-        read_crosscoder(xc, base, tuned)
-    reading = read_crosscoder(xc, base, tuned, split="train")
-    assert len(reading.relative_norm) == 32 and all(0 <= r <= 1 for r in reading.relative_norm)
-    assert set(reading.confirmed) <= set(reading.tuned_only) <= set(reading.live)
-    assert all(reading.relative_norm[j] > TUNED_ONLY for j in reading.tuned_only)
-    assert all(max(abs(v) for v in reading.nu[j]) < NU_MAX for j in reading.confirmed)
-    assert reading.fve <= 1
+    out, res, _ = study
+    args = preset_args(BandStudyArgs, PRESETS, "smoke", out=out)
+    layout = RunLayout(out)
+    d_model = json.loads((layout.base / "config.json").read_text())["hidden_size"]
+    records = {}
+    for band in band_results.BANDS:
+        rec = records[band] = read_json(layout.diffing(band) / MODEL_DIFFING)
+        runs = [f"bands/{band}/seed{s}" for s in args.seeds[: args.diffing_seeds]]
+        assert rec["claim"] == "final" and rec["steps"] == dict.fromkeys(runs, args.grpo_steps) and set(rec["effects"]) == set(runs)
+        for kind in KINDS:
+            sae = load_sae(layout.diffing(band) / kind)
+            assert kind_of(sae) == kind and sae.cfg.metadata.hook_name == args.diffing_source.hook
+            assert sae.cfg.d_in == (2 if kind == "crosscoder" else 1) * d_model
+            d = rec["dictionaries"][kind]
+            assert set(d["unique"]) <= set(d["group"]) <= set(d["candidates"]) and set(d["fve"]) == set(runs)
+            assert all(d["fire_rate"][j] > 0 for j in d["candidates"]) and set(d["labels"]) == {str(j) for j in d["group"]}
+            if kind == "crosscoder":
+                assert all(d["relative_norm"][j] > TUNED_ONLY for j in d["candidates"])
+                assert all(max(abs(v) for v in d["nu"][str(j)]) < NU_MAX for j in d["group"])
+            for e in rec["effects"].values():
+                assert {f"acc/base/{kind}", f"acc/tuned/{kind}", f"ce/tuned/{kind}"} <= set(e)
+                assert (f"acc/tuned/{kind}/group" in e) == bool(d["group"]) and all(0 <= v <= 1 for k, v in e.items() if k.startswith("acc/"))
+    md = res["model_diffing"]
+    assert set(md) == set(band_results.BANDS)
+    for band, b in md.items():
+        assert set(b["readings"]["groups"]) == set(ATTRIBUTED) and len(b["faithfulness"]) == args.diffing_seeds * 5
+        assert b["crosscoder"]["n"] == len(records[band]["dictionaries"]["crosscoder"]["group"])
+    report = (out / "report.md").read_text()
+    assert "## Model diffing" in report and "verdict rests on the base-SAE reading" in report and (out / "figures" / "crosscoder_norms.png").exists()
+    monkeypatch.setattr(band_study, "band_record", lambda *a, **k: pytest.fail("redid a band's model diffing"))
+    features = {args.sae_args(a).sae_name: read_json(layout.sae(args.sae_args(a).sae_name) / "features.json") for a in args.sae_archs}
+    assert band_study.diffing_stage(args, features) == records
