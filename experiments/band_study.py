@@ -128,6 +128,8 @@ class BandStudyArgs:
     replicate: int = 1
     """Run the whole study this many times, with pretraining seeds 0..N-1 (in <out>/pretrain-seed<i>/), and
     count how often each verdict class comes out (<out>/replicates.json): does the headline depend on one base model?"""
+    device: str = ""
+    """Torch device for every stage (cpu, cuda, cuda:1 ...; empty: each stage's preset or config section)."""
     stages: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     """Per stage (pretrain, bands, grpo, train_sae): field values over the stage's preset (config-file sections)."""
 
@@ -153,7 +155,13 @@ class BandStudyArgs:
         """A stage's arguments: its preset, then the config section, then what the study fixes."""
         cls, presets = STAGES[stage]
         values = cli.as_field_values(self.stages.get(stage, {}))
-        return cls(**{**presets[self.preset], **values, "preset": self.preset, **fixed})
+        device = {"device": self.device} if self.device else {}
+        return cls(**{**presets[self.preset], **values, **device, "preset": self.preset, **fixed})
+
+    @property
+    def run_device(self) -> str:
+        """Where the study's own readers (features, gain attribution, activity, model diffing) run: the SAE stage's device."""
+        return self.sae_args(self.sae_archs[0]).device
 
     @property
     def pretrain_args(self) -> pretrain.PretrainArgs:
@@ -234,7 +242,7 @@ def feature_stage(args: BandStudyArgs, arch: str) -> dict:
     src = open_source(sae_args.source_spec, sae_args.checkpoint_dir)
     meta = {"sae": sae_args.sae_name, "hook": sae_args.hook, "checkpoint": str(sae_args.checkpoint_dir)}
     label_split, test_split = causal_problems(RunLayout(args.out), args.causal_per_k, args.bands_args.seed, sae_args.probe_spec)
-    record = label_and_check(load_sae(sae_dir), src, sae_args.hook, label_split, test_split, spec, meta)
+    record = label_and_check(load_sae(sae_dir, args.run_device), src, sae_args.hook, label_split, test_split, spec, meta)
     write_json(path, record)
     return record
 
@@ -244,7 +252,7 @@ def diff_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
 
     Activation caches persist under acts/, so a rerun only re-encodes them."""
     layout = RunLayout(args.out)
-    saes = {name: load_sae(layout.sae(name)) for name in features}
+    saes = {name: load_sae(layout.sae(name), args.run_device) for name in features}
     readings = read_all(args.diff_source, layout.checkpoints(), saes)
     with atomic_file(layout.latent_means) as tmp:
         save_file(means_tensors(readings), str(tmp))
@@ -274,7 +282,7 @@ def match_stage(args: BandStudyArgs) -> None:
 
         def measure(step: int, gargs=gargs, inputs=inputs, base_acc=base_acc) -> float:
             ckpt = grpo.replay(gargs, step)
-            row = {"step": step, **grpo.evaluate(load_hf(ckpt), load_tokenizer(ckpt), gargs, inputs)}
+            row = {"step": step, **grpo.evaluate(load_hf(ckpt, gargs.device), load_tokenizer(ckpt), gargs, inputs)}
             append_jsonl(gargs.out / MATCH, [row])
             return row[args.matched_key] - base_acc
 
@@ -291,7 +299,8 @@ def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
         return {}
     points = matching(curve_by_run, runs.extra, p).points
     layout, sae_name = RunLayout(args.out), args.sae_args(args.sae_archs[0]).sae_name
-    feats, sae, base = features[sae_name], load_sae(layout.sae(sae_name)), load_bridge(layout.base)
+    dev = args.run_device
+    feats, sae, base = features[sae_name], load_sae(layout.sae(sae_name), dev), load_bridge(layout.base, dev)
     groups = {g: feats["groups"][g] for g in ATTRIBUTED}
     randoms = {g: c["random_groups"][0] for g, c in feats["causal"]["checks"].items()}
     out = {}
@@ -305,7 +314,7 @@ def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
             ckpt, inputs = grpo.replay(gargs, point.step), grpo.RunInputs.read(gargs)
             tok, n = load_tokenizer(ckpt), args.attribution_samples
             accuracy = lambda model, gargs=gargs, inputs=inputs, tok=tok, n=n: grpo.sampled_accuracy(model, tok, gargs, inputs, n)  # noqa: E731
-            res = attribute_gain(accuracy, load_bridge(ckpt), base, sae, feats["meta"]["hook"], groups, randoms)
+            res = attribute_gain(accuracy, load_bridge(ckpt, dev), base, sae, feats["meta"]["hook"], groups, randoms)
             record[sae_name] = {**made, **dataclasses.asdict(res)}
             write_json(path, record)
         out[run_name(band, seed)] = record[sae_name]
@@ -321,7 +330,7 @@ def activity_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, 
     group, hook = feats["groups"]["deliberation"], feats["meta"]["hook"]
     if not group:
         return {}
-    sae = load_sae(layout.sae(sae_name))
+    sae = load_sae(layout.sae(sae_name), args.run_device)
     spec = {"sae": sae_name, "group": group, "problems": args.activity_problems, "samples": args.activity_samples}
     out = {}
     for seed in tqdm(args.seeds, desc="hard-band rollouts: deliberation activity"):
@@ -334,7 +343,7 @@ def activity_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, 
         sampling = seeds.rollout_activity(seed)  # the same draws at every checkpoint of the run
         for step, ckpt in {0: layout.base, **stored}.items():
             if str(step) not in record["steps"]:
-                reading = rollout_activity(load_bridge(ckpt), load_tokenizer(ckpt), sae, hook, group, problems, args.activity_samples, sampling)
+                reading = rollout_activity(load_bridge(ckpt, args.run_device), load_tokenizer(ckpt), sae, hook, group, problems, args.activity_samples, sampling)
                 record["steps"][str(step)] = reading
                 write_json(path, record)
         out[run_name("hard", seed)] = record["steps"]
@@ -385,7 +394,7 @@ def diffing_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, d
 
     for band in todo:
         others = {b: pairs[b] for b in BANDS if b != band}
-        record = band_record(pairs[band], others, spec, hook, label_split, shortcut_k, accuracy_of, load_sae(layout.sae(sae_name)), layout.diffing(band))
+        record = band_record(pairs[band], others, spec, hook, label_split, shortcut_k, accuracy_of, load_sae(layout.sae(sae_name), args.run_device), layout.diffing(band))
         caches = {"base": layout.name_of(base.cache.path), **{p.run: layout.name_of(p.tuned.cache.path) for p in pairs[band]}}
         write_json(path(band), {**made(band), **record, "caches": caches})
         records[band] = read_json(path(band))

@@ -52,6 +52,8 @@ class BandArgs:
     """A problem with pass rate >= easy_min is easy; in between is medium."""
     pool_size: int = 64
     """Training problems per band (capped by the smallest band's count)."""
+    device: str = "cpu"
+    """Torch device the base model samples on (draws come from CPU generators: the same on every device)."""
 
     def __post_init__(self) -> None:
         for name in ("candidates_per_k", "eval_per_k", "pool_size"):
@@ -66,7 +68,7 @@ class BandArgs:
 PRESETS: dict[str, dict] = {
     "default": {},
     "smoke": dict(candidates_per_k=12, eval_per_k=6, pool_size=8, n_samples=8),
-    "gpu": dict(candidates_per_k=256, eval_per_k=128, n_samples=16, pool_size=256),
+    "gpu": dict(candidates_per_k=256, eval_per_k=128, n_samples=16, pool_size=256, device="cuda"),
 }
 
 def pass_rates(model, tokenizer, problems: Sequence[Problem], n: int, seed: int) -> np.ndarray:
@@ -112,7 +114,7 @@ def main(args: BandArgs) -> dict:
     pre = read_json(layout.config)["stages"]["pretrain"]
     spec = TaskSpec(p=pre["p"], ops=tuple(pre["ops"]))
     ks = range(1, pre["k_eval_max"] + 1)
-    model, tokenizer = load_hf(layout.base), load_tokenizer(layout.base)
+    model, tokenizer = load_hf(layout.base, args.device), load_tokenizer(layout.base)
     candidates = [pr for k in ks for pr in seeds.problems("band_candidates", args.seed, k, args.candidates_per_k, spec)]
     held_out = [pr for k in ks for pr in seeds.problems("band_eval", args.seed, k, args.eval_per_k, spec)]
     print(f"bands: estimating pass rates of {len(candidates) + len(held_out)} problems x {args.n_samples} samples")

@@ -143,16 +143,17 @@ def _fve(x_ND: Tensor, x_hat_ND: Tensor) -> float:
 def read_dictionary(dic: ChangeDictionary, pairs: Sequence[Pair], others: Mapping[str, Sequence[Pair]], spec: DiffingSpec) -> Reading:
     """Faithfulness per pair, the change group, Latent Scaling (crosscoder) and the other bands' share of it."""
     inputs = lambda b, t: torch.cat([b, t], -1) if dic.kind == "crosscoder" else t - b  # noqa: E731
+    on = lambda xs: tuple(x.to(dic.sae.W_dec.device) for x in xs)  # noqa: E731 -- caches are read on the CPU
     fve, l0 = {}, {}
     for p in pairs:
-        b, t = p.acts("eval")
+        b, t = on(p.acts("eval"))
         x, codes = inputs(b, t), dic.codes(b, t)
         fve[p.run], l0[p.run] = _fve(x, dic.sae.decode(codes)), float((codes > 0).float().sum(-1).mean())
-    base, tuned = pooled(pairs, "eval")
+    base, tuned = on(pooled(pairs, "eval"))
     codes_NF = dic.codes(base, tuned)
     fires_F, mass_F = (codes_NF > 0).float().mean(0), codes_NF.mean(0)
     live = torch.nonzero(fires_F > 0).flatten().tolist()
-    rel_F, nu, change_F = torch.empty(0), {}, (mass_F * dic.change_dec.norm(dim=-1)).numpy()
+    rel_F, nu, change_F = torch.empty(0), {}, (mass_F * dic.change_dec.norm(dim=-1)).cpu().numpy()
     if dic.kind == "crosscoder":
         rel_F = relative_norm(dic.sae.W_dec.detach())
         candidates = [j for j in live if rel_F[j] > TUNED_ONLY]
@@ -167,7 +168,7 @@ def read_dictionary(dic: ChangeDictionary, pairs: Sequence[Pair], others: Mappin
     own = betas(delta)
     elsewhere = {}
     for band, theirs in others.items():
-        b, t = pooled(theirs[: len(pairs)], "eval")
+        b, t = on(pooled(theirs[: len(pairs)], "eval"))
         if not torch.equal(b, base):
             raise ValueError(f"{band}: its pairs do not read the same base tokens as {pairs[0].run}'s")
         elsewhere[band] = {j: beta / own[j] if own[j] else float("nan") for j, beta in betas(t - b).items()}
@@ -232,13 +233,13 @@ def dictionary(kind: Kind, pairs: Sequence[Pair], spec: DiffingSpec, hook: str, 
     metadata = {"hook_name": hook, "model_name": "|".join(f"{p.run}/{p.tuned.checkpoint.name}" for p in pairs),
                 "diffing_spec": json.dumps(dataclasses.asdict(spec), sort_keys=True)}  # fmt: skip
     if (path / "cfg.json").is_file():
-        saved = load_sae(path)
+        saved = load_sae(path, spec.train.device)
         if all(saved.cfg.metadata.get(k) == v for k, v in metadata.items()):
             return ChangeDictionary.of(saved)
     sae = train_dictionary(kind, pairs, spec, metadata)
     with atomic_dir(path) as tmp:
         save_sae(sae, tmp)
-    return ChangeDictionary.of(load_sae(path))
+    return ChangeDictionary.of(load_sae(path, spec.train.device))
 
 
 def band_record(

@@ -51,7 +51,7 @@ def sample(
             tok_B = logits_BV.argmax(-1)
         else:
             probs_BV = torch.softmax(logits_BV.float() / temperature, -1)
-            tok_B = torch.multinomial(probs_BV, 1, generator=generator).squeeze(-1)
+            tok_B = _draw(probs_BV, generator)
         tok_B = torch.where(done_B, pad_id, tok_B)
         new_tokens.append(tok_B)
         done_B |= tok_B == eos_id
@@ -69,6 +69,16 @@ def sample(
         next_pos_B = next_pos_B + 1
     new_BT = torch.stack(new_tokens, dim=1).cpu()
     return [_until_eos(row.tolist(), eos_id) for row in new_BT]
+
+
+def _draw(probs_BV: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row. The caller's generator drives the draw whatever the model's device: a CPU
+    generator (every seed stream here) draws on the CPU from the probabilities, so a seed gives the same
+    stream on every device, and tokens differ only where float differences between devices move a
+    probability across the draw."""
+    if generator is None or generator.device == probs_BV.device:
+        return torch.multinomial(probs_BV, 1, generator=generator).squeeze(-1)
+    return torch.multinomial(probs_BV.to(generator.device), 1, generator=generator).squeeze(-1).to(probs_BV.device)
 
 
 def _until_eos(row: list[int], eos_id: int) -> list[int]:

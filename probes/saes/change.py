@@ -63,7 +63,7 @@ class ChangeDictionary:
 
     def codes(self, base: Float[Tensor, "... D"], tuned: Float[Tensor, "... D"]) -> Float[Tensor, "... F"]:
         x = torch.cat([base, tuned], dim=-1) if self.kind == "crosscoder" else tuned - base
-        return self.sae.encode(x.to(self.sae.W_dec.dtype))
+        return self.sae.encode(x.to(self.sae.W_dec))  # the dictionary's dtype and device
 
     def reconstruct(self, base: Float[Tensor, "... D"], tuned: Float[Tensor, "... D"]) -> tuple[Tensor, Tensor]:
         """(a_base, a_tuned) as the dictionary rebuilds them: a crosscoder decodes both halves; a

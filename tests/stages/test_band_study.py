@@ -233,3 +233,24 @@ def test_diffing_stage__per_band_dictionaries_readings_and_effects_saved_loaded_
     monkeypatch.setattr(band_study, "band_record", lambda *a, **k: pytest.fail("redid a band's model diffing"))
     features = {args.sae_args(a).sae_name: read_json(layout.sae(args.sae_args(a).sae_name) / "features.json") for a in args.sae_archs}
     assert band_study.diffing_stage(args, features) == records
+
+
+def test_band_study__the_device_flag_reaches_every_stage_and_the_readers():
+    args = BandStudyArgs(preset="smoke", device="cuda:1", stages={"grpo": {"device": "cpu"}})
+    assert args.pretrain_args.device == args.bands_args.device == args.grpo_args("easy", 0).device == "cuda:1"
+    assert args.sae_args("batchtopk").device == args.run_device == args.diffing_spec.train.device == args.diffing_source.device == "cuda:1"
+    assert BandStudyArgs(preset="smoke", stages={"grpo": {"device": "cpu"}}).grpo_args("easy", 0).device == "cpu"  # no flag: the section
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_sample__a_cpu_seed_stream_gives_the_same_completions_on_cuda(smoke_run):
+    from experiments.harness import seeds
+    from experiments.harness.rollout import sampled_rollouts
+    from experiments.harness.task import TaskSpec
+    from probes.models import load_hf, load_tokenizer
+
+    base = smoke_run / "base"
+    problems = [pr for k in (1, 2, 3) for pr in seeds.problems("causal", 0, k, 20, TaskSpec(5, ("+",)))]
+    out = {dev: [r.completion_ids for r in sampled_rollouts(load_hf(base, dev), load_tokenizer(base), problems, 4, 7)] for dev in ("cpu", "cuda")}
+    same = sum(a == b for a, b in zip(out["cpu"], out["cuda"]))
+    assert same >= 0.95 * len(out["cpu"])  # only where float differences move a probability across a draw
