@@ -53,10 +53,11 @@ def group_activity(means_F: Float[Tensor, " F"], groups: Mapping[str, Sequence[i
 
 @torch.no_grad()
 def sequence_activity(sae, acts_BLD: Float[Tensor, "B L D"], mask_BL: Tensor, group: Sequence[int]) -> Float[Tensor, " B"]:
-    """Per sequence: the mean code of the group's latents, averaged over the masked positions (0 where none)."""
-    codes_BL = sae.encode(acts_BLD)[..., list(group)].mean(-1)
-    mask_BL = mask_BL.to(codes_BL.dtype)
-    return (codes_BL * mask_BL).sum(1) / mask_BL.sum(1).clamp(min=1)
+    """Per sequence: the mean code of the group's latents, averaged over the masked positions (0 where none),
+    computed on the SAE's device and returned on the CPU."""
+    codes_BL = sae.encode(acts_BLD.to(sae.W_dec.device))[..., list(group)].mean(-1)
+    mask_BL = mask_BL.to(codes_BL)
+    return ((codes_BL * mask_BL).sum(1) / mask_BL.sum(1).clamp(min=1)).cpu()
 
 
 def relative_change(after: Mapping[str, float], before: Mapping[str, float], eps: float = 1e-8) -> dict[str, float]:
