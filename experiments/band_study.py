@@ -38,6 +38,7 @@ from experiments.analysis.diffing_results import summarise
 from experiments.analysis.gain_results import ATTRIBUTED
 from experiments.harness import cli, seeds
 from experiments.harness.diffing import means_tensors, read_all
+from experiments.harness.executors import EXECUTORS, run_jobs
 from experiments.harness.gain_attribution import attribute_gain
 from experiments.harness.labelling import LabelSpec, label_and_check, split_problems, summary
 from experiments.harness.model_diffing import DiffingSpec, Pair, band_record
@@ -81,6 +82,8 @@ class BandStudyArgs:
     """Run the whole band study and write results.json and report.md."""
 
     SECTIONS: ClassVar[dict[str, type]] = {name: cls for name, (cls, _) in STAGES.items()}
+    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("executor", "workers")
+    """Fields that say how the study runs, not what it computes (not recorded, free to change on resume)."""
 
     out: Path = Path("runs/default")
     """Run directory."""
@@ -130,6 +133,11 @@ class BandStudyArgs:
     count how often each verdict class comes out (<out>/replicates.json): does the headline depend on one base model?"""
     device: str = ""
     """Torch device for every stage (cpu, cuda, cuda:1 ...; empty: each stage's preset or config section)."""
+    executor: str = "local"
+    """Where the band x seed GRPO runs go: local (one after another) or pool (worker processes, one GPU each
+    round robin where there are GPUs); the runs write the same bytes either way."""
+    workers: int = 2
+    """Worker processes of the pool executor."""
     stages: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     """Per stage (pretrain, bands, grpo, train_sae): field values over the stage's preset (config-file sections)."""
 
@@ -138,9 +146,11 @@ class BandStudyArgs:
             raise ValueError(f"seeds: need distinct seeds, got {self.seeds}")
         if not self.sae_archs or set(self.sae_archs) - {"batchtopk", "matryoshka", "temporal"}:
             raise ValueError(f"sae_archs: must be from batchtopk, matryoshka, temporal; got {self.sae_archs}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor: must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.diffing_seeds < 0:
             raise ValueError(f"diffing_seeds: must be >= 0, got {self.diffing_seeds}")
-        for name in ("grpo_steps", "attribution_samples", "diffing_samples", "diffing_per_k", "diffing_rollouts", "activity_problems", "activity_samples", "causal_per_k", "n_random", "diff_per_k", "replicate"):
+        for name in ("grpo_steps", "workers", "attribution_samples", "diffing_samples", "diffing_per_k", "diffing_rollouts", "activity_problems", "activity_samples", "causal_per_k", "n_random", "diff_per_k", "replicate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         for stage, values in self.stages.items():
@@ -212,12 +222,13 @@ PRESETS: dict[str, dict] = {
 }
 
 def train_stages(args: BandStudyArgs) -> None:
-    """Base model, bands, and one GRPO run per band x seed (each resumable)."""
+    """Base model, bands, and one GRPO run per band x seed (each resumable), on the chosen executor."""
     pretrain.main(args.pretrain_args)
     bands.main(args.bands_args)
-    for seed in args.seeds:
-        for band in BANDS:
-            grpo.main(args.grpo_args(band, seed))
+    jobs = [args.grpo_args(band, seed) for seed in args.seeds for band in BANDS]
+    for g in jobs:  # config.json is written here, in order, before any worker could race on it
+        init_run(g.run, f"grpo/{g.band}/seed{g.seed}", g)
+    run_jobs(grpo.main, jobs, args.executor, args.workers)
 
 
 def causal_problems(layout: RunLayout, per_k: int, seed: int, sae_probe: ProbeSetSpec) -> tuple[list[Problem], list[Problem]]:

@@ -157,9 +157,10 @@ def check_writable(out: Path) -> None:
 
 
 def resolved(args: object) -> dict:
-    """A stage's arguments as plain JSON, without where the run lives (not part of what it is)."""
+    """A stage's arguments as plain JSON, without where the run lives and how it is run (the class's
+    ``HOW_TO_RUN`` fields, e.g. an executor): neither is part of what the run is, so neither is compared on resume."""
     out = json.loads(json.dumps(dataclasses.asdict(args), default=str))  # type: ignore[call-overload]
-    for where in ("out", "run"):
+    for where in ("out", "run", *getattr(type(args), "HOW_TO_RUN", ())):
         out.pop(where, None)
     return out
 
@@ -186,8 +187,7 @@ def init_run(out: Path, stage: str, args: object) -> dict:
             )
     else:
         existing = {"format": RUN_FORMAT, "stages": {}}
-    existing["stages"][stage] = record
-    existing["versions"] = package_versions()
-    existing["git_sha"] = git_sha()
-    write_json(config_path, existing)
-    return existing
+    updated = {**existing, "stages": {**existing["stages"], stage: record}, "versions": package_versions(), "git_sha": git_sha()}
+    if updated != existing:  # unchanged: no write (parallel workers of one study all find their stage recorded)
+        write_json(config_path, updated)
+    return updated
