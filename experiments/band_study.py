@@ -82,8 +82,7 @@ class BandStudyArgs:
     """Run the whole band study and write results.json and report.md."""
 
     SECTIONS: ClassVar[dict[str, type]] = {name: cls for name, (cls, _) in STAGES.items()}
-    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("executor", "workers")
-    """Fields that say how the study runs, not what it computes (not recorded, free to change on resume)."""
+    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("executor", "workers")  # how it runs, not what: not recorded, free on resume
 
     out: Path = Path("runs/default")
     """Run directory."""
