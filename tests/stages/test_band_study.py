@@ -257,13 +257,17 @@ def test_sample__a_cpu_seed_stream_gives_the_same_completions_on_cuda(smoke_run)
 
 
 def test_band_study__the_pool_executor_writes_the_same_bytes_as_running_one_after_another(study, tmp_path):
-    """The smoke study with its 15 GRPO runs in 2 worker processes: results.json, config.json and every
-    run's logs and final weights are byte-identical to the sequential study's (workers use its thread count)."""
+    """The smoke study's 15 GRPO runs again, on 2 worker processes from its base model and bands: config.json and
+    every run's logs and final weights are byte-identical to the sequential study's (workers use its thread
+    count), so everything computed from them is too."""
     out, _, _ = study
     pooled = tmp_path / "pooled"
-    band_study.main(preset_args(BandStudyArgs, PRESETS, "smoke", out=pooled, executor="pool", workers=2))
-    for rel in ("results.json", "config.json", "bands/table.json"):
-        assert (pooled / rel).read_bytes() == (out / rel).read_bytes(), rel
+    for rel in ("config.json", "base", "bands/table.json"):
+        (pooled / rel).parent.mkdir(parents=True, exist_ok=True)
+        copy = shutil.copytree if (out / rel).is_dir() else shutil.copy
+        copy(out / rel, pooled / rel)
+    band_study.train_stages(preset_args(BandStudyArgs, PRESETS, "smoke", out=pooled, executor="pool", workers=2))
+    assert (pooled / "config.json").read_bytes() == (out / "config.json").read_bytes()
     runs = sorted(p.relative_to(out) for p in out.glob("bands/*/seed*"))
     assert len(runs) == 15
     for run in runs:
