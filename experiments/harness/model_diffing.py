@@ -21,13 +21,14 @@ every pair and are read on the eval split:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -78,10 +79,14 @@ class Pair:
     base: Source
     tuned: Source
 
+    @functools.cached_property
+    def rows_2R(self) -> Int[np.ndarray, "two R"]:
+        """The aligned row pairs of the two caches (matched once; every reading of the pair reuses them)."""
+        return aligned_rows(self.base.cache, self.tuned.cache)
+
     def acts(self, split: str) -> tuple[Float[Tensor, "N D"], Float[Tensor, "N D"]]:
         """(a_base, a_tuned) at the split's aligned tokens, in the base cache's row order."""
-        rows_2R = aligned_rows(self.base.cache, self.tuned.cache)
-        rows_2R = rows_2R[:, self.base.cache.seq_column("split")[rows_2R[0]] == split]
+        rows_2R = self.rows_2R[:, self.base.cache.seq_column("split")[self.rows_2R[0]] == split]
         if rows_2R.shape[1] == 0:
             raise ValueError(f"{self.run}: no aligned canonical tokens in the {split!r} split")
         base, tuned = (torch.from_numpy(np.asarray(s.cache.acts_ND[rows_2R[m]])) for m, s in enumerate((self.base, self.tuned)))

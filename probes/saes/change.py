@@ -18,6 +18,7 @@ activations at the same tokens come from a model run in lockstep (the caller fil
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Literal
 
@@ -54,8 +55,9 @@ class ChangeDictionary:
     def of(cls, sae) -> ChangeDictionary:
         return cls(sae, kind_of(sae))
 
-    @property
+    @functools.cached_property
     def change_dec(self) -> Float[Tensor, "F D"]:
+        """Each latent's change direction (computed once: the hooks read it at every generated token)."""
         if self.kind == "difference":
             return self.sae.W_dec
         base_FD, tuned_FD = decoders(self.sae.W_dec)
