@@ -11,8 +11,8 @@ Any stage's knobs can be set for the whole study from a config file with one sec
 stage (``--config study.json``: ``{"pretrain": {"p": 13}, "grpo": {"lr": 5e-5}, "seeds": [0, 1]}``).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: a spawned pool worker re-runs this module as __mp_main__,
+# where string ClassVar annotations read as dataclass fields.
 import dataclasses
 import json
 from collections import Counter
@@ -45,7 +45,7 @@ from experiments.harness.model_diffing import DiffingSpec, Pair, band_record
 from experiments.harness.probe_sets import ProbeSetSpec, probe_problems
 from experiments.harness.rollout_activity import rollout_activity
 from experiments.harness.rundir import append_jsonl, atomic_file, check_writable, init_run, write_json
-from experiments.harness.sources import SourceSpec, open_source
+from experiments.harness.sources import SourceSpec, cache_activations, open_source
 from experiments.harness.task import SHORTCUT_K, Problem, TaskSpec
 from probes.bands import BANDS
 from probes.layout import (
@@ -82,7 +82,7 @@ class BandStudyArgs:
     """Run the whole band study and write results.json and report.md."""
 
     SECTIONS: ClassVar[dict[str, type]] = {name: cls for name, (cls, _) in STAGES.items()}
-    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("executor", "workers")  # how it runs, not what: not recorded, free on resume
+    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("executor", "workers", "gpus_per_job")  # how it runs, not what: not recorded, free on resume
 
     out: Path = Path("runs/default")
     """Run directory."""
@@ -133,10 +133,13 @@ class BandStudyArgs:
     device: str = ""
     """Torch device for every stage (cpu, cuda, cuda:1 ...; empty: each stage's preset or config section)."""
     executor: str = "local"
-    """Where the band x seed GRPO runs go: local (one after another) or pool (worker processes, one GPU each
-    round robin where there are GPUs); the runs write the same bytes either way."""
+    """Where the band x seed GRPO runs go: local (one after another), pool (worker processes, one GPU each
+    round robin where there are GPUs) or ray (Ray tasks, on the cluster in RAY_ADDRESS or a local instance);
+    the runs write the same bytes on each."""
     workers: int = 2
-    """Worker processes of the pool executor."""
+    """Jobs at once: the pool's worker processes, or a local Ray instance's room (a cluster has its own)."""
+    gpus_per_job: float = 1.0
+    """Ray: the share of a GPU each job asks for where the cluster has GPUs (0.25: four tiny-model runs per GPU)."""
     stages: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     """Per stage (pretrain, bands, grpo, train_sae): field values over the stage's preset (config-file sections)."""
 
@@ -149,6 +152,8 @@ class BandStudyArgs:
             raise ValueError(f"executor: must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.diffing_seeds < 0:
             raise ValueError(f"diffing_seeds: must be >= 0, got {self.diffing_seeds}")
+        if self.gpus_per_job <= 0 or (self.gpus_per_job > 1 and self.gpus_per_job != int(self.gpus_per_job)):
+            raise ValueError(f"gpus_per_job: must be a fraction in (0, 1] or a whole number, got {self.gpus_per_job}")
         for name in ("grpo_steps", "workers", "attribution_samples", "diffing_samples", "diffing_per_k", "diffing_rollouts", "activity_problems", "activity_samples", "causal_per_k", "n_random", "diff_per_k", "replicate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -227,7 +232,7 @@ def train_stages(args: BandStudyArgs) -> None:
     jobs = [args.grpo_args(band, seed) for seed in args.seeds for band in BANDS]
     for g in jobs:  # config.json is written here, in order, before any worker could race on it
         init_run(g.run, f"grpo/{g.band}/seed{g.seed}", g)
-    run_jobs(grpo.main, jobs, args.executor, args.workers)
+    run_jobs(grpo.main, jobs, args.executor, args.workers, args.gpus_per_job)
 
 
 def causal_problems(layout: RunLayout, per_k: int, seed: int, sae_probe: ProbeSetSpec) -> tuple[list[Problem], list[Problem]]:
@@ -260,8 +265,11 @@ def feature_stage(args: BandStudyArgs, arch: str) -> dict:
 def diff_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
     """Read every checkpoint in every SAE basis; latent means also go to latent_means.safetensors.
 
-    Activation caches persist under acts/, so a rerun only re-encodes them."""
+    Activation caches persist under acts/, so a rerun only re-encodes them; a parallel executor makes
+    the missing ones first, one job per checkpoint."""
     layout = RunLayout(args.out)
+    if args.executor != "local":  # the caches are independent jobs; reading them after only encodes
+        run_jobs(cache_activations, [(args.diff_source, c) for c in layout.checkpoints()], args.executor, args.workers, args.gpus_per_job)
     saes = {name: load_sae(layout.sae(name), args.run_device) for name in features}
     readings = read_all(args.diff_source, layout.checkpoints(), saes)
     with atomic_file(layout.latent_means) as tmp:

@@ -78,6 +78,9 @@ class GRPOArgs:
     """With dynamic sampling, extra prompt draws per update before training on what is there."""
     temperature: float = 1.0
     """Sampling temperature of rollouts."""
+    rollout_batch: int = 64
+    """Completions sampled at once (the sampler's per-token cost is paid per batch: a GPU wants them all at once).
+    Which batch a completion lands in sets its random draws, so this is part of what a run is."""
     loss_agg: LossAgg = "token_mean"
     """Loss aggregation: token_mean (DAPO: every completion token weighs the same), seq_mean (original
     GRPO: per-sequence mean, a 1/|o| length bias), constant (Dr. GRPO: sum / batch constant)."""
@@ -93,7 +96,7 @@ class GRPOArgs:
     """Torch device."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "prompts_per_step", "eval_every", "checkpoint_every", "inner_updates", "eval_samples"):
+        for name in ("steps", "prompts_per_step", "rollout_batch", "eval_every", "checkpoint_every", "inner_updates", "eval_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.band not in BANDS:
@@ -112,7 +115,7 @@ class GRPOArgs:
 PRESETS: dict[str, dict] = {
     "default": {},
     "smoke": dict(steps=4, prompts_per_step=4, group_size=4, eval_every=2, checkpoint_every=2, eval_samples=2),
-    "gpu": dict(steps=200, prompts_per_step=64, group_size=16, eval_every=20, checkpoint_every=20, device="cuda"),
+    "gpu": dict(steps=200, prompts_per_step=64, group_size=16, rollout_batch=1024, eval_every=20, checkpoint_every=20, device="cuda"),
 }
 
 

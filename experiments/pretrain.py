@@ -9,11 +9,11 @@ The training loop is ``experiments.harness.supervised``: batches are a pure func
 CPU reproduces it bit for bit.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: a spawned pool worker re-runs this module as __mp_main__,
+# where string ClassVar annotations read as dataclass fields.
 import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from experiments.harness import cli, seeds
 from experiments.harness.model import build_tokenizer, save_model
@@ -83,8 +83,16 @@ class PretrainArgs:
     """Steps between resumable training-state snapshots."""
     device: str = "cpu"
     """Torch device."""
+    precision: str = "fp32"
+    """fp32, or bf16: forward passes under bf16 autocast (mixed precision: weights and optimizer stay fp32)."""
+    batch_workers: int = 0
+    """Processes that build training batches ahead of the loop (0: the loop builds them); the same batches either way."""
+
+    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("batch_workers",)  # how it runs, not what: not recorded, free on resume
 
     def __post_init__(self) -> None:
+        if self.batch_workers < 0:
+            raise ValueError(f"batch_workers: must be >= 0, got {self.batch_workers}")
         for name in ("steps", "batch_size", "eval_per_k", "checkpoint_every", "k_train_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -121,7 +129,8 @@ PRESETS: dict[str, dict] = {
         p=5, ops=("+",), k_train_max=3, k_eval_max=5, steps=400, batch_size=64, lr=3e-3, warmup=20,
         d_model=64, n_layers=2, d_mlp=128, eval_per_k=16, checkpoint_every=100,
     ),  # fmt: skip
-    "gpu": dict(steps=4000, batch_size=256, d_model=256, n_layers=4, d_mlp=1024, n_heads=8, eval_per_k=500, device="cuda"),
+    "gpu": dict(steps=4000, batch_size=256, d_model=256, n_layers=4, d_mlp=1024, n_heads=8, eval_per_k=500, device="cuda",
+                precision="bf16", batch_workers=4),
 }
 
 
@@ -132,10 +141,11 @@ def train(args: PretrainArgs, state_path: Path):
     start = load_state(state_path, opt, model, args.device) if state_path.exists() else 0
 
     def snapshot(step: int) -> None:
-        if (step + 1) % args.checkpoint_every == 0 and step + 1 < args.steps:
+        if step + 1 < args.steps:
             save_state(state_path, opt, step + 1, model)
 
-    fit(model, opt, args.recipe, tokenizer.get_vocab(), range(start, args.steps), after=snapshot, desc="pretrain")
+    fit(model, opt, args.recipe, tokenizer.get_vocab(), range(start, args.steps), after=snapshot,
+        after_every=args.checkpoint_every, workers=args.batch_workers, desc="pretrain")  # fmt: skip
     return model.eval(), tokenizer
 
 

@@ -3,7 +3,9 @@ and peak GPU memory, written to OUT/gpu_check.json and printed.
 
     python scripts/gpu_check.py [--out gpu_check] [--device cuda] [--preset gpu] [--seeds 0] [--grpo-steps 20]
 
-By default the gpu preset with 1 seed x 3 bands and 20 GRPO updates per run. Nothing is downloaded:
+By default the gpu preset with 1 seed x 3 bands and 20 GRPO updates per run. First, in the same process,
+it times the preset's pretraining loop and GRPO sampling with and without each speed-up (batches built by
+worker processes, bf16 autocast, wide rollout batches) and prints the ratios. Nothing is downloaded:
 transformer-lens, sae-lens and what they need must be installed already (from local wheels where the
 machine has no network; README, "GPU"). Where no GPU exists, ``--device cpu --preset smoke`` runs the
 same path with no utilization samples. Utilization comes from ``nvidia-smi`` every ``--every`` seconds
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import re
@@ -27,8 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from experiments import band_study  # noqa: E402
+from experiments import band_study, grpo, pretrain  # noqa: E402
+from experiments.harness import rl  # noqa: E402
 from experiments.harness.cli import preset_args  # noqa: E402
+from experiments.harness.model import build_tokenizer  # noqa: E402
+from experiments.harness.seeds import grpo_step  # noqa: E402
+from experiments.harness.supervised import fit  # noqa: E402
+from experiments.harness.task import generate_problems  # noqa: E402
 
 STAGE = re.compile(r"^\[band_study\s+(\d+) s\] (.*)$")
 
@@ -63,6 +71,47 @@ def utilization(path: Path, t0: float) -> list[dict]:
     return rows
 
 
+def timed(fn, device: str) -> float:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def throughput(preset: str, device: str, steps: int) -> list[dict]:
+    """Pretraining steps/s and GRPO sampling time at the preset's sizes: the plain loop against each speed-up,
+    measured one after another in this process (ratios, not absolute times, are what carry between hosts)."""
+    base = preset_args(pretrain.PretrainArgs, pretrain.PRESETS, preset, device=device)
+    tokenizer = build_tokenizer(base.task_spec)
+    vocab, rows = tokenizer.get_vocab(), []
+
+    def pretrain_seconds(precision: str, workers: int) -> float:
+        recipe = dataclasses.replace(base, precision=precision).recipe
+        model, opt = recipe.init(tokenizer)
+        fit(model, opt, recipe, vocab, range(20), workers=workers, desc="warm-up")
+        return timed(lambda: fit(model, opt, recipe, vocab, range(20, 20 + steps), workers=workers, desc="timed"), device)
+
+    for precision, workers in (("fp32", 0), ("fp32", 4), (base.precision, base.batch_workers)):
+        s = pretrain_seconds(precision, workers)
+        rows.append({"what": f"pretrain {precision}, {workers} batch workers", "per_s": round(steps / s, 1), "unit": "steps/s"})
+    g = preset_args(grpo.GRPOArgs, grpo.PRESETS, preset, device=device)
+    pool = generate_problems(0, 4, g.prompts_per_step, base.task_spec)
+    model = base.recipe.init(tokenizer)[0]
+    for batch in sorted({64, g.rollout_batch}):
+        spec = dataclasses.replace(g.policy, rollout_batch=batch)
+        s = timed(lambda spec=spec: rl.sample_groups(model.eval(), tokenizer, pool, spec, *grpo_step(0, 0)), device)
+        rows.append({"what": f"GRPO sampling {spec.prompts_per_step} x {spec.group_size}, rollout batch {batch}", "per_s": round(1 / s, 2), "unit": "updates/s"})
+    print(f"\n{'speed-up (same process, one after another)':<60} {'rate':>10}  ratio")
+    for row in rows:
+        first = next(r for r in rows if r["unit"] == row["unit"])
+        row["ratio"] = round(row["per_s"] / first["per_s"], 2)
+        print(f"{row['what']:<60} {row['per_s']:>10} {row['unit']}  {row['ratio']}x")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("gpu_check"))
@@ -71,19 +120,20 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--grpo-steps", type=int, default=20)
     ap.add_argument("--every", type=float, default=2.0, help="seconds between utilization samples")
+    ap.add_argument("--bench-steps", type=int, default=200, help="pretraining steps timed per variant (0: no timing)")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     smi = shutil.which("nvidia-smi") if a.device != "cpu" else None
     samples = a.out / "nvidia_smi.csv"
-    t0 = time.time()
     poll = None
     if smi:
         script = f"while true; do echo \"$(date +%s.%N), $({smi} --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits | head -1)\"; sleep {a.every}; done"
         poll = subprocess.Popen(["bash", "-c", script], stdout=samples.open("w"))
     args = preset_args(band_study.BandStudyArgs, band_study.PRESETS, a.preset, out=a.out / "run", seeds=tuple(a.seeds),
                        grpo_steps=a.grpo_steps, device=a.device)  # fmt: skip
+    speed = throughput(a.preset, a.device, a.bench_steps) if a.bench_steps else []
     tee = Tee(sys.stdout)
-    start = time.perf_counter()
+    t0, start = time.time(), time.perf_counter()  # utilization samples count from the study's start
     try:
         with contextlib.redirect_stdout(tee):
             band_study.main(args)
@@ -91,7 +141,7 @@ def main() -> None:
         total = time.perf_counter() - start
         if poll:
             poll.terminate()
-        util = utilization(samples, t0)
+        util = [u for u in utilization(samples, t0) if u["t_s"] >= 0]
         report = {
             "device": a.device, "preset": a.preset, "seeds": a.seeds, "grpo_steps": a.grpo_steps, "total_s": round(total, 1),
             "gpu": torch.cuda.get_device_name() if a.device.startswith("cuda") and torch.cuda.is_available() else None,
@@ -99,6 +149,7 @@ def main() -> None:
             "peak_torch_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None,
             "peak_nvidia_smi_mib": max((u["mem_mib"] for u in util), default=None),
             "mean_util_pct": round(sum(u["util_pct"] for u in util) / len(util), 1) if util else None,
+            "speed_ups": speed,
             "stages": stages("".join(tee.lines), total),
             "utilization": util,
         }  # fmt: skip

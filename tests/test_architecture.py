@@ -3,6 +3,7 @@ stages are thin and self-contained, and nothing points outside the repository.""
 
 import dataclasses
 import importlib
+import json
 import pkgutil
 import subprocess
 import sys
@@ -76,3 +77,20 @@ def test_repository__refers_to_no_file_outside_it():
         text = path.read_text()
         assert "../" not in text, path
         assert "DESIGN.md" not in text.replace("docs/DESIGN.md", ""), path
+
+
+@pytest.mark.parametrize("name", sorted(n for n in STAGES if "ClassVar" in (ROOT / f"{n.replace('.', '/')}.py").read_text()))
+def test_stages__load_as_a_spawned_workers_main_module(name):
+    """A pool worker (spawn) re-runs the parent's ``python -m`` module as ``__mp_main__`` while no module of
+    that name is registered; a ClassVar written as a string annotation (``from __future__ import annotations``)
+    then reads as a dataclass field: the worker's Args differ, or it dies on import (a mutable default)."""
+    script = (
+        "import dataclasses, json, runpy, sys\n"
+        "spawned = runpy.run_module(sys.argv[1], run_name='__mp_main__', alter_sys=True)\n"
+        "print(json.dumps({k: [f.name for f in dataclasses.fields(v)] for k, v in spawned.items()\n"
+        "                  if k.endswith('Args') and dataclasses.is_dataclass(v) and v.__module__ == '__mp_main__'}))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, name], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    spawned, module = json.loads(run.stdout.strip().splitlines()[-1]), importlib.import_module(name)
+    assert spawned and spawned == {k: [f.name for f in dataclasses.fields(getattr(module, k))] for k in spawned}

@@ -1,11 +1,15 @@
-"""Where a study's independent jobs run: one after another, or in a pool of worker processes.
+"""Where a study's independent jobs run: one after another, in a pool of worker processes, or on Ray.
 
 A band study's band x seed GRPO runs are independent: each is a pure function of its arguments
 (every draw of update t depends only on (seed, t)), so running them in parallel changes nothing
 they write, provided each worker uses the same number of torch threads as the sequential run
 (float reductions depend on it). A worker is a fresh process (spawn), pinned to one GPU round
 robin through CUDA_VISIBLE_DEVICES where the machine has GPUs, so several tiny-model runs can share
-one GPU or spread over several.
+one GPU or spread over several. On Ray (the optional ``ray`` extra) a job is one task, scheduled
+on whatever node of the cluster has its resources: the torch threads it uses as CPUs, and
+``gpus_per_job`` of a GPU where the cluster has GPUs (a fraction packs several tiny-model runs onto
+one GPU). Ray connects to the cluster named by ``RAY_ADDRESS`` (or the one ``ray job submit`` runs
+in) and otherwise starts a local instance with room for ``workers`` jobs at once.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from typing import TypeVar
 
 import torch
 
-EXECUTORS = ("local", "pool")
-"""local: in this process, in order; pool: worker processes."""
+EXECUTORS = ("local", "pool", "ray")
+"""local: in this process, in order; pool: worker processes on this machine; ray: Ray tasks."""
 
 Job = TypeVar("Job")
 Out = TypeVar("Out")
@@ -34,10 +38,29 @@ def _init_worker(threads: int, n_gpus: int, counter) -> None:
     torch.set_num_threads(threads)
 
 
-def run_jobs(fn: Callable[[Job], Out], jobs: Sequence[Job], executor: str = "local", workers: int = 2) -> list[Out]:
+def _in_threads(threads: int, fn: Callable[[Job], Out], job: Job) -> Out:
+    torch.set_num_threads(threads)
+    return fn(job)
+
+
+def _ray(fn: Callable[[Job], Out], jobs: Sequence[Job], workers: int, gpus_per_job: float) -> list[Out]:
+    import ray  # the optional extra: pip install 'bandlens[ray]'
+
+    threads = torch.get_num_threads()
+    if not ray.is_initialized():
+        local = "RAY_ADDRESS" not in os.environ  # set by hand for a cluster, and by `ray job submit`
+        ray.init(**(dict(num_cpus=workers * threads, include_dashboard=False) if local else {}))
+    gpus = gpus_per_job if ray.cluster_resources().get("GPU", 0) else 0
+    task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(_in_threads)
+    return ray.get([task.remote(threads, fn, job) for job in jobs])
+
+
+def run_jobs(fn: Callable[[Job], Out], jobs: Sequence[Job], executor: str = "local", workers: int = 2, gpus_per_job: float = 1.0) -> list[Out]:
     """``[fn(job) for job in jobs]``, in order, on the chosen executor (``fn`` must be importable by name)."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor: must be one of {EXECUTORS}, got {executor!r}")
+    if executor == "ray":
+        return _ray(fn, jobs, workers, gpus_per_job)
     if executor == "local" or len(jobs) < 2 or workers < 2:
         return [fn(job) for job in jobs]
     ctx = mp.get_context("spawn")

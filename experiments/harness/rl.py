@@ -62,6 +62,8 @@ class PolicySpec:
     """With dynamic sampling, extra prompt draws per update before training on what is there."""
     temperature: float = 1.0
     """Sampling temperature of rollouts."""
+    rollout_batch: int = 64
+    """Completions sampled at once."""
     loss_agg: LossAgg = "token_mean"
     """How token terms are reduced: token_mean (DAPO), seq_mean (original GRPO), constant (Dr. GRPO)."""
     device: str = "cpu"
@@ -69,8 +71,8 @@ class PolicySpec:
     def __post_init__(self) -> None:
         if self.loss_agg not in LOSS_AGGS:
             raise ValueError(f"loss_agg: must be one of {LOSS_AGGS}, got {self.loss_agg!r}")
-        if self.prompts_per_step < 1 or self.inner_updates < 1:
-            raise ValueError("prompts_per_step, inner_updates: must be >= 1")
+        if min(self.prompts_per_step, self.inner_updates, self.rollout_batch) < 1:
+            raise ValueError("prompts_per_step, inner_updates, rollout_batch: must be >= 1")
         if self.group_size < 2:
             raise ValueError(f"group_size: group-relative advantages need >= 2, got {self.group_size}")
         if not (self.lr > 0 and self.clip_eps > 0 and self.temperature > 0 and self.kl_coef >= 0):
@@ -86,7 +88,7 @@ def sample_groups(model, tokenizer, pool: Sequence[Problem], spec: PolicySpec, r
         need = spec.prompts_per_step - len(kept)
         idx = rng.choice(len(pool), size=need, replace=len(pool) < need)
         batch = [pool[i] for i in idx for _ in range(spec.group_size)]
-        res = rollouts(model, tokenizer, batch, mode=None, temperature=spec.temperature, generator=gen)
+        res = rollouts(model, tokenizer, batch, mode=None, temperature=spec.temperature, generator=gen, batch_size=spec.rollout_batch)
         groups = [res[i : i + spec.group_size] for i in range(0, len(res), spec.group_size)]
         drawn += len(groups)
         kept += [g for g in groups if not spec.dynamic_sampling or len({r.parsed.correct for r in g}) > 1]

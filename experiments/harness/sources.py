@@ -111,3 +111,8 @@ def open_source(spec: SourceSpec, checkpoint: Path) -> Source:
                         pad_id=tokenizer.pad_token_id, batch_size=spec.collect_batch_size)  # fmt: skip
         acts_s = time.perf_counter() - start
     return Source(checkpoint, bridge, tokenizer, sequences, open_cache(cache_dir), probe_s, acts_s)
+
+
+def cache_activations(job: tuple[SourceSpec, Path]) -> None:
+    """Make a checkpoint's probe set and activation cache (an executor job: ``open_source`` then finds them)."""
+    open_source(*job)

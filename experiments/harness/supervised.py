@@ -4,19 +4,24 @@ One recipe (data mixture, optimizer, learning-rate schedule) and one loop serve 
 pretraining of the base model and the value study's scoring runs, which restart the
 same recipe from fresh initialisations with extra examples mixed into its batches.
 Batches are a pure function of (seed, step), so a resumed run sees exactly the data an
-uninterrupted one would and, on CPU, reproduces it bit for bit.
+uninterrupted one would and, on CPU, reproduces it bit for bit; for the same reason worker
+processes can build them ahead of the loop without changing a byte. On a GPU the loop never
+waits for the device except every ``CHECK_EVERY`` steps and before each ``after`` call, where it
+checks that every loss so far was finite.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from experiments.harness import seeds
@@ -35,6 +40,13 @@ from probes.padding import supervised_batch
 
 Example = tuple[list[int], int]
 """Token ids of prompt + completion, and the prompt's length (its tokens are not targets)."""
+
+PRECISIONS = ("fp32", "bf16")
+"""fp32: everything in float32; bf16: forward passes under bf16 autocast (weights, gradients, optimizer
+state and the loss's softmax stay float32: mixed precision)."""
+
+CHECK_EVERY = 25
+"""Steps between the loop's waits for the device (finite-loss check, progress-bar loss)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +77,12 @@ class Recipe:
     """First step whose traces carry errors; earlier batches are clean (learn the computation, then its noise)."""
     direct_k_max: int = 0
     """Direct answers get k uniform over 1..direct_k_max (0: the same k as traces): shortcut availability."""
+    precision: str = "fp32"
+    """One of ``PRECISIONS``."""
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: must be one of {PRECISIONS}, got {self.precision!r}")
 
     @classmethod
     def of(cls, fields: Mapping[str, Any]) -> Recipe:
@@ -73,9 +91,10 @@ class Recipe:
         model = ModelSpec(f["arch"], f["d_model"], f["n_layers"], f["n_heads"], f["d_mlp"])
         return cls(TaskSpec(f["p"], tuple(f["ops"])), model, f["seed"], f["k_train_max"], f["k_weighting"],
                    f["direct_frac"], f["steps"], f["batch_size"], f["lr"], f["weight_decay"], f["warmup"], f.get("device", "cpu"),
-                   f.get("trace_error", 0.0), f.get("trace_error_from", 0), f.get("direct_k_max", 0))  # fmt: skip
+                   f.get("trace_error", 0.0), f.get("trace_error_from", 0), f.get("direct_k_max", 0),
+                   f.get("precision", "fp32"))  # fmt: skip
 
-    @property
+    @functools.cached_property
     def k_probs(self) -> np.ndarray:
         """Probability of each k in 1..k_train_max under ``k_weighting``."""
         w = np.ones(self.k_train_max) if self.k_weighting == "uniform" else 1 / np.arange(1, self.k_train_max + 1)
@@ -106,7 +125,34 @@ class Recipe:
     def init(self, tokenizer) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         """A fresh model (initialised from ``seed``) in train mode and its optimizer."""
         model = build_model(self.model, tokenizer, self.seed).to(self.device).train()
-        return model, torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        fused = True if torch.device(self.device).type == "cuda" else None  # one kernel per step; CPU keeps its default
+        return model, torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=fused)
+
+    def autocast(self) -> torch.autocast:
+        """The forward pass's autocast context (disabled under fp32)."""
+        return torch.autocast(torch.device(self.device).type, torch.bfloat16, enabled=self.precision == "bf16")
+
+
+class _Batches(Dataset):
+    """The recipe's batch stream indexed by step, for worker processes to build ahead."""
+
+    def __init__(self, recipe: Recipe, vocab: dict[str, int]) -> None:
+        self.recipe, self.vocab = recipe, vocab
+
+    def __getitem__(self, step: int) -> list[Example]:
+        return self.recipe.batch(step, self.vocab)
+
+
+def _as_is(batch: list[Example]) -> list[Example]:
+    return batch
+
+
+def batches(recipe: Recipe, vocab: dict[str, int], steps: range, workers: int = 0) -> Iterator[list[Example]]:
+    """``recipe.batch(step)`` for each step, built by ``workers`` processes ahead of the loop (0: in it)."""
+    if not workers:
+        return (recipe.batch(step, vocab) for step in steps)
+    loader = DataLoader(_Batches(recipe, vocab), batch_size=None, sampler=steps, num_workers=workers, collate_fn=_as_is, prefetch_factor=8)
+    return iter(loader)
 
 
 def example(problem: Problem, completion: Mode | list[str], vocab: dict[str, int]) -> Example:
@@ -132,33 +178,41 @@ def fit(
     extra: Callable[[int], Sequence[Example]] | None = None,
     observe: Callable[[int, Tensor, Tensor], None] | None = None,
     after: Callable[[int], None] | None = None,
+    after_every: int = 1,
     width: int = 0,
+    workers: int = 0,
     desc: str = "supervised",
 ) -> None:
     """Train ``model`` over ``steps`` of the recipe's batch stream and lr schedule.
 
     ``extra(step)`` examples are appended to the step's batch (padded to at least ``width``);
     ``observe(step, logits, labels)`` sees their logits from that step's forward pass,
-    before the update. ``before``/``after`` run around each step (reading scores, snapshots).
+    before the update. ``before`` runs before each step (reading scores), ``after`` after every
+    ``after_every``-th (snapshots), once every loss so far is known to be finite. ``workers``
+    processes build the recipe's batches ahead (the same batches).
     """
     bar = tqdm(steps, desc=desc, initial=steps.start, total=steps.stop, leave=extra is None)
-    for step in bar:
+    finite = torch.ones((), dtype=torch.bool, device=recipe.device)  # every loss so far, kept on the device
+    for step, stream in zip(bar, batches(recipe, vocab, steps, workers)):
         if before:
             before(step)
         more = extra(step) if extra else ()
-        batch = recipe.batch(step, vocab) + list(more)
-        ids_BL, labels_BL = (t.to(recipe.device) for t in collate(batch, vocab, width))
+        ids_BL, labels_BL = (t.to(recipe.device, non_blocking=True) for t in collate(stream + list(more), vocab, width))
         for group in opt.param_groups:
             group["lr"] = recipe.lr_at(step)
-        out = model(input_ids=ids_BL, labels=labels_BL)
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(f"{desc}: loss is {out.loss.item()} at step {step}; last snapshot kept")
+        with recipe.autocast():
+            out = model(input_ids=ids_BL, labels=labels_BL)
+        finite &= torch.isfinite(out.loss.detach())
         if more and observe:
-            observe(step, out.logits[-len(more) :].detach(), labels_BL[-len(more) :])
+            observe(step, out.logits[-len(more) :].detach().float(), labels_BL[-len(more) :])
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        bar.set_postfix(loss=f"{out.loss.item():.3f}")
-        if after:
+        snapshot = after is not None and (step + 1) % after_every == 0
+        if snapshot or (step + 1) % CHECK_EVERY == 0 or step + 1 == steps.stop:
+            if not finite:
+                raise FloatingPointError(f"{desc}: a loss was not finite by step {step}; last snapshot kept")
+            bar.set_postfix(loss=f"{out.loss.item():.3f}")
+        if snapshot:
             after(step)

@@ -1,3 +1,4 @@
+import dataclasses
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ def test_parse__preset_then_flags_override():
 
 def test_field_docs__every_field_has_help():
     docs = cli.field_docs(PretrainArgs)
-    assert set(docs) == {f for f in PretrainArgs.__dataclass_fields__}
+    assert set(docs) == {f.name for f in dataclasses.fields(PretrainArgs)}
     assert "Prime modulus" in docs["p"]
 
 

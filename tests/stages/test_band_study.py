@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import shutil
@@ -12,7 +13,8 @@ from experiments.analysis.gain_results import ATTRIBUTED
 from experiments.band_study import PRESETS, BandStudyArgs
 from experiments.harness import labelling, rl
 from experiments.harness.cli import preset_args
-from experiments.harness.sources import open_source
+from experiments.harness.executors import run_jobs
+from experiments.harness.sources import cache_activations, checkpoint_tag, open_source
 from probes.diff import change_vector, group_activity, latent_means, relative_change, rows_of
 from probes.layout import RunLayout
 from probes.saes.train import load_sae
@@ -256,22 +258,35 @@ def test_sample__a_cpu_seed_stream_gives_the_same_completions_on_cuda(smoke_run)
     assert same >= 0.95 * len(out["cpu"])  # only where float differences move a probability across a draw
 
 
-def test_band_study__the_pool_executor_writes_the_same_bytes_as_running_one_after_another(study, tmp_path):
-    """The smoke study's 15 GRPO runs again, on 2 worker processes from its base model and bands: config.json and
-    every run's logs and final weights are byte-identical to the sequential study's (workers use its thread
-    count), so everything computed from them is too."""
+@pytest.mark.parametrize("executor", ["pool", "ray"])
+def test_band_study__a_parallel_executor_writes_the_same_bytes_as_running_one_after_another(study, tmp_path, executor):
+    """The smoke study's 15 GRPO runs again, on 2 workers (processes, or tasks of a local Ray instance) from its
+    base model and bands: config.json and every run's logs and final weights are byte-identical to the
+    sequential study's (workers use its thread count), so everything computed from them is too."""
+    if executor == "ray":
+        pytest.importorskip("ray", reason="the optional ray extra (CI installs it)")
     out, _, _ = study
-    pooled = tmp_path / "pooled"
+    pooled = tmp_path / executor
     for rel in ("config.json", "base", "bands/table.json"):
         (pooled / rel).parent.mkdir(parents=True, exist_ok=True)
         copy = shutil.copytree if (out / rel).is_dir() else shutil.copy
         copy(out / rel, pooled / rel)
-    band_study.train_stages(preset_args(BandStudyArgs, PRESETS, "smoke", out=pooled, executor="pool", workers=2))
+    args = preset_args(BandStudyArgs, PRESETS, "smoke", out=pooled, executor=executor, workers=2)
+    band_study.train_stages(args)
     assert (pooled / "config.json").read_bytes() == (out / "config.json").read_bytes()
     runs = sorted(p.relative_to(out) for p in out.glob("bands/*/seed*"))
     assert len(runs) == 15
     for run in runs:
         for name in ("metrics.jsonl", "ledger.jsonl", "ckpt-4/model.safetensors"):
             assert (pooled / run / name).read_bytes() == (out / run / name).read_bytes(), run / name
+    spec = dataclasses.replace(args.diff_source, run=pooled)  # the diff stage's per-checkpoint caching jobs
+    ckpts = [pooled / run / "ckpt-4" for run in runs[:3]]
+    run_jobs(cache_activations, [(spec, c) for c in ckpts], executor, workers=2)
+    for ckpt in ckpts:
+        mine = sorted(RunLayout(pooled).acts.glob(f"{checkpoint_tag(pooled, ckpt)}/probe-*/{spec.hook}/acts.npy"))
+        theirs = sorted(RunLayout(out).acts.glob(f"{checkpoint_tag(out, out / ckpt.relative_to(pooled))}/probe-*/{spec.hook}/acts.npy"))
+        assert len(mine) == 1 and mine[0].read_bytes() in [t.read_bytes() for t in theirs], ckpt
     with pytest.raises(ValueError, match="executor"):
         BandStudyArgs(executor="threads")
+    with pytest.raises(ValueError, match="gpus_per_job"):
+        BandStudyArgs(gpus_per_job=1.5)
