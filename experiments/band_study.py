@@ -46,7 +46,7 @@ from experiments.harness.probe_sets import ProbeSetSpec, probe_problems
 from experiments.harness.rollout_activity import rollout_activity
 from experiments.harness.rundir import append_jsonl, atomic_file, check_writable, init_run, write_json
 from experiments.harness.sources import SourceSpec, cache_activations, open_source
-from experiments.harness.task import SHORTCUT_K, Problem, TaskSpec
+from experiments.harness.tasks import Problem, task_of
 from probes.bands import BANDS
 from probes.layout import (
     FEATURES,
@@ -239,9 +239,9 @@ def causal_problems(layout: RunLayout, per_k: int, seed: int, sae_probe: ProbeSe
     """(labelling split, test split) of the causal stream, k inside the pretraining range (where both
     behaviours exist), without the chains the SAEs were trained on."""
     pre = read_json(layout.config)["stages"]["pretrain"]
-    task = TaskSpec(pre["p"], tuple(pre["ops"]))
+    task = task_of(pre)
     seen = [pr for pr, _ in probe_problems(sae_probe, task)]
-    return split_problems(seed, range(1, pre["k_train_max"] + 1), per_k, task, seen)
+    return split_problems(seed, task.knobs(pre["k_train_max"]), per_k, task, seen)
 
 
 def feature_stage(args: BandStudyArgs, arch: str) -> dict:
@@ -250,7 +250,7 @@ def feature_stage(args: BandStudyArgs, arch: str) -> dict:
     train_sae.main(sae_args)
     sae_dir = RunLayout(args.out).sae(sae_args.sae_name)
     path = sae_dir / FEATURES
-    spec = LabelSpec(n_random=args.n_random, shortcut_k=max(SHORTCUT_K, args.pretrain_args.direct_k_max))
+    spec = LabelSpec(n_random=args.n_random, shortcut_k=max(args.pretrain_args.family.shortcut_k, args.pretrain_args.direct_k_max))
     cached = read_json(path) if path.exists() else {}
     if cached.get("spec") == dataclasses.asdict(spec):
         return cached  # made with this spec (an older format or another spec is redone)

@@ -23,7 +23,7 @@ import numpy as np
 from experiments.harness import cli, seeds
 from experiments.harness.rollout import sampled_completions
 from experiments.harness.rundir import init_run, write_json
-from experiments.harness.task import Problem, TaskSpec
+from experiments.harness.tasks import Problem, Task, task_of
 from probes.bands import BANDS, Band, band_of
 from probes.layout import RunDirError, RunLayout, read_json
 from probes.models import load_hf, load_tokenizer
@@ -112,17 +112,17 @@ def main(args: BandArgs) -> dict:
         print(f"{path} exists: bands already measured")
         return read_json(path)
     pre = read_json(layout.config)["stages"]["pretrain"]
-    spec = TaskSpec(p=pre["p"], ops=tuple(pre["ops"]))
-    ks = range(1, pre["k_eval_max"] + 1)
+    task = task_of(pre)
+    ks = task.knobs(pre["k_eval_max"])
     model, tokenizer = load_hf(layout.base, args.device), load_tokenizer(layout.base)
-    candidates = [pr for k in ks for pr in seeds.problems("band_candidates", args.seed, k, args.candidates_per_k, spec)]
-    held_out = [pr for k in ks for pr in seeds.problems("band_eval", args.seed, k, args.eval_per_k, spec)]
+    candidates = [pr for k in ks for pr in seeds.problems("band_candidates", args.seed, k, args.candidates_per_k, task)]
+    held_out = [pr for k in ks for pr in seeds.problems("band_eval", args.seed, k, args.eval_per_k, task)]
     print(f"bands: estimating pass rates of {len(candidates) + len(held_out)} problems x {args.n_samples} samples")
     cand = _labelled(model, tokenizer, candidates, args, args.seed)
     evals = _labelled(model, tokenizer, held_out, args, seeds.band_eval_sampling(args.seed))
     pools = draw_pools([r["band"] for r in cand], args.pool_size, args.seed)
     table = {
-        "p": spec.p,
+        "task": task.params,
         "thresholds": {"hard_max": args.hard_max, "easy_min": args.easy_min, "n_samples": args.n_samples},
         "pools": {b: [cand[i] for i in idx] for b, idx in pools.items()},
         "eval_set": evals,
@@ -140,11 +140,11 @@ def format_composition(table: dict) -> str:
     return "\n".join(lines)
 
 
-def remeasure(model_dir: Path, records: Sequence[dict], p: int, n_samples: int, seed: int) -> dict[str, float]:
+def remeasure(model_dir: Path, records: Sequence[dict], task: Task, n_samples: int, seed: int) -> dict[str, float]:
     """Pass rates of band-table records under another checkpoint (for band drift:
     feed the result to ``probes.bands.relabel`` and compare with the original labels)."""
     model, tokenizer = load_hf(model_dir), load_tokenizer(model_dir)
-    problems = [Problem.from_record(r, p) for r in records]
+    problems = [task.from_record(r) for r in records]
     rates = pass_rates(model, tokenizer, problems, n_samples, seed)
     return {r["pid"]: float(x) for r, x in zip(records, rates)}
 

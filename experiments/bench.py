@@ -19,7 +19,8 @@ from experiments.harness import cli
 from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
 from experiments.harness.rollout import max_new_tokens
 from experiments.harness.sampling import sample
-from experiments.harness.task import TaskSpec, generate_problems, prompt_words
+from experiments.harness.task import TaskSpec
+from experiments.harness.tasks import task_of_vocab
 from probes.models import load_bridge, load_hf, load_tokenizer
 from probes.padding import left_pad
 
@@ -76,8 +77,8 @@ def main(args: BenchArgs) -> dict[str, float]:
             model_dir = Path(tmp) / "model"
             save_model(build_model(ModelSpec(), tok, seed=0), tok, model_dir)
         model, tok, bridge = load_hf(model_dir), load_tokenizer(model_dir), load_bridge(model_dir)
-        problems = generate_problems(0, args.k, args.batch, TaskSpec(p=len([w for w in tok.get_vocab() if w.isdigit()])))
-        prompts = [tok.convert_tokens_to_ids(prompt_words(pr)) for pr in problems]
+        problems = task_of_vocab(tok.get_vocab()).problems(0, args.k, args.batch)
+        prompts = [tok.convert_tokens_to_ids(pr.prompt_words()) for pr in problems]
         n_new = max_new_tokens(problems)
         n_tokens = n_new * len(prompts)
         # Never stop early: every sampler produces exactly n_new greedy tokens per prompt,

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from experiments.harness import cli
 from experiments.harness.labelling import LabelSpec, label_and_check, split_problems, summary
-from experiments.harness.probe_sets import ProbeSetSpec, task_spec_of
+from experiments.harness.probe_sets import ProbeSetSpec
 from experiments.harness.rundir import check_writable, init_run, write_json
 from experiments.harness.sources import SourceSpec, open_source
+from experiments.harness.tasks import task_of_vocab
 from probes.layout import FEATURES
 from probes.models import load_bridge
 from probes.saes.train import check_sae_fits, load_sae
@@ -69,8 +70,8 @@ def main(args: FeatureStudyArgs) -> dict:
     hook = sae.cfg.metadata.hook_name
     init_run(args.out, "feature_study", args)
     src = open_source(args.source_spec(hook), args.checkpoint)
-    task = task_spec_of(src.tokenizer)
-    label_split, test_split = split_problems(0, range(1, args.k_max + 1), args.per_k, task)
+    task = task_of_vocab(src.tokenizer.get_vocab())
+    label_split, test_split = split_problems(0, task.knobs(args.k_max), args.per_k, task)
     meta = {"sae": str(args.sae), "checkpoint": str(args.checkpoint), "hook": hook}
     record = label_and_check(sae, src, hook, label_split, test_split, LabelSpec(n_random=args.n_random), meta)
     write_json(args.out / FEATURES, record)

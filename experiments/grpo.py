@@ -26,7 +26,7 @@ from experiments.harness.model import save_model
 from experiments.harness.rl_loss import LossAgg
 from experiments.harness.rollout import eval_metrics, sampled_rollouts
 from experiments.harness.rundir import append_jsonl, init_run, resolved, truncate_jsonl, write_json, write_jsonl
-from experiments.harness.task import Problem
+from experiments.harness.tasks import Problem, Task, task_of_table
 from experiments.harness.train_state import load_state, save_state
 from probes.bands import BANDS, Band
 from probes.layout import (
@@ -131,7 +131,7 @@ class RunInputs:
 
     pool: list[Problem]
     eval_set: list[dict]
-    p: int
+    task: Task
 
     @classmethod
     def read(cls, args: GRPOArgs) -> RunInputs:
@@ -139,7 +139,8 @@ class RunInputs:
         if not layout.band_table.exists():
             raise RunDirError(f"{layout.band_table}: missing; run experiments.bands first")
         table = read_json(layout.band_table)
-        return cls([Problem.from_record(r, table["p"]) for r in table["pools"][args.band]], table["eval_set"], table["p"])
+        task = task_of_table(table)
+        return cls([task.from_record(r) for r in table["pools"][args.band]], table["eval_set"], task)
 
     def eval_per_k(self, n: int) -> RunInputs:
         """The same inputs with only the first n held-out problems of each chain length."""
@@ -149,13 +150,13 @@ class RunInputs:
 
 def evaluate(model, tokenizer, args: GRPOArgs, inputs: RunInputs) -> dict[str, float]:
     """The held-out evaluation of a run (the same sampling draws at every step: common random numbers)."""
-    return eval_metrics(model.eval(), tokenizer, inputs.eval_set, inputs.p, seeds.eval_sampling(args.seed), args.eval_samples)
+    return eval_metrics(model.eval(), tokenizer, inputs.eval_set, inputs.task, seeds.eval_sampling(args.seed), args.eval_samples)
 
 
 def sampled_accuracy(model, tokenizer, args: GRPOArgs, inputs: RunInputs, n_samples: int) -> float:
     """Free-choice accuracy at T = 1 on the held-out set from the run's evaluation seed, with no greedy
     pass or behaviour rates: what a patched model is scored by (the same draws for every model)."""
-    problems = [Problem.from_record(r, inputs.p) for r in inputs.eval_set]
+    problems = [inputs.task.from_record(r) for r in inputs.eval_set]
     res = sampled_rollouts(model.eval(), tokenizer, problems, n_samples, seeds.eval_sampling(args.seed))
     return sum(r.parsed.correct for r in res) / len(res)
 

@@ -46,7 +46,8 @@ from experiments.harness.rollout import sampled_completions
 from experiments.harness.rundir import append_jsonl, cached_json, check_writable, init_run, write_json
 from experiments.harness.sft_scores import scoring_run, target_batch
 from experiments.harness.supervised import Recipe
-from experiments.harness.task import MODES, Problem, TaskSpec
+from experiments.harness.task import MODES
+from experiments.harness.tasks import Problem, Task, task_of
 from probes.bands import BANDS
 from probes.difficulty import teacher_forced
 from probes.layout import LEDGER, RunDirError, RunLayout, ValueLayout, read_json, read_jsonl
@@ -226,20 +227,20 @@ def one_shot_stage(
     return rows
 
 
-def validation_set(ev: EvalSet, problems: list[Problem], seed: int, spec: TaskSpec) -> list[Problem]:
+def validation_set(ev: EvalSet, problems: list[Problem], seed: int, task: Task) -> list[Problem]:
     """As many problems per k as the eval set has, drawn like it, sharing no content with the eval set
     or the sampled problems: what the blind gradient estimate aligns with."""
     exclude = {seeds.content_key(pr) for pr in [*ev.problems, *problems]}
     counts = Counter(pr.k for pr in ev.problems)
-    return [pr for k in sorted(counts) for pr in seeds.validation_problems(seed, k, counts[k], spec, exclude)]
+    return [pr for k in sorted(counts) for pr in seeds.validation_problems(seed, k, counts[k], task, exclude)]
 
 
-def grad_stage(args: ValueArgs, model, tokenizer, problems: list[Problem], ev: EvalSet, spec: TaskSpec) -> list[dict]:
+def grad_stage(args: ValueArgs, model, tokenizer, problems: list[Problem], ev: EvalSet, task: Task) -> list[dict]:
     """Per problem: gradient alignment with the eval set from the value run's own step-0 rollouts
     (target-aware) and with a disjoint validation set from independent rollouts (blind)."""
     policy, value_seed = args.policy(), args.value_seeds[0]
     g_eval = eval_gradient(model, tokenizer, ev.problems, args.group_size, seeds.sampler(args.seed), args.device)
-    val = validation_set(ev, problems, args.seed, spec)
+    val = validation_set(ev, problems, args.seed, task)
     g_val = eval_gradient(model, tokenizer, val, args.group_size, seeds.blind_gradient(args.seed, -1)[1], args.device)
     rows = []
     for i, pr in enumerate(tqdm(problems, desc="gradient alignment (target-aware, blind)")):
@@ -279,8 +280,9 @@ def main(args: ValueArgs) -> dict:
 
     table = read_json(run.band_table)
     sample = cached_json(out.sample, lambda: draw_sample(table, args.per_band, args.seed))
-    problems = [Problem.from_record(r, table["p"]) for r in sample]
-    ev = EvalSet([Problem.from_record(r, table["p"]) for r in table["eval_set"]], [r["band"] for r in table["eval_set"]],
+    task = task_of(read_json(run.config)["stages"]["pretrain"])
+    problems = [task.from_record(r) for r in sample]
+    ev = EvalSet([task.from_record(r) for r in table["eval_set"]], [r["band"] for r in table["eval_set"]],
                  args.eval_samples, args.seed)  # fmt: skip
     model, tokenizer = load_hf(run.base, args.device), load_tokenizer(run.base)
     stage(f"base model: pass rates ({args.n_base_samples} samples), lengths, losses, eval set")
@@ -295,7 +297,6 @@ def main(args: ValueArgs) -> dict:
     stage(f"one-sample GRPO runs ({len(problems)} problems x {len(args.value_seeds)} seeds)")
     shots = one_shot_stage(args, problems, ev, base_eval)
     stage("gradient alignment")
-    task = TaskSpec(table["p"], tuple(read_json(run.config)["stages"]["pretrain"]["ops"]))
     grads = cached_json(out.grad, lambda: grad_stage(args, model, tokenizer, problems, ev, task))
     memo = []
     if args.memo_subsets:

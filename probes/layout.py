@@ -14,6 +14,7 @@ runs/<name>/
   diff.json, latent_means.safetensors, results.json, report.md, figures/
   pretrain-seed<i>/, replicates.json   one whole study per pretraining seed (--replicate N)
   value/                        the value study's artifacts
+  trace_length/                 the trace-length study: trace_length.json, trace_length.png
 ```
 
 A checkpoint ``ckpt-<step>/`` counts only once its trainer state, written last, exists.
@@ -217,6 +218,11 @@ class RunLayout(_StudyOutputs):
     @property
     def value(self) -> ValueLayout:
         return ValueLayout(self.root / "value")
+
+    @property
+    def trace_length(self) -> Path:
+        """The trace-length study's rows, statistics and figure (``trace_length/``)."""
+        return self.root / "trace_length"
 
 
 @dataclasses.dataclass(frozen=True)

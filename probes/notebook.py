@@ -15,6 +15,7 @@ from probes.models import offline_mode
 MAKE_SMOKE = {
     "band_study": ("--preset", "smoke", "--out"),
     "value_study": ("--preset", "smoke", "--run"),
+    "trace_length": ("--preset", "smoke", "--run"),
 }
 """How a missing default run is made: the same commands a user would type."""
 
@@ -28,7 +29,7 @@ def open_run(path: str | Path | None = None, needs: tuple[str, ...] = ("band_stu
     torch.set_num_threads(1)
     offline_mode()
     layout = RunLayout(Path(path or os.environ.get("BANDLENS_RUN", "runs/smoke")))
-    done = {"band_study": layout.results, "value_study": layout.value.results}
+    done = {"band_study": layout.results, "value_study": layout.value.results, "trace_length": layout.trace_length / "trace_length.json"}
     for study in needs:
         if not done[study].exists():
             cmd = [sys.executable, "-m", f"experiments.{study}", *MAKE_SMOKE[study], str(layout.root)]

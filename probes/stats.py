@@ -88,6 +88,26 @@ def spearman(x: Sequence[float], y: Sequence[float], n_boot: int = 1000, seed: i
     return Estimate(float(rho), (float(lo), float(hi)), int(x.size))
 
 
+def spearman_gap(
+    x_a: Sequence[float], y_a: Sequence[float], x_b: Sequence[float], y_b: Sequence[float],
+    n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+) -> tuple[float, float, float]:
+    """rho_a - rho_b of two independent samples, with a percentile-bootstrap interval at ``level``
+    (each sample resampled on its own); nan where either rho is undefined."""
+    parts = []
+    for i, (x, y) in enumerate(((x_a, y_a), (x_b, y_b))):
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        rho = _rank_corr(x[None], y[None])[0] if x.size >= 3 else math.nan
+        idx_SN = np.random.Generator(np.random.PCG64([seed, i])).integers(0, x.size, size=(n_boot, x.size))
+        parts.append((rho, _rank_corr(x[idx_SN], y[idx_SN]) if x.size >= 3 else np.full(n_boot, np.nan)))
+    gap, boots = parts[0][0] - parts[1][0], parts[0][1] - parts[1][1]
+    boots = boots[np.isfinite(boots)]
+    if not math.isfinite(gap) or boots.size == 0:
+        return math.nan, math.nan, math.nan
+    lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
+    return float(gap), float(lo), float(hi)
+
+
 @dataclasses.dataclass(frozen=True)
 class QuadraticFit:
     """Least-squares y = a + b x + c x^2, with bootstrap CIs over examples."""

@@ -36,7 +36,6 @@ from experiments.harness.cli import preset_args  # noqa: E402
 from experiments.harness.model import build_tokenizer  # noqa: E402
 from experiments.harness.seeds import grpo_step  # noqa: E402
 from experiments.harness.supervised import fit  # noqa: E402
-from experiments.harness.task import generate_problems  # noqa: E402
 
 STAGE = re.compile(r"^\[band_study\s+(\d+) s\] (.*)$")
 
@@ -85,7 +84,7 @@ def throughput(preset: str, device: str, steps: int) -> list[dict]:
     """Pretraining steps/s and GRPO sampling time at the preset's sizes: the plain loop against each speed-up,
     measured one after another in this process (ratios, not absolute times, are what carry between hosts)."""
     base = preset_args(pretrain.PretrainArgs, pretrain.PRESETS, preset, device=device)
-    tokenizer = build_tokenizer(base.task_spec)
+    tokenizer = build_tokenizer(base.family)
     vocab, rows = tokenizer.get_vocab(), []
 
     def pretrain_seconds(precision: str, workers: int) -> float:
@@ -98,7 +97,7 @@ def throughput(preset: str, device: str, steps: int) -> list[dict]:
         s = pretrain_seconds(precision, workers)
         rows.append({"what": f"pretrain {precision}, {workers} batch workers", "per_s": round(steps / s, 1), "unit": "steps/s"})
     g = preset_args(grpo.GRPOArgs, grpo.PRESETS, preset, device=device)
-    pool = generate_problems(0, 4, g.prompts_per_step, base.task_spec)
+    pool = base.family.problems(0, base.family.knobs(base.k_train_max)[-1], g.prompts_per_step)
     model = base.recipe.init(tokenizer)[0]
     for batch in sorted({64, g.rollout_batch}):
         spec = dataclasses.replace(g.policy, rollout_batch=batch)

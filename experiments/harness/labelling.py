@@ -33,7 +33,8 @@ from experiments.harness.readouts import KINDS, task_readouts
 from experiments.harness.rollout import behaviour_table
 from experiments.harness.rundir import finite_or_none
 from experiments.harness.sources import Source
-from experiments.harness.task import PAD, SHORTCUT_K, Problem, TaskSpec
+from experiments.harness.task import PAD, SHORTCUT_K
+from experiments.harness.tasks import Problem, Task
 from probes.attribution import Attribution, attribute, group_share, positive_share, select_groups
 from probes.causal import Expectation, ablation_hook, check, matched_random_groups
 from probes.features import feature_stats
@@ -72,7 +73,7 @@ class LabelSpec:
 
 
 def split_problems(
-    seed: int, ks: Sequence[int], per_k: int, task: TaskSpec, seen: Sequence[Problem] = ()
+    seed: int, ks: Sequence[int], per_k: int, task: Task, seen: Sequence[Problem] = ()
 ) -> tuple[list[Problem], list[Problem]]:
     """(labelling split, test split) from the causal stream: per k, the first ``per_k`` distinct chains
     are the test split (the causal checks' problems) and the next ``per_k`` the labelling split.

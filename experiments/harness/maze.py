@@ -45,7 +45,7 @@ is not checked by the reward, only reported.
 
 Reading (``parse_maze``, which never raises on words). Well formed means exactly one of the two shapes above:
 <eos> last and nowhere else, exactly one </think> in a deliberate completion, every op 5 words, at least one
-cell, and every number a vocabulary number word (no leading zeros, at most spec.max_number). Anything else is
+cell, and every number a number word (no leading zeros) of at most size**2. Anything else is
 a format error: mode still reported, no answer, reward 0. A coordinate off the grid is well formed; it only
 makes the plan invalid. Trace errors are counted against A*'s ops: skipped (true ops that a greedy in-order
 match on the whole op never finds in the written trace), wrong (written ops unequal to the true op at the
@@ -136,6 +136,17 @@ class Maze:
         return frozenset(self.walls)
 
     @property
+    def difficulty(self) -> int:
+        """The intrinsic difficulty: A*'s operation count on this maze."""
+        return astar(self).n_ops
+
+    @property
+    def key(self) -> str:
+        """What the maze is, whatever its id: two mazes with one key are the same problem."""
+        walls = ";".join(f"{x},{y}" for x, y in self.walls)
+        return f"maze|{self.size}|{walls}|{self.start[0]},{self.start[1]}|{self.goal[0]},{self.goal[1]}"
+
+    @property
     def k(self) -> int:
         """The generator's difficulty knob, as the rest of the harness names it: the grid side."""
         return self.size
@@ -159,6 +170,21 @@ class Maze:
             "start": list(self.start),
             "goal": list(self.goal),
         }
+
+    # A maze answers for its own words (``experiments.harness.tasks.Problem``).
+    def prompt_words(self) -> list[str]:
+        return prompt_words(self)
+
+    def completion_words(self, mode: Mode) -> list[str]:
+        """The canonical (correct) completion in ``mode``."""
+        return completion_words(self, mode)
+
+    def parse(self, words: Sequence[str]) -> MazeParsed:
+        return parse_maze(self, words)
+
+    def roles(self, completion: Sequence[str]) -> tuple[list[str], list[int]]:
+        """Role and trace step of every prompt word, then of every completion word."""
+        return word_roles(self, completion)
 
     @classmethod
     def from_record(cls, rec: dict) -> Maze:
@@ -385,18 +411,16 @@ def _count_skipped(true_ops: Sequence[Op], written: Sequence[Op]) -> int:
     return len(true_ops) - matched
 
 
-def parse_maze(maze: Maze, words: Sequence[str], spec: MazeSpec = MazeSpec()) -> MazeParsed:
+def parse_maze(maze: Maze, words: Sequence[str]) -> MazeParsed:
     """Read a completion (words after the prompt, up to and including <eos>) against its maze.
 
-    Never raises on words: anything that is not one of the two canonical shapes, or holds a number outside
-    spec's vocabulary, is a format error (its mode is still reported). Raises ValueError only when the maze
-    itself lies outside ``spec`` (a caller's mismatch).
+    Never raises: anything that is not one of the two canonical shapes, or holds a number above size**2
+    (no coordinate, g or h of this maze reaches it; as the arithmetic task bounds numbers by p), is a
+    format error (its mode is still reported).
     """
-    if maze.size > spec.max_size:
-        raise ValueError(f"maze {maze.pid}: size {maze.size} exceeds spec.max_size={spec.max_size}")
     words = list(words)
     length = len(words)
-    top = spec.max_number
+    top = maze.size * maze.size
     first = words[0] if words else None
     mode: Mode | None = "deliberate" if first == THINK else "direct" if first == PLAN else None
     error = MazeParsed(mode, None, False, True, 0, 0, False, length, False, False, False, 0)

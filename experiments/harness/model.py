@@ -27,7 +27,8 @@ from transformers import (
 )
 
 from experiments.harness.rundir import atomic_dir
-from experiments.harness.task import BOS, EOS, PAD, UNK, TaskSpec
+from experiments.harness.task import BOS, EOS, PAD, UNK
+from experiments.harness.tasks import Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +58,7 @@ class ModelSpec:
             raise ValueError(f"arch: must be 'llama' or 'qwen2', got {self.arch!r}")
 
 
-def build_tokenizer(spec: TaskSpec) -> PreTrainedTokenizerFast:
+def build_tokenizer(spec: Task) -> PreTrainedTokenizerFast:
     """Whitespace-split word-level tokenizer whose ids follow ``spec.vocab``."""
     vocab = {word: i for i, word in enumerate(spec.vocab)}
     core = Tokenizer(WordLevel(vocab=vocab, unk_token=UNK))

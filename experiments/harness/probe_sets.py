@@ -17,16 +17,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from experiments.harness import seeds
 from experiments.harness.rollout import rollouts
-from experiments.harness.task import (
-    ALL_OPS,
-    END_THINK,
-    MODES,
-    THINK,
-    Problem,
-    TaskSpec,
-    completion_words,
-    prompt_words,
-)
+from experiments.harness.task import MODES
+from experiments.harness.tasks import Problem, Task, task_of_vocab
 from probes.activations import LabelledSequence
 
 
@@ -58,54 +50,13 @@ class ProbeSetSpec:
             raise ValueError("per_k must be >= 1, n_samples >= 0, eval_every >= 2")
 
 
-def task_spec_of(tokenizer: PreTrainedTokenizerBase) -> TaskSpec:
-    """The task a checkpoint speaks, read from its vocabulary (numbers 0..p-1 and the ops)."""
-    vocab = tokenizer.get_vocab()
-    p = sum(1 for w in vocab if w.isdigit())
-    return TaskSpec(p=p, ops=tuple(op for op in ALL_OPS if op in vocab))
-
-
-def probe_problems(spec: ProbeSetSpec, task: TaskSpec) -> list[tuple[Problem, str]]:
+def probe_problems(spec: ProbeSetSpec, task: Task) -> list[tuple[Problem, str]]:
     """(problem, split) pairs; splits are whole problems."""
     out = []
     for k in range(spec.k_min, spec.k_max + 1):
         for i, pr in enumerate(seeds.problems(spec.stream, spec.seed, k, spec.per_k, task)):
             out.append((pr, "eval" if i % spec.eval_every == spec.eval_every - 1 else "train"))
     return out
-
-
-def prompt_roles(problem: Problem) -> tuple[list[str], list[int]]:
-    """Roles and steps of ``<bos> x0 op1 x1 ... opk xk =`` (``<bos>`` and ``=`` are special)."""
-    roles, steps = ["special", "operand"], [-1, 0]
-    for i in range(1, problem.k + 1):
-        roles += ["operator", "operand"]
-        steps += [i, i]
-    return roles + ["special"], steps + [-1]
-
-
-def completion_roles(words: Sequence[str]) -> tuple[list[str], list[int]]:
-    """Roles and steps of a completion by the grammar ``<think> r0 (op x r)* </think> a <eos>`` or ``a <eos>``.
-
-    Works on malformed completions too: ops are operators, markers are special, and a
-    number is read by its place (operand or intermediate inside a trace, answer outside).
-    """
-    roles, steps = [], []
-    body = None  # index of the next word inside a trace, None outside one
-    for w in words:
-        role, step = "special", -1
-        if w == THINK:
-            body = 0
-        elif w == END_THINK or not (w.isdigit() or w in ALL_OPS):
-            body = None
-        elif body is None:
-            role = "operator" if w in ALL_OPS else "answer"
-        else:
-            step, slot = (0, 2) if body == 0 else ((body - 1) // 3 + 1, (body - 1) % 3)
-            role = "operator" if w in ALL_OPS else "operand" if slot == 1 else "intermediate"
-            body += 1
-        roles.append(role)
-        steps.append(step)
-    return roles, steps
 
 
 def labelled(
@@ -119,13 +70,12 @@ def labelled(
     band: str,
     split: str,
 ) -> LabelledSequence:
-    prompt = prompt_words(problem)
-    p_roles, p_steps = prompt_roles(problem)
-    c_roles, c_steps = completion_roles(completion)
+    prompt = problem.prompt_words()
+    roles, steps = problem.roles(completion)
     return LabelledSequence(
         token_ids=tuple(tokenizer.convert_tokens_to_ids(prompt + list(completion))),
-        roles=tuple(p_roles + c_roles),
-        steps=tuple(p_steps + c_steps),
+        roles=tuple(roles),
+        steps=tuple(steps),
         n_prompt=len(prompt),
         pid=problem.pid,
         k=problem.k,
@@ -148,7 +98,7 @@ def build_probe_set(
     ``bands`` maps problem ids to band names (from a band assignment); others get 'unbanded'.
     """
     bands = bands or {}
-    pairs = probe_problems(spec, task_spec_of(tokenizer))
+    pairs = probe_problems(spec, task_of_vocab(tokenizer.get_vocab()))
     out = []
     for pr, split in pairs:
         for mode in MODES:
@@ -156,7 +106,7 @@ def build_probe_set(
                 labelled(
                     pr,
                     tokenizer,
-                    completion_words(pr, mode),
+                    pr.completion_words(mode),
                     mode=mode,
                     source="canonical",
                     correct=True,
@@ -187,4 +137,4 @@ def build_probe_set(
 
 def eval_problems(spec: ProbeSetSpec, tokenizer: PreTrainedTokenizerBase) -> list[Problem]:
     """The eval-split problems (used for spliced task accuracy)."""
-    return [pr for pr, split in probe_problems(spec, task_spec_of(tokenizer)) if split == "eval"]
+    return [pr for pr, split in probe_problems(spec, task_of_vocab(tokenizer.get_vocab())) if split == "eval"]

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments.harness.task import EOS, THINK, Problem, completion_words, prompt_words
+from experiments.harness.task import EOS, THINK, Problem
 from probes.attribution import Readouts
 
 KINDS: tuple[str, ...] = ("shortcut", "computation", "deliberation", "mode")
@@ -31,8 +31,8 @@ def _rows(vocab: dict[str, int], problems: Sequence[Problem], shortcut_k: int) -
     everything = list(vocab.values())
     rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
     for i, pr in enumerate(problems):
-        decision = len(prompt_words(pr)) - 1
-        words = completion_words(pr, "deliberate")
+        decision = len(pr.prompt_words()) - 1
+        words = pr.completion_words("deliberate")
         direct, trace = 2 * i, 2 * i + 1
         if pr.k <= shortcut_k:
             rows["shortcut"].append((direct, decision, [vocab[str(pr.answer)]], numbers, vocab[str(pr.answer)]))
@@ -52,9 +52,9 @@ def task_readouts(vocab: dict[str, int], problems: Sequence[Problem], shortcut_k
     a probe reads the sign of the mode logit instead)."""
     seqs = []
     for pr in problems:
-        prompt = [vocab[w] for w in prompt_words(pr)]
+        prompt = [vocab[w] for w in pr.prompt_words()]
         for mode in ("direct", "deliberate"):
-            seqs.append(tuple(prompt + [vocab[w] for w in completion_words(pr, mode)]))
+            seqs.append(tuple(prompt + [vocab[w] for w in pr.completion_words(mode)]))
     out = {}
     for kind, rows in _rows(vocab, problems, shortcut_k).items():
         num_RV = np.zeros((len(rows), len(vocab)), bool)

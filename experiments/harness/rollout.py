@@ -19,17 +19,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from experiments.harness import seeds
 from experiments.harness.sampling import sample
-from experiments.harness.task import (
-    MODES,
-    PAD,
-    THINK,
-    Mode,
-    Parsed,
-    Problem,
-    completion_words,
-    parse_completion,
-    prompt_words,
-)
+from experiments.harness.task import MODES, PAD, THINK, Mode
+from experiments.harness.tasks import Outcome, Problem, Task
 from probes.behaviour import behaviour_rates
 from probes.padding import left_pad
 
@@ -41,7 +32,7 @@ class Rollout:
     """Prompt token ids, including a forced <think> when the mode was forced deliberate."""
     completion_ids: tuple[int, ...]
     """Completion token ids (the forced <think> excluded), up to and including <eos>."""
-    parsed: Parsed
+    parsed: Outcome
 
 
 EVAL_BATCH = 512
@@ -52,7 +43,7 @@ lockstep pair than batches of 64 (2 CPU cores, quiet host)."""
 
 def max_new_tokens(problems: Sequence[Problem]) -> int:
     """Room for the longest canonical completion plus slack for a wandering trace."""
-    return max(len(completion_words(pr, "deliberate")) for pr in problems) + 4
+    return max(len(pr.completion_words("deliberate")) for pr in problems) + 4
 
 
 @torch.no_grad()
@@ -75,7 +66,7 @@ def rollouts(
     for lo in range(0, len(order), batch_size):
         idx = order[lo : lo + batch_size]
         chunk = [problems[i] for i in idx]
-        prompts = [tokenizer.convert_tokens_to_ids(prompt_words(pr) + forced) for pr in chunk]
+        prompts = [tokenizer.convert_tokens_to_ids(pr.prompt_words() + forced) for pr in chunk]
         completions = sample(
             model,
             prompts,
@@ -88,13 +79,13 @@ def rollouts(
         )
         for i, pr, prompt, comp in zip(idx, chunk, prompts, completions):
             words = forced + tokenizer.convert_ids_to_tokens(comp)
-            out[i] = Rollout(pr, tuple(prompt), tuple(comp), parse_completion(pr, words))
+            out[i] = Rollout(pr, tuple(prompt), tuple(comp), pr.parse(words))
     return out  # type: ignore[return-value]
 
 
 def sampled_completions(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, problems: Sequence[Problem], n: int, seed: int
-) -> list[list[Parsed]]:
+) -> list[list[Outcome]]:
     """n free-choice completions at T = 1 per problem, parsed, from a generator seeded with ``seed``."""
     res = sampled_rollouts(model, tokenizer, problems, n, seed)
     return [[r.parsed for r in res[i * n : (i + 1) * n]] for i in range(len(problems))]
@@ -141,7 +132,7 @@ def eval_metrics(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     eval_set: Sequence[dict],
-    p: int,
+    task: Task,
     seed: int,
     n_samples: int = 1,
 ) -> dict[str, float]:
@@ -152,7 +143,7 @@ def eval_metrics(
     mean, averaged); ``eval/acc/all/sampled_se`` is the sampling standard error of the overall
     sampled accuracy on this fixed set. Behaviour rates come from the sampled completions.
     """
-    problems = [Problem.from_record(r, p) for r in eval_set]
+    problems = [task.from_record(r) for r in eval_set]
     groups = {"all": np.ones(len(eval_set), bool)}
     for key in ("band", "k"):
         for value in sorted({r[key] for r in eval_set}, key=str):
@@ -191,7 +182,7 @@ BEHAVIOURS: tuple[str, ...] = ("direct_correct", "deliberate_correct", "step_acc
 def think_probability(model, tokenizer, problems: Sequence[Problem]) -> np.ndarray:
     """P(<think>) at each problem's decision row: the model's propensity to deliberate."""
     pad_id, think_id = tokenizer.convert_tokens_to_ids(PAD), tokenizer.convert_tokens_to_ids(THINK)
-    ids_BL, mask_BL = left_pad([tokenizer.convert_tokens_to_ids(prompt_words(pr)) for pr in problems], pad_id)
+    ids_BL, mask_BL = left_pad([tokenizer.convert_tokens_to_ids(pr.prompt_words()) for pr in problems], pad_id)
     device = next(model.parameters()).device
     pos_BL = (mask_BL.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=ids_BL.to(device), attention_mask=mask_BL.to(device), position_ids=pos_BL.to(device)).logits

@@ -23,7 +23,7 @@ from collections.abc import Collection
 import numpy as np
 import torch
 
-from experiments.harness.task import Problem, TaskSpec, draw_problem
+from experiments.harness.tasks import Problem, Task
 
 PROBLEM_STREAMS: tuple[str, ...] = (
     "band_candidates",  # band training pools are drawn from these
@@ -36,8 +36,8 @@ PROBLEM_STREAMS: tuple[str, ...] = (
 """Named problem sets; a stream's index is the last word of its PCG64 key and its content bucket."""
 
 MIN_BUCKET = 1000
-"""Disjoint by content at chain length k only when each stream's share of the problem space
-(p^(k+1) |ops|^k / number of streams) holds at least this many problems, so that drawing a
+"""Disjoint by content at knob k only when each stream's share of the problem space
+(``task.n_distinct(k)`` / number of streams) holds at least this many problems, so that drawing a
 few hundred from it repeats few."""
 
 DRAW_SALTS: dict[str, tuple[int, ...]] = {
@@ -54,8 +54,8 @@ DRAW_SALTS: dict[str, tuple[int, ...]] = {
 
 
 def content_key(problem: Problem) -> str:
-    """What a problem is, whatever its id: two problems with one key are the same chain."""
-    return f"{problem.p}|{problem.start}|{','.join(problem.ops)}|{','.join(map(str, problem.operands))}"
+    """What a problem is, whatever its id: two problems with one key are the same problem."""
+    return problem.key
 
 
 def content_bucket(problem: Problem, n_buckets: int = len(PROBLEM_STREAMS)) -> int:
@@ -63,35 +63,39 @@ def content_bucket(problem: Problem, n_buckets: int = len(PROBLEM_STREAMS)) -> i
     return int.from_bytes(hashlib.sha256(content_key(problem).encode()).digest()[:8], "big") % n_buckets
 
 
-def partitioned(k: int, spec: TaskSpec) -> bool:
-    """Whether the problem sets are disjoint by content at chain length k (see MIN_BUCKET)."""
-    return spec.p ** (k + 1) * len(spec.ops) ** k >= MIN_BUCKET * len(PROBLEM_STREAMS)
+def partitioned(k: int, task: Task) -> bool:
+    """Whether the problem sets are disjoint by content at knob k (see MIN_BUCKET)."""
+    return task.n_distinct(k) >= MIN_BUCKET * len(PROBLEM_STREAMS)
 
 
-def problems(stream: str, seed: int, k: int, n: int, spec: TaskSpec) -> list[Problem]:
-    """The first n problems of length k of a named problem stream (a pure function of its arguments).
+def problems(stream: str, seed: int, k: int, n: int, task: Task) -> list[Problem]:
+    """The first n problems at knob k of a named problem stream (a pure function of its arguments).
 
-    Draws one at a time, so the first m of n are ``problems(stream, seed, k, m, spec)``."""
+    Draws one at a time, so the first m of n are ``problems(stream, seed, k, m, task)``."""
     index = PROBLEM_STREAMS.index(stream)
-    rng = np.random.Generator(np.random.PCG64([seed, k, spec.p, index]))
-    keep = partitioned(k, spec)
+    rng = np.random.Generator(np.random.PCG64([seed, k, *task.stream_key, index]))
+    keep = partitioned(k, task)
     out: list[Problem] = []
     while len(out) < n:
-        pr = draw_problem(rng, k, spec, pid=f"{stream}-s{seed}-k{k}-{len(out)}")
+        pr = task.draw(rng, k, pid=f"{stream}-s{seed}-k{k}-{len(out)}")
         if not keep or content_bucket(pr) == index:
             out.append(pr)
     return out
 
 
+TRACE_LENGTH_SEED = 2_000_003
+"""Offset of the seed at which the trace-length study draws its problems (``task.problems``: in and
+beyond the pretraining range, so no stream partition)."""
+
 VALIDATION_SEED = 1_000_003
 """Offset of the seed at which a validation set redraws the held-out eval set's stream."""
 
 
-def validation_problems(seed: int, k: int, n: int, spec: TaskSpec, exclude: Collection[str]) -> list[Problem]:
+def validation_problems(seed: int, k: int, n: int, task: Task, exclude: Collection[str]) -> list[Problem]:
     """n problems of length k drawn like the held-out eval set (its stream, at another seed), none
     whose content key is in ``exclude``: a validation set disjoint from the eval set by content."""
     for drawn in (2 * n, 8 * n, 64 * n):  # a stream's first m problems are a prefix of its first n
-        kept = [pr for pr in problems("band_eval", seed + VALIDATION_SEED, k, drawn, spec) if content_key(pr) not in exclude]
+        kept = [pr for pr in problems("band_eval", seed + VALIDATION_SEED, k, drawn, task) if content_key(pr) not in exclude]
         if len(kept) >= n:
             return [dataclasses.replace(pr, pid=pr.pid.replace("band_eval", "validation", 1)) for pr in kept[:n]]
     raise ValueError(f"validation_problems: fewer than {n} problems of length {k} outside the excluded set")

@@ -26,16 +26,8 @@ from tqdm.auto import tqdm
 
 from experiments.harness import seeds
 from experiments.harness.model import ModelSpec, build_model
-from experiments.harness.task import (
-    PAD,
-    Mode,
-    Problem,
-    TaskSpec,
-    completion_words,
-    draw_problem,
-    prompt_words,
-    unreliable_trace_words,
-)
+from experiments.harness.task import PAD, Mode, unreliable_trace_words
+from experiments.harness.tasks import Problem, Task, task_of
 from probes.padding import supervised_batch
 
 Example = tuple[list[int], int]
@@ -53,12 +45,12 @@ CHECK_EVERY = 25
 class Recipe:
     """What a supervised run trains on and how."""
 
-    task: TaskSpec
+    task: Task
     model: ModelSpec
     seed: int
     """Seeds initialisation and the batch stream."""
     k_train_max: int
-    """Chains of k = 1..k_train_max operations."""
+    """Problems at the task's knob values up to k_train_max (chains of k = 1..k_train_max operations)."""
     k_weighting: Literal["uniform", "harmonic"]
     """How k is drawn: uniformly, or with weight 1/k (more short chains)."""
     direct_frac: float
@@ -83,21 +75,31 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision: must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("k_train_max",) + (("direct_k_max",) if self.direct_k_max else ()):
+            if not self.task.knobs(getattr(self, name)):
+                raise ValueError(f"{name}: the {self.task.name} task has no knob value up to {getattr(self, name)}")
+        if self.trace_error > 0 and self.task.name != "arith":
+            raise ValueError(f"trace_error: unreliable traces exist for the arithmetic task only, not {self.task.name}")
 
     @classmethod
     def of(cls, fields: Mapping[str, Any]) -> Recipe:
         """The recipe from a pretraining stage's resolved arguments (``config.json``'s ``stages.pretrain``)."""
         f = fields
-        model = ModelSpec(f["arch"], f["d_model"], f["n_layers"], f["n_heads"], f["d_mlp"])
-        return cls(TaskSpec(f["p"], tuple(f["ops"])), model, f["seed"], f["k_train_max"], f["k_weighting"],
+        model = ModelSpec(f["arch"], f["d_model"], f["n_layers"], f["n_heads"], f["d_mlp"], f.get("max_len", 128))
+        return cls(task_of(f), model, f["seed"], f["k_train_max"], f["k_weighting"],
                    f["direct_frac"], f["steps"], f["batch_size"], f["lr"], f["weight_decay"], f["warmup"], f.get("device", "cpu"),
                    f.get("trace_error", 0.0), f.get("trace_error_from", 0), f.get("direct_k_max", 0),
                    f.get("precision", "fp32"))  # fmt: skip
 
     @functools.cached_property
+    def ks(self) -> np.ndarray:
+        """The task's knob values up to k_train_max."""
+        return np.array(self.task.knobs(self.k_train_max))
+
+    @functools.cached_property
     def k_probs(self) -> np.ndarray:
-        """Probability of each k in 1..k_train_max under ``k_weighting``."""
-        w = np.ones(self.k_train_max) if self.k_weighting == "uniform" else 1 / np.arange(1, self.k_train_max + 1)
+        """Probability of each of ``ks`` under ``k_weighting``."""
+        w = np.ones(len(self.ks)) if self.k_weighting == "uniform" else 1 / self.ks
         return w / w.sum()
 
     def lr_at(self, step: int) -> float:
@@ -109,13 +111,13 @@ class Recipe:
     def batch(self, step: int, vocab: dict[str, int]) -> list[Example]:
         """The batch of ``step``: random chains in random modes, a pure function of (seed, step)."""
         rng = seeds.rng("pretrain_batch", self.seed, step)
-        ks = np.arange(1, self.k_train_max + 1)
+        direct_ks = self.task.knobs(self.direct_k_max)
         out = []
         for _ in range(self.batch_size):
-            problem = draw_problem(rng, int(rng.choice(ks, p=self.k_probs)), self.task)
+            problem = self.task.draw(rng, int(rng.choice(self.ks, p=self.k_probs)))
             mode = "direct" if rng.random() < self.direct_frac else "deliberate"
             if mode == "direct" and self.direct_k_max:
-                problem = draw_problem(rng, int(rng.integers(1, self.direct_k_max + 1)), self.task)
+                problem = self.task.draw(rng, direct_ks[int(rng.integers(len(direct_ks)))])
             if mode == "deliberate" and self.trace_error > 0 and step >= self.trace_error_from:
                 out.append(example(problem, unreliable_trace_words(problem, rng, self.trace_error), vocab))
             else:
@@ -157,8 +159,8 @@ def batches(recipe: Recipe, vocab: dict[str, int], steps: range, workers: int = 
 
 def example(problem: Problem, completion: Mode | list[str], vocab: dict[str, int]) -> Example:
     """Prompt plus a completion: the canonical one of a mode, or the given words."""
-    prompt = [vocab[w] for w in prompt_words(problem)]
-    words = completion_words(problem, completion) if isinstance(completion, str) else completion
+    prompt = [vocab[w] for w in problem.prompt_words()]
+    words = problem.completion_words(completion) if isinstance(completion, str) else completion
     return prompt + [vocab[w] for w in words], len(prompt)
 
 

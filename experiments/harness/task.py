@@ -100,6 +100,16 @@ class Problem:
     def answer(self) -> int:
         return self.running[-1]
 
+    @property
+    def difficulty(self) -> int:
+        """The intrinsic difficulty: operations to compute (the chain length)."""
+        return self.k
+
+    @property
+    def key(self) -> str:
+        """What the problem is, whatever its id: two problems with one key are the same chain."""
+        return f"{self.p}|{self.start}|{','.join(self.ops)}|{','.join(map(str, self.operands))}"
+
     def as_record(self) -> dict:
         """JSON-ready fields (the modulus is stored once per table, not per problem)."""
         return {"pid": self.pid, "k": self.k, "start": self.start, "ops": list(self.ops), "operands": list(self.operands)}
@@ -107,6 +117,23 @@ class Problem:
     @classmethod
     def from_record(cls, rec: dict, p: int) -> Problem:
         return cls(rec["pid"], p, rec["start"], tuple(rec["ops"]), tuple(rec["operands"]))
+
+    # A problem answers for its own words (``experiments.harness.tasks.Problem``), so code that only
+    # handles given problems never names their task family.
+    def prompt_words(self) -> list[str]:
+        return prompt_words(self)
+
+    def completion_words(self, mode: Mode) -> list[str]:
+        """The canonical (correct) completion in ``mode``."""
+        return completion_words(self, mode)
+
+    def parse(self, words: Sequence[str]) -> Parsed:
+        return parse_completion(self, words)
+
+    def roles(self, completion: Sequence[str]) -> tuple[list[str], list[int]]:
+        """Role and trace step of every prompt word, then of every completion word."""
+        (p_roles, p_steps), (c_roles, c_steps) = prompt_roles(self), completion_roles(completion)
+        return p_roles + c_roles, p_steps + c_steps
 
 
 def draw_problem(rng: np.random.Generator, k: int, spec: TaskSpec, pid: str = "") -> Problem:
@@ -269,3 +296,37 @@ def parse_completion(problem: Problem, words: Sequence[str]) -> Parsed:
     copied = not correct and answer == problem.operands[-1]
     lucky = correct and (skipped + wrong > 0 if mode == "deliberate" else problem.k > SHORTCUT_K)
     return Parsed(mode, steps, answer, correct, False, skipped, wrong, copied, length, lucky)
+
+
+def prompt_roles(problem: Problem) -> tuple[list[str], list[int]]:
+    """Roles and steps of ``<bos> x0 op1 x1 ... opk xk =`` (``<bos>`` and ``=`` are special)."""
+    roles, steps = ["special", "operand"], [-1, 0]
+    for i in range(1, problem.k + 1):
+        roles += ["operator", "operand"]
+        steps += [i, i]
+    return roles + ["special"], steps + [-1]
+
+
+def completion_roles(words: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Roles and steps of a completion by the grammar ``<think> r0 (op x r)* </think> a <eos>`` or ``a <eos>``.
+
+    Works on malformed completions too: ops are operators, markers are special, and a
+    number is read by its place (operand or intermediate inside a trace, answer outside).
+    """
+    roles, steps = [], []
+    body = None  # index of the next word inside a trace, None outside one
+    for w in words:
+        role, step = "special", -1
+        if w == THINK:
+            body = 0
+        elif w == END_THINK or not (w.isdigit() or w in ALL_OPS):
+            body = None
+        elif body is None:
+            role = "operator" if w in ALL_OPS else "answer"
+        else:
+            step, slot = (0, 2) if body == 0 else ((body - 1) // 3 + 1, (body - 1) % 3)
+            role = "operator" if w in ALL_OPS else "operand" if slot == 1 else "intermediate"
+            body += 1
+        roles.append(role)
+        steps.append(step)
+    return roles, steps

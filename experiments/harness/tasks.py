@@ -1,34 +1,41 @@
 """The task interface: what the stages need from a task family, and the families there are.
 
 A task family is one module (``task`` for chained modular arithmetic, ``maze`` for A* maze
-search); a ``Task`` wraps it behind one set of names so that a stage never names a family:
+search). Its problems answer for their own words (``Problem``), so code that handles given
+problems (rollouts, probe sets, read-outs) never names a family; a ``Task`` is what makes
+problems, and what a run records:
 
-* problems from a seed and a difficulty knob ``k`` (a pure function of (seed, k, n, params));
+* problems from a seed and a difficulty knob ``k`` (a pure function of (seed, k, n, params)),
+  and the knob values the family has;
 * prompt and completion words for a deliberate mode (a trace, then the answer) and a direct
   mode (the answer alone), the mode decided by the first completion word;
 * a parser that never raises and reports the same behaviour flags for every family (format
   error, skipped and wrong trace steps, answer copied from the prompt, length, lucky success);
 * the vocabulary, and each token's role (``probes.activations.ROLES``) and trace step for
   activation caches and feature labels;
-* problem records for run directories, and the parameters a run's ``config.json`` records.
+* problem records for run directories, and the parameters a run's ``config.json`` records
+  (``task``, then the family's own fields, in the pretraining stage that defines the language).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from experiments.harness import maze
 from experiments.harness import task as arith
-from experiments.harness.probe_sets import completion_roles, prompt_roles
 from experiments.harness.task import Mode
+
+TASKS = ("arith", "maze")
+"""Family names, as ``--task`` and ``config.json`` spell them."""
 
 
 class Outcome(Protocol):
-    """A parsed completion: the flags every family reports (``task.Parsed`` is one)."""
+    """A parsed completion: the flags every family reports (``task.Parsed``, ``maze.MazeParsed``)."""
 
     mode: Mode | None
     correct: bool
@@ -43,15 +50,53 @@ class Outcome(Protocol):
     def reward(self) -> float: ...
 
 
+class Problem(Protocol):
+    """One problem of some family (``task.Problem``, ``maze.Maze``)."""
+
+    pid: str
+
+    @property
+    def k(self) -> int:
+        """The generator's difficulty knob."""
+        ...
+
+    @property
+    def key(self) -> str:
+        """What the problem is, whatever its id: two problems with one key are the same problem."""
+        ...
+
+    @property
+    def difficulty(self) -> int:
+        """The intrinsic difficulty: the operations a correct trace performs (chain length, A* op count)."""
+        ...
+
+    def prompt_words(self) -> list[str]: ...
+
+    def completion_words(self, mode: Mode) -> list[str]:
+        """The canonical (correct) completion in ``mode``."""
+        ...
+
+    def parse(self, words: Sequence[str]) -> Outcome:
+        """Read a completion (the words after the prompt, ``<eos>`` included); never raises."""
+        ...
+
+    def roles(self, completion: Sequence[str]) -> tuple[list[str], list[int]]:
+        """Role and trace step (-1: none) of every prompt word, then of every completion word."""
+        ...
+
+    def as_record(self) -> dict:
+        """JSON-ready fields."""
+        ...
+
+
 class Task(Protocol):
-    """One task family with its parameters."""
+    """One task family with its parameters: what makes its problems."""
 
     name: str
-    """The family's name in ``config.json`` and on the command line."""
 
     @property
     def params(self) -> dict[str, Any]:
-        """The parameters that define the family's language and generator (recorded with the run)."""
+        """The family's fields as a run records them (``task`` and its parameters)."""
         ...
 
     @property
@@ -59,49 +104,69 @@ class Task(Protocol):
         """Every word, in token-id order."""
         ...
 
-    def draw(self, rng: np.random.Generator, k: int, pid: str = "") -> Any:
-        """One problem at difficulty knob ``k`` from ``rng``."""
+    @property
+    def shortcut_k(self) -> int:
+        """Largest knob at which a direct answer is expected to really solve problems (beyond it, luck)."""
         ...
 
-    def problems(self, seed: int, k: int, n: int) -> list[Any]:
+    @property
+    def chance(self) -> float:
+        """Success rate of a blind guess."""
+        ...
+
+    @property
+    def stream_key(self) -> tuple[int, ...]:
+        """Integers that seed problem streams beside (seed, k): problems of another language differ."""
+        ...
+
+    def knobs(self, k_max: int, k_min: int = 1) -> tuple[int, ...]:
+        """The family's knob values in [k_min, k_max]."""
+        ...
+
+    def n_distinct(self, k: int) -> int:
+        """How many distinct problems there are at knob k (a lower bound where counting is hard)."""
+        ...
+
+    def draw(self, rng: np.random.Generator, k: int, pid: str = "") -> Problem:
+        """One problem at knob ``k`` from ``rng``."""
+        ...
+
+    def problems(self, seed: int, k: int, n: int) -> list[Problem]:
         """n problems at knob k, a pure function of (seed, k, n, params); the first m equal ``problems(seed, k, m)``."""
         ...
 
-    def prompt_words(self, problem: Any) -> list[str]: ...
-
-    def completion_words(self, problem: Any, mode: Mode) -> list[str]:
-        """The canonical (correct) completion in ``mode``."""
-        ...
-
-    def parse(self, problem: Any, words: Sequence[str]) -> Outcome:
-        """Read a completion (the words after the prompt, ``<eos>`` included); never raises."""
-        ...
-
-    def roles(self, problem: Any, completion: Sequence[str]) -> tuple[list[str], list[int]]:
-        """Role and trace step (-1: none) of every prompt word, then of every completion word."""
-        ...
-
-    def record(self, problem: Any) -> dict:
-        """JSON-ready fields of a problem."""
-        ...
-
-    def from_record(self, rec: Mapping[str, Any]) -> Any: ...
+    def from_record(self, rec: Mapping[str, Any]) -> Problem: ...
 
 
 @dataclasses.dataclass(frozen=True)
 class Arithmetic:
-    """Chained modular arithmetic over Z_p (``experiments.harness.task``)."""
+    """Chained modular arithmetic over Z_p (``experiments.harness.task``); k is the chain length."""
 
     spec: arith.TaskSpec = arith.TaskSpec()
     name: str = "arith"
+    shortcut_k: int = arith.SHORTCUT_K
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"p": self.spec.p, "ops": list(self.spec.ops)}
+        return {"task": self.name, "p": self.spec.p, "ops": list(self.spec.ops)}
+
+    @property
+    def chance(self) -> float:
+        return 1 / self.spec.p
 
     @property
     def vocab(self) -> tuple[str, ...]:
         return self.spec.vocab
+
+    @property
+    def stream_key(self) -> tuple[int, ...]:
+        return (self.spec.p,)
+
+    def knobs(self, k_max: int, k_min: int = 1) -> tuple[int, ...]:
+        return tuple(range(max(k_min, 1), k_max + 1))
+
+    def n_distinct(self, k: int) -> int:
+        return self.spec.p ** (k + 1) * len(self.spec.ops) ** k
 
     def draw(self, rng: np.random.Generator, k: int, pid: str = "") -> arith.Problem:
         return arith.draw_problem(rng, k, self.spec, pid)
@@ -109,24 +174,12 @@ class Arithmetic:
     def problems(self, seed: int, k: int, n: int) -> list[arith.Problem]:
         return arith.generate_problems(seed, k, n, self.spec)
 
-    def prompt_words(self, problem: arith.Problem) -> list[str]:
-        return arith.prompt_words(problem)
-
-    def completion_words(self, problem: arith.Problem, mode: Mode) -> list[str]:
-        return arith.completion_words(problem, mode)
-
-    def parse(self, problem: arith.Problem, words: Sequence[str]) -> arith.Parsed:
-        return arith.parse_completion(problem, words)
-
-    def roles(self, problem: arith.Problem, completion: Sequence[str]) -> tuple[list[str], list[int]]:
-        (pr, ps), (cr, cs) = prompt_roles(problem), completion_roles(completion)
-        return pr + cr, ps + cs
-
-    def record(self, problem: arith.Problem) -> dict:
-        return problem.as_record()
-
     def from_record(self, rec: Mapping[str, Any]) -> arith.Problem:
         return arith.Problem.from_record(dict(rec), self.spec.p)
+
+
+SPANNING_TREES = (1, 1, 4, 192, 100_352, 557_568_000)
+"""Spanning trees of the m x m grid graph (OEIS A007341), m = 0..5: the loop-free mazes with m x m rooms."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,14 +188,32 @@ class Mazes:
 
     spec: maze.MazeSpec = maze.MazeSpec()
     name: str = "maze"
+    shortcut_k: int = 3
+    """A direct plan is trusted on 3 x 3 grids only (four rooms) until measured on a pretrained model."""
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"max_size": self.spec.max_size, "loop_frac": self.spec.loop_frac}
+        return {"task": self.name, "max_size": self.spec.max_size, "loop_frac": self.spec.loop_frac}
+
+    @property
+    def chance(self) -> float:
+        return 0.0  # a guessed plan is a valid shortest path with negligible probability
 
     @property
     def vocab(self) -> tuple[str, ...]:
         return self.spec.vocab
+
+    @property
+    def stream_key(self) -> tuple[int, ...]:
+        return (self.spec.max_size, round(1000 * self.spec.loop_frac))
+
+    def knobs(self, k_max: int, k_min: int = 1) -> tuple[int, ...]:
+        return tuple(k for k in range(max(k_min, 3), min(k_max, self.spec.max_size) + 1) if k % 2)
+
+    def n_distinct(self, k: int) -> int:
+        rooms_side = (k + 1) // 2
+        trees = SPANNING_TREES[rooms_side] if rooms_side < len(SPANNING_TREES) else SPANNING_TREES[-1]
+        return trees * rooms_side**2 * (rooms_side**2 - 1)  # loops only add mazes
 
     def draw(self, rng: np.random.Generator, k: int, pid: str = "") -> maze.Maze:
         return maze.draw_maze(rng, k, self.spec, pid)
@@ -150,20 +221,30 @@ class Mazes:
     def problems(self, seed: int, k: int, n: int) -> list[maze.Maze]:
         return maze.generate_mazes(seed, k, n, self.spec)
 
-    def prompt_words(self, problem: maze.Maze) -> list[str]:
-        return maze.prompt_words(problem)
-
-    def completion_words(self, problem: maze.Maze, mode: Mode) -> list[str]:
-        return maze.completion_words(problem, mode)
-
-    def parse(self, problem: maze.Maze, words: Sequence[str]) -> maze.MazeParsed:
-        return maze.parse_maze(problem, words, self.spec)
-
-    def roles(self, problem: maze.Maze, completion: Sequence[str]) -> tuple[list[str], list[int]]:
-        return maze.word_roles(problem, completion)
-
-    def record(self, problem: maze.Maze) -> dict:
-        return problem.as_record()
-
     def from_record(self, rec: Mapping[str, Any]) -> maze.Maze:
         return maze.Maze.from_record(dict(rec))
+
+
+def task_of(fields: Mapping[str, Any]) -> Task:
+    """The task a run's pretraining fields define (``task``, default arith, and that family's parameters)."""
+    name = fields.get("task", "arith")
+    if name == "arith":
+        return Arithmetic(arith.TaskSpec(fields.get("p", 11), tuple(fields.get("ops", arith.ALL_OPS))))
+    if name == "maze":
+        return Mazes(maze.MazeSpec(fields.get("max_size", 9), fields.get("loop_frac", 0.0)))
+    raise ValueError(f"task: must be one of {', '.join(TASKS)}, got {name!r}")
+
+
+def task_of_vocab(vocab: Collection[str]) -> Task:
+    """The language a checkpoint speaks, read from its vocabulary (a family's generator knobs, such as the
+    maze loop fraction, at their defaults: a run's own task comes from its config with ``task_of``)."""
+    numbers = [int(w) for w in vocab if w.isdigit()]
+    if maze.WALL in vocab:
+        return Mazes(maze.MazeSpec(max_size=math.isqrt(max(numbers))))
+    return Arithmetic(arith.TaskSpec(len(numbers), tuple(op for op in arith.ALL_OPS if op in vocab)))
+
+
+def task_of_table(table: Mapping[str, Any]) -> Task:
+    """The task whose problems a band table (``bands/table.json``) records; tables made before the task
+    interface name only the arithmetic modulus, which is all that reading their records needs."""
+    return task_of(table["task"]) if "task" in table else Arithmetic(arith.TaskSpec(table["p"]))

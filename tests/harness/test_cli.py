@@ -21,7 +21,7 @@ def test_parse__preset_then_flags_override():
 def test_field_docs__every_field_has_help():
     docs = cli.field_docs(PretrainArgs)
     assert set(docs) == {f.name for f in dataclasses.fields(PretrainArgs)}
-    assert "Prime modulus" in docs["p"]
+    assert "prime modulus" in docs["p"]
 
 
 @pytest.mark.parametrize(

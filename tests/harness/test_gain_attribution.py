@@ -50,6 +50,7 @@ def test_lockstep__kv_cached_sampling_matches_full_forwards(smoke_study, group):
     from experiments.harness import seeds
     from experiments.harness.sampling import sample
     from experiments.harness.task import EOS, PAD, TaskSpec, prompt_words
+    from experiments.harness.tasks import Arithmetic
     from probes.models import load_bridge, load_tokenizer
     from probes.saes.train import load_sae
 
@@ -62,7 +63,7 @@ def test_lockstep__kv_cached_sampling_matches_full_forwards(smoke_study, group):
     sae = load_sae(next((run / "sae").iterdir()))
     hook = sae.cfg.metadata.hook_name
     model = Lockstep(bridge, donor, hook, lambda acts: patch_hook(sae, range(sae.cfg.d_sae) if group == "all" else group, acts))
-    problems = seeds.problems("causal", 0, 2, 4, TaskSpec(5, ("+",)))
+    problems = seeds.problems("causal", 0, 2, 4, Arithmetic(TaskSpec(5, ("+",))))
     prompts = [tok.convert_tokens_to_ids(prompt_words(pr)) for pr in problems]
     out = sample(model, prompts, max_new=8, eos_id=tok.convert_tokens_to_ids(EOS), pad_id=tok.convert_tokens_to_ids(PAD), temperature=0.0)
     for prompt, new in zip(prompts, out):

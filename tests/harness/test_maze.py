@@ -513,5 +513,6 @@ def test_spec_and_maze_validation():
         Maze("bad", 3, ((1, 1), (1, 0)), start=(0, 0), goal=(2, 2))
     with pytest.raises(ValueError, match="start"):
         Maze("bad", 3, ((1, 1),), start=(1, 1), goal=(2, 2))
-    with pytest.raises(ValueError, match="max_size"):
-        parse_maze(generate_mazes(0, 11, 1, MazeSpec(max_size=11))[0], [EOS])
+    big = generate_mazes(0, 11, 1, MazeSpec(max_size=11))[0]
+    assert parse_maze(big, completion_words(big, "deliberate")).correct  # numbers bounded by the maze, not a spec
+    assert parse_maze(COMB_5, ["plan", "4", "0", "26", "0", EOS]).format_error  # above 5**2: no number of this maze

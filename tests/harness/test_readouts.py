@@ -4,12 +4,13 @@ from experiments.harness import seeds
 from experiments.harness.model import build_tokenizer
 from experiments.harness.readouts import KINDS, task_readouts
 from experiments.harness.task import TaskSpec, completion_words, prompt_words
+from experiments.harness.tasks import Arithmetic
 
 
 def test_task_readouts__each_kind_reads_the_right_token_at_the_row_before_it():
     spec = TaskSpec()
     vocab = build_tokenizer(spec).get_vocab()
-    problems = [pr for k in (1, 3) for pr in seeds.problems("causal", 0, k, 4, spec)]
+    problems = [pr for k in (1, 3) for pr in seeds.problems("causal", 0, k, 4, Arithmetic(spec))]
     ro = task_readouts(vocab, problems, shortcut_k=1)
     assert set(ro) == set(KINDS)
     assert len(ro["shortcut"].seq_R) == 4 and len(ro["mode"].seq_R) == 8  # shortcut only where k <= 1

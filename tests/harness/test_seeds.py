@@ -8,13 +8,14 @@ import pytest
 from experiments import band_study, bands, pretrain, train_sae
 from experiments.harness import seeds
 from experiments.harness.task import TaskSpec
+from experiments.harness.tasks import Arithmetic
 
 
 def content(pr) -> tuple:
     return pr.start, pr.ops, pr.operands
 
 
-def default_sets(task: TaskSpec) -> dict[str, dict[int, set]]:
+def default_sets(task: Arithmetic) -> dict[str, dict[int, set]]:
     """Per problem set of the default study, per k: the problems' contents (sizes and k ranges
     from the default presets; pools and the value-study sample are drawn from the candidates)."""
     pre, b, sae, study = pretrain.PretrainArgs(), bands.BandArgs(), train_sae.TrainSAEArgs(), band_study.BandStudyArgs()
@@ -33,7 +34,7 @@ def test_problem_sets__pairwise_disjoint_where_the_space_allows_overlap_stated_b
     """Default task (p = 11, + - *): from k = 2 on, every pair of sets is disjoint. At k = 1
     (363 distinct chains) the sets hold 10..148 distinct chains each and must overlap; the
     overlap, in distinct shared chains, is stated here (it is a pure function of the streams)."""
-    task = TaskSpec()
+    task = Arithmetic(TaskSpec())
     sets = default_sets(task)
     overlap_k1 = {}
     for (a, sa), (b, sb) in itertools.combinations(sets.items(), 2):
@@ -58,7 +59,7 @@ OVERLAP_AT_K1 = {
 
 
 def test_problem_streams__distinct_names_give_distinct_problems_and_seed_moves_them():
-    task = TaskSpec()
+    task = Arithmetic(TaskSpec())
     a, b = seeds.problems("band_eval", 0, 5, 30, task), seeds.problems("sae_probe", 0, 5, 30, task)
     assert not {content(p) for p in a} & {content(p) for p in b}
     assert seeds.problems("band_eval", 0, 5, 30, task) == a  # a pure function
@@ -67,11 +68,11 @@ def test_problem_streams__distinct_names_give_distinct_problems_and_seed_moves_t
 
 
 def test_problem_streams__each_problem_lands_in_its_own_streams_bucket():
-    task = TaskSpec()
+    task = Arithmetic(TaskSpec())
     for i, s in enumerate(seeds.PROBLEM_STREAMS):
         assert all(seeds.content_bucket(p) == i for p in seeds.problems(s, 3, 4, 50, task))
 
 
 def test_problem_streams__unknown_stream_is_an_error():
     with pytest.raises(ValueError):
-        seeds.problems("nope", 0, 2, 1, TaskSpec())
+        seeds.problems("nope", 0, 2, 1, Arithmetic())

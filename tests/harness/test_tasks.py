@@ -7,32 +7,33 @@ import pytest
 
 from experiments.harness.maze import MazeSpec
 from experiments.harness.task import MODES, TaskSpec
-from experiments.harness.tasks import Arithmetic, Mazes
+from experiments.harness.tasks import Arithmetic, Mazes, task_of, task_of_table
 from probes.activations import ROLES
 
-TASKS = {"arith": (Arithmetic(TaskSpec(5, ("+", "*"))), (1, 2, 3)), "maze": (Mazes(MazeSpec(7, 0.3)), (3, 5, 7))}
-"""Each family with the difficulty knobs it is checked at (mazes: odd grid sides)."""
+TASKS = {"arith": Arithmetic(TaskSpec(5, ("+", "*"))), "maze": Mazes(MazeSpec(7, 0.3))}
 
 
 @pytest.fixture(params=list(TASKS))
 def task_ks(request):
-    return TASKS[request.param]
+    """A family and the knob values it has up to 7 (mazes: odd grid sides from 3)."""
+    task = TASKS[request.param]
+    return task, task.knobs(7)[:3]
 
 
 def test_task__problems_are_a_pure_function_of_seed_and_k_and_prefixes_agree(task_ks):
     task, ks = task_ks
     for k in ks:
         a, b = task.problems(0, k, 12), task.problems(0, k, 12)
-        assert [task.record(p) for p in a] == [task.record(p) for p in b]
-        assert [task.record(p) for p in task.problems(0, k, 5)] == [task.record(p) for p in a[:5]]
-        assert [task.record(p) for p in task.problems(1, k, 12)] != [task.record(p) for p in a]
+        assert [p.as_record() for p in a] == [p.as_record() for p in b]
+        assert [p.as_record() for p in task.problems(0, k, 5)] == [p.as_record() for p in a[:5]]
+        assert [p.as_record() for p in task.problems(1, k, 12)] != [p.as_record() for p in a]
         assert len({p.pid for p in a}) == len(a)
 
 
 def test_task__records_round_trip_through_json(task_ks):
     task, ks = task_ks
     for p in task.problems(3, ks[1], 10):
-        assert task.from_record(json.loads(json.dumps(task.record(p)))) == p
+        assert task.from_record(json.loads(json.dumps(p.as_record()))) == p
 
 
 def test_task__canonical_completions_parse_as_right_in_their_mode_and_stay_in_the_vocabulary(task_ks):
@@ -41,16 +42,16 @@ def test_task__canonical_completions_parse_as_right_in_their_mode_and_stay_in_th
     assert len(vocab) == len(task.vocab)
     for k in ks:
         for p in task.problems(0, k, 10):
-            words = {m: task.completion_words(p, m) for m in MODES}
+            words = {m: p.completion_words(m) for m in MODES}
             assert words["deliberate"][0] != words["direct"][0]  # the first word is the mode decision
             for mode, w in words.items():
-                out = task.parse(p, w)
+                out = p.parse(w)
                 assert (out.mode, out.correct, out.format_error, out.length, out.reward) == (mode, True, False, len(w), 1.0)
                 assert out.n_wrong_steps == 0 and not out.copied_answer
-                assert set(task.prompt_words(p) + w) <= vocab
-                roles, steps = task.roles(p, w)
-                assert len(roles) == len(steps) == len(task.prompt_words(p)) + len(w) and set(roles) <= set(ROLES)
-            assert task.parse(p, words["deliberate"]).n_skipped_steps == 0
+                assert set(p.prompt_words() + w) <= vocab
+                roles, steps = p.roles(w)
+                assert len(roles) == len(steps) == len(p.prompt_words()) + len(w) and set(roles) <= set(ROLES)
+            assert p.parse(words["deliberate"]).n_skipped_steps == 0
 
 
 def test_task__the_parser_never_raises_and_reports_its_flags_on_random_words(task_ks):
@@ -61,8 +62,24 @@ def test_task__the_parser_never_raises_and_reports_its_flags_on_random_words(tas
     for i in range(1500):
         p = problems[i % len(problems)]
         w = [str(x) for x in rng.choice(words, size=int(rng.integers(0, 30)))]
-        out = task.parse(p, w)
+        out = p.parse(w)
         assert out.length == len(w) and out.reward == float(out.correct)
         assert not (out.correct and out.format_error) and min(out.n_skipped_steps, out.n_wrong_steps) >= 0
-        roles, _ = task.roles(p, w)
+        roles, _ = p.roles(w)
         assert set(roles) <= set(ROLES)
+
+
+def test_task__knobs_stream_keys_and_records_identify_the_family_and_its_language(task_ks):
+    task, ks = task_ks
+    assert task_of(task.params) == task and task_of(json.loads(json.dumps(task.params))) == task
+    assert ks == ((1, 2, 3) if task.name == "arith" else (3, 5, 7))
+    assert all(task.n_distinct(a) < task.n_distinct(b) for a, b in zip(ks, ks[1:]))
+    other = task_of({**task.params, **({"p": 7} if task.name == "arith" else {"loop_frac": 0.5})})
+    assert other.stream_key != task.stream_key  # another language or generator draws another stream
+    assert task_of_table({"task": task.params}) == task
+    with pytest.raises(ValueError, match="task"):
+        task_of({"task": "chess"})
+
+
+def test_task_of_table__reads_a_table_made_before_the_task_interface():
+    assert task_of_table({"p": 5}).from_record({"pid": "a", "k": 1, "start": 2, "ops": ["+"], "operands": [4]}).answer == 1

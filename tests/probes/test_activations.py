@@ -6,9 +6,18 @@ import pytest
 import torch
 
 from experiments.harness import seeds
+from experiments.harness.maze import MazeSpec
 from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.harness.probe_sets import ProbeSetSpec, build_probe_set, completion_roles, prompt_roles, task_spec_of
-from experiments.harness.task import TaskSpec, completion_words, generate_problems, parse_completion
+from experiments.harness.probe_sets import ProbeSetSpec, build_probe_set
+from experiments.harness.task import (
+    TaskSpec,
+    completion_roles,
+    completion_words,
+    generate_problems,
+    parse_completion,
+    prompt_roles,
+)
+from experiments.harness.tasks import Arithmetic, Mazes, task_of_vocab
 from probes.activations import (
     ROLES,
     LabelledSequence,
@@ -69,9 +78,11 @@ def test_completion_roles__malformed_completions_are_labelled_by_place():
     assert len(steps) == 8 and completion_roles([]) == ([], [])
 
 
-def test_task_spec_of__reads_p_and_ops_from_the_vocabulary():
+def test_task_of_vocab__reads_the_language_from_the_vocabulary():
     spec = TaskSpec(p=7, ops=("+", "*"))
-    assert task_spec_of(build_tokenizer(spec)) == spec
+    assert task_of_vocab(build_tokenizer(Arithmetic(spec)).get_vocab()) == Arithmetic(spec)
+    mazes = Mazes(MazeSpec(max_size=7))
+    assert task_of_vocab(build_tokenizer(mazes).get_vocab()) == mazes
 
 
 def test_unique_prefix_masks__first_occurrence_within_each_split():
@@ -113,7 +124,7 @@ def test_build_probe_set__canonical_and_own_samples_per_problem(probe):
         assert sorted(s.mode for s in canonical) == ["deliberate", "direct"] and all(s.correct for s in canonical)
         prompt = group[0].token_ids[: group[0].n_prompt]
         assert all(s.token_ids[: s.n_prompt] == prompt for s in group)
-    problems = {pr.pid: pr for k in range(1, 4) for pr in seeds.problems(PROBE.stream, PROBE.seed, k, PROBE.per_k, SPEC)}
+    problems = {pr.pid: pr for k in range(1, 4) for pr in seeds.problems(PROBE.stream, PROBE.seed, k, PROBE.per_k, Arithmetic(SPEC))}
     for s in (s for s in seqs if s.source == "sampled"):  # labels agree with the task's own parser
         parsed = parse_completion(problems[s.pid], tok.convert_ids_to_tokens(list(s.token_ids[s.n_prompt :])))
         assert s.correct == parsed.correct

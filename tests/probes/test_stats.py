@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from probes import stats
 from probes.stats import bootstrap_mean, cosine, noise_floor
 
 
@@ -61,3 +62,18 @@ def test_holm__step_down_adjustment():
 
     adjusted = holm([0.01, 0.04, 0.03, math.nan])
     assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])
+
+
+def test_spearman_gap__finds_a_planted_decoupling_and_keeps_its_level_under_the_null():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=150)
+    gap, lo, hi = stats.spearman_gap(x, x + 0.1 * rng.normal(size=150), x, rng.normal(size=150), n_boot=400)
+    assert gap > 0.8 and lo > 0.6  # tracks in one sample, independent in the other
+    covered = 0
+    for i in range(200):  # two samples from one population (rho 0.6): the interval should cover 0 ~95% of the time
+        a, b = rng.normal(size=(2, 60)), rng.normal(size=(2, 60))
+        a[1], b[1] = 0.6 * a[0] + 0.8 * a[1], 0.6 * b[0] + 0.8 * b[1]
+        _, lo, hi = stats.spearman_gap(a[0], a[1], b[0], b[1], n_boot=300, seed=i)
+        covered += lo <= 0 <= hi
+    assert 0.88 <= covered / 200 <= 0.995, covered
+    assert np.isnan(stats.spearman_gap([1, 2, 3], [1, 1, 1], [1, 2, 3], [1, 2, 3])[0])  # constant side: no rho

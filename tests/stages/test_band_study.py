@@ -15,6 +15,8 @@ from experiments.harness import labelling, rl
 from experiments.harness.cli import preset_args
 from experiments.harness.executors import run_jobs
 from experiments.harness.sources import cache_activations, checkpoint_tag, open_source
+from experiments.harness.task import TaskSpec
+from experiments.harness.tasks import Arithmetic
 from probes.diff import change_vector, group_activity, latent_means, relative_change, rows_of
 from probes.layout import RunLayout
 from probes.saes.train import load_sae
@@ -66,7 +68,7 @@ def test_features_and_causal_checks__on_a_users_own_checkpoint_and_sae(study, tm
     args = preset_args(train_sae.TrainSAEArgs, train_sae.PRESETS, "smoke", run=tmp_path / "scratch", checkpoint=str(user_ckpt))
     src = open_source(args.source_spec, user_ckpt)
     label_split, test_split = band_study.causal_problems(RunLayout(out), per_k=3, seed=0, sae_probe=args.probe_spec)
-    seen = {(pr.start, pr.ops, pr.operands) for pr, _ in band_study.probe_problems(args.probe_spec, band_study.TaskSpec(5, ("+",)))}
+    seen = {(pr.start, pr.ops, pr.operands) for pr, _ in band_study.probe_problems(args.probe_spec, Arithmetic(TaskSpec(5, ("+",))))}
     assert not seen & {(pr.start, pr.ops, pr.operands) for pr in label_split + test_split}
     spec = labelling.LabelSpec(n_random=2)
     features = labelling.label_and_check(sae, src, args.hook, label_split, test_split, spec, {"checkpoint": str(user_ckpt)})
@@ -249,10 +251,11 @@ def test_sample__a_cpu_seed_stream_gives_the_same_completions_on_cuda(smoke_run)
     from experiments.harness import seeds
     from experiments.harness.rollout import sampled_rollouts
     from experiments.harness.task import TaskSpec
+    from experiments.harness.tasks import Arithmetic
     from probes.models import load_hf, load_tokenizer
 
     base = smoke_run / "base"
-    problems = [pr for k in (1, 2, 3) for pr in seeds.problems("causal", 0, k, 20, TaskSpec(5, ("+",)))]
+    problems = [pr for k in (1, 2, 3) for pr in seeds.problems("causal", 0, k, 20, Arithmetic(TaskSpec(5, ("+",))))]
     out = {dev: [r.completion_ids for r in sampled_rollouts(load_hf(base, dev), load_tokenizer(base), problems, 4, 7)] for dev in ("cpu", "cuda")}
     same = sum(a == b for a, b in zip(out["cpu"], out["cuda"]))
     assert same >= 0.95 * len(out["cpu"])  # only where float differences move a probability across a draw

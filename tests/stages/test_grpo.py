@@ -13,6 +13,7 @@ from experiments.harness import rl
 from experiments.harness.rl_loss import token_logprobs
 from experiments.harness.rollout import Rollout
 from experiments.harness.task import Problem, completion_words, parse_completion, prompt_words
+from experiments.harness.tasks import task_of_table
 from probes.layout import latest_checkpoint, read_jsonl
 from probes.models import load_hf, load_tokenizer
 from probes.padding import right_pad
@@ -41,7 +42,7 @@ def completion_logprob(model, r: Rollout) -> float:
 def test_policy_update__rewarded_completion_rises_and_unrewarded_falls(smoke_run):
     model, tok = load_hf(smoke_run / "base"), load_tokenizer(smoke_run / "base")
     table = json.loads((smoke_run / "bands" / "table.json").read_text())
-    problem = Problem.from_record(table["pools"]["medium"][0], table["p"])
+    problem = task_of_table(table).from_record(table["pools"]["medium"][0])
     wrong = str((problem.answer + 1) % problem.p)
     good = make_rollout(tok, problem, completion_words(problem, "deliberate"))
     bad = make_rollout(tok, problem, [wrong, "<eos>"])

@@ -21,7 +21,7 @@ def smoke(tmp_path, name="run", **kw) -> PretrainArgs:
 
 def test_recipe_batch__labels_cover_the_completion_only_and_depend_on_seed_and_step():
     args = SMOKE
-    vocab = build_tokenizer(args.task_spec).get_vocab()
+    vocab = build_tokenizer(args.family).get_vocab()
     batch = args.recipe.batch(0, vocab)
     assert batch == args.recipe.batch(0, vocab) and batch != args.recipe.batch(1, vocab)
     ids, labels = collate(batch, vocab)
@@ -38,7 +38,7 @@ def test_recipe_batch__trace_errors_start_at_trace_error_from():
     """The curriculum: the clean recipe's batches before ``trace_error_from``, noisy ones from it on."""
     noisy = dataclasses.replace(SMOKE, trace_error=0.5, trace_error_from=10).recipe
     clean = SMOKE.recipe
-    vocab = build_tokenizer(SMOKE.task_spec).get_vocab()
+    vocab = build_tokenizer(SMOKE.family).get_vocab()
     assert noisy.batch(9, vocab) == clean.batch(9, vocab)
     assert noisy.batch(10, vocab) != clean.batch(10, vocab)
     with pytest.raises(ValueError, match="trace_error_from"):
@@ -48,7 +48,7 @@ def test_recipe_batch__trace_errors_start_at_trace_error_from():
 def test_recipe_batch__direct_k_max_spreads_direct_answers_over_small_k_only():
     """Shortcut availability: with direct_k_max, direct completions have k uniform over 1..direct_k_max."""
     args = dataclasses.replace(SMOKE, direct_k_max=2, batch_size=400)
-    vocab = build_tokenizer(args.task_spec).get_vocab()
+    vocab = build_tokenizer(args.family).get_vocab()
     batch = args.recipe.batch(0, vocab)
     k_of = lambda n_prompt: (n_prompt - 3) // 2  # noqa: E731 -- <bos> x0 (op x)^k =
     direct = [k_of(n) for ids, n in batch if ids[n] != vocab["<think>"]]
@@ -166,10 +166,16 @@ def test_pretrain__bf16_autocast_trains_like_fp32(tmp_path):
         args = smoke(tmp_path, name=precision, precision=precision)
         recipe = args.recipe
         model, _ = pretrain.train(args, tmp_path / precision / "state.safetensors")
-        vocab = build_tokenizer(args.task_spec).get_vocab()
+        vocab = build_tokenizer(args.family).get_vocab()
         ids_BL, labels_BL = collate(recipe.batch(10_000, vocab), vocab)  # a batch training never saw
         with torch.no_grad():
             losses[precision] = model(input_ids=ids_BL, labels=labels_BL).loss.item()
     assert abs(losses["bf16"] - losses["fp32"]) < 0.02 * losses["fp32"], losses
     with pytest.raises(ValueError, match="precision"):
         smoke(tmp_path, precision="fp16").recipe  # noqa: B018
+
+
+def test_pretrain_args__a_knob_the_task_does_not_have_is_refused():
+    for bad in (dict(k_train_max=2), dict(direct_k_max=2), dict(trace_error=0.1)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            PretrainArgs(**{**PRESETS["maze-smoke"], **bad})

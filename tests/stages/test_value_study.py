@@ -17,6 +17,7 @@ from experiments.harness.rl import PolicySpec
 from experiments.harness.sft_scores import presentation_steps, scoring_run, target_batch
 from experiments.harness.supervised import Recipe
 from experiments.harness.task import TaskSpec, completion_words, generate_problems
+from experiments.harness.tasks import Arithmetic
 from probes.layout import RunDirError, read_json
 from probes.models import load_hf, load_tokenizer
 
@@ -169,7 +170,7 @@ def test_value_study__sample_keeps_band_and_pool_records(value_run):
 
 def test_scoring_run__reproducible_and_training_lowers_el2n(smoke_run):
     pre = Recipe.of(read_json(smoke_run / "config.json")["stages"]["pretrain"])
-    problems = generate_problems(5, 2, 4, pre.task)
+    problems = pre.task.problems(5, 2, 4)
     at_init = scoring_run(pre, 0, problems, 4, 2, read_steps=(0,))
     assert at_init == scoring_run(pre, 0, problems, 4, 2, read_steps=(0,))
     assert np.array(at_init["correct/deliberate"]).shape == (4, 2)
@@ -215,7 +216,7 @@ def test_verdict__names_the_best_difficulty_metric_counts_corrected_tests_and_ke
 def test_validation_set__shares_no_problem_with_the_eval_set_or_the_sample_even_where_chains_repeat():
     """At k = 1 over Z_11 there are only 363 chains, so a redraw of the eval set's stream collides with
     it; the blind estimate's validation set must still be disjoint by content, with the same k counts."""
-    spec = TaskSpec(11, ("+", "-", "*"))
+    spec = Arithmetic(TaskSpec(11, ("+", "-", "*")))
     ev_problems = [pr for k in (1, 2, 3) for pr in seeds.problems("band_eval", 0, k, 48, spec)]
     ev = EvalSet(ev_problems, ["medium"] * len(ev_problems), 1, 0)
     sample = seeds.problems("band_candidates", 0, 1, 30, spec)
