@@ -166,8 +166,6 @@ def by_band(base: list[dict], after_rl: dict[str, list[dict]]) -> dict[str, dict
 def study_run(run: Path, args: TraceLengthArgs) -> dict:
     """Measure one run (rows cached in its trace_length/ directory: a rerun only re-summarises)."""
     layout = RunLayout(run)
-    if not layout.base_eval.exists():
-        raise RunDirError(f"{layout.base}: no finished base model; run experiments.pretrain first")
     pre = read_json(layout.config)["stages"]["pretrain"]
     sets = settings(pre, args.loop_fracs)
     models = models_of(layout, args.band_runs)
@@ -190,6 +188,9 @@ def study_run(run: Path, args: TraceLengthArgs) -> dict:
 
 def main(args: TraceLengthArgs) -> dict:
     """Measure the run (and ``also``), write trace_length.json and the figure, print the table."""
+    for run in (args.run, *args.also):  # every run checked before anything is written
+        if not RunLayout(run).base_eval.exists():
+            raise RunDirError(f"{RunLayout(run).base}: no finished base model; run experiments.pretrain first")
     out = RunLayout(args.run).trace_length
     check_writable(out)
     init_run(args.run, "trace_length", args)

@@ -48,9 +48,12 @@ def test_trace_length__maze_run_end_to_end(tmp_path, monkeypatch):
     assert json.dumps(trace_length.main(args)["runs"][0]["settings"]) == json.dumps(res["settings"])
 
 
-def test_trace_length__a_run_without_a_base_model_stops_with_a_one_line_error(tmp_path):
-    with pytest.raises(RunDirError, match="no finished base model"):
-        trace_length.main(TraceLengthArgs(run=tmp_path / "nothing"))
+def test_trace_length__a_run_without_a_base_model_stops_before_writing_anything(tmp_path, smoke_run):
+    for args in (TraceLengthArgs(run=tmp_path / "nothing"), TraceLengthArgs(run=smoke_run, also=(tmp_path / "nothing",))):
+        before = sorted(p.name for p in smoke_run.iterdir())
+        with pytest.raises(RunDirError, match="no finished base model"):
+            trace_length.main(args)
+        assert not (tmp_path / "nothing").exists() and sorted(p.name for p in smoke_run.iterdir()) == before
 
 
 def test_by_band__change_from_base_per_band_over_its_seeds():
