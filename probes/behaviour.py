@@ -9,7 +9,7 @@ import numpy as np
 
 
 class ParsedLike(Protocol):
-    """What a parsed completion exposes (experiments.task.Parsed satisfies it)."""
+    """What a parsed completion exposes, in every task family (arithmetic's and the mazes' parsers)."""
 
     mode: str | None
     correct: bool

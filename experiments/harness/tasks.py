@@ -29,22 +29,14 @@ import numpy as np
 from experiments.harness import maze
 from experiments.harness import task as arith
 from experiments.harness.task import Mode
+from probes.behaviour import ParsedLike
 
 TASKS = ("arith", "maze")
 """Family names, as ``--task`` and ``config.json`` spell them."""
 
 
-class Outcome(Protocol):
-    """A parsed completion: the flags every family reports (``task.Parsed``, ``maze.MazeParsed``)."""
-
-    mode: Mode | None
-    correct: bool
-    format_error: bool
-    n_skipped_steps: int
-    n_wrong_steps: int
-    copied_answer: bool
-    length: int
-    lucky_success: bool
+class Outcome(ParsedLike, Protocol):
+    """A parsed completion (``task.Parsed``, ``maze.MazeParsed``): the behaviour flags every family reports, and its reward."""
 
     @property
     def reward(self) -> float: ...
