@@ -63,7 +63,7 @@ from typing import Literal
 
 import numpy as np
 
-from experiments.harness.task import BOS, END_THINK, EOS, EQUALS, SPECIAL_TOKENS, THINK, Mode
+from experiments.harness.task import BOS, END_THINK, EOS, EQUALS, SPECIAL_TOKENS, THINK, Mode, Target
 
 SIZE, WALL, START, GOAL, CREATE, CLOSE, PLAN = "size", "wall", "start", "goal", "create", "close", "plan"
 
@@ -185,6 +185,24 @@ class Maze:
     def roles(self, completion: Sequence[str]) -> tuple[list[str], list[int]]:
         """Role and trace step of every prompt word, then of every completion word."""
         return word_roles(self, completion)
+
+    def targets(self, shortcut_k: int) -> list[Target]:
+        """shortcut: each coordinate of the direct plan after the start, among the grid's coordinates,
+        where a direct plan is trusted (side <= shortcut_k); mode: ``<think>`` against ``plan`` at the
+        decision; computation: the g and h of every A* op among the numbers up to size**2; deliberation:
+        every other trace and plan word (op kinds and cells, ``</think>``, ``plan``, the plan's cells)."""
+        coords = tuple(str(v) for v in range(self.size))
+        numbers = tuple(str(v) for v in range(self.size * self.size + 1))
+        direct = completion_words(self, "direct")
+        out = [Target("shortcut", "direct", c, w, coords) for c, w in enumerate(direct) if 3 <= c < len(direct) - 1] if self.size <= shortcut_k else []
+        out.append(Target("mode", "direct", 0, THINK, (PLAN,)))
+        words = completion_words(self, "deliberate")
+        n_trace = 5 * len(astar(self).ops)
+        for c, w in enumerate(words[1:], start=1):  # word 0 is the mode choice
+            if w != EOS:
+                computed = c <= n_trace and (c - 1) % 5 >= 3  # each op is kind x y g h
+                out.append(Target("computation" if computed else "deliberation", "deliberate", c, w, numbers if computed else None))
+        return out
 
     @classmethod
     def from_record(cls, rec: dict) -> Maze:

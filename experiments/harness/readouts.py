@@ -1,7 +1,7 @@
 """The task's read-outs: which token at which row each feature group is about.
 
 Built on teacher-forced canonical completions (``probes.attribution.Readouts``), one kind per
-feature group:
+feature group; each task family names its targets (``Problem.targets``). For arithmetic:
 
 * shortcut     -- the direct answer among the numbers, at the decision row (``=``) of
                   problems a direct answer can solve (k <= shortcut_k);
@@ -10,6 +10,9 @@ feature group:
                   operand copied from the prompt, ``</think>`` and the answer copied from r_k;
 * mode         -- ``log P(<think>) - log P(any number)`` at the decision row (the choice to
                   deliberate; its sign is the greedy choice, so it works when sampling is a coin flip).
+
+Mazes: the direct plan's moves (shortcut), the g and h values A* computes (computation), every
+other trace and plan word (deliberation), ``<think>`` against ``plan`` (mode); see ``maze.Maze.targets``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments.harness.task import EOS, THINK, Problem
+from experiments.harness.tasks import Problem
 from probes.attribution import Readouts
 
 KINDS: tuple[str, ...] = ("shortcut", "computation", "deliberation", "mode")
@@ -26,23 +29,16 @@ KINDS: tuple[str, ...] = ("shortcut", "computation", "deliberation", "mode")
 
 
 def _rows(vocab: dict[str, int], problems: Sequence[Problem], shortcut_k: int) -> dict[str, list[tuple]]:
-    """Per kind: (sequence, position, numerator ids, denominator ids, probe label) rows."""
-    numbers = [vocab[str(v)] for v in range(problems[0].p)] if problems else []
+    """Per kind: (sequence, position, numerator ids, denominator ids, probe label) rows, from each
+    problem's own read-out targets (``Problem.targets``)."""
     everything = list(vocab.values())
     rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
     for i, pr in enumerate(problems):
         decision = len(pr.prompt_words()) - 1
-        words = pr.completion_words("deliberate")
-        direct, trace = 2 * i, 2 * i + 1
-        if pr.k <= shortcut_k:
-            rows["shortcut"].append((direct, decision, [vocab[str(pr.answer)]], numbers, vocab[str(pr.answer)]))
-        rows["mode"].append((direct, decision, [vocab[THINK]], numbers, -1))
-        for c, word in enumerate(words[1:], start=1):  # words[0] is the mode choice itself
-            if word == EOS:
-                continue
-            kind = "computation" if c >= 4 and (c - 1) % 3 == 0 else "deliberation"  # r_i sits at 1 + 3i
-            target = [vocab[word]]
-            rows[kind].append((trace, decision + c, target, numbers if kind == "computation" else everything, vocab[word]))
+        for t in pr.targets(shortcut_k):
+            seq = 2 * i if t.mode == "direct" else 2 * i + 1
+            den = everything if t.support is None else [vocab[w] for w in t.support]
+            rows[t.kind].append((seq, decision + t.index, [vocab[t.word]], den, -1 if t.kind == "mode" else vocab[t.word]))
     return rows
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -33,6 +33,21 @@ only; beyond it they were measured at chance (1/p), so a right one there is luck
 
 Mode = Literal["deliberate", "direct"]
 MODES: tuple[Mode, ...] = ("deliberate", "direct")
+
+
+class Target(NamedTuple):
+    """One read-out target on a problem's canonical completion (``experiments.harness.readouts``)."""
+
+    kind: str
+    """Feature group it is about: shortcut, computation, deliberation or mode."""
+    mode: Mode
+    """Which canonical completion it reads."""
+    index: int
+    """Completion word it predicts (the row before it reads it)."""
+    word: str
+    """The word the group should make likely (mode: ``<think>``)."""
+    support: tuple[str, ...] | None
+    """Words it competes with (None: the whole vocabulary)."""
 
 
 def is_prime(n: int) -> bool:
@@ -134,6 +149,19 @@ class Problem:
         """Role and trace step of every prompt word, then of every completion word."""
         (p_roles, p_steps), (c_roles, c_steps) = prompt_roles(self), completion_roles(completion)
         return p_roles + c_roles, p_steps + c_steps
+
+    def targets(self, shortcut_k: int) -> list[Target]:
+        """shortcut: the direct answer among the numbers, where a direct answer can solve the chain;
+        mode: ``<think>`` against any number at the decision; computation: each running result r_i
+        (i >= 1) among the numbers; deliberation: every other word of trace following."""
+        numbers = tuple(str(v) for v in range(self.p))
+        out = [Target("shortcut", "direct", 0, str(self.answer), numbers)] if self.k <= shortcut_k else []
+        out.append(Target("mode", "direct", 0, THINK, numbers))
+        for c, word in enumerate(completion_words(self, "deliberate")[1:], start=1):  # word 0 is the mode choice
+            if word != EOS:
+                computed = c >= 4 and (c - 1) % 3 == 0  # r_i sits at 1 + 3i
+                out.append(Target("computation" if computed else "deliberation", "deliberate", c, word, numbers if computed else None))
+        return out
 
 
 def draw_problem(rng: np.random.Generator, k: int, spec: TaskSpec, pid: str = "") -> Problem:

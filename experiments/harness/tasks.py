@@ -28,7 +28,7 @@ import numpy as np
 
 from experiments.harness import maze
 from experiments.harness import task as arith
-from experiments.harness.task import Mode
+from experiments.harness.task import Mode, Target
 from probes.behaviour import ParsedLike
 
 TASKS = ("arith", "maze")
@@ -74,6 +74,10 @@ class Problem(Protocol):
 
     def roles(self, completion: Sequence[str]) -> tuple[list[str], list[int]]:
         """Role and trace step (-1: none) of every prompt word, then of every completion word."""
+        ...
+
+    def targets(self, shortcut_k: int) -> list[Target]:
+        """Read-out targets on the canonical completions (shortcut ones only where k <= shortcut_k)."""
         ...
 
     def as_record(self) -> dict:

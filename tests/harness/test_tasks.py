@@ -83,3 +83,27 @@ def test_task__knobs_stream_keys_and_records_identify_the_family_and_its_languag
 
 def test_task_of_table__reads_a_table_made_before_the_task_interface():
     assert task_of_table({"p": 5}).from_record({"pid": "a", "k": 1, "start": 2, "ops": ["+"], "operands": [4]}).answer == 1
+
+
+def test_task__read_out_targets_point_at_words_of_the_canonical_completions(task_ks):
+    from experiments.harness.readouts import KINDS
+
+    task, ks = task_ks
+    vocab = set(task.vocab)
+    for p in task.problems(0, ks[-1], 5) + task.problems(0, ks[0], 5):
+        targets = p.targets(shortcut_k=ks[0])
+        assert {t.kind for t in targets} == set(KINDS) - ({"shortcut"} if p.k > ks[0] else set())
+        for t in targets:
+            assert p.completion_words(t.mode)[t.index] == t.word or (t.kind == "mode" and t.word == "<think>" and t.index == 0)
+            assert t.word in vocab and (t.support is None or (set(t.support) <= vocab and t.word in t.support) or t.kind == "mode")
+        mode = next(t for t in targets if t.kind == "mode")
+        assert p.completion_words("direct")[0] in mode.support  # <think> against the direct opener
+
+
+def test_maze_targets__computation_is_the_g_and_h_of_every_astar_op():
+    from experiments.harness.maze import astar
+
+    task = TASKS["maze"]
+    for p in task.problems(1, 5, 5):
+        computed = [t.word for t in p.targets(shortcut_k=3) if t.kind == "computation"]
+        assert computed == [str(v) for op in astar(p).ops for v in (op.g, op.h)]
