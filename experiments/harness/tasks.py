@@ -184,8 +184,7 @@ class Mazes:
 
     spec: maze.MazeSpec = maze.MazeSpec()
     name: str = "maze"
-    shortcut_k: int = 3
-    """A direct plan is trusted on 3 x 3 grids only (four rooms) until measured on a pretrained model."""
+    shortcut_k: int = maze.SHORTCUT_SIZE
 
     @property
     def params(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.harness.maze import (
-    SHORTCUT_OPS,
+    SHORTCUT_SIZE,
     Maze,
     MazeSpec,
     Op,
@@ -263,7 +263,7 @@ def test_parse__canonical_completion_is_correct(mode):
         assert parsed.n_wrong_steps == parsed.n_skipped_steps == 0 and not parsed.copied_answer
         assert parsed.trace_valid == (mode == "deliberate")
         assert parsed.n_trace_ops == (n_ops if mode == "deliberate" else 0)
-        assert parsed.lucky_success == (mode == "direct" and n_ops > SHORTCUT_OPS)
+        assert parsed.lucky_success == (mode == "direct" and maze.size > SHORTCUT_SIZE)
 
 
 def test_completion_words__shape():
