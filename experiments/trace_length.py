@@ -97,22 +97,32 @@ def settings(pre: dict, loop_fracs: tuple[float, ...]) -> list[Setting]:
     return out
 
 
-def measure(model, tokenizer, setting: Setting, n: int, seed: int) -> list[dict]:
-    """One row per problem: generated and canonical trace tokens, difficulty, trace validity, correctness."""
-    per_k = -(-n // len(setting.ks))
-    problems = [pr for k in setting.ks for pr in setting.task.problems(seed + seeds.TRACE_LENGTH_SEED, k, per_k)][:n]
-    rows = []
-    for r in rollouts(model, tokenizer, problems, mode="deliberate", temperature=0.0, batch_size=EVAL_BATCH):
-        words = tokenizer.convert_ids_to_tokens(list(r.completion_ids))  # the forced <think> is not among them
-        generated = words.index(END_THINK) if END_THINK in words else len(words) - (words[-1:] == [EOS])
-        out = r.parsed
-        rows.append({
-            "setting": setting.name, "pid": r.problem.pid, "k": r.problem.k, "difficulty": r.problem.difficulty,
-            "generated": generated, "canonical": r.problem.completion_words("deliberate").index(END_THINK) - 1,
-            "valid_trace": not out.format_error and out.n_wrong_steps == 0 and out.n_skipped_steps == 0,
-            "correct": out.correct,
-        })  # fmt: skip
-    return rows
+def measure(model, tokenizer, sets: list[Setting], n: int, seed: int) -> list[dict]:
+    """One row per problem of each setting: generated and canonical trace tokens, difficulty, trace validity,
+    correctness. A setting takes the first n / |knobs| problems of each knob's stream, so settings that share
+    a knob (a pooled one and its parts) share problems, and each is sampled once."""
+    plans = [(s, -(-n // len(s.ks))) for s in sets]
+    need: dict[tuple[Task, int], int] = {}
+    for s, per_k in plans:
+        for k in s.ks:
+            need[s.task, k] = max(need.get((s.task, k), 0), per_k)
+    rows = {}
+    for (task, k), m in need.items():
+        problems = task.problems(seed + seeds.TRACE_LENGTH_SEED, k, m)
+        rows[task, k] = [_row(r, tokenizer) for r in rollouts(model, tokenizer, problems, mode="deliberate", temperature=0.0, batch_size=EVAL_BATCH)]
+    return [{"setting": s.name, **row} for s, per_k in plans for row in [r for k in s.ks for r in rows[s.task, k][:per_k]][:n]]
+
+
+def _row(r, tokenizer) -> dict:
+    words = tokenizer.convert_ids_to_tokens(list(r.completion_ids))  # the forced <think> is not among them
+    generated = words.index(END_THINK) if END_THINK in words else len(words) - (words[-1:] == [EOS])
+    out = r.parsed
+    return {
+        "pid": r.problem.pid, "k": r.problem.k, "difficulty": r.problem.difficulty,
+        "generated": generated, "canonical": r.problem.completion_words("deliberate").index(END_THINK) - 1,
+        "valid_trace": not out.format_error and out.n_wrong_steps == 0 and out.n_skipped_steps == 0,
+        "correct": out.correct,
+    }  # fmt: skip
 
 
 def summarise(rows: list[dict], sets: list[Setting], n_boot: int, seed: int) -> list[dict]:
@@ -176,7 +186,7 @@ def study_run(run: Path, args: TraceLengthArgs) -> dict:
         rows = []
         for name, path in tqdm(models.items(), desc="trace length: models"):
             model, tokenizer = load_hf(path, args.device), load_tokenizer(path)
-            rows += [{"model": name, **row} for s in sets for row in measure(model, tokenizer, s, args.per_setting, args.seed)]
+            rows += [{"model": name, **row} for row in measure(model, tokenizer, sets, args.per_setting, args.seed)]
         write_json(cache, {"key": key, "rows": rows})
         cached = {"rows": rows}
     summaries = {m: summarise([r for r in cached["rows"] if r["model"] == m], sets, args.n_boot, args.seed) for m in models}

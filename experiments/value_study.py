@@ -230,7 +230,7 @@ def one_shot_stage(
 def validation_set(ev: EvalSet, problems: list[Problem], seed: int, task: Task) -> list[Problem]:
     """As many problems per k as the eval set has, drawn like it, sharing no content with the eval set
     or the sampled problems: what the blind gradient estimate aligns with."""
-    exclude = {seeds.content_key(pr) for pr in [*ev.problems, *problems]}
+    exclude = {pr.key for pr in [*ev.problems, *problems]}
     counts = Counter(pr.k for pr in ev.problems)
     return [pr for k in sorted(counts) for pr in seeds.validation_problems(seed, k, counts[k], task, exclude)]
 

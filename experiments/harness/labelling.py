@@ -79,15 +79,15 @@ def split_problems(
     are the test split (the causal checks' problems) and the next ``per_k`` the labelling split.
     Chains in ``seen`` (what the SAE was trained on) are skipped: where the problem space is small
     (k = 1) streams overlap, and the checks must run on problems no SAE saw."""
-    known = {seeds.content_key(pr) for pr in seen}
+    known = {pr.key for pr in seen}
     label, test = [], []
     for k in ks:
         kept: dict[tuple, Problem] = {}
         for pr in seeds.problems("causal", seed, k, MAX_DRAWS * per_k, task):
             if len(kept) == 2 * per_k:
                 break
-            if seeds.content_key(pr) not in known:
-                kept.setdefault(seeds.content_key(pr), pr)
+            if pr.key not in known:
+                kept.setdefault(pr.key, pr)
         chosen = list(kept.values())
         test += chosen[:per_k]
         label += chosen[per_k : 2 * per_k]

@@ -136,10 +136,15 @@ class Maze:
     def _wall_set(self) -> frozenset[Cell]:
         return frozenset(self.walls)
 
+    @functools.cached_property
+    def search(self) -> Search:
+        """A* on this maze, run once: the canonical trace, the plan and the difficulty all read it."""
+        return astar(self)
+
     @property
     def difficulty(self) -> int:
         """The intrinsic difficulty: A*'s operation count on this maze."""
-        return astar(self).n_ops
+        return self.search.n_ops
 
     @property
     def key(self) -> str:
@@ -198,7 +203,7 @@ class Maze:
         out = [Target("shortcut", "direct", c, w, coords) for c, w in enumerate(direct) if 3 <= c < len(direct) - 1] if self.size <= shortcut_k else []
         out.append(Target("mode", "direct", 0, THINK, (PLAN,)))
         words = completion_words(self, "deliberate")
-        n_trace = 5 * len(astar(self).ops)
+        n_trace = 5 * self.search.n_ops
         for c, w in enumerate(words[1:], start=1):  # word 0 is the mode choice
             if w != EOS:
                 computed = c <= n_trace and (c - 1) % 5 >= 3  # each op is kind x y g h
@@ -329,11 +334,6 @@ def astar(maze: Maze) -> Search:
     raise ValueError(f"{maze.pid or 'maze'}: goal {maze.goal} is unreachable from start {maze.start}")
 
 
-def difficulty(maze: Maze) -> int:
-    """Number of A* ops: the ground-truth difficulty."""
-    return astar(maze).n_ops
-
-
 def prompt_words(maze: Maze) -> list[str]:
     words = [BOS, SIZE, str(maze.size)]
     for x, y in maze.walls:
@@ -343,7 +343,7 @@ def prompt_words(maze: Maze) -> list[str]:
 
 def completion_words(maze: Maze, mode: Mode) -> list[str]:
     """The canonical (correct) completion in the given mode."""
-    search = astar(maze)
+    search = maze.search
     plan = [PLAN, *(str(v) for cell in search.path for v in cell), EOS]
     if mode == "direct":
         return plan
@@ -455,7 +455,7 @@ def parse_maze(maze: Maze, words: Sequence[str]) -> MazeParsed:
         plan = _parse_plan(words[end + 2 : -1], top) if words[end + 1] == PLAN else None
     if ops is None or plan is None:
         return error
-    search = astar(maze)
+    search = maze.search
     plan_valid = _plan_valid(maze, plan)
     correct = plan_valid and len(plan) == len(search.path)
     if mode == "deliberate":

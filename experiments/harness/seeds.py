@@ -53,14 +53,9 @@ DRAW_SALTS: dict[str, tuple[int, ...]] = {
 """Last words of each numpy stream's PCG64 key (the run's key words come first)."""
 
 
-def content_key(problem: Problem) -> str:
-    """What a problem is, whatever its id: two problems with one key are the same problem."""
-    return problem.key
-
-
 def content_bucket(problem: Problem, n_buckets: int = len(PROBLEM_STREAMS)) -> int:
     """The stream a problem belongs to, from a hash of its content (the same on every machine)."""
-    return int.from_bytes(hashlib.sha256(content_key(problem).encode()).digest()[:8], "big") % n_buckets
+    return int.from_bytes(hashlib.sha256(problem.key.encode()).digest()[:8], "big") % n_buckets
 
 
 def partitioned(k: int, task: Task) -> bool:
@@ -95,7 +90,7 @@ def validation_problems(seed: int, k: int, n: int, task: Task, exclude: Collecti
     """n problems of length k drawn like the held-out eval set (its stream, at another seed), none
     whose content key is in ``exclude``: a validation set disjoint from the eval set by content."""
     for drawn in (2 * n, 8 * n, 64 * n):  # a stream's first m problems are a prefix of its first n
-        kept = [pr for pr in problems("band_eval", seed + VALIDATION_SEED, k, drawn, task) if content_key(pr) not in exclude]
+        kept = [pr for pr in problems("band_eval", seed + VALIDATION_SEED, k, drawn, task) if pr.key not in exclude]
         if len(kept) >= n:
             return [dataclasses.replace(pr, pid=pr.pid.replace("band_eval", "validation", 1)) for pr in kept[:n]]
     raise ValueError(f"validation_problems: fewer than {n} problems of length {k} outside the excluded set")

@@ -97,6 +97,11 @@ class Recipe:
         return np.array(self.task.knobs(self.k_train_max))
 
     @functools.cached_property
+    def direct_ks(self) -> tuple[int, ...]:
+        """The knob values a direct answer is drawn at when ``direct_k_max`` is set."""
+        return self.task.knobs(self.direct_k_max)
+
+    @functools.cached_property
     def k_probs(self) -> np.ndarray:
         """Probability of each of ``ks`` under ``k_weighting``."""
         w = np.ones(len(self.ks)) if self.k_weighting == "uniform" else 1 / self.ks
@@ -111,13 +116,12 @@ class Recipe:
     def batch(self, step: int, vocab: dict[str, int]) -> list[Example]:
         """The batch of ``step``: random chains in random modes, a pure function of (seed, step)."""
         rng = seeds.rng("pretrain_batch", self.seed, step)
-        direct_ks = self.task.knobs(self.direct_k_max)
         out = []
         for _ in range(self.batch_size):
             problem = self.task.draw(rng, int(rng.choice(self.ks, p=self.k_probs)))
             mode = "direct" if rng.random() < self.direct_frac else "deliberate"
             if mode == "direct" and self.direct_k_max:
-                problem = self.task.draw(rng, direct_ks[int(rng.integers(len(direct_ks)))])
+                problem = self.task.draw(rng, self.direct_ks[int(rng.integers(len(self.direct_ks)))])
             if mode == "deliberate" and self.trace_error > 0 and step >= self.trace_error_from:
                 out.append(example(problem, unreliable_trace_words(problem, rng, self.trace_error), vocab))
             else:

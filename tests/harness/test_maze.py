@@ -12,7 +12,6 @@ from experiments.harness.maze import (
     Op,
     astar,
     completion_words,
-    difficulty,
     draw_maze,
     generate_mazes,
     parse_maze,
@@ -99,7 +98,7 @@ def test_astar__hand_worked_3x3_loop_tie_broken_row_major():
     search = astar(OPEN_3)
     assert search.ops == expected
     assert search.path == ((0, 0), (1, 0), (2, 0), (2, 1), (2, 2))
-    assert search.n_ops == difficulty(OPEN_3) == 11
+    assert search.n_ops == OPEN_3.difficulty == 11
 
 
 def test_astar__hand_worked_5x5_dead_end_entered_on_the_h_tie_break():

@@ -221,7 +221,7 @@ def test_validation_set__shares_no_problem_with_the_eval_set_or_the_sample_even_
     ev = EvalSet(ev_problems, ["medium"] * len(ev_problems), 1, 0)
     sample = seeds.problems("band_candidates", 0, 1, 30, spec)
     val = value_study.validation_set(ev, sample, 0, spec)
-    content = lambda prs: {seeds.content_key(pr) for pr in prs}  # noqa: E731
+    content = lambda prs: {pr.key for pr in prs}  # noqa: E731
     assert not content(val) & (content(ev_problems) | content(sample))
     assert sorted(pr.k for pr in val) == sorted(pr.k for pr in ev_problems)
     assert len(content(ev_problems) & content(seeds.problems("band_eval", seeds.VALIDATION_SEED, 1, 96, spec))) > 0  # collisions exist
