@@ -46,7 +46,7 @@ from experiments.harness.probe_sets import ProbeSetSpec, probe_problems
 from experiments.harness.rollout_activity import rollout_activity
 from experiments.harness.rundir import append_jsonl, atomic_file, check_writable, init_run, write_json
 from experiments.harness.sources import SourceSpec, cache_activations, open_source
-from experiments.harness.tasks import Problem, task_of
+from experiments.harness.tasks import TASKS, Problem, run_task, stage_preset
 from probes.bands import BANDS
 from probes.layout import (
     FEATURES,
@@ -73,7 +73,7 @@ STAGES: dict[str, tuple[type, dict]] = {
 }
 """The stages the study runs, with their argument classes and presets (config-file sections)."""
 
-SET_BY_STUDY = {"pretrain": ("out",), "bands": ("run",), "grpo": ("run", "band", "seed", "steps"), "train_sae": ("run", "arch")}
+SET_BY_STUDY = {"pretrain": ("out", "task"), "bands": ("run",), "grpo": ("run", "band", "seed", "steps"), "train_sae": ("run", "arch")}
 """Stage fields the study sets itself (a config section may not)."""
 
 
@@ -88,6 +88,9 @@ class BandStudyArgs:
     """Run directory."""
     preset: str = "default"
     """smoke (< 60 s, tests), default (the real study on 2 CPU cores), gpu."""
+    task: str = "arith"
+    """Task family: arith (chained modular arithmetic) or maze (A* search traces); picks each stage's preset
+    for that family (its parameters go in the pretrain section of --config)."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     """GRPO seeds per band: with 5, an exact permutation test of two bands can reach p = 0.008; with 3, never below 0.1."""
     grpo_steps: int = 40
@@ -148,6 +151,8 @@ class BandStudyArgs:
             raise ValueError(f"seeds: need distinct seeds, got {self.seeds}")
         if not self.sae_archs or set(self.sae_archs) - {"batchtopk", "matryoshka", "temporal"}:
             raise ValueError(f"sae_archs: must be from batchtopk, matryoshka, temporal; got {self.sae_archs}")
+        if self.task not in TASKS:
+            raise ValueError(f"task: must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.executor not in EXECUTORS:
             raise ValueError(f"executor: must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.diffing_seeds < 0:
@@ -170,7 +175,8 @@ class BandStudyArgs:
         cls, presets = STAGES[stage]
         values = cli.as_field_values(self.stages.get(stage, {}))
         device = {"device": self.device} if self.device else {}
-        return cls(**{**presets[self.preset], **values, **device, "preset": self.preset, **fixed})
+        preset = stage_preset(self.task, self.preset)
+        return cls(**{**presets[preset], **values, **device, "preset": preset, **fixed})
 
     @property
     def run_device(self) -> str:
@@ -179,7 +185,7 @@ class BandStudyArgs:
 
     @property
     def pretrain_args(self) -> pretrain.PretrainArgs:
-        return self.stage_args("pretrain", out=self.out)
+        return self.stage_args("pretrain", out=self.out, task=self.task)
 
     @property
     def bands_args(self) -> bands.BandArgs:
@@ -231,15 +237,14 @@ def train_stages(args: BandStudyArgs) -> None:
     bands.main(args.bands_args)
     jobs = [args.grpo_args(band, seed) for seed in args.seeds for band in BANDS]
     for g in jobs:  # config.json is written here, in order, before any worker could race on it
-        init_run(g.run, f"grpo/{g.band}/seed{g.seed}", g)
+        init_run(g.run, g.stage, g)
     run_jobs(grpo.main, jobs, args.executor, args.workers, args.gpus_per_job)
 
 
 def causal_problems(layout: RunLayout, per_k: int, seed: int, sae_probe: ProbeSetSpec) -> tuple[list[Problem], list[Problem]]:
     """(labelling split, test split) of the causal stream, k inside the pretraining range (where both
     behaviours exist), without the chains the SAEs were trained on."""
-    pre = read_json(layout.config)["stages"]["pretrain"]
-    task = task_of(pre)
+    task, pre = run_task(layout.root), read_json(layout.config)["stages"]["pretrain"]
     seen = [pr for pr, _ in probe_problems(sae_probe, task)]
     return split_problems(seed, task.knobs(pre["k_train_max"]), per_k, task, seen)
 
@@ -410,8 +415,13 @@ def diffing_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, d
         inputs = inputs.eval_per_k(args.diffing_per_k)
         return lambda model: grpo.sampled_accuracy(model, tok, g, inputs, args.diffing_rollouts)
 
+    moved = [b for b in BANDS if any(p.changed for p in pairs[b])]
     for band in todo:
-        others = {b: pairs[b] for b in BANDS if b != band}
+        if band not in moved:  # nothing to diff: every claim checkpoint reads like the base model
+            write_json(path(band), {**made(band), "unchanged": True})
+            records[band] = read_json(path(band))
+            continue
+        others = {b: pairs[b] for b in moved if b != band}
         record = band_record(pairs[band], others, spec, hook, label_split, shortcut_k, accuracy_of, load_sae(layout.sae(sae_name), args.run_device), layout.diffing(band))
         caches = {"base": layout.name_of(base.cache.path), **{p.run: layout.name_of(p.tuned.cache.path) for p in pairs[band]}}
         write_json(path(band), {**made(band), **record, "caches": caches})

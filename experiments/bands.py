@@ -23,7 +23,7 @@ import numpy as np
 from experiments.harness import cli, seeds
 from experiments.harness.rollout import sampled_completions
 from experiments.harness.rundir import init_run, write_json
-from experiments.harness.tasks import Problem, Task, task_of
+from experiments.harness.tasks import Problem, Task, run_task
 from probes.bands import BANDS, Band, band_of
 from probes.layout import RunDirError, RunLayout, read_json
 from probes.models import load_hf, load_tokenizer
@@ -36,7 +36,7 @@ class BandArgs:
     run: Path = Path("runs/default")
     """Run directory holding base/ (from experiments.pretrain)."""
     preset: str = "default"
-    """Named defaults (smoke, default, gpu)."""
+    """Named defaults (smoke, default, gpu; for mazes maze-smoke, maze, maze-gpu)."""
     seed: int = 0
     """Seeds the candidate problems and the sampled completions."""
     candidates_per_k: int = 96
@@ -69,6 +69,11 @@ PRESETS: dict[str, dict] = {
     "default": {},
     "smoke": dict(candidates_per_k=12, eval_per_k=6, pool_size=8, n_samples=8),
     "gpu": dict(candidates_per_k=256, eval_per_k=128, n_samples=16, pool_size=256, device="cuda"),
+    # Mazes have three grid sides (3, 5, 7) where arithmetic has ten chain lengths, and a completion ~5x
+    # longer: fewer candidates and samples keep the stage's time near arithmetic's (chosen for time).
+    "maze-smoke": dict(candidates_per_k=12, eval_per_k=6, pool_size=6, n_samples=8),
+    "maze": dict(candidates_per_k=64, eval_per_k=32, n_samples=16, pool_size=32),
+    "maze-gpu": dict(candidates_per_k=512, eval_per_k=256, n_samples=16, pool_size=256, device="cuda"),
 }
 
 def pass_rates(model, tokenizer, problems: Sequence[Problem], n: int, seed: int) -> np.ndarray:
@@ -111,9 +116,8 @@ def main(args: BandArgs) -> dict:
     if path.exists():
         print(f"{path} exists: bands already measured")
         return read_json(path)
-    pre = read_json(layout.config)["stages"]["pretrain"]
-    task = task_of(pre)
-    ks = task.knobs(pre["k_eval_max"])
+    task = run_task(args.run)
+    ks = task.knobs(read_json(layout.config)["stages"]["pretrain"]["k_eval_max"])
     model, tokenizer = load_hf(layout.base, args.device), load_tokenizer(layout.base)
     candidates = [pr for k in ks for pr in seeds.problems("band_candidates", args.seed, k, args.candidates_per_k, task)]
     held_out = [pr for k in ks for pr in seeds.problems("band_eval", args.seed, k, args.eval_per_k, task)]

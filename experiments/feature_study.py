@@ -73,7 +73,8 @@ def main(args: FeatureStudyArgs) -> dict:
     task = task_of_vocab(src.tokenizer.get_vocab())
     label_split, test_split = split_problems(0, task.knobs(args.k_max), args.per_k, task)
     meta = {"sae": str(args.sae), "checkpoint": str(args.checkpoint), "hook": hook}
-    record = label_and_check(sae, src, hook, label_split, test_split, LabelSpec(n_random=args.n_random), meta)
+    spec = LabelSpec(n_random=args.n_random, shortcut_k=task.shortcut_k)
+    record = label_and_check(sae, src, hook, label_split, test_split, spec, meta)
     write_json(args.out / FEATURES, record)
     for label, s in summary(record).items():
         print(f"{label:<13} {s['n']:>5} latents  causal check: {s['passed']}")

@@ -23,10 +23,11 @@ from tqdm.auto import tqdm
 
 from experiments.harness import cli, rl, seeds
 from experiments.harness.model import save_model
+from experiments.harness.rewards import DEFAULT_PAYOFFS, Reward
 from experiments.harness.rl_loss import LossAgg
 from experiments.harness.rollout import eval_metrics, sampled_rollouts
 from experiments.harness.rundir import append_jsonl, init_run, resolved, truncate_jsonl, write_json, write_jsonl
-from experiments.harness.tasks import Problem, Task, task_of_table
+from experiments.harness.tasks import Problem, Task, hedged_task, task_of_table
 from experiments.harness.train_state import load_state, save_state
 from probes.bands import BANDS, Band
 from probes.layout import (
@@ -54,8 +55,11 @@ class GRPOArgs:
     """Which band's pool to train on."""
     seed: int = 0
     """Seeds prompt order, sampling and evaluation; one run per (band, seed)."""
+    study: str = ""
+    """Runs another study makes (with another reward, say) live in <run>/<study>/<band>/seed<s>; empty: the band
+    study's bands/<band>/seed<s>."""
     preset: str = "default"
-    """Named defaults (smoke, default, gpu)."""
+    """Named defaults (smoke, default, gpu; for mazes maze-smoke, maze, maze-gpu)."""
     steps: int = 60
     """Policy updates (the fixed budget, equal for every band)."""
     prompts_per_step: int = 16
@@ -84,6 +88,12 @@ class GRPOArgs:
     loss_agg: LossAgg = "token_mean"
     """Loss aggregation: token_mean (DAPO: every completion token weighs the same), seq_mean (original
     GRPO: per-sequence mean, a 1/|o| length bias), constant (Dr. GRPO: sum / batch constant)."""
+    reward: Reward = "binary"
+    """What a completion is paid (``experiments.harness.rewards``): binary (right answer), brier (RLCR: right
+    minus the squared error of the stated confidence), log (right plus the log score: unbounded), utility (the
+    payoffs below; abstaining pays). brier and log need a run pretrained with --confidence."""
+    payoffs: tuple[float, float, float] = DEFAULT_PAYOFFS
+    """The utility reward's payoffs for a right answer, a wrong one and an abstention."""
     eval_every: int = 20
     """Steps between evaluations on the shared held-out set (also at step 0 and the end). One evaluation
     costs about 10 updates on 2 CPU cores; the band study measures steps in between only where matching needs them."""
@@ -105,17 +115,28 @@ class GRPOArgs:
 
     @property
     def out(self) -> Path:
-        return RunLayout(self.run).band_run(self.band, self.seed)
+        return RunLayout(self.run).band_run(self.band, self.seed, self.study)
+
+    @property
+    def stage(self) -> str:
+        """The run's section name in config.json."""
+        return "/".join(["grpo", *([self.study] if self.study else []), self.band, f"seed{self.seed}"])
 
     @property
     def policy(self) -> rl.PolicySpec:
         return cli.spec_of(rl.PolicySpec, self)
 
 
+_SMOKE = dict(steps=4, prompts_per_step=4, group_size=4, eval_every=2, checkpoint_every=2, eval_samples=2)
+_GPU = dict(steps=200, prompts_per_step=64, group_size=16, rollout_batch=1024, eval_every=20, checkpoint_every=20, device="cuda")
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(steps=4, prompts_per_step=4, group_size=4, eval_every=2, checkpoint_every=2, eval_samples=2),
-    "gpu": dict(steps=200, prompts_per_step=64, group_size=16, rollout_batch=1024, eval_every=20, checkpoint_every=20, device="cuda"),
+    "smoke": _SMOKE,
+    "gpu": _GPU,
+    "maze-smoke": _SMOKE,
+    # Maze completions are ~5x longer: half the prompts per update and half the eval samples (chosen for time).
+    "maze": dict(prompts_per_step=8, eval_samples=4),
+    "maze-gpu": _GPU,
 }
 
 
@@ -189,7 +210,9 @@ def replay(args: GRPOArgs, step: int) -> Path:
 def main(args: GRPOArgs) -> Path:
     """Train (or resume) one band run; returns its output directory."""
     inputs = RunInputs.read(args)
-    init_run(args.run, f"grpo/{args.band}/seed{args.seed}", args)
+    if args.reward in ("brier", "log"):
+        hedged_task(args.run, "confidence", f"the {args.reward} reward")
+    init_run(args.run, args.stage, args)
     write_json(args.out / RUN_ARGS, resolved(args))
     start = latest_checkpoint(args.out)
     if start >= args.steps:

@@ -25,6 +25,7 @@ from experiments.harness.probe_sets import ProbeSetSpec, eval_problems
 from experiments.harness.rollout import greedy_accuracy
 from experiments.harness.rundir import atomic_dir, check_writable, init_run, write_json
 from experiments.harness.sources import Source, SourceSpec, open_source
+from experiments.harness.tasks import run_task
 from probes.layout import SAE_EVALS, SAE_TRAIN, RunLayout, read_json
 from probes.models import CheckpointError
 from probes.saes.eval import (
@@ -50,7 +51,7 @@ class TrainSAEArgs:
     run: Path = Path("runs/default")
     """Run directory; the SAE lands in <run>/sae/<name>/."""
     preset: str = "default"
-    """Named defaults (smoke, default, gpu); explicit flags override them."""
+    """Named defaults (smoke, default, gpu; for mazes maze-smoke, maze, maze-gpu); explicit flags override them."""
     arch: Literal["batchtopk", "matryoshka", "temporal"] = "batchtopk"
     """SAE architecture: BatchTopK, Matryoshka BatchTopK, or temporal (T-SAE: Matryoshka + InfoNCE)."""
     hook: str = "blocks.1.hook_resid_post"
@@ -131,31 +132,17 @@ class TrainSAEArgs:
         return TrainSpec(self.train_samples, self.batch_size, self.lr, self.dead_window, self.device, self.seed)
 
 
+_SMOKE = dict(hook="blocks.0.hook_resid_post", k_max=4, per_k=10, n_samples=1, d_sae=64, top_k=4.0, train_samples=16_384,
+              batch_size=512, dead_window=8, threshold_lr=0.1, collect_batch_size=64)  # fmt: skip
+_GPU = dict(per_k=1000, n_samples=8, d_sae=2048, top_k=20.0, train_samples=30_000_000, batch_size=8192, lr=1e-3, device="cuda")
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(
-        hook="blocks.0.hook_resid_post",
-        k_max=4,
-        per_k=10,
-        n_samples=1,
-        d_sae=64,
-        top_k=4.0,
-        train_samples=16_384,
-        batch_size=512,
-        dead_window=8,
-        threshold_lr=0.1,
-        collect_batch_size=64,
-    ),
-    "gpu": dict(
-        per_k=1000,
-        n_samples=8,
-        d_sae=2048,
-        top_k=20.0,
-        train_samples=30_000_000,
-        batch_size=8192,
-        lr=1e-3,
-        device="cuda",
-    ),
+    "smoke": _SMOKE,
+    "gpu": _GPU,
+    # Mazes: grid sides 3, 5, 7 (k_min 1 lies below the smallest side); sequences ~5x longer, so fewer problems.
+    "maze-smoke": {**_SMOKE, "k_max": 5, "per_k": 6},
+    "maze": dict(k_max=7, per_k=100, n_samples=1),
+    "maze-gpu": {**_GPU, "k_max": 11, "per_k": 500, "n_samples": 4},
 }
 
 
@@ -177,7 +164,7 @@ def splice_metrics(sae, src: Source, args: TrainSAEArgs) -> dict[str, float]:
         "mean": constant_replacement(mean_D),
     }
     evals = [s for s in src.sequences if s.split == "eval"]
-    problems = eval_problems(args.probe_spec, src.tokenizer)
+    problems = eval_problems(args.probe_spec, run_task(args.run, src.tokenizer.get_vocab()))
     out: dict[str, float] = {}
     for name, fn in conditions.items():
         with spliced(src.bridge, args.hook, fn):

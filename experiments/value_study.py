@@ -47,7 +47,7 @@ from experiments.harness.rundir import append_jsonl, cached_json, check_writable
 from experiments.harness.sft_scores import scoring_run, target_batch
 from experiments.harness.supervised import Recipe
 from experiments.harness.task import MODES
-from experiments.harness.tasks import Problem, Task, task_of
+from experiments.harness.tasks import Problem, Task, run_task
 from probes.bands import BANDS
 from probes.difficulty import teacher_forced
 from probes.layout import LEDGER, RunDirError, RunLayout, ValueLayout, read_json, read_jsonl
@@ -280,7 +280,7 @@ def main(args: ValueArgs) -> dict:
 
     table = read_json(run.band_table)
     sample = cached_json(out.sample, lambda: draw_sample(table, args.per_band, args.seed))
-    task = task_of(read_json(run.config)["stages"]["pretrain"])
+    task = run_task(run.root)
     problems = [task.from_record(r) for r in sample]
     ev = EvalSet([task.from_record(r) for r in table["eval_set"]], [r["band"] for r in table["eval_set"]],
                  args.eval_samples, args.seed)  # fmt: skip

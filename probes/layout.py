@@ -162,8 +162,9 @@ class RunLayout(_StudyOutputs):
     def band_table(self) -> Path:
         return self.root / "bands" / BAND_TABLE
 
-    def band_run(self, band: str, seed: int) -> Path:
-        return self.root / run_name(band, seed)
+    def band_run(self, band: str, seed: int, study: str = "") -> Path:
+        """A GRPO run of the band study (``bands/<band>/seed<s>``) or of another ``study`` (``<study>/<band>/seed<s>``)."""
+        return self.root / (f"{study}/{band}/seed{seed}" if study else run_name(band, seed))
 
     def band_runs(self) -> dict[str, Path]:
         """Every band run with a metrics log, keyed by ``run_name`` (the names diff.json uses)."""
@@ -220,9 +221,26 @@ class RunLayout(_StudyOutputs):
         return ValueLayout(self.root / "value")
 
     @property
+    def calibration(self) -> RewardStudyLayout:
+        return RewardStudyLayout(self.root / "calibration")
+
+    @property
+    def utility(self) -> RewardStudyLayout:
+        return RewardStudyLayout(self.root / "utility")
+
+    @property
     def trace_length(self) -> Path:
         """The trace-length study's rows, statistics and figure (``trace_length/``)."""
         return self.root / "trace_length"
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardStudyLayout(_StudyOutputs):
+    """Paths of a study that trains GRPO runs of its own (``calibration/``, ``utility/``; the runs in ``<study>/<arm>/``)."""
+
+    def samples(self, model: str) -> Path:
+        """What the study read from a model (``base`` or ``<arm>/seed<s>``)."""
+        return self.root / "samples" / f"{model.replace('/', '-')}.json"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,12 +12,16 @@ import torch
 from probes.layout import RunLayout
 from probes.models import offline_mode
 
-MAKE_SMOKE = {
-    "band_study": ("--preset", "smoke", "--out"),
-    "value_study": ("--preset", "smoke", "--run"),
-    "trace_length": ("--preset", "smoke", "--run"),
+SIGNALS_BASE = (("pretrain", "--preset", "smoke", "--confidence", "--abstain-frac", "0.1", "--out"), ("bands", "--preset", "smoke", "--run"))
+"""A base model whose completions state a confidence and may abstain, and its bands (finished steps are skipped)."""
+MAKE_SMOKE: dict[str, tuple[tuple[str, ...], ...]] = {
+    "band_study": (("band_study", "--preset", "smoke", "--out"),),
+    "value_study": (("value_study", "--preset", "smoke", "--run"),),
+    "trace_length": (("trace_length", "--preset", "smoke", "--run"),),
+    "calibration": (*SIGNALS_BASE, ("calibration", "--preset", "smoke", "--run")),
+    "utility": (*SIGNALS_BASE, ("utility", "--preset", "smoke", "--run")),
 }
-"""How a missing default run is made: the same commands a user would type."""
+"""How a missing default run is made: the same commands a user would type, each ending with the run directory."""
 
 
 def open_run(path: str | Path | None = None, needs: tuple[str, ...] = ("band_study",)) -> RunLayout:
@@ -29,10 +33,11 @@ def open_run(path: str | Path | None = None, needs: tuple[str, ...] = ("band_stu
     torch.set_num_threads(1)
     offline_mode()
     layout = RunLayout(Path(path or os.environ.get("BANDLENS_RUN", "runs/smoke")))
-    done = {"band_study": layout.results, "value_study": layout.value.results, "trace_length": layout.trace_length / "trace_length.json"}
+    done = {"band_study": layout.results, "value_study": layout.value.results, "trace_length": layout.trace_length / "trace_length.json",
+            "calibration": layout.calibration.results, "utility": layout.utility.results}  # fmt: skip
     for study in needs:
         if not done[study].exists():
-            cmd = [sys.executable, "-m", f"experiments.{study}", *MAKE_SMOKE[study], str(layout.root)]
-            subprocess.run(cmd, check=True)
+            for module, *flags in MAKE_SMOKE[study]:
+                subprocess.run([sys.executable, "-m", f"experiments.{module}", *flags, str(layout.root)], check=True)
     print(layout.root.resolve())
     return layout

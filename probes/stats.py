@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -362,3 +362,46 @@ def disattenuated(x_N: Sequence[float], values_SN: Float[np.ndarray, "S N"], n_b
     idx_BN = np.random.Generator(np.random.PCG64(seed)).integers(0, n, size=(n_boot, n))
     with np.errstate(invalid="ignore", divide="ignore"):
         return Estimate(stat(np.arange(n)), _ci95(np.array([stat(i) for i in idx_BN])), n)
+
+
+def seeds_then_rows(
+    arms: Mapping[str, Sequence[tuple[np.ndarray, ...]]],
+    rows: np.ndarray,
+    statistic: Callable[..., dict[str, float]],
+    reference: str,
+    level: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, dict]]:
+    """Per arm and statistic: the value over every seed and row, a two-level percentile-bootstrap interval
+    at ``level`` and the difference from the ``reference`` arm with its interval.
+
+    ``arms[a][s]`` holds seed s's arrays, indexed by row on their first axis; ``statistic`` maps the chosen
+    seeds' chosen rows, concatenated array by array, to named values. Each draw resamples every arm's seeds
+    (training randomness), then rows (evaluation problems) once for all arms, so differences are paired on
+    rows. With few seeds the seed level is coarse (3 seeds give 10 distinct multisets)."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+
+    def value(runs, seeds_S, rows_R) -> dict[str, float]:
+        return statistic(*(np.concatenate([runs[s][i][rows_R] for s in seeds_S]) for i in range(len(runs[0]))))
+
+    point = {a: value(runs, range(len(runs)), rows) for a, runs in arms.items()}
+    draws: dict[str, list[dict[str, float]]] = {a: [] for a in arms}
+    for _ in range(n_boot):
+        rows_R = rows[rng.integers(0, rows.size, rows.size)]
+        for a, runs in arms.items():
+            draws[a].append(value(runs, rng.integers(0, len(runs), len(runs)), rows_R))
+    tail = (1 - level) / 2 * 100
+
+    def interval(x: np.ndarray) -> list[float]:
+        x = x[np.isfinite(x)]
+        return [float(v) for v in np.percentile(x, [tail, 100 - tail])] if x.size else [math.nan, math.nan]
+
+    out: dict[str, dict[str, dict]] = {}
+    for a in arms:
+        d = {m: np.array([x[m] for x in draws[a]]) for m in point[a]}
+        ref = {m: np.array([x[m] for x in draws[reference]]) for m in point[a]}
+        out[a] = {m: {"mean": point[a][m], "ci": interval(d[m]),
+                      "diff": {"mean": point[a][m] - point[reference][m], "ci": interval(d[m] - ref[m])}}
+                  for m in point[a]}  # fmt: skip
+    return out

@@ -1,4 +1,5 @@
-"""Shared fixtures: one smoke run directory (base model + bands) per test session."""
+"""Shared fixtures, one of each per test session: smoke run directories (base model + bands; one of them
+with stated confidences and abstaining) and a smoke band study."""
 
 import os
 import time
@@ -26,6 +27,15 @@ offline_mode()
 def smoke_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("smoke") / "run"
     pretrain.main(preset_args(pretrain.PretrainArgs, pretrain.PRESETS, "smoke", out=run))
+    bands.main(preset_args(bands.BandArgs, bands.PRESETS, "smoke", run=run))
+    return run
+
+
+@pytest.fixture(scope="session")
+def signals_run(tmp_path_factory) -> Path:
+    """A smoke run whose completions state a confidence and may abstain (10% in pretraining), with bands."""
+    run = tmp_path_factory.mktemp("signals") / "run"
+    pretrain.main(preset_args(pretrain.PretrainArgs, pretrain.PRESETS, "smoke", out=run, confidence=True, abstain_frac=0.1))
     bands.main(preset_args(bands.BandArgs, bands.PRESETS, "smoke", run=run))
     return run
 

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from experiments import band_study, trace_length, value_study
+from experiments import band_study, calibration, trace_length, utility, value_study
 from experiments.band_study import PRESETS, BandStudyArgs
 from experiments.harness.cli import preset_args
 
@@ -29,8 +29,15 @@ def study_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def signals_studies(signals_run) -> Path:
+    calibration.main(preset_args(calibration.CalibrationArgs, calibration.PRESETS, "smoke", run=signals_run))
+    utility.main(preset_args(utility.UtilityArgs, utility.PRESETS, "smoke", run=signals_run))
+    return signals_run
+
+
 def test_notebooks__numbered_and_stored_without_outputs():
-    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_", "06_"]
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_", "06_", "07_"]
     for path in NOTEBOOKS:
         assert '"output_type"' not in path.read_text(), f"{path.name} has stored outputs"
         for cell in nbformat.read(path, as_version=4).cells:
@@ -41,14 +48,16 @@ def test_notebooks__numbered_and_stored_without_outputs():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebooks__execute_without_error_and_leave_the_run_untouched(path, study_run, monkeypatch):
+def test_notebooks__execute_without_error_and_leave_the_run_untouched(path, study_run, signals_studies, monkeypatch):
     monkeypatch.setenv("BANDLENS_RUN", str(study_run))
+    monkeypatch.setenv("BANDLENS_SIGNALS_RUN", str(signals_studies))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    before = _listing(study_run)
+    before = _listing(study_run) | {f"signals/{k}": v for k, v in _listing(signals_studies).items()}
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
     assert time.perf_counter() - start < 60
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    assert _listing(study_run) == before, "a notebook wrote into the run directory"
+    after = _listing(study_run) | {f"signals/{k}": v for k, v in _listing(signals_studies).items()}
+    assert after == before, "a notebook wrote into a run directory"

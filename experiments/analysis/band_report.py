@@ -17,7 +17,7 @@ from experiments.analysis.diffing_report import diffing_lines, fig_crosscoder_no
 from experiments.analysis.figures import COLORS, save_figure  # noqa: E402
 from experiments.harness.rundir import write_text  # noqa: E402
 from probes.bands import BANDS  # noqa: E402
-from probes.layout import REPORT, band_of_run, checkpoint_step  # noqa: E402
+from probes.layout import REPORT, RunLayout, band_of_run, checkpoint_step, read_json  # noqa: E402
 from probes.stats import Estimate  # noqa: E402
 
 Z95 = 1.96
@@ -216,9 +216,15 @@ def gain_share_lines(res: BandStudyResult) -> list[str]:
     return [*lines, ""]
 
 
-def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float) -> str:
+KNOB = {"arith": "chain length", "maze": "grid side"}
+
+
+def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float, task: dict | None = None) -> str:
     g, a, b = MAIN_CONTRAST
     lines = [f"# Band study ({res.preset})", "", f"**Verdict ({res.verdict_class}).** {res.verdict}", ""]
+    if task:
+        params = ", ".join(f"{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in task.items() if k != "task")
+        lines += [f"Task: {task['task']} ({params}); k is the {KNOB.get(task['task'], 'difficulty knob')}.", ""]
     lines += [f"Seeds per band: {res.seeds}. GRPO loss aggregation: `{res.loss_agg}`. Feature changes are read on the "
               f"**{res.diff_view}** token view (teacher-forced canonical completions, stratified by token role × k, "
               f"decision rows a stratum of their own); the checkpoints' own samples are the second view in diff.json.", ""]  # fmt: skip
@@ -273,4 +279,5 @@ def write_report(out: Path, a: BandAnalysis, wall_s: float) -> None:
     figs = {f.__name__[4:]: f(out, a) for f in shown}
     if a.result.model_diffing:
         figs["crosscoder_norms"] = fig_crosscoder_norms(out, list(a.result.model_diffing))
-    write_text(out / REPORT, markdown(a.result, figs, wall_s))
+    config = read_json(RunLayout(out).config)
+    write_text(out / REPORT, markdown(a.result, figs, wall_s, config.get("task")))

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 
 from experiments.analysis.diffing_results import FLAG_SE  # noqa: E402
 from experiments.analysis.figures import save_figure  # noqa: E402
+from probes.bands import BANDS  # noqa: E402
 from probes.layout import MODEL_DIFFING, RunLayout, read_json  # noqa: E402
 from probes.saes.change import KINDS  # noqa: E402
 from probes.saes.crosscoder import NU_MAX, TUNED_ONLY  # noqa: E402
@@ -107,6 +108,8 @@ def diffing_lines(md: dict, fig: str | None) -> list[str]:
         "the tuned model; accuracy effects are means over seeds with 95% CIs, a matched random group of the same "
         "dictionary beside each (estimates: 5 seeds cannot make a paired test significant).", "",
         *latent_lines(md), "",
+        *([f"Not diffed, because no claim checkpoint reads any token differently from the base model (no update moved "
+           f"the weights): {', '.join(b for b in BANDS if b not in md)}.", ""] if set(BANDS) - set(md) else []),
         *([f"![crosscoder norms]({fig})", ""] if fig else []),
         "The three readings answer different questions: did the base basis's groups change their activity (relative "
         "change at the claim checkpoints vs base); did fine-tuning make features the base model lacks (the crosscoder's "

@@ -117,10 +117,12 @@ def three_readings(rec: dict, summary: dict, readings: Mapping[str, dict], sae_n
 
 
 def summarise(records: Mapping[str, dict], readings: Mapping[str, dict], sae_name: str, groups: Mapping[str, list[int]]) -> dict:
-    """results.json's model_diffing: per band, its claim, each dictionary's summary, the three readings
-    side by side, and the faithfulness table."""
+    """results.json's model_diffing: per band whose claim checkpoints changed the model, its claim, each
+    dictionary's summary, the three readings side by side, and the faithfulness table."""
     out = {}
     for band, rec in records.items():
+        if rec.get("unchanged"):
+            continue  # no claim checkpoint moved: the report names the band as not diffed
         faith = faithfulness(band, rec, readings, sae_name)
         summary = {k: dictionary_summary(rec, k, faith) for k in KINDS}
         out[band] = {"claim": rec["claim"], "steps": rec["steps"], "n_rollouts": rec["n_rollouts"], **summary,

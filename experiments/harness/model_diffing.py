@@ -92,6 +92,13 @@ class Pair:
         base, tuned = (torch.from_numpy(np.asarray(s.cache.acts_ND[rows_2R[m]])) for m, s in enumerate((self.base, self.tuned)))
         return base, tuned
 
+    @functools.cached_property
+    def changed(self) -> bool:
+        """Whether the tuned model reads any training token differently (a run whose groups never had reward
+        variance takes no gradient step that moves the weights)."""
+        base, tuned = self.acts("train")
+        return not torch.equal(base, tuned)
+
 
 def pooled(pairs: Sequence[Pair], split: str) -> tuple[Tensor, Tensor]:
     base, tuned = zip(*(p.acts(split) for p in pairs))

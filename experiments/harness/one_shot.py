@@ -117,7 +117,7 @@ def example_gradient(model, tokenizer, problem: Problem, spec: PolicySpec, gener
     run's ``seeds.one_shot_step(seed, index, 0)`` gives that run's own step-0 rollouts)."""
     rng, gen = generators
     groups, _ = rl.sample_groups(model.eval(), tokenizer, [problem], spec, rng, gen)
-    b = rl.group_batch(groups, spec.scale_std, spec.device)
+    b = rl.group_batch(groups, rl.scores(groups, spec.reward, spec.utility), spec.scale_std, spec.device)
     return flat_grad(pg_loss_sum(model, b) / b.comp_BT.sum().clamp(min=1), model)
 
 
@@ -132,7 +132,8 @@ def eval_gradient(
         res = rollouts(
             model, tokenizer, [pr for pr in part for _ in range(group_size)], mode=None, temperature=1.0, generator=gen
         )
-        b = rl.group_batch([res[i : i + group_size] for i in range(0, len(res), group_size)], False, device)
+        groups = [res[i : i + group_size] for i in range(0, len(res), group_size)]
+        b = rl.group_batch(groups, rl.scores(groups), False, device)
         g = flat_grad(pg_loss_sum(model, b), model)
         total, n_tokens = (g if total is None else total + g), n_tokens + int(b.comp_BT.sum())
     return total / max(1, n_tokens)

@@ -18,7 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from experiments.harness import seeds
 from experiments.harness.rollout import rollouts
 from experiments.harness.task import MODES
-from experiments.harness.tasks import Problem, Task, task_of_vocab
+from experiments.harness.tasks import Problem, Task
 from probes.activations import LabelledSequence
 
 
@@ -53,7 +53,7 @@ class ProbeSetSpec:
 def probe_problems(spec: ProbeSetSpec, task: Task) -> list[tuple[Problem, str]]:
     """(problem, split) pairs; splits are whole problems."""
     out = []
-    for k in range(spec.k_min, spec.k_max + 1):
+    for k in task.knobs(spec.k_max, spec.k_min):
         for i, pr in enumerate(seeds.problems(spec.stream, spec.seed, k, spec.per_k, task)):
             out.append((pr, "eval" if i % spec.eval_every == spec.eval_every - 1 else "train"))
     return out
@@ -91,6 +91,7 @@ def build_probe_set(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     spec: ProbeSetSpec,
+    task: Task,
     bands: Mapping[str, str] | None = None,
 ) -> list[LabelledSequence]:
     """Canonical traces and direct answers for every problem, then the model's own samples.
@@ -98,7 +99,7 @@ def build_probe_set(
     ``bands`` maps problem ids to band names (from a band assignment); others get 'unbanded'.
     """
     bands = bands or {}
-    pairs = probe_problems(spec, task_of_vocab(tokenizer.get_vocab()))
+    pairs = probe_problems(spec, task)
     out = []
     for pr, split in pairs:
         for mode in MODES:
@@ -135,6 +136,6 @@ def build_probe_set(
     return out
 
 
-def eval_problems(spec: ProbeSetSpec, tokenizer: PreTrainedTokenizerBase) -> list[Problem]:
+def eval_problems(spec: ProbeSetSpec, task: Task) -> list[Problem]:
     """The eval-split problems (used for spliced task accuracy)."""
-    return [pr for pr, split in probe_problems(spec, task_of_vocab(tokenizer.get_vocab())) if split == "eval"]
+    return [pr for pr, split in probe_problems(spec, task) if split == "eval"]

@@ -18,6 +18,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from experiments.harness.rewards import DEFAULT_PAYOFFS, DEFAULT_UTILITY, REWARDS, Reward, reward
 from experiments.harness.rl_loss import (
     LOSS_AGGS,
     LossAgg,
@@ -31,6 +32,7 @@ from experiments.harness.rl_loss import (
 from experiments.harness.rollout import Rollout, rollouts
 from experiments.harness.task import Problem
 from probes.behaviour import behaviour_rates
+from probes.calibration import Utility
 from probes.padding import right_pad
 
 Groups = list[list[Rollout]]
@@ -66,9 +68,20 @@ class PolicySpec:
     """Completions sampled at once."""
     loss_agg: LossAgg = "token_mean"
     """How token terms are reduced: token_mean (DAPO), seq_mean (original GRPO), constant (Dr. GRPO)."""
+    reward: Reward = "binary"
+    """What a completion is paid (``experiments.harness.rewards``): binary, brier, log or utility."""
+    payoffs: tuple[float, float, float] = DEFAULT_PAYOFFS
+    """The utility reward's payoffs for a right answer, a wrong one and an abstention."""
     device: str = "cpu"
 
+    @property
+    def utility(self) -> Utility:
+        return Utility(*self.payoffs)
+
     def __post_init__(self) -> None:
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward: must be one of {', '.join(REWARDS)}, got {self.reward!r}")
+        self.utility  # noqa: B018 -- validate the payoffs now
         if self.loss_agg not in LOSS_AGGS:
             raise ValueError(f"loss_agg: must be one of {LOSS_AGGS}, got {self.loss_agg!r}")
         if min(self.prompts_per_step, self.inner_updates, self.rollout_batch) < 1:
@@ -77,6 +90,11 @@ class PolicySpec:
             raise ValueError(f"group_size: group-relative advantages need >= 2, got {self.group_size}")
         if not (self.lr > 0 and self.clip_eps > 0 and self.temperature > 0 and self.kl_coef >= 0):
             raise ValueError("lr, clip_eps, temperature: must be > 0; kl_coef: must be >= 0")
+
+
+def scores(groups: Groups, variant: Reward = "binary", utility: Utility = DEFAULT_UTILITY) -> Float[np.ndarray, "N G"]:
+    """Each rollout's reward under ``variant``."""
+    return np.array([[reward(r.parsed, variant, utility) for r in g] for g in groups], dtype=float) if groups else np.zeros((0, 0))
 
 
 def sample_groups(model, tokenizer, pool: Sequence[Problem], spec: PolicySpec, rng, gen) -> tuple[Groups, int]:
@@ -91,7 +109,7 @@ def sample_groups(model, tokenizer, pool: Sequence[Problem], spec: PolicySpec, r
         res = rollouts(model, tokenizer, batch, mode=None, temperature=spec.temperature, generator=gen, batch_size=spec.rollout_batch)
         groups = [res[i : i + spec.group_size] for i in range(0, len(res), spec.group_size)]
         drawn += len(groups)
-        kept += [g for g in groups if not spec.dynamic_sampling or len({r.parsed.correct for r in g}) > 1]
+        kept += [g for g in groups if not spec.dynamic_sampling or np.ptp(scores([g], spec.reward, spec.utility)) > 0]
         if len(kept) >= spec.prompts_per_step:
             break
     return kept, drawn
@@ -108,19 +126,19 @@ class GroupBatch:
     adv_B: Float[Tensor, " B"]
 
 
-def group_batch(groups: Groups, scale_std: bool, device: str) -> GroupBatch:
-    rewards_NG = torch.tensor([[r.parsed.reward for r in g] for g in groups])
+def group_batch(groups: Groups, rewards_NG: Float[np.ndarray, "N G"], scale_std: bool, device: str) -> GroupBatch:
     flat = [r for g in groups for r in g]
     ids_BL, mask_BL = (t.to(device) for t in right_pad([list(r.prompt_ids) + list(r.completion_ids) for r in flat]))
     n_prompt = torch.tensor([len(r.prompt_ids) for r in flat], device=device)
     pos_L = torch.arange(1, ids_BL.shape[1], device=device)
     comp_BT = (pos_L[None] >= n_prompt[:, None]) & mask_BL[:, 1:].bool()
-    return GroupBatch(ids_BL, mask_BL, comp_BT, group_advantages(rewards_NG, scale_std).flatten().to(device))
+    adv_B = group_advantages(torch.as_tensor(rewards_NG, dtype=torch.float32), scale_std).flatten().to(device)
+    return GroupBatch(ids_BL, mask_BL, comp_BT, adv_B)
 
 
 def policy_update(model, ref_model, opt, groups: Groups, spec: PolicySpec) -> dict[str, float]:
     """One or more clipped policy-gradient steps on the sampled groups; returns loss stats."""
-    b = group_batch(groups, spec.scale_std, spec.device)
+    b = group_batch(groups, scores(groups, spec.reward, spec.utility), spec.scale_std, spec.device)
     ids_BL, mask_BL, comp_BT, adv_B = b.ids_BL, b.mask_BL, b.comp_BT, b.adv_B
     logp_old_BT = None
     with torch.no_grad():
@@ -159,6 +177,8 @@ class Update:
     """Groups drawn (more than ``len(groups)`` when dynamic sampling dropped some)."""
     loss: dict[str, float]
     """``policy_update``'s statistics (empty when no group was kept)."""
+    rewards_NG: Float[np.ndarray, "N G"]
+    """The groups' rewards (the run's variant)."""
 
 
 def train(
@@ -172,11 +192,11 @@ def train(
         groups, drawn = sample_groups(model.eval(), tokenizer, pool, spec, rng, gen)
         loss = policy_update(model.train(), ref_model, opt, groups, spec) if groups else {}
         model.eval()
-        yield Update(t + 1, groups, drawn, loss)
+        yield Update(t + 1, groups, drawn, loss, scores(groups, spec.reward, spec.utility))
 
 
 def rollout_metrics(update: Update) -> dict[str, float]:
-    rewards_NG = np.array([[r.parsed.reward for r in g] for g in update.groups])
+    rewards_NG = update.rewards_NG
     flat = [r.parsed for g in update.groups for r in g]
     return {
         "grpo/reward_mean": float(rewards_NG.mean()),

@@ -22,6 +22,7 @@ from experiments.harness.sampling import sample
 from experiments.harness.task import MODES, PAD, THINK, Mode
 from experiments.harness.tasks import Outcome, Problem, Task
 from probes.behaviour import behaviour_rates
+from probes.calibration import calibration_summary
 from probes.padding import left_pad
 
 
@@ -157,6 +158,9 @@ def eval_metrics(
     out |= {f"eval/acc/{g}/sampled": float(sampled_N[sel].mean()) for g, sel in groups.items()}
     out["eval/acc/all/sampled_se"] = sampling_se(sampled_N, n_samples)
     out |= {f"eval/behaviour/{k}": v for k, v in behaviour_rates([r.parsed for r in res]).items()}
+    if getattr(task, "confidence", False):  # the stated confidences of the sampled answers (abstentions are none)
+        said = [r.parsed for r in res if not r.parsed.abstained]
+        out |= {f"eval/calibration/{k}": v for k, v in calibration_summary([p.q for p in said], [p.correct for p in said]).items()}
     return out
 
 

@@ -16,8 +16,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from probes.layout import CONFIG, RunDirError, read_json, read_jsonl
 
@@ -165,7 +166,7 @@ def resolved(args: object) -> dict:
     return out
 
 
-def init_run(out: Path, stage: str, args: object) -> dict:
+def init_run(out: Path, stage: str, args: object, task: Mapping[str, Any] | None = None) -> dict:
     """Write ``<out>/config.json`` before any work; refuse a run made with other args.
 
     Rerunning with the same arguments resumes; different arguments would mix two
@@ -187,7 +188,8 @@ def init_run(out: Path, stage: str, args: object) -> dict:
             )
     else:
         existing = {"format": RUN_FORMAT, "stages": {}}
-    updated = {**existing, "stages": {**existing["stages"], stage: record}, "versions": package_versions(), "git_sha": git_sha()}
+    section = {"task": dict(task)} if task is not None else {}
+    updated = {**existing, **section, "stages": {**existing["stages"], stage: record}, "versions": package_versions(), "git_sha": git_sha()}
     if updated != existing:  # unchanged: no write (parallel workers of one study all find their stage recorded)
         write_json(config_path, updated)
     return updated

@@ -49,6 +49,8 @@ DRAW_SALTS: dict[str, tuple[int, ...]] = {
     "memo_subset": (29,),
     "blind_gradient": (31,),
     "rollout_activity": (37,),
+    "calibration_eval": (41,),
+    "utility_eval": (43,),
 }
 """Last words of each numpy stream's PCG64 key (the run's key words come first)."""
 
@@ -133,6 +135,16 @@ def rollout_activity(seed: int) -> int:
 def band_eval_sampling(seed: int) -> int:
     """Sampling seed of the band eval set's pass rates (the candidates' is the seed itself)."""
     return seed + 1
+
+
+def calibration_eval(seed: int) -> int:
+    """Sampling seed of the calibration study's held-out samples (one for every model: common random numbers)."""
+    return int(rng("calibration_eval", seed).integers(2**62))
+
+
+def utility_eval(seed: int) -> int:
+    """Sampling seed of the utility study's held-out samples (one for every model)."""
+    return int(rng("utility_eval", seed).integers(2**62))
 
 
 def eval_sampling(seed: int) -> int:

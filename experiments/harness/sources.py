@@ -16,6 +16,7 @@ from pathlib import Path
 
 from experiments.harness.probe_sets import ProbeSetSpec, build_probe_set
 from experiments.harness.rundir import atomic_dir, atomic_file
+from experiments.harness.tasks import run_task
 from probes.activations import (
     ActivationCache,
     LabelledSequence,
@@ -91,7 +92,8 @@ def probe_set(spec: SourceSpec, checkpoint: Path, bridge, tokenizer) -> tuple[Pa
     if path.is_file():
         return root, load_sequences(path)[1], 0.0
     start = time.perf_counter()
-    sequences = build_probe_set(bridge.original_model, tokenizer, spec.probe)
+    task = run_task(spec.run, tokenizer.get_vocab())
+    sequences = build_probe_set(bridge.original_model, tokenizer, spec.probe, task)
     with atomic_file(path) as tmp:
         save_sequences(tmp, sequences, key)
     return root, sequences, time.perf_counter() - start

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from experiments.harness import seeds
+from experiments.harness.hedging import Hedged
 from experiments.harness.model import ModelSpec, build_model
 from experiments.harness.task import PAD, Mode, unreliable_trace_words
 from experiments.harness.tasks import Problem, Task, task_of
@@ -71,6 +72,8 @@ class Recipe:
     """Direct answers get k uniform over 1..direct_k_max (0: the same k as traces): shortcut availability."""
     precision: str = "fp32"
     """One of ``PRECISIONS``."""
+    abstain_frac: float = 0.0
+    """Share of completions that abstain (a hedged task with abstaining only)."""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -89,7 +92,7 @@ class Recipe:
         return cls(task_of(f), model, f["seed"], f["k_train_max"], f["k_weighting"],
                    f["direct_frac"], f["steps"], f["batch_size"], f["lr"], f["weight_decay"], f["warmup"], f.get("device", "cpu"),
                    f.get("trace_error", 0.0), f.get("trace_error_from", 0), f.get("direct_k_max", 0),
-                   f.get("precision", "fp32"))  # fmt: skip
+                   f.get("precision", "fp32"), f.get("abstain_frac", 0.0))  # fmt: skip
 
     @functools.cached_property
     def ks(self) -> np.ndarray:
@@ -116,16 +119,19 @@ class Recipe:
     def batch(self, step: int, vocab: dict[str, int]) -> list[Example]:
         """The batch of ``step``: random chains in random modes, a pure function of (seed, step)."""
         rng = seeds.rng("pretrain_batch", self.seed, step)
+        hedged = self.task if isinstance(self.task, Hedged) else None
+        family = hedged.inner if hedged else self.task  # a hedged task's problems are its family's, hedged per example
         out = []
         for _ in range(self.batch_size):
-            problem = self.task.draw(rng, int(rng.choice(self.ks, p=self.k_probs)))
+            problem = family.draw(rng, int(rng.choice(self.ks, p=self.k_probs)))
             mode = "direct" if rng.random() < self.direct_frac else "deliberate"
             if mode == "direct" and self.direct_k_max:
-                problem = self.task.draw(rng, self.direct_ks[int(rng.integers(len(self.direct_ks)))])
+                problem = family.draw(rng, self.direct_ks[int(rng.integers(len(self.direct_ks)))])
             if mode == "deliberate" and self.trace_error > 0 and step >= self.trace_error_from:
-                out.append(example(problem, unreliable_trace_words(problem, rng, self.trace_error), vocab))
+                words = unreliable_trace_words(problem, rng, self.trace_error)
             else:
-                out.append(example(problem, mode, vocab))
+                words = problem.completion_words(mode)
+            out.append(example(problem, hedged.pretraining_words(words, rng, self.abstain_frac) if hedged else words, vocab))
         return out
 
     def init(self, tokenizer) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

@@ -14,7 +14,7 @@ problems, and what a run records:
 * the vocabulary, and each token's role (``probes.activations.ROLES``) and trace step for
   activation caches and feature labels;
 * problem records for run directories, and the parameters a run's ``config.json`` records
-  (``task``, then the family's own fields, in the pretraining stage that defines the language).
+  (its ``task`` section: the family's name, then its own fields; ``run_task`` reads it back).
 """
 
 from __future__ import annotations
@@ -22,14 +22,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from experiments.harness import maze
+from experiments.harness import hedging, maze
 from experiments.harness import task as arith
+from experiments.harness.hedging import Hedged
 from experiments.harness.task import Mode, Target
 from probes.behaviour import ParsedLike
+from probes.layout import RunDirError, RunLayout, read_json
 
 TASKS = ("arith", "maze")
 """Family names, as ``--task`` and ``config.json`` spell them."""
@@ -220,14 +223,30 @@ class Mazes:
         return maze.Maze.from_record(dict(rec))
 
 
+def hedged(family: Task, confidence: bool, abstain: bool) -> Task:
+    """The family, hedged where its completions state a confidence or may abstain."""
+    return Hedged(family, confidence, abstain) if confidence or abstain else family
+
+
+def stage_preset(task: str, preset: str) -> str:
+    """A stage's preset for a family's study: arithmetic's are the plain names (smoke, default, gpu); another
+    family's carry its name (maze-smoke, maze, maze-gpu)."""
+    if task == "arith":
+        return preset
+    return task if preset == "default" else f"{task}-{preset}"
+
+
 def task_of(fields: Mapping[str, Any]) -> Task:
-    """The task a run's pretraining fields define (``task``, default arith, and that family's parameters)."""
+    """The task a run's pretraining fields (or its config's task section) define: ``task`` (default arith) and
+    that family's parameters, hedged (``experiments.harness.hedging``) where it states confidences or abstains."""
     name = fields.get("task", "arith")
     if name == "arith":
-        return Arithmetic(arith.TaskSpec(fields.get("p", 11), tuple(fields.get("ops", arith.ALL_OPS))))
-    if name == "maze":
-        return Mazes(maze.MazeSpec(fields.get("max_size", 9), fields.get("loop_frac", 0.0)))
-    raise ValueError(f"task: must be one of {', '.join(TASKS)}, got {name!r}")
+        family: Task = Arithmetic(arith.TaskSpec(fields.get("p", 11), tuple(fields.get("ops", arith.ALL_OPS))))
+    elif name == "maze":
+        family = Mazes(maze.MazeSpec(fields.get("max_size", 9), fields.get("loop_frac", 0.0)))
+    else:
+        raise ValueError(f"task: must be one of {', '.join(TASKS)}, got {name!r}")
+    return hedged(family, bool(fields.get("confidence")), bool(fields.get("abstain", fields.get("abstain_frac", 0) > 0)))
 
 
 def task_of_vocab(vocab: Collection[str]) -> Task:
@@ -235,8 +254,41 @@ def task_of_vocab(vocab: Collection[str]) -> Task:
     maze loop fraction, at their defaults: a run's own task comes from its config with ``task_of``)."""
     numbers = [int(w) for w in vocab if w.isdigit()]
     if maze.WALL in vocab:
-        return Mazes(maze.MazeSpec(max_size=math.isqrt(max(numbers))))
-    return Arithmetic(arith.TaskSpec(len(numbers), tuple(op for op in arith.ALL_OPS if op in vocab)))
+        family: Task = Mazes(maze.MazeSpec(max_size=math.isqrt(max(numbers))))
+    else:
+        family = Arithmetic(arith.TaskSpec(len(numbers), tuple(op for op in arith.ALL_OPS if op in vocab)))
+    return hedged(family, hedging.CONF in vocab, hedging.ABSTAIN in vocab)
+
+
+def run_task(run: Path, vocab: Collection[str] = ()) -> Task:
+    """The task of a run directory: its config.json's ``task`` section (written by pretraining), else the
+    pretraining fields of a run made before that section existed, else (a directory holding a bring-your-own
+    checkpoint's reads) the language ``vocab`` names."""
+    path = RunLayout(run).config
+    config = read_json(path) if path.exists() else {}
+    if "task" in config:
+        return task_of(config["task"])
+    if "pretrain" in config.get("stages", {}):
+        return task_of(config["stages"]["pretrain"])
+    if not vocab:
+        raise ValueError(f"{run}: no task recorded in {path.name} and no vocabulary to read one from")
+    return task_of_vocab(vocab)
+
+
+HEDGING_FLAGS = {"confidence": "--confidence", "abstain": "--abstain-frac"}
+"""The pretraining flag that gives a run each hedging word."""
+
+
+def hedged_task(run: Path, needs: str, user: str) -> Task:
+    """The task of a run whose bands are measured and whose completions can ``needs`` (confidence or abstain)
+    (``experiments.harness.hedging``); a one-line RunDirError naming the missing step otherwise."""
+    layout = RunLayout(run)
+    if not layout.band_table.exists():
+        raise RunDirError(f"{layout.band_table}: missing; run experiments.pretrain {HEDGING_FLAGS[needs]} ..., then experiments.bands")
+    task = run_task(run)
+    if not getattr(task, needs, False):
+        raise RunDirError(f"{run}: pretrained without {HEDGING_FLAGS[needs]}, which {user} needs")
+    return task
 
 
 def task_of_table(table: Mapping[str, Any]) -> Task:

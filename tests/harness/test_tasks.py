@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from experiments.harness.maze import MazeSpec
+from experiments.harness.model import build_tokenizer
+from experiments.harness.rundir import init_run
 from experiments.harness.task import MODES, TaskSpec
-from experiments.harness.tasks import Arithmetic, Mazes, task_of, task_of_table
+from experiments.harness.tasks import Arithmetic, Mazes, run_task, task_of, task_of_table
 from probes.activations import ROLES
 
 TASKS = {"arith": Arithmetic(TaskSpec(5, ("+", "*"))), "maze": Mazes(MazeSpec(7, 0.3))}
@@ -83,6 +85,16 @@ def test_task__knobs_stream_keys_and_records_identify_the_family_and_its_languag
 
 def test_task_of_table__reads_a_table_made_before_the_task_interface():
     assert task_of_table({"p": 5}).from_record({"pid": "a", "k": 1, "start": 2, "ops": ["+"], "operands": [4]}).answer == 1
+
+
+def test_run_task__reads_the_recorded_section_then_the_vocabulary(task_ks, tmp_path):
+    task, _ = task_ks
+    init_run(tmp_path / "run", "pretrain", MazeSpec(), task=task.params)  # any dataclass stands in for the stage's Args
+    # the recorded section wins over a vocabulary that names the family's defaults (maze loops: 0)
+    assert run_task(tmp_path / "run", build_tokenizer(task_of({"task": task.name})).get_vocab()) == task
+    assert run_task(tmp_path / "byo", build_tokenizer(task).get_vocab()) == task_of({**task.params, "loop_frac": 0.0})
+    with pytest.raises(ValueError, match="no task recorded"):
+        run_task(tmp_path / "byo")
 
 
 def test_task__read_out_targets_point_at_words_of_the_canonical_completions(task_ks):

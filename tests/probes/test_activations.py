@@ -47,7 +47,7 @@ def model_dir(tmp_path_factory):
 def probe(model_dir, tmp_path_factory):
     """(bridge, tokenizer, sequences, cache) for a random tiny model."""
     bridge, tok = load_bridge(model_dir), load_tokenizer(model_dir)
-    seqs = build_probe_set(bridge.original_model, tok, PROBE)
+    seqs = build_probe_set(bridge.original_model, tok, PROBE, Arithmetic(SPEC))
     out = tmp_path_factory.mktemp("cache")
     write_cache(
         bridge, HOOK, seqs, out, model_dir=str(model_dir), fingerprint="fp", pad_id=tok.pad_token_id, batch_size=7

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from probes import stats
-from probes.stats import bootstrap_mean, cosine, noise_floor
+from probes.stats import bootstrap_mean, cosine, noise_floor, seeds_then_rows
 
 
 def test_bootstrap_mean__interval_contains_mean_and_shrinks_with_n():
@@ -77,3 +77,19 @@ def test_spearman_gap__finds_a_planted_decoupling_and_keeps_its_level_under_the_
         covered += lo <= 0 <= hi
     assert 0.88 <= covered / 200 <= 0.995, covered
     assert np.isnan(stats.spearman_gap([1, 2, 3], [1, 1, 1], [1, 2, 3], [1, 2, 3])[0])  # constant side: no rho
+
+
+def test_seeds_then_rows__differences_are_paired_on_rows_and_seed_spread_widens_intervals():
+    """Rows differ a lot, arms by a planted +0.1 on every row: each arm's interval is wide, the paired
+    difference's narrow around 0.1; spreading an arm's seeds apart widens its interval."""
+    rng = np.random.default_rng(0)
+    x_P = rng.normal(0, 1, 300)
+    mean = lambda v: {"mean": float(v.mean())}  # noqa: E731
+    arms = {"a": [(x_P + rng.normal(0, 0.01, 300),) for _ in range(3)], "b": [(x_P + 0.1 + rng.normal(0, 0.01, 300),) for _ in range(3)]}
+    out = seeds_then_rows(arms, np.arange(300), mean, reference="a", n_boot=300)
+    b = out["b"]["mean"]
+    assert b["ci"][1] - b["ci"][0] > 0.15 and b["diff"]["ci"][0] < 0.1 < b["diff"]["ci"][1] and b["diff"]["ci"][1] - b["diff"]["ci"][0] < 0.02
+    assert out["a"]["mean"]["diff"] == {"mean": 0.0, "ci": [0.0, 0.0]}
+    spread = {**arms, "b": [(x_P + 0.1 + off,) for off in (-0.3, 0.0, 0.3)]}
+    wide = seeds_then_rows(spread, np.arange(300), mean, reference="a", n_boot=300)["b"]["mean"]["diff"]
+    assert wide["ci"][1] - wide["ci"][0] > 0.2

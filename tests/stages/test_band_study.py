@@ -239,6 +239,31 @@ def test_diffing_stage__per_band_dictionaries_readings_and_effects_saved_loaded_
     assert band_study.diffing_stage(args, features) == records
 
 
+def test_band_study__on_mazes_every_stage_reads_the_runs_task_and_a_band_that_never_moved_is_not_diffed(tmp_path):
+    """``--task maze`` end to end on the smoke presets: the run's config.json has the maze task section, the bands,
+    probe sets and causal splits hold mazes, and a band is left out of model diffing exactly when none of its
+    diffed runs had a group with reward variance (so no update moved the weights)."""
+    from probes.activations import load_sequences
+    from probes.layout import MODEL_DIFFING, read_json, read_jsonl
+
+    out = tmp_path / "maze"
+    args = preset_args(BandStudyArgs, PRESETS, "smoke", out=out, task="maze", seeds=(0, 1), sae_archs=("batchtopk",))  # two seeds, one SAE: time
+    res = band_study.main(args)
+    layout = RunLayout(out)
+    assert read_json(layout.config)["task"] == args.pretrain_args.family.params and args.pretrain_args.task == "maze"
+    assert read_json(layout.band_table)["task"]["task"] == "maze"
+    sequences = [s for p in layout.acts.glob("*/probe-*/sequences.json") for s in load_sequences(p)[1]]
+    assert sequences and {s.k for s in sequences} <= {3, 5} and all(s.pid.startswith(("sae_probe", "diff_probe")) for s in sequences)
+    assert res["verdict"] and set(res["bands"]) == set(band_results.BANDS)
+    for band in band_results.BANDS:
+        rec = read_json(layout.diffing(band) / MODEL_DIFFING)
+        silent = all(r["grpo/frac_zero_std"] == 1.0 for run in rec["steps"] for r in read_jsonl(out / run / "metrics.jsonl") if "grpo/frac_zero_std" in r)
+        assert rec.get("unchanged", False) == silent and (band in res["model_diffing"]) != silent
+    not_diffed = set(band_results.BANDS) - set(res["model_diffing"])
+    assert not_diffed == {"hard"}  # the smoke model never solves side 5, so no hard-band group has reward variance
+    assert f"moved the weights): {', '.join(not_diffed)}." in " ".join((out / "report.md").read_text().split())
+
+
 def test_band_study__the_device_flag_reaches_every_stage_and_the_readers():
     args = BandStudyArgs(preset="smoke", device="cuda:1", stages={"grpo": {"device": "cpu"}})
     assert args.pretrain_args.device == args.bands_args.device == args.grpo_args("easy", 0).device == "cuda:1"

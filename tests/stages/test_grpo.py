@@ -56,6 +56,39 @@ def test_policy_update__rewarded_completion_rises_and_unrewarded_falls(smoke_run
     assert stats["grpo/kl"] == pytest.approx(0.0, abs=1e-6)  # first step: policy == reference
 
 
+@pytest.mark.parametrize("variant", ["binary", "brier"])
+def test_policy_update__brier_pays_the_confident_right_completion_and_binary_cannot_tell_them_apart(variant, tmp_path):
+    """Two right completions, one stating 1.0 and one 0.2: Brier pays 1 and 0.36, so the confident one rises against
+    the hesitant one; binary pays both 1, so the advantages are 0 and nothing moves."""
+    from experiments.harness.hedging import CONF, Hedged, HedgedProblem
+    from experiments.harness.model import ModelSpec, build_model, build_tokenizer
+    from experiments.harness.task import TaskSpec
+    from experiments.harness.tasks import Arithmetic
+
+    task = Hedged(Arithmetic(TaskSpec(5, ("+",))))
+    tok = build_tokenizer(task)
+    model = build_model(ModelSpec(d_model=32, n_layers=1, n_heads=2, d_mlp=64), tok, seed=0)
+    problem: HedgedProblem = task.problems(0, 2, 1)[0]
+    said = [[*problem.inner.completion_words("direct")[:-1], CONF, q, "<eos>"] for q in ("1.0", "0.2")]
+    sure, unsure = (Rollout(problem, tuple(tok.convert_tokens_to_ids(problem.prompt_words())), tuple(tok.convert_tokens_to_ids(w)),
+                            problem.parse(w)) for w in said)  # fmt: skip
+    assert rl.scores([[sure, unsure]], variant).tolist() == ([[1.0, 1.0]] if variant == "binary" else [[1.0, pytest.approx(0.36)]])
+    before = completion_logprob(model, sure) - completion_logprob(model, unsure)
+    args = smoke_args(tmp_path, lr=1e-3, reward=variant)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    rl.policy_update(model.train(), build_model(ModelSpec(d_model=32, n_layers=1, n_heads=2, d_mlp=64), tok, seed=0), opt,
+                     [[sure, unsure]], args.policy)  # fmt: skip
+    after = completion_logprob(model.eval(), sure) - completion_logprob(model, unsure)
+    assert after > before + 0.01 if variant == "brier" else after == pytest.approx(before, abs=1e-6)
+
+
+def test_grpo__a_confidence_reward_on_a_run_without_confidences_is_refused(smoke_run, tmp_path):
+    from probes.layout import RunDirError
+
+    with pytest.raises(RunDirError, match="pretrained without --confidence"):
+        grpo.main(smoke_args(smoke_run, reward="brier"))
+
+
 def test_right_pad__marks_real_tokens():
     ids, mask = right_pad([[5, 6, 7], [8]], pad_id=0)
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]

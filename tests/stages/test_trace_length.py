@@ -37,10 +37,10 @@ def test_trace_length__maze_run_end_to_end(tmp_path, monkeypatch):
     args = dataclasses.replace(preset_args(TraceLengthArgs, PRESETS, "smoke", run=run), per_setting=6, n_boot=50)
     res = trace_length.main(args)["runs"][0]
     names = [s["setting"] for s in res["settings"]]
-    assert names == ["in distribution", "k = 7", "loops 0.3", "loops 0.6"] and res["task"]["task"] == "maze"
+    assert names == ["in distribution", "k = 5", "loops 0.3", "loops 0.6"] and res["task"]["task"] == "maze"  # maze-smoke: side 3, then 5
     assert len(res["rows"]) == 6 * len(names)
     assert all(r["canonical"] == 5 * r["difficulty"] for r in res["rows"])  # five words per A* op
-    assert {r["k"] for r in res["rows"] if r["setting"] == "k = 7"} == {7}
+    assert {r["k"] for r in res["rows"] if r["setting"] == "k = 5"} == {5}
     out = RunLayout(run).trace_length
     written = read_json(out / "trace_length.json")["runs"][0]
     assert (out / "trace_length.png").exists() and [s["setting"] for s in written["settings"]] == names
