@@ -3,7 +3,8 @@
 On a run pretrained with ``--confidence`` (every completion ends ``conf q``, q drawn at random in pretraining:
 the format, not calibration) whose bands are measured: GRPO on one band's pool (medium by default) with each
 reward variant (binary, brier, log: ``experiments.harness.rewards``) and several seeds, everything else
-equal; the runs live in ``<run>/calibration/<variant>/<band>/seed<s>/``. Then the base model and every final
+equal; everything lives in ``<run>/calibration/<band>/`` (the runs in ``<variant>/seed<s>/``), so the study
+runs once per band for all of them. Then the base model and every final
 checkpoint sample ``eval_samples`` completions at T = 1 per held-out problem (the band table's eval set; the
 same random numbers for every model). Per variant, in distribution (k within pretraining) and beyond it:
 accuracy, ECE (10 equal-width bins of q), Brier score and AUROC of q for correctness, each with a two-level
@@ -44,7 +45,7 @@ class CalibrationArgs:
     preset: str = "default"
     """Named defaults (smoke, default)."""
     band: str = "medium"
-    """The band whose pool every variant trains on."""
+    """The band whose pool every variant trains on (one study per band, in calibration/<band>/)."""
     rewards: tuple[str, ...] = ("binary", "brier", "log")
     """Reward variants; the first is the reference the verdict compares ``tested`` with."""
     tested: str = "brier"
@@ -76,7 +77,7 @@ class CalibrationArgs:
 
     def grpo_args(self, reward: str, seed: int) -> grpo.GRPOArgs:
         return cli.preset_args(grpo.GRPOArgs, grpo.PRESETS, self.grpo_preset, run=self.run, band=self.band, seed=seed,
-                               steps=self.grpo_steps, reward=reward, study=f"calibration/{reward}", device=self.device)  # fmt: skip
+                               steps=self.grpo_steps, reward=reward, study=f"calibration/{self.band}/{reward}", device=self.device)  # fmt: skip
 
     @property
     def level(self) -> float:
@@ -105,9 +106,9 @@ def sample_rows(path: Path, problems: list, args: CalibrationArgs, cache: Path) 
 def main(args: CalibrationArgs) -> dict:
     """Train (or resume) every variant's runs, sample the evaluations, write results.json and report.md."""
     task, layout = hedged_task(args.run, "confidence", "the calibration study"), RunLayout(args.run)
-    out = layout.calibration
+    out = layout.calibration(args.band)
     check_writable(out.root)
-    init_run(args.run, "calibration", args)
+    init_run(args.run, f"calibration/{args.band}", args)
     stage = cli.StageClock("calibration")
     stage(f"GRPO: {len(args.rewards)} rewards x {len(args.seeds)} seeds on the {args.band} pool, {args.grpo_steps} steps")
     for reward in args.rewards:

@@ -56,8 +56,8 @@ class GRPOArgs:
     seed: int = 0
     """Seeds prompt order, sampling and evaluation; one run per (band, seed)."""
     study: str = ""
-    """Runs another study makes (with another reward, say) live in <run>/<study>/<band>/seed<s>; empty: the band
-    study's bands/<band>/seed<s>."""
+    """Runs another study makes (with another reward, say) live in <run>/<study>/seed<s>, the study's path naming
+    the band and arm; empty: the band study's bands/<band>/seed<s>."""
     preset: str = "default"
     """Named defaults (smoke, default, gpu; for mazes maze-smoke, maze, maze-gpu)."""
     steps: int = 60
@@ -120,7 +120,7 @@ class GRPOArgs:
     @property
     def stage(self) -> str:
         """The run's section name in config.json."""
-        return "/".join(["grpo", *([self.study] if self.study else []), self.band, f"seed{self.seed}"])
+        return "/".join(["grpo", *([self.study] if self.study else [self.band]), f"seed{self.seed}"])
 
     @property
     def policy(self) -> rl.PolicySpec:

@@ -54,7 +54,7 @@ class UtilityArgs:
     preset: str = "default"
     """Named defaults (smoke, default)."""
     band: str = "medium"
-    """The band whose pool both arms train on."""
+    """The band whose pool both arms train on (one study per band, in utility/<band>/)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """GRPO seeds per arm."""
     grpo_steps: int = 40
@@ -93,7 +93,7 @@ class UtilityArgs:
 
     def grpo_args(self, arm: str, seed: int) -> grpo.GRPOArgs:
         return cli.preset_args(grpo.GRPOArgs, grpo.PRESETS, self.grpo_preset, run=self.run, band=self.band, seed=seed, steps=self.grpo_steps,
-                               reward=ARMS[arm], payoffs=self.payoffs, study=f"utility/{arm}", device=self.device)  # fmt: skip
+                               reward=ARMS[arm], payoffs=self.payoffs, study=f"utility/{self.band}/{arm}", device=self.device)  # fmt: skip
 
 
 PRESETS: dict[str, dict] = {
@@ -122,9 +122,9 @@ def read_model(path: Path, problems: list, probe_split: tuple[list, list], args:
 def main(args: UtilityArgs) -> dict:
     """Train (or resume) both arms, read every final checkpoint, write results.json and report.md."""
     task, layout = hedged_task(args.run, "abstain", "the utility study"), RunLayout(args.run)
-    out = layout.utility
+    out = layout.utility(args.band)
     check_writable(out.root)
-    init_run(args.run, "utility", args)
+    init_run(args.run, f"utility/{args.band}", args)
     stage = cli.StageClock("utility")
     stage(f"GRPO: {len(ARMS)} arms x {len(args.seeds)} seeds on the {args.band} pool, {args.grpo_steps} steps")
     for arm in ARMS:

@@ -163,8 +163,9 @@ class RunLayout(_StudyOutputs):
         return self.root / "bands" / BAND_TABLE
 
     def band_run(self, band: str, seed: int, study: str = "") -> Path:
-        """A GRPO run of the band study (``bands/<band>/seed<s>``) or of another ``study`` (``<study>/<band>/seed<s>``)."""
-        return self.root / (f"{study}/{band}/seed{seed}" if study else run_name(band, seed))
+        """A GRPO run of the band study (``bands/<band>/seed<s>``) or of another ``study`` (``<study>/seed<s>``, the
+        study's path naming its band and arm)."""
+        return self.root / (f"{study}/seed{seed}" if study else run_name(band, seed))
 
     def band_runs(self) -> dict[str, Path]:
         """Every band run with a metrics log, keyed by ``run_name`` (the names diff.json uses)."""
@@ -220,13 +221,13 @@ class RunLayout(_StudyOutputs):
     def value(self) -> ValueLayout:
         return ValueLayout(self.root / "value")
 
-    @property
-    def calibration(self) -> RewardStudyLayout:
-        return RewardStudyLayout(self.root / "calibration")
+    def calibration(self, band: str = "medium") -> RewardStudyLayout:
+        """The calibration study on one band's pool (``calibration/<band>/``)."""
+        return RewardStudyLayout(self.root / "calibration" / band)
 
-    @property
-    def utility(self) -> RewardStudyLayout:
-        return RewardStudyLayout(self.root / "utility")
+    def utility(self, band: str = "medium") -> RewardStudyLayout:
+        """The utility study on one band's pool (``utility/<band>/``)."""
+        return RewardStudyLayout(self.root / "utility" / band)
 
     @property
     def trace_length(self) -> Path:
@@ -236,7 +237,8 @@ class RunLayout(_StudyOutputs):
 
 @dataclasses.dataclass(frozen=True)
 class RewardStudyLayout(_StudyOutputs):
-    """Paths of a study that trains GRPO runs of its own (``calibration/``, ``utility/``; the runs in ``<study>/<arm>/``)."""
+    """Paths of a study that trains GRPO runs of its own on one band's pool (``calibration/<band>/``,
+    ``utility/<band>/``; its runs in ``<arm>/seed<s>/`` there)."""
 
     def samples(self, model: str) -> Path:
         """What the study read from a model (``base`` or ``<arm>/seed<s>``)."""

@@ -34,7 +34,7 @@ def open_run(path: str | Path | None = None, needs: tuple[str, ...] = ("band_stu
     offline_mode()
     layout = RunLayout(Path(path or os.environ.get("BANDLENS_RUN", "runs/smoke")))
     done = {"band_study": layout.results, "value_study": layout.value.results, "trace_length": layout.trace_length / "trace_length.json",
-            "calibration": layout.calibration.results, "utility": layout.utility.results}  # fmt: skip
+            "calibration": layout.calibration().results, "utility": layout.utility().results}  # fmt: skip
     for study in needs:
         if not done[study].exists():
             for module, *flags in MAKE_SMOKE[study]:

@@ -13,7 +13,7 @@ from probes.layout import RUN_ARGS, RunDirError, RunLayout
 def test_calibration__smoke_trains_every_variant_and_reports_each_split(signals_run, monkeypatch):
     args = preset_args(calibration.CalibrationArgs, calibration.PRESETS, "smoke", run=signals_run)
     res = calibration.main(args)
-    out = RunLayout(signals_run).calibration
+    out = RunLayout(signals_run).calibration(args.band)
     on_disk = json.loads(out.results.read_text())
     assert on_disk["verdict"] == res["verdict"] and res["verdict_class"] in ("no_trade_off", "trade_off", "no_calibration_gain", "mixed")
     assert set(res["splits"]) == {"in distribution", "beyond"}

@@ -22,7 +22,7 @@ from probes.models import load_bridge, load_hf, load_tokenizer
 def test_utility__smoke_trains_both_arms_and_reports_utility_and_features(signals_run, monkeypatch):
     args = preset_args(utility.UtilityArgs, utility.PRESETS, "smoke", run=signals_run)
     res = utility.main(args)
-    out = RunLayout(signals_run).utility
+    out = RunLayout(signals_run).utility(args.band)
     assert json.loads(out.results.read_text())["verdict"] == res["verdict"]
     for table in res["splits"].values():
         assert list(table)[0] == "direct (utility reward)" and len(table) == 4
