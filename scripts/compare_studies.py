@@ -16,7 +16,8 @@ from experiments.analysis.gain_results import ATTRIBUTED as GROUPS
 from probes.bands import BANDS
 from probes.layout import RunLayout, read_json
 
-SMALL_K = ("1", "2", "3", "4")
+SMALL_KNOBS = 4
+"""Base-model rows cover each run's smallest knob values (k = 1..4 for arithmetic, grid sides 3, 5, 7 for mazes)."""
 
 
 def _ci(e: dict | None, fmt: str = "+.3f") -> str:
@@ -32,11 +33,15 @@ def row(label: str, cells: list[str]) -> str:
 def table(names: list[str], runs: list[Path]) -> list[str]:
     res = [read_json(RunLayout(r).results) for r in runs]
     base = [read_json(RunLayout(r).base_eval)["accuracy"] for r in runs]
-    lines = [row("", names), "|---|" + "---|" * len(names)]
-    for k in SMALL_K:
-        lines.append(row(f"base direct accuracy, greedy, k = {k}", [f"{b[k]['direct']['greedy']:.2f}" for b in base]))
-    for k in SMALL_K:
-        lines.append(row(f"base chooses `<think>` (sampled), k = {k}", [f"{b[k]['free']['deliberate_rate_sampled']:.2f}" for b in base]))
+    knobs = [sorted(b, key=int)[:SMALL_KNOBS] for b in base]
+    tasks = [read_json(RunLayout(r).config).get("task", {"task": "arith"})["task"] for r in runs]
+    lines = [row("", names), "|---|" + "---|" * len(names), row("task", tasks)]
+    for i in range(max(map(len, knobs))):
+        cells = [f"k = {ks[i]}: {b[ks[i]]['direct']['greedy']:.2f}" if i < len(ks) else "—" for b, ks in zip(base, knobs)]
+        lines.append(row(f"base direct accuracy, greedy, knob {i + 1}", cells))
+    for i in range(max(map(len, knobs))):
+        cells = [f"k = {ks[i]}: {b[ks[i]]['free']['deliberate_rate_sampled']:.2f}" if i < len(ks) else "—" for b, ks in zip(base, knobs)]
+        lines.append(row(f"base chooses `<think>` (sampled), knob {i + 1}", cells))
     lines.append(row("verdict class", [r["verdict_class"] for r in res]))
     lines.append(row("matched target ± tolerance", [f"{r['matched_gain_target']:+.3f} ± {r['matched_tol']:.3f}" for r in res]))
     for band in BANDS:

@@ -435,14 +435,14 @@ def parse_maze(maze: Maze, words: Sequence[str]) -> MazeParsed:
 
     Never raises: anything that is not one of the two canonical shapes, or holds a number above size**2
     (no coordinate, g or h of this maze reaches it; as the arithmetic task bounds numbers by p), is a
-    format error (its mode is still reported).
+    format error (its mode is still reported) in which, as in arithmetic, every A* op counts as skipped.
     """
     words = list(words)
     length = len(words)
     top = maze.size * maze.size
     first = words[0] if words else None
     mode: Mode | None = "deliberate" if first == THINK else "direct" if first == PLAN else None
-    error = MazeParsed(mode, None, False, True, 0, 0, False, length, False, False, False, 0)
+    error = MazeParsed(mode, None, False, True, maze.search.n_ops, 0, False, length, False, False, False, 0)
     if mode is None or words[-1] != EOS or words.count(EOS) != 1:
         return error
     if mode == "direct":

@@ -193,20 +193,25 @@ def think_probability(model, tokenizer, problems: Sequence[Problem]) -> np.ndarr
     return torch.softmax(logits[:, -1].float(), -1)[:, think_id].cpu().double().numpy()
 
 
+def step_accuracy(parsed: Outcome, problem: Problem) -> float:
+    """1 minus the trace's wrong and skipped steps over the steps a correct trace has (``difficulty``: k for
+    arithmetic, A*'s op count for mazes), floored at 0."""
+    return float(max(0.0, 1 - (parsed.n_wrong_steps + parsed.n_skipped_steps) / problem.difficulty))
+
+
 def behaviour_table(bridge, tokenizer, problems: Sequence[Problem], fwd_hooks: HookSpec = ()) -> dict[str, np.ndarray]:
     """Per problem, with ``fwd_hooks`` active: greedy correctness with <think> banned (direct) and
-    forced (deliberate), the share of a forced trace's k steps written right (``step_acc``: 1 minus
-    wrong and skipped steps over k, floored at 0) and P(<think>) at the decision row."""
+    forced (deliberate), the share of a forced trace's steps written right (``step_accuracy``) and P(<think>)
+    at the decision row."""
     model = bridge.original_model
     with bridge.hooks(fwd_hooks=list(fwd_hooks)):
         direct = rollouts(model, tokenizer, problems, mode="direct", temperature=0.0)
         deliberate = rollouts(model, tokenizer, problems, mode="deliberate", temperature=0.0)
         p_think = think_probability(model, tokenizer, problems)
-    bad = np.array([r.parsed.n_wrong_steps + r.parsed.n_skipped_steps for r in deliberate], float)
     return {
         "direct_correct": np.array([r.parsed.correct for r in direct], float),
         "deliberate_correct": np.array([r.parsed.correct for r in deliberate], float),
-        "step_acc": np.clip(1 - bad / np.array([pr.k for pr in problems], float), 0, 1),
+        "step_acc": np.array([step_accuracy(r.parsed, pr) for r, pr in zip(deliberate, problems)]),
         "p_think": p_think,
     }
 

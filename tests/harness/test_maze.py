@@ -363,7 +363,7 @@ def test_parse__malformed_completions_are_format_errors(words):
     parsed = parse_maze(OPEN_3, words)
     assert parsed.format_error and parsed.answer is None and not parsed.correct and parsed.reward == 0.0
     assert not parsed.plan_valid and not parsed.trace_valid and not parsed.lucky_success
-    assert parsed.length == len(words)
+    assert parsed.length == len(words) and parsed.n_skipped_steps == OPEN_3.search.n_ops  # no step verifiably written
     assert parsed.mode == {THINK: "deliberate", "plan": "direct"}.get(words[0] if words else None)
 
 

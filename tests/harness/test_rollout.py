@@ -20,3 +20,27 @@ def test_sampling_se__matches_the_spread_of_repeated_evaluations():
     assert np.mean(ses) == pytest.approx(np.std(accs), rel=0.1)
     assert 0.004 < np.mean(ses) < 0.007  # 8 samples x 480 problems: about 0.005
     assert sampling_se(np.array([1.0, 0.0]), 1) == pytest.approx(np.sqrt(0.25 / 2))
+
+
+def test_step_accuracy__counts_steps_against_the_operations_a_correct_trace_performs():
+    """Arithmetic: k steps; mazes: A*'s op count, not the grid side (dividing by the side floored every maze at 0)."""
+    from experiments.harness.maze import MazeSpec
+    from experiments.harness.rollout import step_accuracy
+    from experiments.harness.task import TaskSpec
+    from experiments.harness.tasks import Arithmetic, Mazes
+
+    chain = Arithmetic(TaskSpec(11)).problems(0, 3, 1)[0]
+    words = chain.completion_words("deliberate")
+    assert step_accuracy(chain.parse(words), chain) == 1.0
+    words[4] = str((int(words[4]) + 1) % 11)  # r_1 written wrong
+    assert step_accuracy(chain.parse(words), chain) == pytest.approx(1 - chain.parse(words).n_wrong_steps / 3) and chain.parse(words).n_wrong_steps >= 1
+    maze = max(Mazes(MazeSpec(7)).problems(0, 5, 20), key=lambda m: m.difficulty)
+    words = maze.completion_words("deliberate")
+    assert step_accuracy(maze.parse(words), maze) == 1.0 and maze.difficulty > maze.k
+    g_at = words.index("close") + 3  # the g of the first closed cell
+    words[g_at] = str(int(words[g_at]) + 1)
+    parsed = maze.parse(words)
+    assert parsed.n_wrong_steps + parsed.n_skipped_steps >= 1
+    assert step_accuracy(maze.parse(["<think>", "</think>", "<eos>"]), maze) == 0.0  # a format error wrote no step
+    acc = step_accuracy(parsed, maze)
+    assert acc == pytest.approx(1 - (parsed.n_wrong_steps + parsed.n_skipped_steps) / maze.difficulty) and acc > 0.5

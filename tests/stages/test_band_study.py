@@ -2,6 +2,8 @@ import dataclasses
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,9 +153,6 @@ def test_gain_stage__patches_each_group_at_every_hitting_runs_matched_checkpoint
 
 
 def test_compare_studies__prints_finished_studies_side_by_side_and_refuses_an_unfinished_one(study, tmp_path):
-    import subprocess
-    import sys
-
     script = Path(__file__).parents[2] / "scripts" / "compare_studies.py"
     run = study[0]
     out = subprocess.run([sys.executable, str(script), str(run), str(run), "--names", "a", "b"], capture_output=True, text=True)
@@ -239,7 +238,7 @@ def test_diffing_stage__per_band_dictionaries_readings_and_effects_saved_loaded_
     assert band_study.diffing_stage(args, features) == records
 
 
-def test_band_study__on_mazes_every_stage_reads_the_runs_task_and_a_band_that_never_moved_is_not_diffed(tmp_path):
+def test_band_study__on_mazes_every_stage_reads_the_runs_task_and_a_band_that_never_moved_is_not_diffed(tmp_path, study):
     """``--task maze`` end to end on the smoke presets: the run's config.json has the maze task section, the bands,
     probe sets and causal splits hold mazes, and a band is left out of model diffing exactly when none of its
     diffed runs had a group with reward variance (so no update moved the weights)."""
@@ -262,6 +261,9 @@ def test_band_study__on_mazes_every_stage_reads_the_runs_task_and_a_band_that_ne
     not_diffed = set(band_results.BANDS) - set(res["model_diffing"])
     assert not_diffed == {"hard"}  # the smoke model never solves side 5, so no hard-band group has reward variance
     assert f"moved the weights): {', '.join(not_diffed)}." in " ".join((out / "report.md").read_text().split())
+    script = Path(__file__).parents[2] / "scripts" / "compare_studies.py"  # beside the arithmetic study
+    side = subprocess.run([sys.executable, str(script), str(study[0]), str(out)], capture_output=True, text=True)
+    assert side.returncode == 0 and "| task | arith | maze |" in side.stdout and "k = 3: " in side.stdout, side.stderr
 
 
 def test_band_study__the_device_flag_reaches_every_stage_and_the_readers():
