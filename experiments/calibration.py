@@ -28,7 +28,7 @@ from experiments.harness import cli, seeds
 from experiments.harness.rollout import sampled_rollouts
 from experiments.harness.rundir import check_writable, init_run, write_json
 from experiments.harness.tasks import hedged_task
-from probes.bands import BANDS
+from probes.bands import check_runs
 from probes.layout import RunLayout, checkpoint_name, read_json
 from probes.models import load_hf, load_tokenizer
 
@@ -64,14 +64,11 @@ class CalibrationArgs:
     """Torch device."""
 
     def __post_init__(self) -> None:
-        if self.band not in BANDS:
-            raise ValueError(f"band: must be one of {', '.join(BANDS)}, got {self.band!r}")
+        check_runs(self.band, self.seeds)
         if not self.rewards or set(self.rewards) - set(SCORED):
             raise ValueError(f"rewards: must be from binary, brier, log; got {self.rewards}")
         if self.tested not in self.rewards[1:]:
             raise ValueError(f"tested: must be one of the rewards after the reference {self.rewards[0]!r}, got {self.tested!r}")
-        if len(set(self.seeds)) != len(self.seeds) or not self.seeds:
-            raise ValueError(f"seeds: need distinct seeds, got {self.seeds}")
         if min(self.grpo_steps, self.eval_samples, self.n_boot) < 1:
             raise ValueError("grpo_steps, eval_samples, n_boot: must be >= 1")
 

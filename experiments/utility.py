@@ -35,7 +35,7 @@ from experiments.harness.rewards import DEFAULT_PAYOFFS
 from experiments.harness.rollout import EVAL_BATCH, rollouts, sampled_rollouts
 from experiments.harness.rundir import check_writable, init_run, write_json
 from experiments.harness.tasks import hedged_task
-from probes.bands import BANDS
+from probes.bands import check_runs
 from probes.calibration import Utility
 from probes.layout import RunLayout, checkpoint_name, read_json
 from probes.models import load_bridge, load_hf, load_tokenizer
@@ -75,10 +75,7 @@ class UtilityArgs:
     """Torch device."""
 
     def __post_init__(self) -> None:
-        if self.band not in BANDS:
-            raise ValueError(f"band: must be one of {', '.join(BANDS)}, got {self.band!r}")
-        if len(set(self.seeds)) != len(self.seeds) or not self.seeds:
-            raise ValueError(f"seeds: need distinct seeds, got {self.seeds}")
+        check_runs(self.band, self.seeds)
         if min(self.grpo_steps, self.eval_samples, self.probe_per_k, self.n_boot) < 1:
             raise ValueError("grpo_steps, eval_samples, probe_per_k, n_boot: must be >= 1")
         self.utility  # noqa: B018 -- validate the payoffs now

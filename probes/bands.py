@@ -16,6 +16,14 @@ Band = Literal["easy", "medium", "hard"]
 BANDS: tuple[Band, ...] = ("easy", "medium", "hard")
 
 
+def check_runs(band: str, seeds: Sequence[int]) -> None:
+    """A study's band and GRPO seeds, or a ValueError naming the bad field."""
+    if band not in BANDS:
+        raise ValueError(f"band: must be one of {', '.join(BANDS)}, got {band!r}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds: need distinct seeds, got {tuple(seeds)}")
+
+
 def band_of(pass_rate: float, hard_max: float, easy_min: float) -> Band:
     """hard if pass_rate <= hard_max, easy if >= easy_min, else medium."""
     if pass_rate <= hard_max:

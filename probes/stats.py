@@ -290,10 +290,10 @@ def paired_spearman_difference(
     return Estimate(float(diff(np.arange(x.size)[None])[0]), _ci95(diff(idx_SN)), int(x.size))
 
 
-def _ci95(samples: np.ndarray) -> tuple[float, float]:
-    """Percentile-bootstrap 95% interval of the finite samples (nan when there are none)."""
-    s = samples[np.isfinite(samples)]
-    return (math.nan, math.nan) if s.size == 0 else tuple(float(v) for v in np.percentile(s, [2.5, 97.5]))
+def _ci95(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile-bootstrap interval at ``level`` (95% unless given) of the finite samples (nan when there are none)."""
+    s, tail = samples[np.isfinite(samples)], (1 - level) / 2 * 100
+    return (math.nan, math.nan) if s.size == 0 else tuple(float(v) for v in np.percentile(s, [tail, 100 - tail]))
 
 
 def spearman_brown(r: float, m: float) -> float:
@@ -391,12 +391,7 @@ def seeds_then_rows(
         rows_R = rows[rng.integers(0, rows.size, rows.size)]
         for a, runs in arms.items():
             draws[a].append(value(runs, rng.integers(0, len(runs), len(runs)), rows_R))
-    tail = (1 - level) / 2 * 100
-
-    def interval(x: np.ndarray) -> list[float]:
-        x = x[np.isfinite(x)]
-        return [float(v) for v in np.percentile(x, [tail, 100 - tail])] if x.size else [math.nan, math.nan]
-
+    interval = lambda x: list(_ci95(x, level))  # noqa: E731
     out: dict[str, dict[str, dict]] = {}
     for a in arms:
         d = {m: np.array([x[m] for x in draws[a]]) for m in point[a]}

@@ -27,11 +27,10 @@ from probes.padding import right_pad
 @torch.no_grad()
 def answer_probability(model, tokenizer, rollouts: Sequence[Rollout], batch_size: int = 64) -> Float[np.ndarray, " N"]:
     """Per rollout, p(its answer tokens | what precedes them); nan where the completion has no answer."""
-    out = np.full(len(rollouts), np.nan)
+    out, device = np.full(len(rollouts), np.nan), next(model.parameters()).device
     for lo in range(0, len(rollouts), batch_size):
         part = rollouts[lo : lo + batch_size]
         ids_BL, mask_BL = right_pad([list(r.prompt_ids) + list(r.completion_ids) for r in part], tokenizer.pad_token_id)
-        device = next(model.parameters()).device
         logp_BT = token_logprobs(model(input_ids=ids_BL.to(device), attention_mask=mask_BL.to(device)).logits, ids_BL.to(device)).cpu()
         for b, r in enumerate(part):
             words = tokenizer.convert_ids_to_tokens(list(r.completion_ids))
