@@ -230,6 +230,16 @@ class RunLayout(_StudyOutputs):
         return RewardStudyLayout(self.root / "utility" / band)
 
     @property
+    def pruning(self) -> PruningLayout:
+        """The pruning study (``pruning/``)."""
+        return PruningLayout(self.root / "pruning")
+
+    @property
+    def refinement(self) -> RefinementLayout:
+        """The teacher-refinement study (``refinement/``)."""
+        return RefinementLayout(self.root / "refinement")
+
+    @property
     def trace_length(self) -> Path:
         """The trace-length study's rows, statistics and figure (``trace_length/``)."""
         return self.root / "trace_length"
@@ -243,6 +253,48 @@ class RewardStudyLayout(_StudyOutputs):
     def samples(self, model: str) -> Path:
         """What the study read from a model (``base`` or ``<arm>/seed<s>``)."""
         return self.root / "samples" / f"{model.replace('/', '-')}.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningLayout(_StudyOutputs):
+    """Paths of the pruning study inside a run (``pruning/``)."""
+
+    def dataset(self, size: int) -> Path:
+        """The size-``size`` dataset's examples (a prefix of one stream: smaller datasets nest in larger)."""
+        return self.root / "data" / f"n{size}.json"
+
+    def scores(self, size: int, seed: int) -> Path:
+        """One scoring run's reads on the size-``size`` dataset."""
+        return self.root / "scores" / f"n{size}" / f"seed{seed}.json"
+
+    def arm(self, name: str, seed: int) -> Path:
+        """One training run's held-out correctness (``name`` from ``arm_name``; ``rl/base``: the base model's)."""
+        return self.root / "arms" / name / f"seed{seed}.json"
+
+    @staticmethod
+    def arm_name(size: int | str, metric: str, policy: str, fraction: float) -> str:
+        """``n<size>/<metric>/<policy>/f<fraction>`` (``rl/...`` for an RL pool), ``<where>/all`` unpruned."""
+        where = f"n{size}" if isinstance(size, int) else size
+        return f"{where}/" + ("all" if fraction == 1 else f"{metric}/{policy}/f{fraction:g}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RefinementLayout(_StudyOutputs):
+    """Paths of the teacher-refinement study inside a run (``refinement/``)."""
+
+    @property
+    def teacher(self) -> Path:
+        """The teacher model (an HF directory)."""
+        return self.root / "teacher"
+
+    @property
+    def samples(self) -> Path:
+        """Original and refined samples with the student's and teacher's reads."""
+        return self.root / "samples.json"
+
+    def arm(self, name: str, seed: int) -> Path:
+        """One fine-tuning run's held-out correctness."""
+        return self.root / "arms" / name / f"seed{seed}.json"
 
 
 @dataclasses.dataclass(frozen=True)

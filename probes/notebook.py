@@ -20,6 +20,8 @@ MAKE_SMOKE: dict[str, tuple[tuple[str, ...], ...]] = {
     "trace_length": (("trace_length", "--preset", "smoke", "--run"),),
     "calibration": (*SIGNALS_BASE, ("calibration", "--preset", "smoke", "--run")),
     "utility": (*SIGNALS_BASE, ("utility", "--preset", "smoke", "--run")),
+    "pruning": (("band_study", "--preset", "smoke", "--out"), ("pruning", "--preset", "smoke", "--run")),
+    "refinement": (("band_study", "--preset", "smoke", "--out"), ("refinement", "--preset", "smoke", "--run")),
 }
 """How a missing default run is made: the same commands a user would type, each ending with the run directory."""
 
@@ -34,7 +36,8 @@ def open_run(path: str | Path | None = None, needs: tuple[str, ...] = ("band_stu
     offline_mode()
     layout = RunLayout(Path(path or os.environ.get("BANDLENS_RUN", "runs/smoke")))
     done = {"band_study": layout.results, "value_study": layout.value.results, "trace_length": layout.trace_length / "trace_length.json",
-            "calibration": layout.calibration().results, "utility": layout.utility().results}  # fmt: skip
+            "calibration": layout.calibration().results, "utility": layout.utility().results,
+            "pruning": layout.pruning.results, "refinement": layout.refinement.results}  # fmt: skip
     for study in needs:
         if not done[study].exists():
             for module, *flags in MAKE_SMOKE[study]:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from scipy.stats import rankdata
+from scipy.stats import t as student_t
 
 
 @dataclasses.dataclass(frozen=True)
@@ -400,3 +401,19 @@ def seeds_then_rows(
                       "diff": {"mean": point[a][m] - point[reference][m], "ci": interval(d[m] - ref[m])}}
                   for m in point[a]}  # fmt: skip
     return out
+
+
+def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """mean(a) - mean(b) and its Welch t interval at ``level``: one value per seed on each side, so training
+    randomness sets the width. It keeps its error rate with three seeds a side, where a seed-level bootstrap
+    does not (tests/probes/test_stats.py simulates both); zero spread on both sides gives a point interval."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size < 2 or y.size < 2:
+        raise ValueError(f"welch_interval: needs two values a side, got {x.size} and {y.size}")
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    d = float(x.mean() - y.mean())
+    if va + vb == 0:
+        return d, (d, d)
+    df = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
+    half = float(student_t.ppf(0.5 + level / 2, df) * math.sqrt(va + vb))
+    return d, (d - half, d + half)

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from experiments import band_study, calibration, trace_length, utility, value_study
+from experiments import band_study, calibration, pruning, refinement, trace_length, utility, value_study
 from experiments.band_study import PRESETS, BandStudyArgs
 from experiments.harness.cli import preset_args
 
@@ -26,6 +26,8 @@ def study_run(tmp_path_factory) -> Path:
     band_study.main(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))
     value_study.main(preset_args(value_study.ValueArgs, value_study.PRESETS, "smoke", run=out))
     trace_length.main(preset_args(trace_length.TraceLengthArgs, trace_length.PRESETS, "smoke", run=out))
+    pruning.main(preset_args(pruning.PruningArgs, pruning.PRESETS, "smoke", run=out))
+    refinement.main(preset_args(refinement.RefinementArgs, refinement.PRESETS, "smoke", run=out))
     return out
 
 
@@ -37,7 +39,7 @@ def signals_studies(signals_run) -> Path:
 
 
 def test_notebooks__numbered_and_stored_without_outputs():
-    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_", "06_", "07_"]
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_", "06_", "07_", "08_"]
     for path in NOTEBOOKS:
         assert '"output_type"' not in path.read_text(), f"{path.name} has stored outputs"
         for cell in nbformat.read(path, as_version=4).cells:

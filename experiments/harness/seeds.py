@@ -51,6 +51,12 @@ DRAW_SALTS: dict[str, tuple[int, ...]] = {
     "rollout_activity": (37,),
     "calibration_eval": (41,),
     "utility_eval": (43,),
+    "fixed_data_order": (47,),
+    "pruning_data": (53,),
+    "pruning_halves": (59,),
+    "pruning_keep": (61,),
+    "pruning_rl_step": (67,),
+    "refinement": (71,),
 }
 """Last words of each numpy stream's PCG64 key (the run's key words come first)."""
 
@@ -116,6 +122,12 @@ def grpo_step(seed: int, step: int) -> tuple[np.random.Generator, torch.Generato
 def one_shot_step(seed: int, index: int, step: int) -> tuple[np.random.Generator, torch.Generator]:
     """Prompt-choice and sampling generators of update ``step`` of the value study's run ``index``."""
     r = rng("one_shot_step", seed, index, step)
+    return r, sampler(int(r.integers(2**62)))
+
+
+def pruning_rl_step(seed: int, arm: int, step: int) -> tuple[np.random.Generator, torch.Generator]:
+    """Prompt-choice and sampling generators of update ``step`` of the pruning study's RL arm ``arm``."""
+    r = rng("pruning_rl_step", seed, arm, step)
     return r, sampler(int(r.integers(2**62)))
 
 

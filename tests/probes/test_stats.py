@@ -93,3 +93,39 @@ def test_seeds_then_rows__differences_are_paired_on_rows_and_seed_spread_widens_
     spread = {**arms, "b": [(x_P + 0.1 + off,) for off in (-0.3, 0.0, 0.3)]}
     wide = seeds_then_rows(spread, np.arange(300), mean, reference="a", n_boot=300)["b"]["mean"]["diff"]
     assert wide["ci"][1] - wide["ci"][0] > 0.2
+
+
+def _seed_accuracies(rng, p_R: np.ndarray, n_seeds: int, seed_sd: float) -> np.ndarray:
+    """Held-out accuracy of n_seeds trained models: each seed shifts every problem's chance by a common amount."""
+    return np.array([(rng.random(p_R.size) < np.clip(p_R + rng.normal(0, seed_sd), 0, 1)).mean() for _ in range(n_seeds)])
+
+
+def test_welch_interval__keeps_its_level_under_the_null_where_a_seed_bootstrap_does_not():
+    """Two arms with the same accuracy distribution, three seeds each, training noise (seed sd 0.06) on top of 400
+    held-out problems: the Welch interval at 97.5% excludes 0 at most at its nominal 2.5% (plus simulation error);
+    the two-level bootstrap over three seeds, at the same level, does so far more often (it underestimates the
+    seed-level variance): why the pruning study's crossover contrasts use Welch."""
+    rng = np.random.default_rng(0)
+    p_R = rng.uniform(0.2, 0.9, 400)
+    welch_hits = boot_hits = 0
+    for i in range(400):
+        a, b = (_seed_accuracies(rng, p_R, 3, 0.06) for _ in range(2))
+        lo, hi = stats.welch_interval(a, b, 0.975)[1]
+        welch_hits += lo > 0 or hi < 0
+        if i < 150:  # the bootstrap is slower; 150 draws show its excess
+            runs = {name: [((rng.random(400) < np.clip(p_R + rng.normal(0, 0.06), 0, 1)).astype(float),) for _ in range(3)] for name in "ab"}
+            ci = seeds_then_rows(runs, np.arange(400), lambda c: {"acc": float(c.mean())}, "b", 0.975, 200, seed=i)["a"]["acc"]["diff"]["ci"]
+            boot_hits += ci[0] > 0 or ci[1] < 0
+    assert welch_hits / 400 <= 0.025 + 2 * math.sqrt(0.025 * 0.975 / 400)
+    assert boot_hits / 150 > 0.05
+
+
+def test_welch_interval__finds_a_planted_difference_and_handles_zero_spread():
+    rng = np.random.default_rng(1)
+    p_R = rng.uniform(0.2, 0.9, 400)
+    better = _seed_accuracies(rng, np.clip(p_R + 0.15, 0, 1), 3, 0.02)
+    d, (lo, hi) = stats.welch_interval(better, _seed_accuracies(rng, p_R, 3, 0.02), 0.975)
+    assert lo > 0 and lo < d < hi and abs(d - 0.15) < 0.05
+    assert stats.welch_interval([0.5, 0.5], [0.25, 0.25]) == (0.25, (0.25, 0.25))
+    with pytest.raises(ValueError, match="two values a side"):
+        stats.welch_interval([0.5], [0.2, 0.3])

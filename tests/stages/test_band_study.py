@@ -238,6 +238,7 @@ def test_diffing_stage__per_band_dictionaries_readings_and_effects_saved_loaded_
     assert band_study.diffing_stage(args, features) == records
 
 
+@pytest.mark.slow  # 86 s of the suite's budget; the arithmetic smoke study stays in the default run
 def test_band_study__on_mazes_every_stage_reads_the_runs_task_and_a_band_that_never_moved_is_not_diffed(tmp_path, study):
     """``--task maze`` end to end on the smoke presets: the run's config.json has the maze task section, the bands,
     probe sets and causal splits hold mazes, and a band is left out of model diffing exactly when none of its

@@ -1,0 +1,163 @@
+"""The refinement study's statistics: held-out accuracy per arm and split, the two claims and the computed verdict,
+and what the student's reads say about each refinement level. Pure functions of plain data.
+
+Table intervals are two-level bootstraps (``probes.stats.seeds_then_rows``): each arm's training seeds, then the
+held-out problems, the same problems for every arm, so differences are paired on problems; with three seeds they
+are descriptive. The verdict's decisions (``tests``: claim x split) use Welch t intervals over the two arms' seeds'
+accuracies (``probes.stats.welch_interval``, conditional on the held-out problems), which keep their error rate with
+three seeds where the seed bootstrap does not. Every interval is Bonferroni-adjusted over the decisions, so a claim
+that "holds" has its interval clear of 0 at the family-wise 5% level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from jaxtyping import Bool, Float, Int
+
+from probes.stats import seeds_then_rows, welch_interval
+
+ALPHA = 0.05
+LEVELS = ("full", "compressed", "direct")
+"""Refinements of one verified teacher trace, from most to least written-out (sophistication 0, 1, 2)."""
+MAIN_ARMS = ("original", "all_refinements", "student_filtered", "random_same_size")
+"""Arms (a)-(d); the first is every table's reference."""
+SPLITS = ("in range", "beyond")
+"""Held-out problems with k within the student's pretraining range, and larger k."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Test:
+    """One decision of the verdict: a contrast of two arms in one split, and the sign the claim predicts."""
+
+    claim: str
+    split: str
+    arm: str
+    against: str
+    direction: int
+    """+1: the claim predicts ``arm`` above ``against``; -1: below."""
+
+
+def frontier_arm(i: int) -> str:
+    """The arm trained on frontier bin ``i`` (0: nearest the student's frontier)."""
+    return f"frontier/bin{i}"
+
+
+def tests(n_bins: int) -> tuple[Test, ...]:
+    """The verdict's decisions: self-filtering helps beyond the student's range (the filtered refinements against a
+    random subset of the same size), and refinements beyond the frontier hurt, in each split (the furthest bin
+    against the nearest)."""
+    far, near = frontier_arm(n_bins - 1), frontier_arm(0)
+    return (Test("self-filtering helps", "beyond", "student_filtered", "random_same_size", +1),
+            *(Test("beyond the frontier hurts", split, far, near, -1) for split in SPLITS))  # fmt: skip
+
+
+def level_of(n_tests: int) -> float:
+    """Interval level: 95% Bonferroni-adjusted over the verdict's decisions."""
+    return 1 - ALPHA / n_tests
+
+
+def split_rows(k_P: Int[np.ndarray, " P"], k_train_max: int) -> dict[str, Int[np.ndarray, " R"]]:
+    """Row indices of each of ``SPLITS``."""
+    return {"in range": np.flatnonzero(k_P <= k_train_max), "beyond": np.flatnonzero(k_P > k_train_max)}
+
+
+def _accuracy(correct: np.ndarray) -> dict[str, float]:
+    return {"accuracy": float(correct.mean())}
+
+
+def accuracy_table(
+    runs: Mapping[str, Sequence[Bool[np.ndarray, " P"]]], rows: Int[np.ndarray, " R"], reference: str, level: float,
+    n_boot: int, seed: int,
+) -> dict[str, dict]:
+    """Per arm: accuracy over its seeds on ``rows`` and its difference from ``reference``, each with a two-level
+    bootstrap interval at ``level`` ({"mean", "ci", "diff": {"mean", "ci"}})."""
+    arms = {a: [(np.asarray(c, dtype=float),) for c in seeds] for a, seeds in runs.items()}
+    return {a: r["accuracy"] for a, r in seeds_then_rows(arms, rows, _accuracy, reference, level, n_boot, seed).items()}
+
+
+def split_tables(
+    runs: Mapping[str, Sequence[Bool[np.ndarray, " P"]]], splits: Mapping[str, np.ndarray], reference: str, level: float,
+    n_boot: int, seed: int,
+) -> dict[str, dict[str, dict]]:
+    """``accuracy_table`` in each split (split -> arm -> cell); each split its own bootstrap stream."""
+    return {s: accuracy_table(runs, rows, reference, level, n_boot, seed + i) for i, (s, rows) in enumerate(splits.items())}
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A decided test: the paired difference ``arm - against`` with its interval, and what it says."""
+
+    claim: str
+    split: str
+    arm: str
+    against: str
+    diff: float
+    ci: tuple[float, float]
+    outcome: str
+    """"holds" (interval clear of 0 in the claimed direction), "opposite" (clear of 0 the other way) or
+    "no difference"."""
+
+
+def outcome(ci: Sequence[float], direction: int) -> str:
+    """What an interval says about a claim predicting the sign ``direction``."""
+    lo, hi = ci
+    if not np.isfinite(lo) or not np.isfinite(hi) or lo <= 0 <= hi:
+        return "no difference"
+    return "holds" if (lo > 0) == (direction > 0) else "opposite"
+
+
+def decide(test: Test, runs: Mapping[str, Sequence[Bool[np.ndarray, " P"]]], splits: Mapping[str, np.ndarray], level: float) -> Claim:
+    """The test's difference on the split's problems, with a Welch interval over the two arms' seeds."""
+    rows = splits[test.split]
+    acc = {a: [float(np.mean(np.asarray(c)[rows])) for c in runs[a]] for a in (test.arm, test.against)}
+    d, ci = welch_interval(acc[test.arm], acc[test.against], level)
+    return Claim(test.claim, test.split, test.arm, test.against, d, ci, outcome(ci, test.direction))
+
+
+def verdict(claims: Sequence[Claim], level: float) -> str:
+    """One computed sentence: per claim and split, its difference, interval and outcome."""
+    parts = []
+    for name in dict.fromkeys(c.claim for c in claims):
+        said = [f"{c.split}: {c.outcome} ({c.arm} - {c.against} {c.diff:+.3f} [{c.ci[0]:+.3f}, {c.ci[1]:+.3f}])"
+                for c in claims if c.claim == name]  # fmt: skip
+        parts.append(f"{name[0].upper()}{name[1:]}? " + "; ".join(said) + ".")
+    return " ".join(parts) + f" Accuracy differences, {level:.1%} intervals (95% Bonferroni-adjusted over {len(claims)} tests), Welch over seeds."
+
+
+def frontier_bins(pass_rate_N: Float[np.ndarray, " N"], n_bins: int, seed: int) -> Int[np.ndarray, " N"]:
+    """Quantile bin of each sample by its problem's student pass rate: bin 0 holds the highest pass rates (nearest
+    the student's frontier), bin ``n_bins - 1`` the lowest (furthest beyond it). Ties are ranked at random, so a
+    coarse pass rate (few samples) still splits into bins of equal size (within one)."""
+    p = np.asarray(pass_rate_N, dtype=float)
+    tiebreak = np.random.Generator(np.random.PCG64(seed)).permutation(p.size)
+    rank = np.empty(p.size, dtype=int)
+    rank[np.lexsort((tiebreak, -p))] = np.arange(p.size)  # last key sorts first
+    return rank * n_bins // max(p.size, 1)
+
+
+def _mean(x: np.ndarray) -> float | None:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else None
+
+
+def read_summary(
+    level_N: Sequence[str], k_N: Int[np.ndarray, " N"], ifd_N: Float[np.ndarray, " N"], rifd_N: Float[np.ndarray, " N"],
+    kept_N: Bool[np.ndarray, " N"],
+) -> dict[str, dict]:
+    """Per level (``original`` and each of ``LEVELS`` present): samples, the share the student filter keeps (None for
+    the originals, which it does not judge), mean IFD and r-IFD, and those two means per k."""
+    level_N, k_N = np.asarray(level_N), np.asarray(k_N)
+    ifd_N, rifd_N, kept_N = (np.asarray(a, dtype=float) for a in (ifd_N, rifd_N, kept_N))
+    out = {}
+    for level in ("original", *LEVELS):
+        sel = level_N == level
+        if not sel.any():
+            continue
+        per_k = {str(k): {"n": int((sel & (k_N == k)).sum()), "ifd": _mean(ifd_N[sel & (k_N == k)]),
+                          "rifd": _mean(rifd_N[sel & (k_N == k)])} for k in sorted(set(k_N[sel].tolist()))}  # fmt: skip
+        out[level] = {"n": int(sel.sum()), "kept_share": None if level == "original" else _mean(kept_N[sel]),
+                      "ifd": _mean(ifd_N[sel]), "rifd": _mean(rifd_N[sel]), "per_k": per_k}  # fmt: skip
+    return out
