@@ -51,6 +51,7 @@ from probes.bands import BANDS
 from probes.layout import (
     FEATURES,
     GAIN_ATTRIBUTION,
+    INGESTED,
     MATCH,
     METRICS,
     MODEL_DIFFING,
@@ -301,6 +302,8 @@ def match_stage(args: BandStudyArgs) -> None:
         return
     for band, seed in ((b, s) for b in BANDS for s in args.seeds):
         gargs, name = args.grpo_args(band, seed), run_name(band, seed)
+        if (gargs.out / INGESTED).is_file():
+            continue  # trained elsewhere: matched on its evaluated checkpoints, never replayed
         inputs, base_acc = grpo.RunInputs.read(gargs), runs.metrics[name][0][args.matched_key]
 
         def measure(step: int, gargs=gargs, inputs=inputs, base_acc=base_acc) -> float:

@@ -31,6 +31,7 @@ from experiments.harness.tasks import Problem, Task, hedged_task, task_of_table
 from experiments.harness.train_state import load_state, save_state
 from probes.bands import BANDS, Band
 from probes.layout import (
+    INGESTED,
     LEDGER,
     METRICS,
     RUN_ARGS,
@@ -196,6 +197,8 @@ def replay(args: GRPOArgs, step: int) -> Path:
     """ckpt-<step> of a finished run, regenerated if it was not stored: every update is a pure
     function of (seed, step), so replaying from the nearest earlier checkpoint gives the same weights."""
     start = max((s for s in checkpoints(args.out) if s <= step), default=0)
+    if start < step and (args.out / INGESTED).is_file():
+        raise RunDirError(f"{args.out}: ingested run has no checkpoint at step {step}; it cannot be replayed here")
     if start < step:
         inputs = RunInputs.read(args)
         model, tokenizer, opt = load_at(args, start)
@@ -208,7 +211,10 @@ def replay(args: GRPOArgs, step: int) -> Path:
 
 
 def main(args: GRPOArgs) -> Path:
-    """Train (or resume) one band run; returns its output directory."""
+    """Train (or resume) one band run; returns its output directory (an ingested run is left as it is)."""
+    if (args.out / INGESTED).is_file():
+        print(f"{args.out}: ingested from {read_json(args.out / INGESTED)['engine']}; not trained here")
+        return args.out
     inputs = RunInputs.read(args)
     if args.reward in ("brier", "log"):
         hedged_task(args.run, "confidence", f"the {args.reward} reward")

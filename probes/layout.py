@@ -42,6 +42,9 @@ ROLLOUT_ACTIVITY = "rollout_activity.json"
 """Per checkpoint step of a hard-band run: the deliberation group's activity on its own rollouts, and their success."""
 TRAINER_STATE = "trainer_state.safetensors"
 """Optimizer state beside a checkpoint's weights; written last, so it marks the checkpoint complete."""
+INGESTED = "ingested.json"
+"""Beside an ingested band run's files and in each of its checkpoints: the engine and source it came from (an ingested
+run is never trained or replayed here; ``experiments.ingest``)."""
 FEATURES = "features.json"
 MODEL_DIFFING = "model_diffing.json"
 """Per band, under diffing/<band>/: its change dictionaries' readings, labels and causal checks."""
@@ -98,7 +101,8 @@ def checkpoint_step(path: Path) -> int | None:
 
 
 def is_complete(ckpt: Path) -> bool:
-    return (Path(ckpt) / TRAINER_STATE).is_file()
+    """Written to the end: bandlens's own checkpoints end with their optimizer state, ingested ones with INGESTED."""
+    return (Path(ckpt) / TRAINER_STATE).is_file() or (Path(ckpt) / INGESTED).is_file()
 
 
 def checkpoints(band_run: Path) -> dict[int, Path]:

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from import_graph import graph  # noqa: E402
 
 STAGES = {f"experiments.{p.stem}" for p in (ROOT / "experiments").glob("*.py") if p.stem != "__init__"}
-ORCHESTRATORS = {"experiments.band_study", "experiments.calibration", "experiments.utility"}
+ORCHESTRATORS = {"experiments.band_study", "experiments.calibration", "experiments.utility", "experiments.ingest"}
 """Studies that run other stages through their ``main`` (and so may import them)."""
 
 

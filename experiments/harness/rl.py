@@ -31,6 +31,7 @@ from experiments.harness.rl_loss import (
 )
 from experiments.harness.rollout import Rollout, rollouts
 from experiments.harness.task import Problem
+from experiments.harness.tasks import Outcome
 from probes.behaviour import behaviour_rates
 from probes.calibration import Utility
 from probes.padding import right_pad
@@ -207,16 +208,18 @@ def rollout_metrics(update: Update) -> dict[str, float]:
     }
 
 
+def ledger_row(step: int, problem: Problem, parsed: Sequence[Outcome]) -> dict:
+    """One group's ledger row: which prompt, how often it was solved (and by luck), how long, which modes."""
+    modes = [p.mode or "invalid" for p in parsed]
+    return {
+        "step": step, "pid": problem.pid, "k": problem.k,
+        "successes": sum(p.correct for p in parsed), "lucky_successes": sum(p.lucky_success for p in parsed),
+        "group_size": len(parsed),
+        "mean_length": float(np.mean([p.length for p in parsed])),
+        "modes": {m: modes.count(m) for m in ("deliberate", "direct", "invalid")},
+    }  # fmt: skip
+
+
 def ledger_rows(update: Update) -> list[dict]:
-    """One row per sampled group: which prompt, how often it was solved (and by luck), how long, which modes."""
-    rows = []
-    for g in update.groups:
-        modes = [r.parsed.mode or "invalid" for r in g]
-        rows.append({
-            "step": update.step, "pid": g[0].problem.pid, "k": g[0].problem.k,
-            "successes": sum(r.parsed.correct for r in g), "lucky_successes": sum(r.parsed.lucky_success for r in g),
-            "group_size": len(g),
-            "mean_length": float(np.mean([r.parsed.length for r in g])),
-            "modes": {m: modes.count(m) for m in ("deliberate", "direct", "invalid")},
-        })  # fmt: skip
-    return rows
+    """One row per sampled group (``ledger_row``)."""
+    return [ledger_row(update.step, g[0].problem, [r.parsed for r in g]) for g in update.groups]
