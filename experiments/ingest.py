@@ -15,7 +15,8 @@ each speaks the run's vocabulary, and writes ``bands/<band>/seed<s>/`` as bandle
 * ``ingested.json``: the engine, the source, the step unit and the checkpoints.
 
 From then on ``experiments.band_study`` treats the run like its own, except that it never trains or replays
-it: matching uses the evaluated checkpoints only. A rerun skips checkpoints already copied and evaluated.
+it: matching uses the evaluated checkpoints only. A rerun skips checkpoints already copied (the evaluations, cheap
+and deterministic, are redone) and picks up checkpoints the engine wrote since.
 """
 
 import dataclasses

@@ -10,6 +10,8 @@ import time
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import json  # noqa: E402
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -29,6 +31,24 @@ def smoke_run(tmp_path_factory) -> Path:
     pretrain.main(preset_args(pretrain.PretrainArgs, pretrain.PRESETS, "smoke", out=run))
     bands.main(preset_args(bands.BandArgs, bands.PRESETS, "smoke", run=run))
     return run
+
+
+@pytest.fixture(scope="session")
+def copy_run(smoke_run):
+    """A function copying the smoke run's base model and band table to a new run directory whose config.json holds
+    only how those were made: other tests record further stages in the shared smoke run as they go, and a study
+    that records the same stage with other arguments would refuse the copy."""
+
+    def make(dest: Path) -> Path:
+        shutil.copytree(smoke_run / "base", dest / "base")
+        (dest / "bands").mkdir(parents=True)
+        shutil.copy(smoke_run / "bands" / "table.json", dest / "bands" / "table.json")
+        config = json.loads((smoke_run / "config.json").read_text())
+        config["stages"] = {k: v for k, v in config["stages"].items() if k in ("pretrain", "bands")}
+        (dest / "config.json").write_text(json.dumps(config, indent=2))
+        return dest
+
+    return make
 
 
 @pytest.fixture(scope="session")

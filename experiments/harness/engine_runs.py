@@ -6,7 +6,8 @@
 * verl writes ``global_step_<N>/actor/`` as sharded FSDP state; ``python -m verl.model_merger merge --backend fsdp
   --local_dir <ckpt>/actor --target_dir <dir>`` makes an HF directory of it, which is read where it is found
   inside ``global_step_<N>/`` (``actor/huggingface/`` is verl's own place for the config and tokenizer). Its
-  ``trainer.rollout_data_dir`` holds ``<N>.jsonl`` files, one line per response (input, output, score).
+  ``trainer.rollout_data_dir`` holds ``<N>.jsonl`` files, one line per response (input, output, score, step),
+  decoded without special tokens. Its metrics go to its loggers (console, wandb …), which are not read here.
 * Plain HF directories: one per checkpoint, the step being the last number in the folder's name.
 
 Anything that cannot be read stops with one line (``RunDirError``): no checkpoint found, a folder with no step

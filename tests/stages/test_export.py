@@ -5,7 +5,6 @@ import dataclasses
 import importlib.util
 import inspect
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,10 +58,8 @@ def read_rows(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def run(smoke_run, tmp_path_factory) -> Path:
-    copy = tmp_path_factory.mktemp("export_run") / "run"
-    shutil.copytree(smoke_run, copy)
-    return copy
+def run(copy_run, tmp_path_factory) -> Path:
+    return copy_run(tmp_path_factory.mktemp("export_run") / "run")
 
 
 @pytest.fixture(scope="module")

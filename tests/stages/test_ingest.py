@@ -14,13 +14,8 @@ from probes.layout import INGESTED, RunLayout, checkpoints, read_json, read_json
 
 
 @pytest.fixture
-def run(smoke_run, tmp_path):
-    out = tmp_path / "run"
-    shutil.copytree(smoke_run / "base", out / "base")
-    shutil.copy(smoke_run / "config.json", out / "config.json")
-    (out / "bands").mkdir()
-    shutil.copy(RunLayout(smoke_run).band_table, RunLayout(out).band_table)
-    return out
+def run(copy_run, tmp_path):
+    return copy_run(tmp_path / "run")
 
 
 def _hf_series(root, run, names) -> None:
@@ -65,6 +60,11 @@ def test_ingest__refuses_in_one_line_unmerged_shards_a_foreign_vocabulary_and_a_
     build_tokenizer(Arithmetic(TaskSpec(7, ("+", "-")))).save_pretrained(tmp_path / "foreign" / "step-7")
     said = _refusal(["--engine", "hf", "--path", str(tmp_path / "foreign"), "--run", str(run)], monkeypatch, capsys)
     assert "vocabulary does not match" in said
+
+    _hf_series(tmp_path / "bare", run, ["step-3"])
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "bare" / "step-3" / f).unlink()
+    assert "no tokenizer" in _refusal(["--engine", "hf", "--path", str(tmp_path / "bare"), "--run", str(run)], monkeypatch, capsys)
 
     _hf_series(tmp_path / "nameless", run, ["final"])
     said = _refusal(["--engine", "hf", "--path", str(tmp_path / "nameless"), "--run", str(run)], monkeypatch, capsys)

@@ -11,13 +11,9 @@ from probes.layout import RunDirError, RunLayout, read_json
 
 
 @pytest.fixture(scope="module")
-def study(smoke_run, tmp_path_factory):
+def study(copy_run, tmp_path_factory):
     """The smoke pruning study on a copy of the smoke run (base model, config and band table only)."""
-    run = tmp_path_factory.mktemp("pruning") / "run"
-    shutil.copytree(smoke_run / "base", run / "base")
-    shutil.copy(smoke_run / "config.json", run / "config.json")
-    (run / "bands").mkdir()
-    shutil.copy(RunLayout(smoke_run).band_table, run / "bands" / "table.json")
+    run = copy_run(tmp_path_factory.mktemp("pruning") / "run")
     args = preset_args(pruning.PruningArgs, pruning.PRESETS, "smoke", run=run)
     return args, pruning.main(args)
 

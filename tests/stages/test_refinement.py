@@ -1,7 +1,6 @@
 """The teacher-refinement study end to end on a copy of the smoke run, and its pure parts on planted data."""
 
 import json
-import shutil
 import sys
 
 import numpy as np
@@ -17,12 +16,9 @@ from probes.selection import ifd, reverse_ifd, student_filter
 
 
 @pytest.fixture
-def run(smoke_run, tmp_path):
-    """The smoke run's base model and config (the study writes into its run directory)."""
-    out = tmp_path / "run"
-    shutil.copytree(smoke_run / "base", out / "base")
-    shutil.copy(smoke_run / "config.json", out / "config.json")
-    return out
+def run(copy_run, tmp_path):
+    """A copy of the smoke run (the study writes into its run directory)."""
+    return copy_run(tmp_path / "run")
 
 
 def test_refinement__smoke_study_builds_every_arm_and_resumes(run, monkeypatch):

@@ -2,7 +2,6 @@
 CPU from the exported script, ingest the checkpoint series, and run the smoke band study on the ingested runs."""
 
 import runpy
-import shutil
 import sys
 
 import pytest
@@ -23,12 +22,8 @@ def _train_with_trl(script, band: str, seed: int, out, monkeypatch) -> None:
     runpy.run_path(str(script), run_name="__main__")
 
 
-def test_trl_round_trip__export_train_ingest_and_the_band_study_reads_the_runs(smoke_run, tmp_path, monkeypatch):
-    run = tmp_path / "run"
-    shutil.copytree(smoke_run / "base", run / "base")
-    shutil.copy(smoke_run / "config.json", run / "config.json")
-    (run / "bands").mkdir()
-    shutil.copy(RunLayout(smoke_run).band_table, RunLayout(run).band_table)
+def test_trl_round_trip__export_train_ingest_and_the_band_study_reads_the_runs(copy_run, tmp_path, monkeypatch):
+    run = copy_run(tmp_path / "run")
     out = export.main(preset_args(export.ExportArgs, export.PRESETS, "smoke", run=run, out=tmp_path / "export", format="trl"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
     spec = verifier_spec(run)
