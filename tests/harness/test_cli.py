@@ -104,12 +104,15 @@ def test_study_config__one_section_per_stage_reaches_each_stage(tmp_path):
         ('{"pretrain": {"p": 12}}', "p: 12 is not prime"),
     ],
 )
-def test_study_config__unknown_or_bad_keys_exit_2_naming_the_key(tmp_path, config, named):
+def test_study_config__unknown_or_bad_keys_exit_2_naming_the_key(tmp_path, config, named, monkeypatch, capsys):
+    """The band study's command line, in this process (a subprocess per case cost ~7 s of imports each)."""
+    from experiments import band_study
+
     cfg = tmp_path / "study.json"
     cfg.write_text(config)
-    res = subprocess.run(
-        [sys.executable, "-m", "experiments.band_study", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "r")],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert res.returncode == 2 and named in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    monkeypatch.setattr(sys, "argv", ["band_study", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit) as stop:
+        cli.run(band_study.main, band_study.BandStudyArgs, band_study.PRESETS)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and named in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "r").exists()
