@@ -51,7 +51,7 @@ from experiments.analysis.refinement_results import (
 from experiments.harness import cli, fixed_data, seeds
 from experiments.harness.fixed_data import Schedule, greedy_correct
 from experiments.harness.model import save_model
-from experiments.harness.refinements import REFINE, by_k, deliberate_correct, student_reads, teacher_traces
+from experiments.harness.refinements import REFINE, by_k, student_reads, teacher_traces
 from experiments.harness.rollout import max_new_tokens, sampled_completions
 from experiments.harness.rundir import cached_json, check_writable, init_run, write_json
 from experiments.harness.supervised import Example, Recipe, example, fit
@@ -243,8 +243,8 @@ def read_samples(layout: RunLayout, recipe: Recipe, args: RefinementArgs, held_o
     rows = sample_rows(problems, traces, args)
     student_reads(student, tokenizer.get_vocab(), problems, rows)
     outcomes = sampled_completions(student, tokenizer, problems, args.n_pass, draw_seed(args, PASS))
-    competence = {"student, deliberate": by_k(held_out, deliberate_correct(student, tokenizer, held_out)),
-                  "teacher, deliberate": by_k(held_out, deliberate_correct(teacher, tokenizer, held_out)),
+    competence = {"student, deliberate": by_k(held_out, greedy_correct(student, tokenizer, held_out, "deliberate")),
+                  "teacher, deliberate": by_k(held_out, greedy_correct(teacher, tokenizer, held_out, "deliberate")),
                   "student, free choice": by_k(held_out, greedy_correct(student, tokenizer, held_out))}  # fmt: skip
     return {
         "problems": [{**pr.as_record(), "pass_rate": float(np.mean([o.correct for o in outs])), "teacher_verified": t is not None}

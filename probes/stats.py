@@ -403,6 +403,17 @@ def seeds_then_rows(
     return out
 
 
+def accuracy_by_arm(
+    arms: Mapping[str, Sequence[np.ndarray]], rows: np.ndarray, reference: str, level: float = 0.95, n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Per arm, mean correctness over its seeds' 0/1 arrays on ``rows``, with its difference from ``reference``
+    (``seeds_then_rows``: {"mean", "ci", "diff": {"mean", "ci"}})."""
+    runs = {a: [(np.asarray(c, dtype=float),) for c in seeds] for a, seeds in arms.items()}
+    res = seeds_then_rows(runs, rows, lambda c: {"accuracy": float(c.mean())}, reference, level, n_boot, seed)
+    return {a: r["accuracy"] for a, r in res.items()}
+
+
 def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, tuple[float, float]]:
     """mean(a) - mean(b) and its Welch t interval at ``level``: one value per seed on each side, so training
     randomness sets the width. It keeps its error rate with three seeds a side, where a seed-level bootstrap

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from probes.layout import PruningLayout, read_json
-from probes.stats import seeds_then_rows, welch_interval
+from probes.stats import accuracy_by_arm, welch_interval
 
 ALPHA = 0.05
 
@@ -82,18 +82,14 @@ def _load(root: Path, name: str, seeds: Sequence[int]) -> list[np.ndarray] | Non
     return [np.array(read_json(p)["correct"], dtype=float) for p in paths] if all(p.exists() for p in paths) else None
 
 
-def _arms_table(arms: dict[str, list[np.ndarray]], reference: str, n_boot: int, level: float = 0.95) -> dict[str, dict]:
-    """Accuracy of each arm and its difference from ``reference`` (two-level bootstrap)."""
-    rows = np.arange(next(iter(arms.values()))[0].size)
-    stat = lambda c: {"acc": float(c.mean())}  # noqa: E731
-    res = seeds_then_rows({a: [(c,) for c in runs] for a, runs in arms.items()}, rows, stat, reference, level, n_boot)
-    return {a: r["acc"] for a, r in res.items()}
+def _arms_table(arms: dict[str, list[np.ndarray]], reference: str, n_boot: int) -> dict[str, dict]:
+    """Accuracy of each arm over every held-out problem and its difference from ``reference`` (two-level bootstrap)."""
+    return accuracy_by_arm(arms, np.arange(next(iter(arms.values()))[0].size), reference, n_boot=n_boot)
 
 
-def composition(root: Path, d: Design, size: int, metric: str, policy: str, f: float) -> dict[str, float]:
+def composition(root: Path, records: Sequence[dict], d: Design, size: int, metric: str, policy: str, f: float) -> dict[str, float]:
     """What an arm kept, mean over seeds: the share of deliberate completions and the mean k (the metrics may rank
     by mode or length rather than by difficulty within them)."""
-    records = read_json(PruningLayout(root).dataset(max(d.sizes)))
     kept = [read_json(PruningLayout(root).arm(PruningLayout.arm_name(size, metric, policy, f), s))["rows"] for s in d.seeds]
     rows = [records[i] for r in kept for i in r]
     return {"deliberate": float(np.mean([r["mode"] == "deliberate" for r in rows])), "k": float(np.mean([r["k"] for r in rows]))}
@@ -101,7 +97,7 @@ def composition(root: Path, d: Design, size: int, metric: str, policy: str, f: f
 
 def supervised_table(root: Path, d: Design) -> list[dict]:
     """One row per size x fraction x (metric, policy) that has every seed's file."""
-    out = []
+    records, out = read_json(PruningLayout(root).dataset(max(d.sizes))), []
     for size in d.sizes:
         grid = [("random", "random", 1.0), *d.grid(size)]
         for f in sorted({f for _, _, f in grid}):
@@ -112,7 +108,7 @@ def supervised_table(root: Path, d: Design) -> list[dict]:
             stats = _arms_table(arms, "random/random", d.n_boot)
             out += [{"size": size, "fraction": f, "kept": round(size * f), "metric": "all" if f == 1 else a.split("/")[0],
                      "policy": "all" if f == 1 else a.split("/")[1], "acc": s["mean"], "ci": s["ci"], "vs_random": s["diff"],
-                     "composition": composition(root, d, size, *a.split("/"), f)} for a, s in stats.items()]  # fmt: skip
+                     "composition": composition(root, records, d, size, *a.split("/"), f)} for a, s in stats.items()]  # fmt: skip
     return out
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from jaxtyping import Bool, Float, Int
 
-from probes.stats import seeds_then_rows, welch_interval
+from probes.stats import accuracy_by_arm, welch_interval
 
 ALPHA = 0.05
 LEVELS = ("full", "compressed", "direct")
@@ -64,26 +64,12 @@ def split_rows(k_P: Int[np.ndarray, " P"], k_train_max: int) -> dict[str, Int[np
     return {"in range": np.flatnonzero(k_P <= k_train_max), "beyond": np.flatnonzero(k_P > k_train_max)}
 
 
-def _accuracy(correct: np.ndarray) -> dict[str, float]:
-    return {"accuracy": float(correct.mean())}
-
-
-def accuracy_table(
-    runs: Mapping[str, Sequence[Bool[np.ndarray, " P"]]], rows: Int[np.ndarray, " R"], reference: str, level: float,
-    n_boot: int, seed: int,
-) -> dict[str, dict]:
-    """Per arm: accuracy over its seeds on ``rows`` and its difference from ``reference``, each with a two-level
-    bootstrap interval at ``level`` ({"mean", "ci", "diff": {"mean", "ci"}})."""
-    arms = {a: [(np.asarray(c, dtype=float),) for c in seeds] for a, seeds in runs.items()}
-    return {a: r["accuracy"] for a, r in seeds_then_rows(arms, rows, _accuracy, reference, level, n_boot, seed).items()}
-
-
 def split_tables(
     runs: Mapping[str, Sequence[Bool[np.ndarray, " P"]]], splits: Mapping[str, np.ndarray], reference: str, level: float,
     n_boot: int, seed: int,
 ) -> dict[str, dict[str, dict]]:
-    """``accuracy_table`` in each split (split -> arm -> cell); each split its own bootstrap stream."""
-    return {s: accuracy_table(runs, rows, reference, level, n_boot, seed + i) for i, (s, rows) in enumerate(splits.items())}
+    """``probes.stats.accuracy_by_arm`` in each split (split -> arm -> cell); each split its own bootstrap stream."""
+    return {s: accuracy_by_arm(runs, rows, reference, level, n_boot, seed + i) for i, (s, rows) in enumerate(splits.items())}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ from experiments.harness import seeds
 from experiments.harness.model import build_tokenizer
 from experiments.harness.rollout import EVAL_BATCH, rollouts
 from experiments.harness.supervised import Example, Recipe, fit
-from experiments.harness.tasks import Problem
+from experiments.harness.tasks import Mode, Problem
 from probes.difficulty import teacher_forced
 
 
@@ -69,9 +69,10 @@ def train(
     held and whether the model got every target token of each right; ``before(model, step)`` runs
     before each update (reading scores early)."""
     run = dataclasses.replace(recipe, seed=seed, batch_size=0, steps=schedule.steps, lr=schedule.lr, warmup=schedule.warmup)
-    vocab = build_tokenizer(recipe.task).get_vocab()
+    tokenizer = build_tokenizer(recipe.task)
+    vocab = tokenizer.get_vocab()
     if model is None:
-        model, opt = run.init(build_tokenizer(recipe.task))
+        model, opt = run.init(tokenizer)
     else:
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=recipe.weight_decay)
@@ -86,7 +87,7 @@ def train(
     return model.eval()
 
 
-def greedy_correct(model, tokenizer, problems: Sequence[Problem]) -> Bool[np.ndarray, " N"]:
-    """Whether the model's greedy free-choice completion of each problem is right."""
-    return np.array([r.parsed.correct for r in rollouts(model, tokenizer, problems, mode=None, temperature=0.0,
+def greedy_correct(model, tokenizer, problems: Sequence[Problem], mode: Mode | None = None) -> Bool[np.ndarray, " N"]:
+    """Whether the model's greedy completion of each problem is right (free choice, or forced into ``mode``)."""
+    return np.array([r.parsed.correct for r in rollouts(model, tokenizer, problems, mode=mode, temperature=0.0,
                                                          batch_size=EVAL_BATCH)])  # fmt: skip

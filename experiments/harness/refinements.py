@@ -81,9 +81,3 @@ def by_k(problems: Sequence[Problem], correct_P: Bool[np.ndarray, " P"]) -> dict
     """Accuracy per k."""
     k_P = np.array([pr.k for pr in problems])
     return {str(k): float(correct_P[k_P == k].mean()) for k in sorted(set(k_P.tolist()))}
-
-
-def deliberate_correct(model, tokenizer, problems: Sequence[Problem]) -> Bool[np.ndarray, " P"]:
-    """Whether the greedy forced-deliberate completion of each problem is right (the model's competence)."""
-    return np.array([r.parsed.correct for r in rollouts(model, tokenizer, problems, mode="deliberate", temperature=0.0,
-                                                        batch_size=EVAL_BATCH)])  # fmt: skip

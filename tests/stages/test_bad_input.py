@@ -1,35 +1,12 @@
 """Bad input stops with one line naming the file or field, exit code 2, and touches nothing."""
 
-import contextlib
-import dataclasses
-import importlib
-import io
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from experiments.harness import cli
-
-
-def run(module: str, *argv: str) -> subprocess.CompletedProcess:
-    """``python -m experiments.<module> *argv`` through its entry point (``cli.run``), in this process: a subprocess
-    per case cost ~7 s of imports (tests/harness/test_cli.py keeps real subprocesses for the entry point itself)."""
-    mod = importlib.import_module(f"experiments.{module}")
-    args_cls = next(v for k, v in vars(mod).items() if k.endswith("Args") and dataclasses.is_dataclass(v) and v.__module__ == mod.__name__)
-    err, code, saved = io.StringIO(), 0, sys.argv
-    sys.argv = [module, *argv]
-    try:
-        with contextlib.redirect_stderr(err):
-            cli.run(mod.main, args_cls, mod.PRESETS)
-    except SystemExit as stop:
-        code = stop.code
-    finally:
-        sys.argv = saved
-    return subprocess.CompletedProcess([module, *argv], code, "", err.getvalue())
+from entry_points import run_entry as run
 
 
 def snapshot(path: Path) -> dict[str, tuple[int, int]]:

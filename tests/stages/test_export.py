@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from entry_points import run_entry, single_error_line
 from transformers import AutoTokenizer
 
 from experiments import export, grpo
 from experiments.export import PRESETS, ExportArgs
 from experiments.harness import engine_formats as ef
 from experiments.harness.cli import preset_args
-from experiments.harness.cli import run as cli_run
 from experiments.harness.rollout import max_new_tokens
 from experiments.harness.tasks import run_task, task_of
 from probes.layout import RunDirError
@@ -222,24 +222,13 @@ def test_export__presets_and_defaults_are_grpos():
         assert PRESETS[name] == {k: v for k, v in values.items() if k in shared}
 
 
-def one_line_error(monkeypatch, capsys, *argv: str) -> str:
-    """The export's command line, in this process: exit 2 with one ``error:`` line on stderr."""
-    monkeypatch.setattr(sys, "argv", ["export", *argv])
-    with pytest.raises(SystemExit) as stop:
-        cli_run(export.main, ExportArgs, export.PRESETS)
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert stop.value.code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err[-1500:]
-    return lines[0]
-
-
-def test_export__refuses_bad_input_in_one_line(run, tmp_path, monkeypatch, capsys):
-    assert "table.json: missing" in one_line_error(monkeypatch, capsys, "--run", str(tmp_path / "nowhere"), "--out", str(tmp_path / "a"))
+def test_export__refuses_bad_input_in_one_line(run, tmp_path, monkeypatch):
+    assert "table.json: missing" in single_error_line(run_entry("export", "--run", str(tmp_path / "nowhere"), "--out", str(tmp_path / "a")))
     assert not (tmp_path / "a").exists()
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    assert "not empty and not an export" in one_line_error(monkeypatch, capsys, "--run", str(run), "--out", str(busy))
+    assert "not empty and not an export" in single_error_line(run_entry("export", "--run", str(run), "--out", str(busy)))
     assert [p.name for p in busy.iterdir()] == ["notes.txt"]
     res = subprocess.run([sys.executable, "-m", "experiments.export", "--run", str(run), "--format", "onnx"], cwd=ROOT,
                          capture_output=True, text=True)  # fmt: skip

@@ -1,12 +1,11 @@
 """Ingesting another engine's checkpoint series: plain HF folders end to end, and the one-line refusals."""
 
 import shutil
-import sys
 
 import pytest
+from entry_points import run_entry, single_error_line
 
 from experiments import ingest
-from experiments.harness import cli
 from experiments.harness.model import build_tokenizer
 from experiments.harness.task import TaskSpec
 from experiments.harness.tasks import Arithmetic
@@ -22,15 +21,6 @@ def _hf_series(root, run, names) -> None:
     """HF checkpoints (copies of the base model) in folders with the given names."""
     for name in names:
         shutil.copytree(RunLayout(run).base, root / name)
-
-
-def _refusal(args: list[str], monkeypatch, capsys) -> str:
-    monkeypatch.setattr(sys, "argv", ["ingest", *args])
-    with pytest.raises(SystemExit) as stop:
-        cli.run(ingest.main, ingest.IngestArgs, ingest.PRESETS)
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-    assert stop.value.code == 2 and len(lines) == 1 and lines[0].startswith("error:"), lines
-    return lines[0]
 
 
 def test_ingest__hf_folders_become_a_band_run_evaluated_here_and_never_trained(run, tmp_path):
@@ -49,25 +39,25 @@ def test_ingest__hf_folders_become_a_band_run_evaluated_here_and_never_trained(r
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
-def test_ingest__refuses_in_one_line_unmerged_shards_a_foreign_vocabulary_and_a_folder_without_a_step(run, tmp_path, monkeypatch, capsys):
+def test_ingest__refuses_in_one_line_unmerged_shards_a_foreign_vocabulary_and_a_folder_without_a_step(run, tmp_path):
     shards = tmp_path / "verl" / "global_step_20" / "actor"
     shards.mkdir(parents=True)
     (shards / "model_world_size_2_rank_0.pt").write_bytes(b"")
-    said = _refusal(["--engine", "verl", "--path", str(tmp_path / "verl"), "--run", str(run)], monkeypatch, capsys)
+    said = single_error_line(run_entry("ingest", "--engine", "verl", "--path", str(tmp_path / "verl"), "--run", str(run)))
     assert "unmerged FSDP shards" in said and "verl.model_merger merge" in said
 
     _hf_series(tmp_path / "foreign", run, ["step-7"])
     build_tokenizer(Arithmetic(TaskSpec(7, ("+", "-")))).save_pretrained(tmp_path / "foreign" / "step-7")
-    said = _refusal(["--engine", "hf", "--path", str(tmp_path / "foreign"), "--run", str(run)], monkeypatch, capsys)
+    said = single_error_line(run_entry("ingest", "--engine", "hf", "--path", str(tmp_path / "foreign"), "--run", str(run)))
     assert "vocabulary does not match" in said
 
     _hf_series(tmp_path / "bare", run, ["step-3"])
     for f in ("tokenizer.json", "tokenizer_config.json"):
         (tmp_path / "bare" / "step-3" / f).unlink()
-    assert "no tokenizer" in _refusal(["--engine", "hf", "--path", str(tmp_path / "bare"), "--run", str(run)], monkeypatch, capsys)
+    assert "no tokenizer" in single_error_line(run_entry("ingest", "--engine", "hf", "--path", str(tmp_path / "bare"), "--run", str(run)))
 
     _hf_series(tmp_path / "nameless", run, ["final"])
-    said = _refusal(["--engine", "hf", "--path", str(tmp_path / "nameless"), "--run", str(run)], monkeypatch, capsys)
+    said = single_error_line(run_entry("ingest", "--engine", "hf", "--path", str(tmp_path / "nameless"), "--run", str(run)))
     assert "no step number" in said
     assert not RunLayout(run).band_run("medium", 0).exists()  # nothing was written for any of them
 

@@ -1,14 +1,14 @@
 """The teacher-refinement study end to end on a copy of the smoke run, and its pure parts on planted data."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
+from entry_points import run_entry, single_error_line
 
 from experiments import refinement
 from experiments.analysis.refinement_results import frontier_bins, outcome
-from experiments.harness import cli, fixed_data, refinements
+from experiments.harness import fixed_data, refinements
 from experiments.harness.cli import preset_args
 from experiments.harness.tasks import run_task
 from probes.layout import RunDirError, RunLayout, read_json
@@ -79,20 +79,11 @@ def test_refinement__smoke_study_builds_every_arm_and_resumes(run, monkeypatch):
     assert {p: p.stat().st_mtime_ns for p in arm_files} == arm_files
 
 
-def _cli_error(run_dir, monkeypatch, capsys) -> str:
-    monkeypatch.setattr(sys, "argv", ["refinement", "--preset", "smoke", "--run", str(run_dir)])
-    with pytest.raises(SystemExit) as stop:
-        cli.run(refinement.main, refinement.RefinementArgs, refinement.PRESETS)
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-    assert stop.value.code == 2 and len(lines) == 1 and lines[0].startswith("error:"), lines
-    return lines[0]
-
-
-def test_refinement__a_missing_or_non_arithmetic_run_stops_in_one_line(run, tmp_path, monkeypatch, capsys):
-    assert "no finished base model" in _cli_error(tmp_path / "nothing", monkeypatch, capsys)
+def test_refinement__a_missing_or_non_arithmetic_run_stops_in_one_line(run, tmp_path):
+    assert "no finished base model" in single_error_line(run_entry("refinement", "--preset", "smoke", "--run", str(tmp_path / "nothing")))
     config = read_json(run / "config.json")
     (run / "config.json").write_text(json.dumps({**config, "task": {"task": "maze", "max_size": 5, "loop_frac": 0.0}}))
-    assert "needs a plain arithmetic run" in _cli_error(run, monkeypatch, capsys)
+    assert "needs a plain arithmetic run" in single_error_line(run_entry("refinement", "--preset", "smoke", "--run", str(run)))
     assert not (run / "refinement").exists() and not (tmp_path / "nothing").exists()
 
 
