@@ -14,6 +14,7 @@ stage (``--config study.json``: ``{"pretrain": {"p": 13}, "grpo": {"lr": 5e-5}, 
 # No `from __future__ import annotations`: a spawned pool worker re-runs this module as __mp_main__,
 # where string ClassVar annotations read as dataclass fields.
 import dataclasses
+import functools
 import json
 from collections import Counter
 from collections.abc import Mapping
@@ -34,13 +35,14 @@ from experiments.analysis.band_results import (
     matching,
     planned,
 )
+from experiments.analysis.contrasts import MIN_SEEDS, SEQUENCE_GROUPS
 from experiments.analysis.diffing_results import summarise
 from experiments.analysis.gain_results import ATTRIBUTED
 from experiments.harness import cli, seeds
 from experiments.harness.diffing import means_tensors, read_all
 from experiments.harness.executors import EXECUTORS, run_jobs
 from experiments.harness.gain_attribution import attribute_gain
-from experiments.harness.labelling import LabelSpec, label_and_check, split_problems, summary
+from experiments.harness.labelling import LabelSpec, label_and_check, labelling_checks, split_problems, summary
 from experiments.harness.model_diffing import DiffingSpec, Pair, band_record
 from experiments.harness.probe_sets import ProbeSetSpec, probe_problems
 from experiments.harness.rollout_activity import rollout_activity
@@ -62,7 +64,7 @@ from probes.layout import (
     read_jsonl,
     run_name,
 )
-from probes.matched_gain import bisect, with_points
+from probes.matched_gain import MAX_HALVINGS, GainCurve, bisect, first_reaching, with_points
 from probes.models import load_bridge, load_hf, load_tokenizer
 from probes.saes.train import SAESpec, load_sae
 
@@ -99,7 +101,8 @@ class BandStudyArgs:
     sae_archs: tuple[str, ...] = ("batchtopk", "temporal")
     """Shared SAE bases, reported side by side; the first is the headline."""
     hook: str = ""
-    """Hook the SAEs read (empty: the train_sae preset's default)."""
+    """Hook the SAEs read (empty: chosen among every block's residual stream by the labelling-split rule,
+    ``hook_stage``; the train_sae preset's hook wins ties)."""
     matched_key: str = "eval/acc/all/sampled"
     """Eval metric whose gain over the base model is matched."""
     target_gain: float | None = None
@@ -107,16 +110,18 @@ class BandStudyArgs:
     a band being matchable when all its runs gain at least 3 standard errors)."""
     matched_tol: float | None = None
     """A matched gain hits the target within this (None: one standard error of a gain, from the evals)."""
-    attribution_samples: int = 4
-    """Completions per eval problem for each patched accuracy in gain attribution (the same draws in every
-    condition; fewer than the eval's 8 to keep the default study's time)."""
     activity_problems: int = 32
     """Hard-pool problems whose rollouts every stored checkpoint of each hard-band run is read on
     (deliberation-group activity on successes vs failures, along training)."""
     activity_samples: int = 4
     """Rollouts per problem and checkpoint for that reading."""
-    causal_per_k: int = 20
-    """Problems per k (inside the pretraining range) in each of the labelling and test splits of the causal stream."""
+    causal_per_k: int = 40
+    """Problems per k (inside the pretraining range) in each of the labelling and test splits of the causal stream:
+    with 40, a check that reads every k beyond the shortcut's range (deliberation) has 360 problems, enough for an
+    interval of about +-0.05 on an effect near -0.7."""
+    causal_shortcut_per_k: int = 120
+    """The same where direct answers work (k <= shortcut_k), which is all the shortcut check reads (k = 1 holds 363
+    chains over Z_11; where the SAE's probe set leaves fewer, the test split keeps its share first)."""
     n_random: int = 20
     """Random latent groups (matched in firing rate and mass) per causal check."""
     diff_per_k: int = 10
@@ -148,6 +153,7 @@ class BandStudyArgs:
     """Per stage (pretrain, bands, grpo, train_sae): field values over the stage's preset (config-file sections)."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: need distinct seeds, got {self.seeds}")
         if not self.sae_archs or set(self.sae_archs) - {"batchtopk", "matryoshka", "temporal"}:
@@ -160,7 +166,7 @@ class BandStudyArgs:
             raise ValueError(f"diffing_seeds: must be >= 0, got {self.diffing_seeds}")
         if self.gpus_per_job <= 0 or (self.gpus_per_job > 1 and self.gpus_per_job != int(self.gpus_per_job)):
             raise ValueError(f"gpus_per_job: must be a fraction in (0, 1] or a whole number, got {self.gpus_per_job}")
-        for name in ("grpo_steps", "workers", "attribution_samples", "diffing_samples", "diffing_per_k", "diffing_rollouts", "activity_problems", "activity_samples", "causal_per_k", "n_random", "diff_per_k", "replicate"):
+        for name in ("grpo_steps", "workers", "diffing_samples", "diffing_per_k", "diffing_rollouts", "activity_problems", "activity_samples", "causal_per_k", "causal_shortcut_per_k", "n_random", "diff_per_k", "replicate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         for stage, values in self.stages.items():
@@ -195,8 +201,14 @@ class BandStudyArgs:
     def grpo_args(self, band: str, seed: int) -> grpo.GRPOArgs:
         return self.stage_args("grpo", run=self.out, band=band, seed=seed, steps=self.grpo_steps)
 
-    def sae_args(self, arch: str) -> train_sae.TrainSAEArgs:
-        hook = {"hook": self.hook} if self.hook else {}
+    @property
+    def band_runs(self) -> dict[str, grpo.GRPOArgs]:
+        """Every band x seed run's arguments, by its name (``run_name``)."""
+        return {run_name(b, s): self.grpo_args(b, s) for b in BANDS for s in self.seeds}
+
+    def sae_args(self, arch: str, hook: str = "") -> train_sae.TrainSAEArgs:
+        """An SAE stage's arguments, at ``hook``, else the study's hook, else the stage preset's."""
+        hook = {"hook": hook or self.hook} if hook or self.hook else {}
         return self.stage_args("train_sae", run=self.out, arch=arch, **hook)
 
     @property
@@ -222,13 +234,13 @@ class BandStudyArgs:
     @property
     def settings(self) -> StudySettings:
         loss_agg = self.grpo_args("easy", self.seeds[0]).loss_agg
-        return StudySettings(self.preset, self.seeds, self.matched_key, self.target_gain, self.matched_tol, loss_agg)
+        return StudySettings(self.preset, self.seeds, self.matched_key, self.target_gain, self.matched_tol, loss_agg, self.grpo_steps)
 
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(grpo_steps=4, attribution_samples=1, diffing_samples=16_384, diffing_seeds=2, diffing_per_k=2, activity_problems=4, activity_samples=2, causal_per_k=4, n_random=3, diff_per_k=3),
-    "gpu": dict(seeds=tuple(range(8)), grpo_steps=200, attribution_samples=16, causal_per_k=100, n_random=50, diff_per_k=50,
+    "smoke": dict(seeds=(0, 1, 2, 3), grpo_steps=8, diffing_samples=16_384, diffing_seeds=2, diffing_per_k=2, activity_problems=4, activity_samples=2, causal_per_k=4, causal_shortcut_per_k=4, n_random=3, diff_per_k=3),
+    "gpu": dict(seeds=tuple(range(8)), grpo_steps=200, causal_per_k=100, causal_shortcut_per_k=100, n_random=50, diff_per_k=50,
                 diffing_samples=2_000_000, diffing_per_k=1_000),
 }
 
@@ -242,12 +254,19 @@ def train_stages(args: BandStudyArgs) -> None:
     run_jobs(grpo.main, jobs, args.executor, args.workers, args.gpus_per_job)
 
 
-def causal_problems(layout: RunLayout, per_k: int, seed: int, sae_probe: ProbeSetSpec) -> tuple[list[Problem], list[Problem]]:
+def causal_problems(args: BandStudyArgs, sae_probe: ProbeSetSpec) -> tuple[list[Problem], list[Problem]]:
     """(labelling split, test split) of the causal stream, k inside the pretraining range (where both
-    behaviours exist), without the chains the SAEs were trained on."""
+    behaviours exist), without the chains the SAEs were trained on; more problems where direct answers work."""
+    layout = RunLayout(args.out)
     task, pre = run_task(layout.root), read_json(layout.config)["stages"]["pretrain"]
     seen = [pr for pr, _ in probe_problems(sae_probe, task)]
-    return split_problems(seed, task.knobs(pre["k_train_max"]), per_k, task, seen)
+    ks = task.knobs(pre["k_train_max"])
+    per_k = {k: args.causal_shortcut_per_k if k <= label_spec(args).shortcut_k else args.causal_per_k for k in ks}
+    return split_problems(args.bands_args.seed, ks, per_k, task, seen)
+
+
+def label_spec(args: BandStudyArgs) -> LabelSpec:
+    return LabelSpec(n_random=args.n_random, shortcut_k=max(args.pretrain_args.family.shortcut_k, args.pretrain_args.direct_k_max))
 
 
 def feature_stage(args: BandStudyArgs, arch: str) -> dict:
@@ -255,17 +274,55 @@ def feature_stage(args: BandStudyArgs, arch: str) -> dict:
     sae_args = args.sae_args(arch)
     train_sae.main(sae_args)
     sae_dir = RunLayout(args.out).sae(sae_args.sae_name)
-    path = sae_dir / FEATURES
-    spec = LabelSpec(n_random=args.n_random, shortcut_k=max(args.pretrain_args.family.shortcut_k, args.pretrain_args.direct_k_max))
+    path, spec = sae_dir / FEATURES, label_spec(args)
+    label_split, test_split = causal_problems(args, sae_args.probe_spec)
     cached = read_json(path) if path.exists() else {}
-    if cached.get("spec") == dataclasses.asdict(spec):
-        return cached  # made with this spec (an older format or another spec is redone)
+    if cached.get("spec") == dataclasses.asdict(spec) and cached["causal"]["problems"] == len(test_split):
+        return cached  # made with this spec and split (an older format or another spec is redone)
     src = open_source(sae_args.source_spec, sae_args.checkpoint_dir)
     meta = {"sae": sae_args.sae_name, "hook": sae_args.hook, "checkpoint": str(sae_args.checkpoint_dir)}
-    label_split, test_split = causal_problems(RunLayout(args.out), args.causal_per_k, args.bands_args.seed, sae_args.probe_spec)
     record = label_and_check(load_sae(sae_dir, args.run_device), src, sae_args.hook, label_split, test_split, spec, meta)
     write_json(path, record)
     return record
+
+
+def candidate_hooks(args: BandStudyArgs) -> list[str]:
+    """Every block's residual-stream output, the train_sae preset's hook first (it wins ties)."""
+    preset = args.stage_args("train_sae", run=args.out, arch=args.sae_archs[0]).hook
+    n_layers = read_json(RunLayout(args.out).base / "config.json")["num_hidden_layers"]
+    return [preset, *(h for h in (f"blocks.{i}.hook_resid_post" for i in range(n_layers)) if h != preset)]
+
+
+def hook_stage(args: BandStudyArgs) -> BandStudyArgs:
+    """The study's arguments with the hook its SAEs read. Unless one is given, a rule fixed in December 2026 (before
+    any hook but the preset's had been read) chooses it on the labelling split only, before the test split is read
+    at that hook: per candidate hook, the headline SAE trained there, its groups selected on the labelling split,
+    and the registered sequence's groups checked causally on that same split; the hook whose groups pass most,
+    then beat the most random groups on average, then the preset's. hook_choice.json keeps the choice."""
+    if args.hook:
+        return args
+    path = RunLayout(args.out).hook_choice
+    if not path.exists():
+        scores = {}
+        for hook in tqdm(candidate_hooks(args), desc="hook rule: labelling-split checks per hook"):
+            sae_args = args.sae_args(args.sae_archs[0], hook=hook)
+            train_sae.main(sae_args)
+            label_split, _ = causal_problems(args, sae_args.probe_spec)
+            sae, src = load_sae(RunLayout(args.out).sae(sae_args.sae_name), args.run_device), open_source(sae_args.source_spec, sae_args.checkpoint_dir)
+            scores[hook] = labelling_checks(sae, src, hook, label_split, SEQUENCE_GROUPS, label_spec(args))
+        rank = lambda h: (sum(c["passed"] for c in scores[h].values()), sum(c["percentile"] for c in scores[h].values()))  # noqa: E731
+        write_json(path, {"hook": max(scores, key=rank), "kinds": list(SEQUENCE_GROUPS), "scores": scores})
+    return dataclasses.replace(args, hook=read_json(path)["hook"])
+
+
+def matched_points(args: BandStudyArgs) -> dict[str, float]:
+    """Each hitting run's matched step (fractional where sub-step matching blended an update)."""
+    runs = run_data(args)
+    curve_by_run, p = planned(runs, args.settings)
+    if not p.noise_ok:
+        return {}
+    points = matching(curve_by_run, runs.extra, p).points
+    return {name: pt.step for name, pt in points.items() if pt.within_tol}
 
 
 def diff_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
@@ -274,77 +331,124 @@ def diff_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
     Activation caches persist under acts/, so a rerun only re-encodes them; a parallel executor makes
     the missing ones first, one job per checkpoint."""
     layout = RunLayout(args.out)
+    blends = [grpo.at_step(args.band_runs[n], step) for n, step in matched_points(args).items() if not float(step).is_integer()]
+    ckpts = [*layout.checkpoints(), *blends]
     if args.executor != "local":  # the caches are independent jobs; reading them after only encodes
-        run_jobs(cache_activations, [(args.diff_source, c) for c in layout.checkpoints()], args.executor, args.workers, args.gpus_per_job)
+        run_jobs(cache_activations, [(args.diff_source, c) for c in ckpts], args.executor, args.workers, args.gpus_per_job)
     saes = {name: load_sae(layout.sae(name), args.run_device) for name in features}
-    readings = read_all(args.diff_source, layout.checkpoints(), saes)
+    readings = read_all(args.diff_source, ckpts, saes)
     with atomic_file(layout.latent_means) as tmp:
         save_file(means_tensors(readings), str(tmp))
     return readings
 
 
 def run_data(args: BandStudyArgs) -> RunData:
-    """The band runs' metrics, their stored checkpoints and the gains measured at replayed steps."""
-    layout, key = RunLayout(args.out), args.matched_key
+    """The band runs' metrics, their stored checkpoints and the evaluations made while matching."""
+    layout = RunLayout(args.out)
     names = [run_name(b, s) for b in BANDS for s in args.seeds]
     metrics = {n: read_jsonl(layout.root / n / METRICS) for n in names}
-    extra = {n: {r["step"]: r[key] - metrics[n][0][key] for r in read_jsonl(layout.root / n / MATCH)} for n in names}
-    return RunData(metrics, {n: set(checkpoints(layout.root / n)) for n in names}, extra)  # curves use evaluated ones
+    measured = {n: read_jsonl(layout.root / n / MATCH) for n in names}
+    return RunData(metrics, {n: set(checkpoints(layout.root / n)) for n in names}, measured, args.matched_key)  # curves use evaluated ones
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchJob:
+    """Pin one run's first crossing of the target (``match_run``)."""
+
+    run: grpo.GRPOArgs
+    target: float
+    tol: float
+    key: str
+    """The matched metric."""
+    curve: GainCurve
+    """The run's gain at its stored evaluated checkpoints and at the steps measured before."""
+    base_acc: float
+
+
+def match_run(job: MatchJob) -> None:
+    """Bisect one run's crossing: whole steps are regenerated by replay, fractions of one update by blending its
+    two ends (``grpo.blended``), each evaluated on the run's own draws (no greedy pass: matching reads the sampled
+    numbers) and appended to its match.jsonl at once, so a killed run keeps what it measured."""
+    g = job.run
+    inputs, base = grpo.RunInputs.read(g), load_hf(RunLayout(g.run).base, g.device)
+    tokenizer = load_tokenizer(RunLayout(g.run).base)
+
+    def measure(step: float) -> float:
+        whole = float(step).is_integer()
+        model = load_hf(grpo.replay(g, int(step)), g.device) if whole else grpo.blended(g, step)
+        row = {"step": int(step) if whole else step, **grpo.evaluate(model, tokenizer, g, inputs, base, greedy=False)}
+        append_jsonl(g.out / MATCH, [row])
+        return row[job.key] - job.base_acc
+
+    bisect(job.curve, job.target, job.tol, measure, max_halvings=MAX_HALVINGS if g.inner_updates == 1 else 0)
 
 
 def match_stage(args: BandStudyArgs) -> None:
-    """Pin every run's first crossing of the matched target to one step (or to within the tolerance):
-    steps between stored checkpoints are regenerated by replay and evaluated, and the evaluations
-    appended to the run's match.jsonl (a rerun reuses them)."""
+    """Pin every run's first crossing of the matched target to within the tolerance (``match_run``), one job per
+    run on the study's executor (a rerun reuses what match.jsonl holds)."""
     runs = run_data(args)
     curve_by_run, p = planned(runs, args.settings)
     if not p.noise_ok:
         return
-    for band, seed in ((b, s) for b in BANDS for s in args.seeds):
-        gargs, name = args.grpo_args(band, seed), run_name(band, seed)
-        if (gargs.out / INGESTED).is_file():
-            continue  # trained elsewhere: matched on its evaluated checkpoints, never replayed
-        inputs, base_acc = grpo.RunInputs.read(gargs), runs.metrics[name][0][args.matched_key]
+    jobs = [MatchJob(g, p.target, p.tol, args.matched_key, with_points(curve_by_run[n], runs.extra[n]), runs.metrics[n][0][args.matched_key])
+            for n, g in args.band_runs.items() if not (g.out / INGESTED).is_file()]  # ingested: matched on its evaluated checkpoints only
+    jobs = [j for j in jobs if not first_reaching(j.curve, p.target, p.tol).within_tol and first_reaching(j.curve, p.target, p.tol).reached]
+    run_jobs(match_run, jobs, args.executor, args.workers, args.gpus_per_job)
 
-        def measure(step: int, gargs=gargs, inputs=inputs, base_acc=base_acc) -> float:
-            ckpt = grpo.replay(gargs, step)
-            row = {"step": step, **grpo.evaluate(load_hf(ckpt, gargs.device), load_tokenizer(ckpt), gargs, inputs)}
-            append_jsonl(gargs.out / MATCH, [row])
-            return row[args.matched_key] - base_acc
 
-        bisect(with_points(curve_by_run[name], runs.extra[name]), p.target, p.tol, measure)
+@dataclasses.dataclass(frozen=True)
+class AttributionJob:
+    """Attribute one hitting run's matched gain to the headline SAE's groups (``attribute_run``)."""
+
+    run: grpo.GRPOArgs
+    step: float
+    sae_dir: Path
+    hook: str
+    groups: dict[str, list[int]]
+    randoms: dict[str, list[list[int]]]
+    acc_base: float
+    matched_acc: float
+    made: dict
+    """What the record is made with; a record that says otherwise is redone."""
+    device: str
+
+
+def attribute_run(job: AttributionJob) -> dict:
+    """The run's gain attribution record for the SAE, made now (and written to gain_attribution.json) unless the
+    file holds one made the same way."""
+    g, name = job.run, job.sae_dir.name
+    path = g.out / GAIN_ATTRIBUTION
+    record = read_json(path) if path.exists() else {}
+    if {k: record.get(name, {}).get(k) for k in job.made} != job.made:
+        ckpt, inputs = grpo.at_step(g, job.step), grpo.RunInputs.read(g)
+        score = functools.partial(grpo.sampled_correct, tokenizer=load_tokenizer(ckpt), args=g, inputs=inputs, n_samples=g.eval_samples)
+        base = load_bridge(RunLayout(g.run).base, job.device)
+        res = attribute_gain(score, len(inputs.eval_set) * g.eval_samples, job.acc_base, job.matched_acc, load_bridge(ckpt, job.device),
+                             base, load_sae(job.sae_dir, job.device), job.hook, job.groups, job.randoms)  # fmt: skip
+        record[name] = {**job.made, **dataclasses.asdict(res)}
+        write_json(path, record)
+    return record[name]
 
 
 def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
-    """At every hitting run's matched checkpoint, patch each group of the headline SAE back to base
-    values (and the reverse); each run's gain_attribution.json keeps the result, so a rerun reuses it.
-    Returns the records per run (none without a target)."""
-    runs = run_data(args)
-    curve_by_run, p = planned(runs, args.settings)
-    if not p.noise_ok:
+    """At every hitting run's matched point, patch each group of the headline SAE back to base values, and each of
+    its matched random groups (``experiments.harness.gain_attribution``); every condition samples the run's own
+    eval draws, so the shares divide by the matched gain itself. One job per run on the study's executor; each
+    run's gain_attribution.json keeps the result, so a rerun reuses it. Returns the records per run (none without
+    a target)."""
+    points = matched_points(args)
+    if not points:
         return {}
-    points = matching(curve_by_run, runs.extra, p).points
-    layout, sae_name = RunLayout(args.out), args.sae_args(args.sae_archs[0]).sae_name
-    dev = args.run_device
-    feats, sae, base = features[sae_name], load_sae(layout.sae(sae_name), dev), load_bridge(layout.base, dev)
+    layout, sae_name, runs = RunLayout(args.out), args.sae_args(args.sae_archs[0]).sae_name, run_data(args)
+    feats = features[sae_name]
     groups = {g: feats["groups"][g] for g in ATTRIBUTED}
-    randoms = {g: c["random_groups"][0] for g, c in feats["causal"]["checks"].items()}
-    out = {}
-    hitting = [(b, s) for b in BANDS for s in args.seeds if points[run_name(b, s)].within_tol]
-    for band, seed in tqdm(hitting, desc="gain attribution"):
-        gargs, point = args.grpo_args(band, seed), points[run_name(band, seed)]
-        path = gargs.out / GAIN_ATTRIBUTION
-        record = read_json(path) if path.exists() else {}
-        made = {"step": point.step, "n_samples": args.attribution_samples, "groups": list(ATTRIBUTED)}
-        if {k: record.get(sae_name, {}).get(k) for k in made} != made:
-            ckpt, inputs = grpo.replay(gargs, point.step), grpo.RunInputs.read(gargs)
-            tok, n = load_tokenizer(ckpt), args.attribution_samples
-            accuracy = lambda model, gargs=gargs, inputs=inputs, tok=tok, n=n: grpo.sampled_accuracy(model, tok, gargs, inputs, n)  # noqa: E731
-            res = attribute_gain(accuracy, load_bridge(ckpt, dev), base, sae, feats["meta"]["hook"], groups, randoms)
-            record[sae_name] = {**made, **dataclasses.asdict(res)}
-            write_json(path, record)
-        out[run_name(band, seed)] = record[sae_name]
-    return out
+    randoms = {g: c["random_groups"] for g, c in feats["causal"]["checks"].items()}
+    jobs = {n: AttributionJob(g, points[n], layout.sae(sae_name), feats["meta"]["hook"], groups, randoms, runs.metrics[n][0][args.matched_key],
+                              runs.row_at(n, points[n])[args.matched_key],
+                              {"step": points[n], "n_samples": g.eval_samples, "groups": groups, "random_groups": randoms},
+                              args.run_device)
+            for n, g in args.band_runs.items() if n in points}  # fmt: skip
+    return dict(zip(jobs, run_jobs(attribute_run, list(jobs.values()), args.executor, args.workers, args.gpus_per_job)))
 
 
 def activity_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
@@ -376,18 +480,19 @@ def activity_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, 
     return out
 
 
-def claim_checkpoints(args: BandStudyArgs) -> dict[str, tuple[str, dict[str, int]]]:
-    """Per band, for its first ``diffing_seeds`` runs: "matched" with each run's matched step where every
-    run of the band hit the target, else "final" with the last step (equal budget, unmatched)."""
-    runs = run_data(args)
-    curve_by_run, p = planned(runs, args.settings)
-    points = matching(curve_by_run, runs.extra, p).points if p.noise_ok else {}
+def claim_checkpoints(args: BandStudyArgs) -> dict[str, tuple[str, dict[str, float]]]:
+    """Per band: "matched" with the matched points of its first ``diffing_seeds`` hitting runs where at least
+    MIN_SEEDS runs hit the target (a band the contrasts can use), else "final" with the last step of its first
+    ``diffing_seeds`` runs (equal budget, unmatched)."""
+    points = matched_points(args)
     out = {}
     for band in BANDS:
         names = [run_name(band, s) for s in args.seeds]
-        hit_all = all(n in points and points[n].within_tol for n in names)
-        chosen = names[: args.diffing_seeds or None]
-        out[band] = ("matched", {n: points[n].step for n in chosen}) if hit_all else ("final", dict.fromkeys(chosen, args.grpo_steps))
+        hits = [n for n in names if n in points]
+        if len(hits) >= MIN_SEEDS:
+            out[band] = ("matched", {n: points[n] for n in hits[: args.diffing_seeds or None]})
+        else:
+            out[band] = ("final", dict.fromkeys(names[: args.diffing_seeds or None], args.grpo_steps))
     return out
 
 
@@ -407,10 +512,10 @@ def diffing_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, d
     if not todo:
         return records
     base = open_source(args.diffing_source, layout.base)
-    gargs = {run_name(b, s): args.grpo_args(b, s) for b in BANDS for s in args.seeds}
-    pairs = {b: [Pair(n, base, open_source(args.diffing_source, grpo.replay(gargs[n], step))) for n, step in claims[b][1].items()] for b in BANDS}
+    gargs = args.band_runs
+    pairs = {b: [Pair(n, base, open_source(args.diffing_source, grpo.at_step(gargs[n], step))) for n, step in claims[b][1].items()] for b in BANDS}
     sae_name = args.sae_args(args.sae_archs[0]).sae_name
-    label_split, _ = causal_problems(layout, args.causal_per_k, args.bands_args.seed, args.sae_args(args.sae_archs[0]).probe_spec)
+    label_split, _ = causal_problems(args, args.sae_args(args.sae_archs[0]).probe_spec)
     shortcut_k = features[sae_name]["spec"]["shortcut_k"]
 
     def accuracy_of(pair: Pair):
@@ -439,7 +544,9 @@ def results(
     labels = {name: summary(feats) for name, feats in features.items()}
     head = args.sae_args(args.sae_archs[0]).sae_name
     model_diffing = summarise(diffing, readings, head, features[head]["groups"])
-    return analyse(args.settings, run_data(args), features, labels, readings, attributions, activity, model_diffing)
+    path = RunLayout(args.out).hook_choice
+    hook_choice = read_json(path) if path.exists() else {}
+    return analyse(args.settings, run_data(args), features, labels, readings, attributions, activity, model_diffing, hook_choice)
 
 
 def replicate(args: BandStudyArgs) -> dict:
@@ -470,6 +577,9 @@ def main(args: BandStudyArgs) -> dict:
     train_stages(args)
     stage("matched gain: pin each run's crossing of the target by replay")
     match_stage(args)
+    if not args.hook:
+        stage("hook rule: the headline SAE at every block, its sequence groups checked on the labelling split")
+    args = hook_stage(args)
     features = {}
     for arch in args.sae_archs:
         stage(f"SAE {arch}: train, label latents, causal checks")

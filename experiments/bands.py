@@ -56,6 +56,7 @@ class BandArgs:
     """Torch device the base model samples on (draws come from CPU generators: the same on every device)."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         for name in ("candidates_per_k", "eval_per_k", "pool_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -67,7 +68,7 @@ class BandArgs:
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(candidates_per_k=12, eval_per_k=6, pool_size=8, n_samples=8),
+    "smoke": dict(candidates_per_k=24, eval_per_k=24, pool_size=8, n_samples=8),
     "gpu": dict(candidates_per_k=256, eval_per_k=128, n_samples=16, pool_size=256, device="cuda"),
     # Mazes have three grid sides (3, 5, 7) where arithmetic has ten chain lengths, and a completion ~5x
     # longer: fewer candidates and samples keep the stage's time near arithmetic's (chosen for time).

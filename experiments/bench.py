@@ -41,6 +41,7 @@ class BenchArgs:
     """Timed repetitions per sampler (the best is reported)."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         if min(self.batch, self.k, self.repeats) < 1:
             raise ValueError("batch, k, repeats: must be >= 1")
 

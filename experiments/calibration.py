@@ -64,6 +64,7 @@ class CalibrationArgs:
     """Torch device."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         check_runs(self.band, self.seeds)
         if not self.rewards or set(self.rewards) - set(SCORED):
             raise ValueError(f"rewards: must be from binary, brier, log; got {self.rewards}")

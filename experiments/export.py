@@ -74,6 +74,7 @@ class ExportArgs:
     """The launch files' default seed."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         if self.format not in ef.FORMATS:
             raise ValueError(f"format: must be one of {', '.join(ef.FORMATS)}, got {self.format!r}")
         if not self.bands or set(self.bands) - set(BANDS) or len(set(self.bands)) != len(self.bands):
@@ -91,13 +92,14 @@ _SMOKE = dict(steps=4, prompts_per_step=4, group_size=4, checkpoint_every=2)
 _GPU = dict(steps=200, prompts_per_step=64, group_size=16, checkpoint_every=20)
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": _SMOKE,
+    "smoke": dict(steps=8, prompts_per_step=8, group_size=8, lr=3e-4, checkpoint_every=2),
     "gpu": _GPU,
     "maze-smoke": _SMOKE,
     "maze": dict(prompts_per_step=8),
     "maze-gpu": _GPU,
 }
-"""experiments.grpo's presets, restricted to the fields an export sets (tests/stages/test_export.py keeps them equal)."""
+"""experiments.grpo's presets, restricted to the fields an export sets (tests/stages/test_export.py keeps them
+equal; a stage imports no other stage)."""
 
 
 def check_out(out: Path, run: Path) -> None:

@@ -47,6 +47,7 @@ class FeatureStudyArgs:
     """The checkpoint's own completions sampled per probe problem."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         for name in ("k_max", "per_k", "n_random", "probe_k_max", "probe_per_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")

@@ -19,6 +19,8 @@ import math
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from experiments.harness import cli, rl, seeds
@@ -41,6 +43,7 @@ from probes.layout import (
     checkpoint_name,
     checkpoints,
     latest_checkpoint,
+    point_name,
     read_json,
 )
 from probes.models import load_hf, load_tokenizer
@@ -107,6 +110,7 @@ class GRPOArgs:
     """Torch device."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         for name in ("steps", "prompts_per_step", "rollout_batch", "eval_every", "checkpoint_every", "inner_updates", "eval_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -128,13 +132,14 @@ class GRPOArgs:
         return cli.spec_of(rl.PolicySpec, self)
 
 
-_SMOKE = dict(steps=4, prompts_per_step=4, group_size=4, eval_every=2, checkpoint_every=2, eval_samples=2)
+# Smoke: enough prompts, updates and eval samples for a tiny model to gain measurably (lr 1e-3 collapsed it).
+_SMOKE = dict(steps=8, prompts_per_step=8, group_size=8, lr=3e-4, eval_every=4, checkpoint_every=2, eval_samples=8)
 _GPU = dict(steps=200, prompts_per_step=64, group_size=16, rollout_batch=1024, eval_every=20, checkpoint_every=20, device="cuda")
 PRESETS: dict[str, dict] = {
     "default": {},
     "smoke": _SMOKE,
     "gpu": _GPU,
-    "maze-smoke": _SMOKE,
+    "maze-smoke": dict(steps=4, prompts_per_step=4, group_size=4, eval_every=2, checkpoint_every=2, eval_samples=2),
     # Maze completions are ~5x longer: half the prompts per update and half the eval samples (chosen for time).
     "maze": dict(prompts_per_step=8, eval_samples=4),
     "maze-gpu": _GPU,
@@ -170,17 +175,25 @@ class RunInputs:
         return dataclasses.replace(self, eval_set=[r for r in self.eval_set if count.update([r["k"]]) or count[r["k"]] <= n])
 
 
-def evaluate(model, tokenizer, args: GRPOArgs, inputs: RunInputs) -> dict[str, float]:
-    """The held-out evaluation of a run (the same sampling draws at every step: common random numbers)."""
-    return eval_metrics(model.eval(), tokenizer, inputs.eval_set, inputs.task, seeds.eval_sampling(args.seed), args.eval_samples)
+def evaluate(model, tokenizer, args: GRPOArgs, inputs: RunInputs, reference=None, greedy: bool = True) -> dict[str, float]:
+    """The held-out evaluation of a run (the same sampling draws at every step: common random numbers); with the
+    base model as ``reference``, also the KL to it on the samples; ``greedy=False`` skips the greedy pass."""
+    return eval_metrics(model.eval(), tokenizer, inputs.eval_set, inputs.task, seeds.eval_sampling(args.seed), args.eval_samples,
+                        reference, greedy)  # fmt: skip
+
+
+def sampled_correct(model, tokenizer, args: GRPOArgs, inputs: RunInputs, n_samples: int, rows=None, on_batch=None) -> np.ndarray:
+    """Per sample row (problem-major), whether a free-choice completion at T = 1 on the held-out set is right,
+    with the run's evaluation draws (every row its own random numbers, the same for every model), for all rows or
+    only ``rows``; no greedy pass or behaviour rates. What a patched model is scored by."""
+    problems = [inputs.task.from_record(r) for r in inputs.eval_set]
+    res = sampled_rollouts(model.eval(), tokenizer, problems, n_samples, seeds.eval_sampling(args.seed), rows, on_batch)
+    return np.array([r.parsed.correct for r in res], dtype=bool)
 
 
 def sampled_accuracy(model, tokenizer, args: GRPOArgs, inputs: RunInputs, n_samples: int) -> float:
-    """Free-choice accuracy at T = 1 on the held-out set from the run's evaluation seed, with no greedy
-    pass or behaviour rates: what a patched model is scored by (the same draws for every model)."""
-    problems = [inputs.task.from_record(r) for r in inputs.eval_set]
-    res = sampled_rollouts(model.eval(), tokenizer, problems, n_samples, seeds.eval_sampling(args.seed))
-    return sum(r.parsed.correct for r in res) / len(res)
+    """The mean of ``sampled_correct`` over every row."""
+    return float(sampled_correct(model, tokenizer, args, inputs, n_samples).mean())
 
 
 def load_at(args: GRPOArgs, step: int):
@@ -210,6 +223,32 @@ def replay(args: GRPOArgs, step: int) -> Path:
     return args.out / checkpoint_name(step)
 
 
+def blended(args: GRPOArgs, step: float):
+    """The model after a fractional ``step`` = t + a: theta_t + a (theta_{t+1} - theta_t). With AdamW, no weight
+    decay and one inner update per step this is update t taken at learning rate a * lr, a real trajectory
+    (``probes.matched_gain``); with more inner updates it would be a blend, so it is refused."""
+    if args.inner_updates != 1:
+        raise RunDirError(f"{args.out}: a fractional step blends one update; inner_updates is {args.inner_updates}")
+    t = math.floor(step)
+    model, before = load_hf(replay(args, t + 1), args.device), load_hf(replay(args, t) if t else RunLayout(args.run).base, args.device)
+    with torch.no_grad():
+        for p_after, p_before in zip(model.parameters(), before.parameters(), strict=True):
+            p_after.copy_(torch.lerp(p_before, p_after, step - t))
+    return model.eval()
+
+
+def at_step(args: GRPOArgs, step: float) -> Path:
+    """The run's model after ``step`` updates as an HF directory: a stored or replayed checkpoint for a whole step,
+    ``interp-<step>/`` (weights only, never resumed from) for a fractional one."""
+    if float(step).is_integer():
+        return replay(args, int(step))
+    path = args.out / point_name(step)
+    if not (path / "model.safetensors").exists():
+        tokenizer = load_tokenizer(replay(args, math.floor(step) + 1))
+        save_model(blended(args, step), tokenizer, path, meta={"stage": "grpo", "band": args.band, "step": step, "blend": True})
+    return path
+
+
 def main(args: GRPOArgs) -> Path:
     """Train (or resume) one band run; returns its output directory (an ingested run is left as it is)."""
     if (args.out / INGESTED).is_file():
@@ -230,7 +269,7 @@ def main(args: GRPOArgs) -> Path:
     for path in (metrics_path, ledger_path):
         truncate_jsonl(path, start)
     if start == 0:
-        write_jsonl(metrics_path, [{"step": 0, **evaluate(model, tokenizer, args, inputs)}])
+        write_jsonl(metrics_path, [{"step": 0, **evaluate(model, tokenizer, args, inputs, ref_model)}])
         write_jsonl(ledger_path, [])
     bar = tqdm(total=args.steps, initial=start, desc=f"grpo {args.band} s{args.seed}")
     last_acc = math.nan
@@ -238,7 +277,7 @@ def main(args: GRPOArgs) -> Path:
     for u in rl.train(model, ref_model, opt, tokenizer, inputs.pool, args.policy, gens, range(start, args.steps)):
         row = {"step": u.step, **rl.rollout_metrics(u), **u.loss}
         if u.step % args.eval_every == 0 or u.step == args.steps:
-            row.update(evaluate(model, tokenizer, args, inputs))
+            row.update(evaluate(model, tokenizer, args, inputs, ref_model))
             last_acc = row["eval/acc/all/sampled"]
         append_jsonl(ledger_path, rl.ledger_rows(u))
         append_jsonl(metrics_path, [row])

@@ -58,6 +58,7 @@ class IngestArgs:
     """Torch device for the evaluations."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         if self.engine not in er.ENGINES:
             raise ValueError(f"engine: must be one of {', '.join(er.ENGINES)}, got {self.engine!r}")
         if self.band not in BANDS:
@@ -100,10 +101,11 @@ def main(args: IngestArgs) -> Path:
         if not (out / checkpoint_name(step) / INGESTED).is_file():
             copy_checkpoint(ckpt, out / checkpoint_name(step), {**source, "step": step, "from": str(ckpt.resolve())})
     inputs = grpo.RunInputs.read(gargs)
-    evals = {0: grpo.evaluate(load_hf(layout.base, args.device), load_tokenizer(layout.base), gargs, inputs)}
+    base = load_hf(layout.base, args.device)
+    evals = {0: grpo.evaluate(base, load_tokenizer(layout.base), gargs, inputs, base)}
     for step in series:
         ckpt = out / checkpoint_name(step)
-        evals[step] = grpo.evaluate(load_hf(ckpt, args.device), load_tokenizer(ckpt), gargs, inputs)
+        evals[step] = grpo.evaluate(load_hf(ckpt, args.device), load_tokenizer(ckpt), gargs, inputs, base)
     logged = {r["step"]: r for r in (er.trl_log(args.path, series[max(series)]) if args.engine == "trl" else [])}
     rows = [{**logged.get(s, {}), "step": s, **evals.get(s, {})} for s in sorted({0, *logged, *evals})]
     write_jsonl(out / METRICS, rows)

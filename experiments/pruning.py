@@ -124,6 +124,7 @@ class PruningArgs:
     """Torch device."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         if len(self.sizes) < 2 or min(self.sizes) < 10 or any(not 0 < f <= 1 for f in (*self.fractions, *self.other_fractions, *self.rl_fractions)):
             raise ValueError("sizes: need at least two, each >= 10; fractions: must lie in (0, 1]")
         if not set(self.other_sizes) <= set(self.sizes):

@@ -105,6 +105,7 @@ class RefinementArgs:
     """Torch device."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         for name in ("teacher_steps", "train_per_k", "eval_per_k", "n_pass", "ft_steps", "ft_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -130,8 +131,8 @@ class RefinementArgs:
 PRESETS: dict[str, dict] = {
     # Measured on 2 CPU cores against a default run (see the README's wall times); counts chosen for time alone.
     "default": {},
-    # The conftest smoke run (Z_5, '+', k <= 3): beyond is k = 4, 5.
-    "smoke": dict(teacher_k_max=5, teacher_steps=60, teacher_warmup=5, train_per_k=6, eval_per_k=8, n_pass=4, ft_steps=8,
+    # The conftest smoke run (Z_5, '+', k <= 3): beyond is k = 4..6; the smoke band study's (k <= 5): k = 6.
+    "smoke": dict(teacher_k_max=6, teacher_steps=60, teacher_warmup=5, train_per_k=6, eval_per_k=8, n_pass=4, ft_steps=8,
                   ft_batch=8, ft_warmup=2, frontier_bins=2, seeds=(0, 1), n_boot=50),  # fmt: skip
     "gpu": dict(teacher_steps=2000, teacher_warmup=50, train_per_k=200, eval_per_k=200, n_pass=16, ft_steps=600, ft_batch=64,
                 ft_warmup=30, seeds=(0, 1, 2, 3, 4), device="cuda"),  # fmt: skip

@@ -60,6 +60,7 @@ class TraceLengthArgs:
     """Torch device."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         if self.per_setting < 3 or self.n_boot < 10:
             raise ValueError(f"per_setting: need >= 3, n_boot: need >= 10; got {self.per_setting}, {self.n_boot}")
         if any(not 0 <= f <= 1 for f in self.loop_fracs):

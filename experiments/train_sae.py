@@ -66,8 +66,8 @@ class TrainSAEArgs:
     """Seeds the probe problems, the sampled completions, SAE initialisation and batch order."""
     k_min: int = 1
     """Shortest chain in the probe set."""
-    k_max: int = 8
-    """Longest chain in the probe set."""
+    k_max: int = 10
+    """Longest chain in the probe set (the default: every chain length the bands hold)."""
     per_k: int = 200
     """Probe problems per k (every 5th goes to the eval split)."""
     n_samples: int = 2
@@ -101,6 +101,7 @@ class TrainSAEArgs:
     """Torch device."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         if "/" in self.sae_name or self.sae_name.startswith("."):
             raise ValueError(f"name: {self.sae_name!r} is not a plain directory name")
         self.source_spec, self.sae_spec, self.train_spec  # noqa: B018 -- validate the derived specs now
@@ -192,7 +193,7 @@ def train_and_save(args: TrainSAEArgs, src: Source, sae_dir: Path) -> dict:
     """Fit the SAE on the train split and write it (sae_lens format) with train.json, atomically."""
     torch.manual_seed(args.seed)
     meta = {"model_name": str(src.checkpoint.resolve()), "hook_name": args.hook, "prepend_bos": True}
-    sae = build_sae(args.sae_spec, src.cache.d_model, meta, device=args.device)
+    sae = build_sae(args.sae_spec, src.cache.d_model, meta, device=args.device, seed=args.seed)
     result = train_sae(sae, data_provider(args.sae_spec, src.cache, args.train_spec), args.train_spec)
     record = {
         "timing/sae_train_s": result.seconds,

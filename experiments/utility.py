@@ -75,6 +75,7 @@ class UtilityArgs:
     """Torch device."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         check_runs(self.band, self.seeds)
         if min(self.grpo_steps, self.eval_samples, self.probe_per_k, self.n_boot) < 1:
             raise ValueError("grpo_steps, eval_samples, probe_per_k, n_boot: must be >= 1")

@@ -108,6 +108,7 @@ class ValueArgs:
     """Torch device."""
 
     def __post_init__(self) -> None:
+        cli.check_common(self)
         for name in ("per_band", "n_base_samples", "one_shot_steps", "copies", "eval_samples", "sft_steps", "presentations",
                      "memo_steps", "drift_window", "n_boot"):  # fmt: skip
             if getattr(self, name) < 1:

@@ -59,6 +59,19 @@ def patch_hook(sae, latents: Sequence[int], donor: Sequence[Tensor]) -> HookFn:
     return hook
 
 
+def row_patch_hook(sae, mask: Callable[[], Tensor], donor: Sequence[Tensor]) -> HookFn:
+    """``patch_hook`` with a latent set per row: row b takes the donor's codes on the latents where ``mask()[b]``
+    is 1 (``mask()`` gives the current batch's B x F mask), so one pass scores many patches at once."""
+
+    def hook(acts_BLD: Tensor, hook: object) -> Tensor:
+        with torch.no_grad():
+            diff_BLF = sae.encode(donor[-1].to(acts_BLD.device)) - sae.encode(acts_BLD)
+            delta_BLD = (diff_BLF * mask().to(diff_BLF)[:, None, :]) @ sae.W_dec
+        return acts_BLD + delta_BLD.to(acts_BLD.dtype)
+
+    return hook
+
+
 def matched_random_groups(
     group: Sequence[int], candidates: Sequence[int], fire_F: np.ndarray, mass_F: np.ndarray, n: int, seed: int, pool: int = 8
 ) -> list[list[int]]:

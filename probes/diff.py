@@ -28,7 +28,7 @@ from torch import Tensor
 
 from probes.activations import ROLES, ActivationCache
 from probes.bands import BANDS
-from probes.layout import band_of_run, checkpoint_name
+from probes.layout import band_of_run, point_name
 from probes.matched_gain import MatchedPoint
 
 VIEWS = ("canonical", "sampled")
@@ -116,7 +116,7 @@ def matched_values(
     out: dict[str, dict[str, list[float]]] = {b: {g: [] for g in groups} for b in BANDS}
     for name, point in points.items():
         if point.reached:
-            change = changes[f"{name}/{checkpoint_name(point.step)}"]
+            change = changes[f"{name}/{point_name(point.step)}"]
             for g in groups:
                 out[band_of_run(name)][g].append(math.nan if change[g] is None else change[g])
     return out

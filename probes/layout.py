@@ -94,10 +94,24 @@ def checkpoint_name(step: int) -> str:
     return f"ckpt-{step}"
 
 
+def point_name(step: float) -> str:
+    """A band run's model after ``step`` updates: ``ckpt-<step>`` for a whole step, ``interp-<step>`` for a blend
+    inside one update (sub-step matching, ``probes.matched_gain``), which is never a checkpoint to resume from."""
+    return checkpoint_name(int(step)) if float(step).is_integer() else f"interp-{float(step)!r}"
+
+
 def checkpoint_step(path: Path) -> int | None:
     """The step of a ``ckpt-<step>`` directory, None for any other path."""
     m = _CKPT.match(Path(path).name)
     return int(m.group(1)) if m else None
+
+
+def point_step(path: Path | str) -> float | None:
+    """The step of a ``ckpt-<step>`` or ``interp-<step>`` directory (``point_name``), None for any other path."""
+    name = Path(path).name
+    if name.startswith("interp-"):
+        return float(name.removeprefix("interp-"))
+    return checkpoint_step(Path(path))
 
 
 def is_complete(ckpt: Path) -> bool:
@@ -206,6 +220,11 @@ class RunLayout(_StudyOutputs):
     def saes(self) -> list[str]:
         """Names of the SAEs with labelled features, sorted."""
         return sorted(p.parent.name for p in self.root.glob(f"sae/*/{FEATURES}"))
+
+    @property
+    def hook_choice(self) -> Path:
+        """Which hook the band study's SAEs read, chosen by its labelling-split rule, with every candidate's scores."""
+        return self.root / "hook_choice.json"
 
     @property
     def replicates(self) -> Path:

@@ -1,5 +1,6 @@
 """Shared fixtures, one of each per test session: smoke run directories (base model + bands; one of them
-with stated confidences and abstaining) and a smoke band study."""
+with stated confidences and abstaining), pretrained in the beyond-range setting the studies built on them read
+(chains longer than pretraining saw), and a smoke band study (in range, like the default)."""
 
 import os
 import time
@@ -28,7 +29,7 @@ offline_mode()
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("smoke") / "run"
-    pretrain.main(preset_args(pretrain.PretrainArgs, pretrain.PRESETS, "smoke", out=run))
+    pretrain.main(preset_args(pretrain.PretrainArgs, pretrain.PRESETS, "smoke", out=run, **pretrain.BEYOND_RANGE["smoke"]))
     bands.main(preset_args(bands.BandArgs, bands.PRESETS, "smoke", run=run))
     return run
 
@@ -55,17 +56,19 @@ def copy_run(smoke_run):
 def signals_run(tmp_path_factory) -> Path:
     """A smoke run whose completions state a confidence and may abstain (10% in pretraining), with bands."""
     run = tmp_path_factory.mktemp("signals") / "run"
-    pretrain.main(preset_args(pretrain.PretrainArgs, pretrain.PRESETS, "smoke", out=run, confidence=True, abstain_frac=0.1))
+    pretrain.main(preset_args(pretrain.PretrainArgs, pretrain.PRESETS, "smoke", out=run, confidence=True, abstain_frac=0.1,
+                              **pretrain.BEYOND_RANGE["smoke"]))
     bands.main(preset_args(bands.BandArgs, bands.PRESETS, "smoke", run=run))
     return run
 
 
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory) -> tuple[Path, dict, float]:
-    """(run dir, results, seconds) of one uninterrupted smoke band study."""
+    """(run dir, results, seconds) of one uninterrupted smoke band study, its independent jobs (GRPO runs,
+    matching, attribution) on two worker processes: the test process leaves the second core idle otherwise."""
     from experiments import band_study
 
     out = tmp_path_factory.mktemp("study") / "run"
     start = time.perf_counter()
-    res = band_study.main(preset_args(band_study.BandStudyArgs, band_study.PRESETS, "smoke", out=out))
+    res = band_study.main(preset_args(band_study.BandStudyArgs, band_study.PRESETS, "smoke", out=out, executor="pool", workers=2))
     return out, res, time.perf_counter() - start

@@ -1,5 +1,6 @@
 """Smoke: every notebook runs top to bottom against a smoke run, never writes into it, and is stored without outputs."""
 
+import shutil
 import time
 from pathlib import Path
 
@@ -7,8 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from experiments import band_study, calibration, pruning, refinement, trace_length, utility, value_study
-from experiments.band_study import PRESETS, BandStudyArgs
+from experiments import calibration, pruning, refinement, trace_length, utility, value_study
 from experiments.harness.cli import preset_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,9 +21,10 @@ def _listing(root: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def study_run(tmp_path_factory) -> Path:
+def study_run(tmp_path_factory, smoke_study) -> Path:
+    """A copy of the session's smoke band study, with the studies that build on it."""
     out = tmp_path_factory.mktemp("nb_study") / "run"
-    band_study.main(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))
+    shutil.copytree(smoke_study[0], out)
     value_study.main(preset_args(value_study.ValueArgs, value_study.PRESETS, "smoke", run=out))
     trace_length.main(preset_args(trace_length.TraceLengthArgs, trace_length.PRESETS, "smoke", run=out))
     pruning.main(preset_args(pruning.PruningArgs, pruning.PRESETS, "smoke", run=out))

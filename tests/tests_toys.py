@@ -11,6 +11,7 @@ import types
 
 import numpy as np
 import torch
+from transformer_lens.hook_points import HookPoint
 
 from probes.attribution import Readouts
 
@@ -24,13 +25,15 @@ class IdentitySAE(torch.nn.Module):
     def __init__(self, d: int):
         super().__init__()
         self.W_dec = torch.nn.Parameter(torch.eye(d), requires_grad=False)
+        self.cfg = types.SimpleNamespace(d_sae=d)
 
     def encode(self, x):
         return torch.relu(x)
 
 
 class ToyBridge:
-    """The two things the probes use of a TransformerBridge: ``hooks`` and ``original_model``."""
+    """What the probes use of a TransformerBridge: ``hooks``, ``hook_dict`` and ``original_model``; its one hook
+    point, named "hook", is a TransformerLens HookPoint on the residual."""
 
     def __init__(self, seed: int = 0, short: float = 2.0, delib: float = 2.0):
         g = torch.Generator().manual_seed(seed)
@@ -38,21 +41,21 @@ class ToyBridge:
         self.embed[A, SHORT], self.embed[B, DELIB] = short, delib
         self.unembed = 0.05 * torch.randn(D, V, generator=g)
         self.unembed[SHORT, ANS], self.unembed[DELIB, STEP] = 3.0, 3.0
-        self._hooks: list = []
+        self.hook_dict = {"hook": HookPoint()}
         self.original_model = self._forward
 
     @contextlib.contextmanager
     def hooks(self, fwd_hooks):
-        self._hooks = list(fwd_hooks)
+        point = self.hook_dict["hook"]
+        for _, fn in fwd_hooks:
+            point.add_hook(fn)
         try:
             yield self
         finally:
-            self._hooks = []
+            point.remove_hooks()
 
     def _forward(self, input_ids, attention_mask=None, **_):
-        x = self.embed[input_ids]
-        for _, fn in self._hooks:
-            x = fn(x, None)
+        x = self.hook_dict["hook"](self.embed[input_ids])
         return types.SimpleNamespace(logits=x @ self.unembed)
 
 

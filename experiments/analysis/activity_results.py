@@ -1,6 +1,6 @@
 """Does the deliberation group fire more on the hard-band rollouts that succeed, and does that change
 along training? Per checkpoint step of the hard-band runs: the success rate, the group's activity on
-successes and on failures, and their gap, each a mean over seeds with a 95% bootstrap CI. A seed
+successes and on failures, and their gap, each a mean over seeds with a 95% t interval. A seed
 enters a step's activity numbers only when it has both successes and failures there."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from probes.stats import bootstrap_mean
+from probes.stats import t_mean
 
 
 def success_gap(records: Mapping[str, Mapping[str, Mapping]]) -> dict[str, dict]:
@@ -28,6 +28,6 @@ def success_gap(records: Mapping[str, Mapping[str, Mapping]]) -> dict[str, dict]
                 on_success.append(float(a[c].mean()))
                 on_failure.append(float(a[~c].mean()))
         gap = [s - f for s, f in zip(on_success, on_failure)]
-        out[str(step)] = {name: bootstrap_mean(v).as_dict() for name, v in
+        out[str(step)] = {name: t_mean(v).as_dict() for name, v in
                           (("success_rate", rate), ("on_success", on_success), ("on_failure", on_failure), ("gap", gap))}  # fmt: skip
     return out

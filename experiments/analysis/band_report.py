@@ -11,13 +11,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from experiments.analysis.band_results import BEHAVIOURS, GROUPS, BandAnalysis, BandStudyResult  # noqa: E402
-from experiments.analysis.contrasts import ALPHA, MAIN_CONTRAST, MIN_SEEDS  # noqa: E402
+from experiments.analysis.band_results import BEHAVIOURS, GROUPS, MIN_TARGET_SE, BandAnalysis, BandStudyResult  # noqa: E402
+from experiments.analysis.contrasts import ALPHA, MIN_SEEDS, SEQUENCE  # noqa: E402
 from experiments.analysis.diffing_report import diffing_lines, fig_crosscoder_norms  # noqa: E402
 from experiments.analysis.figures import COLORS, save_figure  # noqa: E402
+from experiments.analysis.gain_results import ATTRIBUTED  # noqa: E402
 from experiments.harness.rundir import write_text  # noqa: E402
 from probes.bands import BANDS  # noqa: E402
-from probes.layout import INGESTED, REPORT, RunLayout, band_of_run, checkpoint_step, read_json  # noqa: E402
+from probes.layout import INGESTED, REPORT, RunLayout, band_of_run, point_step, read_json  # noqa: E402
 from probes.stats import Estimate  # noqa: E402
 
 Z95 = 1.96
@@ -29,10 +30,10 @@ def band_legend(ax, n_seeds: int, extra: list | None = None) -> None:
     ax.legend(handles=handles + (extra or []), fontsize=8)
 
 
-def fig_gain(out: Path, a: BandAnalysis) -> str:
+def gain_panel(ax, a: BandAnalysis) -> None:
+    """Every run's gain curve (evaluations, replayed and blended steps) with its matched point and the target."""
     res, m = a.result, a.matching
     key = res.matched_key
-    fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, rows in a.metrics.items():
         ev = {**a.replayed.get(name, {}), **{r["step"]: r[key] - rows[0][key] for r in rows if key in r}}
         ax.plot(*zip(*sorted(ev.items())), color=COLORS[band_of_run(name)], alpha=0.7, lw=1)
@@ -43,15 +44,63 @@ def fig_gain(out: Path, a: BandAnalysis) -> str:
     ax.axhline(m.target, color="k", ls="--", lw=1)
     if a.plan.noise_ok:
         ax.axhspan(m.target - res.matched_tol, m.target + res.matched_tol, color="grey", alpha=0.25, lw=0)
-        extra = [Line2D([], [], color="k", ls="--", label=f"target {m.target:+.3f} (band: ±{res.matched_tol:.3f} tolerance)"),
-                 Line2D([], [], marker="o", ls="", color="grey", markeredgecolor="k", label="matched step, within tolerance"),
-                 Line2D([], [], marker="x", ls="", color="grey", label="matched step, outside tolerance")]  # fmt: skip
+        extra = [Line2D([], [], color="k", ls="--", label=f"target {m.target:+.3f} (grey: ±{res.matched_tol:.3f} tolerance)"),
+                 Line2D([], [], marker="o", ls="", color="grey", markeredgecolor="k", label="matched point, within tolerance"),
+                 Line2D([], [], marker="x", ls="", color="grey", label="matched point, outside tolerance")]  # fmt: skip
     else:
-        extra = [Line2D([], [], color="k", ls="--", label=f"largest common gain {m.target:+.3f}: under 3 SE, nothing matched")]
-    band_legend(ax, len(res.seeds), extra)
-    ax.set(xlabel="GRPO step (updates)", ylabel="gain in sampled accuracy over base (fraction of eval set)",
-           title=f"Accuracy gain per band run ({len(res.seeds)} seeds per band)")  # fmt: skip
+        extra = [Line2D([], [], color="k", ls="--", label=f"largest gain a band's seeds reach {m.target:+.3f}: under {MIN_TARGET_SE:g} SE")]
+    hits = {b: sum(res.bands[b].matched_hit) for b in BANDS}
+    handles = [Line2D([], [], color=COLORS[b], label=f"{b} band (hit {hits[b]}/{len(res.seeds)})") for b in BANDS]
+    ax.legend(handles=handles + extra, fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.16), ncol=2, frameon=False)
+    ax.set(xlabel="GRPO step (updates; fractional: inside one update)", ylabel="gain in sampled accuracy over base\n(fraction of eval set)",
+           title="Accuracy gain per run")  # fmt: skip
+
+
+def fig_gain(out: Path, a: BandAnalysis) -> str:
+    fig, ax = plt.subplots(figsize=(7, 5))
+    gain_panel(ax, a)
+    ax.set_title(f"Accuracy gain per band run ({len(a.result.seeds)} seeds per band)")
     return save_figure(fig, out / "figures" / "gain.png")
+
+
+def fig_headline(out: Path, a: BandAnalysis, setting: str) -> str:
+    """The claim at a glance: gain curves with the matched points; at those points, each group's specific share of
+    the gain (carried minus its matched random groups) and the deliberate rate, per band."""
+    res = a.result
+    fig, (ax_gain, ax_share, ax_rate) = plt.subplots(1, 3, figsize=(15, 5.2), gridspec_kw={"width_ratios": [1.3, 1.3, 0.6]})
+    gain_panel(ax_gain, a)
+    x, width = np.arange(len(ATTRIBUTED)), 0.27
+    for i, band in enumerate(BANDS):
+        shares = res.bands[band].gain_share
+        est = [shares[g]["specific"] for g in ATTRIBUTED] if shares else []
+        if not est or not any(e.n for e in est):
+            continue
+        means = np.array([e.mean for e in est])
+        err = np.abs(np.array([[e.mean - e.ci95[0], e.ci95[1] - e.mean] for e in est]).T)
+        ax_share.bar(x + (i - 1) * width, np.nan_to_num(means), width, yerr=np.nan_to_num(err), color=COLORS[band], capsize=3,
+                     label=f"{band} (n = {est[0].n} hitting seeds)")  # fmt: skip
+    ax_share.axhline(0, color="k", lw=0.8)
+    ax_share.set_xticks(x, [f"{g}{' *' if g == 'mode' else ''}" for g in ATTRIBUTED])
+    ax_share.set(ylabel="specific share of the gain carried\n(group minus matched random groups)",
+                 title="What carries the gain, at matched gain")  # fmt: skip
+    if ax_share.containers:
+        ax_share.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.12), frameon=False,
+                        title="mean, 95% t interval over seeds; * outside the verdict", title_fontsize=8)  # fmt: skip
+    else:
+        ax_share.text(0.5, 0.5, "no run hit a target: nothing attributed", ha="center", va="center", transform=ax_share.transAxes)
+    for i, band in enumerate(BANDS):
+        rates = [r for r in res.bands[band].matched_deliberate_rate if r is not None]
+        start = res.bands[band].behaviour["deliberate_rate"]["start"]
+        ax_rate.scatter([i] * len(rates), rates, color=COLORS[band], s=18, zorder=3)
+        ax_rate.plot([i - 0.3, i + 0.3], [start, start], color="grey", lw=1)
+    ax_rate.set_xticks(range(len(BANDS)), BANDS)
+    ax_rate.set(ylim=(0, 1), ylabel="deliberate rate of eval samples", title="Deliberation at\nthe matched points")
+    ax_rate.legend(handles=[Line2D([], [], marker="o", ls="", color="grey", label="matched run"),
+                            Line2D([], [], color="grey", label="base model")], fontsize=8, loc="upper left",
+                   bbox_to_anchor=(0, -0.12), frameon=False)  # fmt: skip
+    fig.suptitle(f"Band study ({res.preset}, {setting}): {len(res.seeds)} GRPO seeds per band — verdict: {res.verdict_class}", fontsize=11)
+    fig.tight_layout()
+    return save_figure(fig, out / "figures" / "headline.png")
 
 
 def fig_feature_change(out: Path, a: BandAnalysis) -> str:
@@ -100,7 +149,7 @@ def fig_sae_quality(out: Path, a: BandAnalysis) -> str:
     styles = []
     for (name, blk), ls in zip(blocks.items(), ("-", "--", ":")):
         for run in a.metrics:
-            pts = sorted((checkpoint_step(Path(c)), v) for c, v in blk.fve.items() if c.startswith(run + "/"))
+            pts = sorted((point_step(Path(c)), v) for c, v in blk.fve.items() if c.startswith(run + "/"))
             pts = [(0, blk.fve["base"]), *pts]
             ax.plot(*zip(*pts), ls=ls, color=COLORS[band_of_run(run)], alpha=0.7)
         styles.append(Line2D([], [], ls=ls, color="k", label=f"SAE {name}"))
@@ -174,54 +223,118 @@ def label_lines(labels: dict[str, dict]) -> list[str]:
     return [*lines, ""]
 
 
-def matched_lines(res: BandStudyResult) -> list[str]:
-    """Per band and seed: the matched step and its actual gain with a 95% CI (± 1.96 SE of a gain)."""
-    lines = ["| band | seed | matched step | actual gain [95% CI] | hits target |", "|---|---|---|---|---|"]
+def _step(step: float | None) -> str:
+    return "never" if step is None else (f"{step:g}" if float(step).is_integer() else f"{step:.3f}")
+
+
+def matched_lines(res: BandStudyResult, noise_ok: bool) -> list[str]:
+    """Per band and seed: the matched point, its actual gain with a 95% CI (± 1.96 SE of a gain), and the confounds
+    beside it: updates taken, KL to the base model and the deliberate rate there."""
+    lines = ["| band | seed | matched step | actual gain [95% CI] | KL to base (per token) | deliberate rate | hits target |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for b, v in res.bands.items():
-        for seed, step, gain, hit in zip(res.seeds, v.matched_step, v.matched_gain, v.matched_hit):
+        for seed, step, gain, hit, kl, rate in zip(res.seeds, v.matched_step, v.matched_gain, v.matched_hit, v.matched_kl,
+                                                  v.matched_deliberate_rate):  # fmt: skip
             cell = "—" if gain is None else f"{gain:+.3f} [{gain - Z95 * res.gain_se:+.3f}, {gain + Z95 * res.gain_se:+.3f}]"
-            lines.append(f"| {b} | {seed} | {'never' if step is None else step} | {cell} | {'yes' if hit else 'no'} |")
+            hits = ("yes" if hit else "no (never reaches it)" if step is None else "no") if noise_ok else "— (no target)"
+            lines.append(f"| {b} | {seed} | {_step(step)} | {cell} | {'—' if kl is None else f'{kl:.4f}'} | "
+                         f"{'—' if rate is None else f'{rate:.2f}'} | {hits} |")  # fmt: skip
     return lines
 
 
 def contrast_lines(family: list[dict]) -> list[str]:
-    lines = ["| contrast | mean difference | permutation p | decision p | seeds | difference shown |", "|---|---|---|---|---|---|"]
+    lines = ["| contrast | order | mean difference | permutation p | decision p | seeds | status |", "|---|---|---|---|---|---|---|"]
     for c in family:
-        name = f"{c['group']}: {c['a']} vs {c['b']}" + (" (**main**)" if c["main"] else "")
+        order = "Holm" if c["order"] is None else str(c["order"] + 1)
         if c["p"] is None or c["p"] != c["p"]:  # null in results.json, nan before it is written
-            lines.append(f"| {name} | untestable | | | {c['n_a']}+{c['n_b']} | no |")
+            lines.append(f"| {c['group']}: {c['a']} vs {c['b']} | {order} | | | | {c['n_a']}+{c['n_b']} | {c['status']} |")
             continue
-        lines.append(f"| {name} | {c['diff']:+.3f} | {c['p']:.3f} | {c['p_adjusted']:.3f} | {c['n_a']}+{c['n_b']} | "
-                     f"{'**yes**' if c['significant'] else 'no'} |")  # fmt: skip
+        status = f"**{c['status']}**" if c["significant"] else c["status"]
+        lines.append(f"| {c['group']}: {c['a']} vs {c['b']} | {order} | {c['diff']:+.3f} | {c['p']:.3f} | {c['p_adjusted']:.3f} | "
+                     f"{c['n_a']}+{c['n_b']} | {status} |")  # fmt: skip
     return lines
 
 
+SHARES_EXPLAINED = (
+    "Shares need not lie in [0, 1] or sum to 1 over groups: patching a group back can *raise* accuracy (its change "
+    "cost accuracy while the gain came from elsewhere, a negative share), groups compute overlapping things, and "
+    "the model is not additive in its latents. That is why the verdict compares the **specific** share (the group's "
+    "minus the mean of its matched random groups'): what the group carries beyond any group of its size and activity."
+)
+
+
 def gain_share_lines(res: BandStudyResult) -> list[str]:
-    """Per band and group: the share of the gain carried, a matched random group's share, and the reverse patch."""
+    """Per band and group: the share of the gain carried, its matched random groups' mean share, the specific share,
+    and the check that the gain shares divide by is the matched gain."""
     if not any(e.n for v in res.bands.values() for per in v.gain_share.values() for e in per.values()):
         return []
     lines = ["## Gain attribution (headline SAE)", "",
-             "At each hitting run's matched checkpoint, the group's codes are patched back to the base model's values at "
+             "At each hitting run's matched point, the group's codes are patched back to the base model's values at "
              "the hook (on the same tokens) and the share of the run's gain that disappears is measured (**carried**); "
-             "the same with a random group matched in firing rate and activation mass (**random**); and the share of "
-             "the gain the group alone brings to the base model (**reverse**). Mean over seeds, 95% CI. Every condition "
-             "of a run shares its random draws (`attribution_samples` completions per eval problem, recorded in each "
-             "run's gain_attribution.json). The mode-choice group is measured beside the three contrasted groups but is "
-             "not in the verdict's family. The SAE's reconstruction on each checkpoint is in the transfer figure below.", "",
-             "| band | group | carried | random (control) | reverse |", "|---|---|---|---|---|"]  # fmt: skip
+             "the same for each of the group's matched random groups (firing rate and activation mass), each on its own "
+             "slice of the rows, paired with the model's outcome there (their mean is **random**); **specific** = carried "
+             "− random. Every condition samples the run's own evaluation draws, so the gain divided by is the matched gain "
+             "itself. Mean over hitting seeds, 95% t interval. The mode-choice group is measured beside the three "
+             "contrasted groups but is not in the verdict's family.", "", SHARES_EXPLAINED, "",
+             "| band | group | carried | random (control) | specific |", "|---|---|---|---|---|"]  # fmt: skip
     for band, v in res.bands.items():
         for group, per in v.gain_share.items():
             if per["carried"].n:
-                lines.append(f"| {band} | {group} | {_fmt(per['carried'])} | {_fmt(per['random'])} | {_fmt(per['reverse'])} |")
+                lines.append(f"| {band} | {group} | {_fmt(per['carried'])} | {_fmt(per['random'])} | {_fmt(per['specific'])} |")
+    if res.gain_check:
+        bad = [n for n, c in res.gain_check.items() if not c["agree"]]
+        worst = max(abs(c["matched"] - c["measured_again"]) for c in res.gain_check.values())
+        path = min(c["path_agreement"] for c in res.gain_check.values())
+        lines += ["", f"One gain, one measurement: measured again on the same draws for attribution, every run's gain "
+                      f"{'agrees' if not bad else 'does NOT agree'} with its matched gain within the tolerance (largest "
+                      f"difference {worst:.4f}{'; disagreeing: ' + ', '.join(bad) if bad else ''}); the patching path with "
+                      f"nothing patched reproduced the model's own outcome on at least {path:.1%} of the rows checked."]  # fmt: skip
     return [*lines, ""]
+
+
+def step_matched_lines(res: BandStudyResult) -> list[str]:
+    """The secondary reading at equal updates: every band after the same budget."""
+    lines = ["## Step-matched reading (secondary)", "",
+             f"Every band after the same {res.final_step} updates (all seeds, whatever their gain): the final gain and each "
+             "group's change in activity (headline SAE). Gain is then *not* matched; read it beside the matched reading to "
+             "see which differences belong to how far a run moved rather than to what it learned.", "",
+             "| band | final gain | " + " | ".join(GROUPS) + " |", "|---|---|" + "---|" * len(GROUPS)]  # fmt: skip
+    for band, v in res.bands.items():
+        lines.append(f"| {band} | {_fmt(v.gain)} | " + " | ".join(_fmt(v.at_final_step[g]) for g in GROUPS) + " |")
+    return [*lines, "", "The same tests on these changes (not in the verdict):", "", *contrast_lines(res.step_contrasts), ""]
 
 
 KNOB = {"arith": "chain length", "maze": "grid side"}
 
 
-def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float, task: dict | None = None, ingested: dict | None = None) -> str:
-    g, a, b = MAIN_CONTRAST
-    lines = [f"# Band study ({res.preset})", "", f"**Verdict ({res.verdict_class}).** {res.verdict}", ""]
+def hook_lines(choice: dict) -> list[str]:
+    """Which hook the SAEs read and, where the labelling-split rule chose it, why."""
+    if not choice:
+        return []
+    kinds = choice["kinds"]
+    lines = ["## The hook", "", f"The SAEs read `{choice['hook']}`, chosen before the test split was read there, on the labelling "
+             f"split only: at every block's residual stream the headline SAE's {' and '.join(kinds)} groups were selected and "
+             "checked causally on the labelling split; the hook whose groups pass most wins, then the one whose groups beat "
+             "more random groups, then the preset's.", "", "| hook | " + " | ".join(f"{k}: passes (beats random)" for k in kinds) + " |",
+             "|---|" + "---|" * len(kinds)]  # fmt: skip
+    for hook, per in choice["scores"].items():
+        lines.append(f"| `{hook}` | " + " | ".join(f"{'yes' if per[k]['passed'] else 'no'} ({per[k]['percentile']:.0%})" for k in kinds) + " |")
+    return [*lines, ""]
+
+
+def setting_of(config: dict) -> str:
+    """The base-model setting in words, from the pretraining section of config.json."""
+    pre = config.get("stages", {}).get("pretrain", {})
+    lo, hi = pre.get("k_train_max"), pre.get("k_eval_max")
+    if lo is None or hi is None:
+        return "base model of unknown recipe"
+    return "hard in range" if lo >= hi else f"hard mostly beyond the pretraining range (k ≤ {lo} of {hi})"
+
+
+def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float, config: dict, ingested: dict | None = None) -> str:
+    task, noise_ok = config.get("task"), res.verdict_class != "no_target"
+    lines = [f"# Band study ({res.preset}, {setting_of(config)})", "", f"**Verdict ({res.verdict_class}).** {res.verdict}", "",
+             f"![headline]({figs['headline']})", ""]  # fmt: skip
     if task:
         params = ", ".join(f"{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in task.items() if k != "task")
         lines += [f"Task: {task['task']} ({params}); k is the {KNOB.get(task['task'], 'difficulty knob')}.", ""]
@@ -231,32 +344,39 @@ def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float, task: di
     if ingested:
         lines += ["Runs trained elsewhere and ingested (`experiments.ingest`), matched on their evaluated checkpoints only "
                   "(never replayed): " + "; ".join(f"{name} ({e['engine']}, steps in {e['step_unit']})" for name, e in ingested.items()) + ".", ""]
+    reach = ", ".join(f"{b} {g:+.3f}" for b, g in res.reach.items())
     lines += ["## Matched gain", "",
               f"Matched on `{res.matched_key}`: target {res.matched_gain_target:+.3f}, tolerance ±{res.matched_tol:.3f} "
-              f"(one standard error of a measured gain, {res.gain_se:.3f}). Each run is matched at the first step whose "
-              f"gain reaches the target minus the tolerance; steps between stored checkpoints were regenerated by replay "
-              f"(in runs trained here). "
-              f"A seed enters the contrasts only when its matched gain is within the tolerance. Unless set, the target is "
-              f"the largest gain every run of every band whose runs all gain at least 3 SE reaches; a band that never gets "
-              f"that far is shown as not reaching it.", ""]  # fmt: skip
-    if res.verdict_class == "no_target":
-        lines += [f"The largest common gain ({res.matched_gain_target:+.3f}) is not at least 3 SE above zero, so the "
-                  "matches below are shown for completeness only and nothing is compared at them.", ""]  # fmt: skip
-    lines += [*matched_lines(res), "", "| band | final gain (mean over seeds, 95% CI) |", "|---|---|"]
-    lines += [f"| {band} | {_fmt(v.gain)} |" for band, v in res.bands.items()]
-    lines += ["", f"![gain]({figs['gain']})", "", *gain_share_lines(res), "## Band contrasts", ""]
-    lines += [f"Exact permutation tests over seed labels of each band pair's mean **share of the gain carried** "
-              f"(the verdict's family). The pre-registered main contrast ({g}: {a} vs {b}) is tested first at α = "
-              f"{ALPHA}; only if it shows a difference are the other contrasts tested, with Holm's correction "
-              f"('decision p'). A band needs ≥ {MIN_SEEDS} seeds hitting the target. With n seeds per band the smallest "
-              f"attainable p is 2 / C(2n, n) (n = 5: 0.008).", ""]  # fmt: skip
-    if res.verdict_class == "no_target":
-        lines += ["No contrast is tested: there is no gain well above noise to match at (the numbers below are descriptive)."]
+              f"(one standard error of a measured gain, {res.gain_se:.3f}). Unless set, the target is the largest gain that "
+              f"all but one seed of every matchable band reach (at least {MIN_SEEDS}); a band is matchable when that many "
+              f"of its seeds gain at least {MIN_TARGET_SE:g} SE (reach per band: {reach}; matchable: "
+              f"{', '.join(res.matchable_bands) or 'none'}). Each run is matched at the first point whose gain reaches the "
+              f"target minus the tolerance: whole steps between stored checkpoints are regenerated by replay, and where one "
+              f"update jumps over the target, fractions of it are bisected (step t + a is the blend θ_t + a(θ_t+1 − θ_t), "
+              f"which with AdamW, no weight decay and one inner update is update t at learning rate a·lr). So every run "
+              f"that reaches the target hits it; a run drops out of the contrasts only because it never reaches it. "
+              f"Updates taken, KL to the base model and the deliberate rate at each matched point are the confounds of a "
+              f"matched gain, printed beside it.", ""]  # fmt: skip
+    if not noise_ok:
+        lines += [f"No target is at least {MIN_TARGET_SE:g} SE above zero, so nothing is matched or compared.", ""]
+    lines += [*matched_lines(res, noise_ok), "", f"![gain]({figs['gain']})", "", *gain_share_lines(res), "## Band contrasts", ""]
+    seq = "; ".join(f"({i + 1}) {g}: {a} vs {b}" for i, (g, a, b) in enumerate(SEQUENCE))
+    lines += [f"Exact permutation tests over seed labels of each band pair's mean **specific share of the gain carried** "
+              f"(the verdict's family), by serial gatekeeping registered before any matched result: the sequence {seq} "
+              f"is tested in order at α = {ALPHA}; a contrast that cannot be tested (a band with fewer than {MIN_SEEDS} "
+              f"seeds hitting the target, an empty group, or a group that failed its causal check) is skipped and passes "
+              f"the gate on; the first tested contrast that is not rejected closes it. Only if every tested contrast of "
+              f"the sequence is rejected are the others tested, with Holm's correction ('decision p'). The verdict's class "
+              f"comes from the first tested contrast. With n seeds per band the smallest attainable p is 2 / C(2n, n) "
+              f"(3: 0.1, 4: 0.029, 5: 0.008).", ""]  # fmt: skip
+    if not noise_ok:
+        lines += ["No contrast is tested: there is no gain well above noise to match at."]
     else:
         lines += contrast_lines(res.contrasts)
-        lines += ["", "Secondary family, not in the verdict: the same tests on the change in group activity (headline SAE).", ""]
+        lines += ["", "Secondary family, not in the verdict: the same tests on the change in group activity at matched gain "
+                      "(headline SAE).", ""]  # fmt: skip
         lines += contrast_lines(res.feature_contrasts)
-    lines += ["", "## Feature change at matched gain (SAEs side by side)", ""]
+    lines += ["", *step_matched_lines(res), *hook_lines(res.hook_choice), "## Feature change at matched gain (SAEs side by side)", ""]
     for sae, nf in res.noise_floor_by_sae.items():
         lines += [f"### {sae}", "", "| band | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS)]
         for band, v in res.bands.items():
@@ -278,11 +398,12 @@ def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float, task: di
 
 def write_report(out: Path, a: BandAnalysis, wall_s: float) -> None:
     """report.md and its figures."""
+    config = read_json(RunLayout(out).config)
     shown = (fig_gain, fig_feature_change, fig_behaviour, fig_sae_quality)
     shown += (fig_success_activity,) if a.result.hard_success_activity else ()
     figs = {f.__name__[4:]: f(out, a) for f in shown}
+    figs["headline"] = fig_headline(out, a, setting_of(config))
     if a.result.model_diffing:
         figs["crosscoder_norms"] = fig_crosscoder_norms(out, list(a.result.model_diffing))
-    config = read_json(RunLayout(out).config)
     ingested = {name: read_json(d / INGESTED) for name, d in RunLayout(out).band_runs().items() if (d / INGESTED).is_file()}
-    write_text(out / REPORT, markdown(a.result, figs, wall_s, config.get("task"), ingested))
+    write_text(out / REPORT, markdown(a.result, figs, wall_s, config, ingested))

@@ -8,7 +8,7 @@ They answer different questions (did known features change their activity; did f
 features the base model lacks; which features write the change), so they are compared on one
 thing they all name: the behaviour group the band's fine-tune changed most.
 
-Causal effects are per seed, then a mean with a bootstrap CI over seeds: steering adds the group's
+Causal effects are per seed, then a mean with a t interval over seeds: steering adds the group's
 change to the base model (accuracy gained), ablating removes it from the tuned model (accuracy
 lost), each beside a random group of the same dictionary matched in firing rate and mass. With
 5 seeds a paired sign-flip test cannot reach p < 0.05, so these are estimates, not tests. A
@@ -24,10 +24,10 @@ from collections.abc import Mapping
 
 from experiments.analysis.band_results import group_changes
 from experiments.harness.readouts import KINDS as GROUPS
-from probes.layout import checkpoint_name
+from probes.layout import point_name
 from probes.saes.change import KINDS
 from probes.saes.crosscoder import SHARED, TUNED_ONLY
-from probes.stats import bootstrap_mean
+from probes.stats import t_mean
 
 FLAG_SE = 2.0
 """Spliced accuracy this many standard errors from clean flags the dictionary on that checkpoint (set before results)."""
@@ -46,7 +46,7 @@ def faithfulness(band: str, rec: dict, readings: Mapping[str, dict], sae_name: s
     """Per seed, dictionary and model: FVE, L0, dead fraction, clean vs spliced accuracy and next-token loss."""
     rows, n = [], rec["n_rollouts"]
     for run, eff in rec["effects"].items():
-        ckpt = f"{run}/{checkpoint_name(rec['steps'][run])}"
+        ckpt = f"{run}/{point_name(rec['steps'][run])}"
         base_fit = readings.get(ckpt, {}).get(sae_name, {})
         fits = {"base_sae": (base_fit.get("fve"), base_fit.get("l0"), base_fit.get("dead_frac"))}
         fits |= {k: (d["fve"][run], d["l0"][run], d["dead_frac"]) for k, d in rec["dictionaries"].items()}
@@ -69,7 +69,7 @@ def effects(rec: dict, kind: str, faith: list[dict]) -> dict[str, dict]:
         runs = [run for run, e in rec["effects"].items() if f"acc/{model}/{kind}/group" in e and (run, model) not in bad]
         per = {g: [sign * (rec["effects"][r][f"acc/{model}/{kind}/{g}"] - rec["effects"][r][f"acc/{model}"]) for r in runs]
                for g in ("group", "random")}  # fmt: skip
-        out[name] = {g: bootstrap_mean(v).as_dict() for g, v in per.items()} | {"seeds": len(runs)}
+        out[name] = {g: t_mean(v).as_dict() for g, v in per.items()} | {"seeds": len(runs)}
     return out
 
 
@@ -103,10 +103,10 @@ def three_readings(rec: dict, summary: dict, readings: Mapping[str, dict], sae_n
     mass whose latents carry it. Each reading then names the group it implicates most (base SAE: the largest
     |change| whose CI excludes 0; crosscoder: the most new latents; difference SAE: the largest share), and
     the readings agree when all that name one (at least two) name the same."""
-    ckpts = [c for c in (f"{run}/{checkpoint_name(step)}" for run, step in rec["steps"].items()) if c in readings]
+    ckpts = [c for c in (f"{run}/{point_name(step)}" for run, step in rec["steps"].items()) if c in readings]
     per_group, base_scores = {}, {}
     for g in GROUPS:
-        est = bootstrap_mean([group_changes(readings, sae_name, groups, c)[g] for c in ckpts]) if groups.get(g) and ckpts else None
+        est = t_mean([group_changes(readings, sae_name, groups, c)[g] for c in ckpts]) if groups.get(g) and ckpts else None
         if est is not None and not est.ci95[0] <= 0 <= est.ci95[1]:
             base_scores[g] = abs(est.mean)
         per_group[g] = {"base_sae": est.as_dict() if est else None, "crosscoder": summary["crosscoder"]["labels"].get(g, 0),

@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.harness.rundir import atomic_file  # noqa: E402
 
-COLORS = {"easy": "tab:green", "medium": "tab:orange", "hard": "tab:red"}
-"""One colour per band, in every figure."""
+COLORS = {"easy": "#009E73", "medium": "#E69F00", "hard": "#0072B2"}
+"""One colour per band, in every figure (Okabe-Ito: bluish green, orange, blue, told apart with any colour vision)."""
 
 
 def save_figure(fig, path: Path) -> str:

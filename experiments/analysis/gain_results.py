@@ -2,9 +2,10 @@
 
 The records are the runs' ``gain_attribution.json`` (``experiments.harness.gain_attribution``),
 made at the matched checkpoints of the seeds that hit the target. Per band and group: the
-share carried (mean over seeds with a 95% CI), the same for a matched random group (the
-control), and the share the group brings to the base model alone (the reverse patch). The
-band contrasts of the verdict compare the carried shares (``experiments.analysis.contrasts``).
+share carried, the mean share of its matched random groups (the control), and their difference
+(**specific**: what the group carries beyond any group of its size and activity); each a mean over
+seeds with a t interval. The band contrasts of the verdict compare the specific shares
+(``experiments.analysis.contrasts``).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from experiments.analysis.contrasts import GROUPS
 from experiments.harness.gain_attribution import GainAttribution
 from probes.bands import BANDS
 from probes.layout import run_name
-from probes.stats import Estimate, bootstrap_mean
+from probes.stats import Estimate, t_mean
 
-FRACTIONS = ("carried", "random", "reverse")
+FRACTIONS = ("carried", "random", "specific")
 ATTRIBUTED = (*GROUPS, "mode")
 """Groups whose share of the gain is measured: the contrasts' three, and the mode-choice group (reported
 beside them, not in the verdict's family: RL can raise accuracy by choosing to deliberate more often)."""
-MEASURE = "share of the gain carried"
+MEASURE = "the specific share of the gain carried (group minus its matched random groups)"
 """What the verdict's contrasts compare."""
 
 
@@ -46,9 +47,9 @@ def fraction_values(records: Mapping[str, Mapping], seeds: Sequence[int]) -> dic
 
 
 def fraction_estimates(values: Mapping[str, Mapping[str, Mapping[str, list[float]]]]) -> dict[str, dict[str, dict[str, Estimate]]]:
-    return {b: {g: {k: bootstrap_mean(v) for k, v in per.items()} for g, per in groups.items()} for b, groups in values.items()}
+    return {b: {g: {k: t_mean(v) for k, v in per.items()} for g, per in groups.items()} for b, groups in values.items()}
 
 
-def carried(values: Mapping[str, Mapping[str, Mapping[str, list[float]]]]) -> dict[str, dict[str, list[float]]]:
-    """The contrasts' input: per band and group, the carried shares of the seeds."""
-    return {b: {g: per["carried"] for g, per in groups.items()} for b, groups in values.items()}
+def specific(values: Mapping[str, Mapping[str, Mapping[str, list[float]]]]) -> dict[str, dict[str, list[float]]]:
+    """The contrasts' input: per band and group, the specific shares of the seeds."""
+    return {b: {g: per["specific"] for g, per in groups.items()} for b, groups in values.items()}

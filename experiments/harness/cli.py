@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
+
 from probes.layout import RunDirError
 from probes.models import CheckpointError, offline_mode
 
@@ -29,6 +31,35 @@ A = TypeVar("A")
 
 USER_ERRORS = (RunDirError, CheckpointError)
 """Errors that mean "bad input", reported in one line with exit code 2."""
+
+
+def check_device(name: str) -> None:
+    """A torch device this machine has (``cpu``, ``cuda``, ``cuda:1``, ``mps``); else ValueError naming it."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: {name!r} is not a torch device (cpu, cuda, cuda:1, mps ...)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {name!r}, but this torch build or machine has no CUDA device (torch {torch.__version__})")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device: {name!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device: {name!r}, but MPS is not available here")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device: {name!r} is not supported (cpu, cuda, mps)")
+
+
+def check_common(args: object) -> None:
+    """The checks every stage's Args share: seeds are >= 0 (numpy's streams refuse negative ones, too late) and a
+    device exists on this machine. Each stage's ``__post_init__`` calls it first, so a bad value stops before any
+    file is written."""
+    for name in ("seed", "seeds"):
+        values = getattr(args, name, ())
+        for seed in values if isinstance(values, tuple) else (values,):
+            if not isinstance(seed, int) or seed < 0:
+                raise ValueError(f"{name}: seeds must be integers >= 0, got {values}")
+    if getattr(args, "device", ""):
+        check_device(args.device)
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -49,7 +80,7 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def _add_flag(parser: argparse.ArgumentParser, f: dataclasses.Field, hint: Any, doc: str) -> None:
-    flag = "--" + f.name.replace("_", "-")
+    flag, doc = "--" + f.name.replace("_", "-"), doc.replace("%", "%%")  # argparse formats help with %
     if type(None) in typing.get_args(hint):  # Optional[X]: the flag takes an X
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     origin = typing.get_origin(hint)

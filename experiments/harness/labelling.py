@@ -14,9 +14,13 @@
 
    * shortcut     -> forced-direct accuracy where direct answers work (k <= shortcut_k) drops,
                      more than forced-deliberate accuracy on the same problems;
-   * deliberation -> forced-deliberate accuracy drops, more than forced-direct accuracy;
+   * deliberation -> forced-deliberate accuracy drops, more than forced-direct accuracy, where only
+                     a trace solves the problem (k > shortcut_k; a one-step trace is at its ceiling and
+                     direct answers work there too), or on every problem when the shortcut works on all;
    * computation  -> the share of trace steps written right drops;
    * mode         -> the mean P(<think>) at the decision row moves (either way).
+
+   Each check reads only the behaviours it needs on its own problems (``CHECKED_ON``).
 
 Works on any sae_lens-format SAE and any HF checkpoint of the architecture it was trained on.
 """
@@ -24,7 +28,7 @@ Works on any sae_lens-format SAE and any HF checkpoint of the architecture it wa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -47,6 +51,9 @@ EXPECTATIONS: dict[str, Expectation] = {
     "mode": Expectation("p_think", 0.0),
 }
 """Per group: the behaviour its ablation must move, the expected direction, and the dissociation."""
+CHECKED_ON: dict[str, str] = {"shortcut": "direct works", "deliberation": "trace only", "computation": "all", "mode": "all"}
+"""Per group: the test problems its check reads (fixed before any result of this rule): where a direct answer can
+work (k <= shortcut_k), where only a trace can (k > shortcut_k; every problem when there is none), or all."""
 UNLABELLED = "unlabelled"
 MAX_DRAWS = 20
 """Draws per wanted problem when looking for distinct chains no SAE saw (k = 1 has only p^2 |ops| chains)."""
@@ -73,24 +80,26 @@ class LabelSpec:
 
 
 def split_problems(
-    seed: int, ks: Sequence[int], per_k: int, task: Task, seen: Sequence[Problem] = ()
+    seed: int, ks: Sequence[int], per_k: int | Mapping[int, int], task: Task, seen: Sequence[Problem] = ()
 ) -> tuple[list[Problem], list[Problem]]:
-    """(labelling split, test split) from the causal stream: per k, the first ``per_k`` distinct chains
-    are the test split (the causal checks' problems) and the next ``per_k`` the labelling split.
+    """(labelling split, test split) from the causal stream: per k, the first ``per_k`` (an int, or a count per
+    k) distinct chains are the test split (the causal checks' problems) and the next as many the labelling split.
     Chains in ``seen`` (what the SAE was trained on) are skipped: where the problem space is small
-    (k = 1) streams overlap, and the checks must run on problems no SAE saw."""
+    (k = 1) streams overlap, and the checks must run on problems no SAE saw. Where the space runs out, the
+    test split keeps its share first."""
     known = {pr.key for pr in seen}
     label, test = [], []
     for k in ks:
+        n = per_k if isinstance(per_k, int) else per_k[k]
         kept: dict[tuple, Problem] = {}
-        for pr in seeds.problems("causal", seed, k, MAX_DRAWS * per_k, task):
-            if len(kept) == 2 * per_k:
+        for pr in seeds.problems("causal", seed, k, MAX_DRAWS * n, task):
+            if len(kept) == 2 * n:
                 break
             if pr.key not in known:
                 kept.setdefault(pr.key, pr)
         chosen = list(kept.values())
-        test += chosen[:per_k]
-        label += chosen[per_k : 2 * per_k]
+        test += chosen[:n]
+        label += chosen[n : 2 * n]
     return label, test
 
 
@@ -129,33 +138,62 @@ def confirm(kind: str, group: list[int], label: Split, test: Split, randoms: lis
             "probe": dataclasses.asdict(res)}  # fmt: skip
 
 
-def behaviours(src: Source, problems: Sequence[Problem], hooks, shortcut_k: int) -> dict[str, np.ndarray]:
-    """Per-problem behaviours; direct accuracy only where a direct answer can work (else nan)."""
-    table = behaviour_table(src.bridge, src.tokenizer, problems, hooks)
-    far = np.array([pr.k > shortcut_k for pr in problems])
-    table["direct_correct"] = np.where(far, np.nan, table["direct_correct"])
-    return table
+def checked_on(kind: str, problems: Sequence[Problem], shortcut_k: int) -> np.ndarray:
+    """Indices of the test problems the kind's check reads (``CHECKED_ON``)."""
+    direct_works = np.array([pr.k <= shortcut_k for pr in problems], bool)
+    where = CHECKED_ON[kind]
+    if where == "trace only" and direct_works.all():
+        where = "all"
+    keep = {"direct works": direct_works, "trace only": ~direct_works}.get(where, np.ones(len(problems), bool))
+    return np.flatnonzero(keep)
+
+
+def needed(kind: str) -> tuple[str, ...]:
+    """The behaviours a kind's check reads: its own and its off-target one."""
+    e = EXPECTATIONS[kind]
+    return (e.behaviour,) + ((e.off_target,) if e.off_target else ())
+
+
+def causal_check(sae, src: Source, hook: str, kind: str, group: list[int], randoms: list[list[int]], problems, spec: LabelSpec) -> dict:
+    """Ablate the group and each random group on the kind's problems; the check's record (``probes.causal.check``)."""
+    chosen = [problems[i] for i in checked_on(kind, problems, spec.shortcut_k)]
+    table = lambda hooks: behaviour_table(src.bridge, src.tokenizer, chosen, hooks, needed(kind))  # noqa: E731
+    ablate = lambda g: table([(hook, ablation_hook(sae, g))])  # noqa: E731
+    res = check(EXPECTATIONS[kind], table(()), ablate(group), [ablate(g) for g in randoms], spec.seed)
+    return {"group": group, "random_groups": randoms, "problems": len(chosen), **dataclasses.asdict(res)}
+
+
+def selected(sae, src: Source, label: Split, spec: LabelSpec):
+    """(latent stats, groups selected on the labelling split's attributions, each group's matched random groups)."""
+    stats = feature_stats(sae, src.cache, rows=np.arange(src.cache.n_tokens))
+    live_F = stats.fire_rate_F > 0
+    groups = select_groups({k: label.mean_attr(k) for k in KINDS}, live_F, spec.share, spec.max_group)
+    live = np.flatnonzero(live_F).tolist()
+    randoms = {k: matched_random_groups(g, live, stats.fire_rate_F, stats.mean_F, spec.n_random, spec.seed) for k, g in groups.items() if g}
+    return stats, groups, randoms
+
+
+def labelling_checks(sae, src: Source, hook: str, label_problems: Sequence[Problem], kinds: Sequence[str], spec: LabelSpec) -> dict:
+    """The causal checks of ``kinds``' groups run on the labelling split itself (in sample): what a rule that picks
+    among hooks may read without touching the test split. Per kind: passed, percentile and group size."""
+    label = read_split(sae, src, hook, label_problems, spec.shortcut_k)
+    _, groups, randoms = selected(sae, src, label, spec)
+    out = {}
+    for kind in kinds:
+        c = causal_check(sae, src, hook, kind, groups[kind], randoms[kind], label_problems, spec) if groups[kind] else None
+        out[kind] = {"n": len(groups[kind]), "passed": bool(c and c["passed"]), "percentile": c["percentile"] if c else 0.0}
+    return out
 
 
 def label_and_check(
     sae, src: Source, hook: str, label_problems: Sequence[Problem], test_problems: Sequence[Problem], spec: LabelSpec, meta: dict
 ) -> dict:
     """features.json content: groups selected on ``label_problems``, confirmed and causally checked on ``test_problems``."""
-    stats = feature_stats(sae, src.cache, rows=np.arange(src.cache.n_tokens))
-    live_F = stats.fire_rate_F > 0
     label, test = (read_split(sae, src, hook, ps, spec.shortcut_k) for ps in (label_problems, test_problems))
-    groups = select_groups({k: label.mean_attr(k) for k in KINDS}, live_F, spec.share, spec.max_group)
-    live = np.flatnonzero(live_F).tolist()
-    randoms = {k: matched_random_groups(g, live, stats.fire_rate_F, stats.mean_F, spec.n_random, spec.seed) for k, g in groups.items() if g}
+    stats, groups, randoms = selected(sae, src, label, spec)
     selection = {k: {"n": len(g)} | (confirm(k, g, label, test, randoms[k], spec.seed) if g else {}) for k, g in groups.items()}
-    clean = behaviours(src, test_problems, (), spec.shortcut_k)
-    checks = {}
-    for kind, group in groups.items():
-        if not group:
-            continue
-        ablate = lambda g: behaviours(src, test_problems, [(hook, ablation_hook(sae, g))], spec.shortcut_k)  # noqa: E731
-        res = check(EXPECTATIONS[kind], clean, ablate(group), [ablate(g) for g in randoms[kind]], spec.seed)
-        checks[kind] = {"group": group, "random_groups": randoms[kind], **dataclasses.asdict(res)}
+    clean = behaviour_table(src.bridge, src.tokenizer, test_problems)
+    checks = {kind: causal_check(sae, src, hook, kind, g, randoms[kind], test_problems, spec) for kind, g in groups.items() if g}
     owner = {i: kind for kind, g in groups.items() for i in g}
     shares = {k: positive_share(label.mean_attr(k)) for k in KINDS}
     features = [{"latent": i, "label": owner.get(i, UNLABELLED),
@@ -164,7 +202,7 @@ def label_and_check(
     return finite_or_none({
         "meta": dict(meta), "spec": dataclasses.asdict(spec),
         "counts": {k: len(g) for k, g in groups.items()}, "groups": groups, "selection": selection,
-        "causal": {"problems": len(test_problems), "clean": {b: float(np.nanmean(v)) for b, v in clean.items()}, "checks": checks},
+        "causal": {"problems": len(test_problems), "clean": {b: float(np.mean(v)) for b, v in clean.items()}, "checks": checks},
         "features": features,
     })  # fmt: skip
 

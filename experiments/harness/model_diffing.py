@@ -110,9 +110,9 @@ def train_dictionary(kind: Kind, pairs: Sequence[Pair], spec: DiffingSpec, metad
     base, tuned = pooled(pairs, "train")
     shape = dataclasses.replace(spec.dictionary, arch="batchtopk")
     if kind == "crosscoder":
-        sae, rows = build_crosscoder(shape, base.shape[1], metadata, spec.train.device), torch.cat([base, tuned], -1)
+        sae, rows = build_crosscoder(shape, base.shape[1], metadata, spec.train.device, spec.train.seed), torch.cat([base, tuned], -1)
     else:
-        sae, rows = build_sae(shape, base.shape[1], {**metadata, "dictionary": "difference"}, spec.train.device), tuned - base
+        sae, rows = build_sae(shape, base.shape[1], {**metadata, "dictionary": "difference"}, spec.train.device, spec.train.seed), tuned - base
     return train_sae(sae, tensor_batches(rows, spec.train.batch_size, seed=spec.train.seed), spec.train).sae
 
 
@@ -176,14 +176,14 @@ def read_dictionary(dic: ChangeDictionary, pairs: Sequence[Pair], others: Mappin
         live_F[live] = True
         candidates = group = select_groups({"change": change_F}, live_F, spec.share, spec.max_group)["change"]
     delta = tuned - base
-    betas = lambda d: {j: latent_scaling(codes_NF[:, j], d, dic.change_dec[j]) for j in group}  # noqa: E731
-    own = betas(delta)
+    own = {j: latent_scaling(codes_NF[:, j], delta, dic.change_dec[j]) for j in group}
     elsewhere = {}
-    for band, theirs in others.items():
+    for band, theirs in others.items():  # pair i of each band reads the same tokens: compare as many pairs as both have
         b, t = on(pooled(theirs[: len(pairs)], "eval"))
-        if not torch.equal(b, base):
+        if not torch.equal(b, base[: len(b)]):
             raise ValueError(f"{band}: its pairs do not read the same base tokens as {pairs[0].run}'s")
-        elsewhere[band] = {j: beta / own[j] if own[j] else float("nan") for j, beta in betas(t - b).items()}
+        theirs_beta = {j: latent_scaling(codes_NF[: len(b), j], t - b, dic.change_dec[j]) for j in group}
+        elsewhere[band] = {j: beta / own[j] if own[j] else float("nan") for j, beta in theirs_beta.items()}
     return Reading(fve, l0, float((fires_F == 0).float().mean()), rel_F.tolist(), candidates, nu, group, elsewhere,
                    fires_F.tolist(), mass_F.tolist(), change_F.tolist())  # fmt: skip
 

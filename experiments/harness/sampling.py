@@ -12,9 +12,44 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformers import Cache, PreTrainedModel
+from transformers.cache_utils import DynamicLayer
 
 from probes.padding import left_pad
+
+
+class _SpareRoomLayer(DynamicLayer):
+    """One layer's keys and values, written into spare room at the end of a buffer (doubled when full) instead of
+    concatenated: DynamicLayer's cat copies the whole cache at every token, which was half of CPU sampling time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.length = 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        n = key_states.shape[-2]
+        if not self.is_initialized:
+            self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
+            self._k, self._v = (t.new_empty(*t.shape[:2], n + 64, t.shape[-1]) for t in (key_states, value_states))
+        if self.length + n > self._k.shape[-2]:
+            grown = 2 * (self.length + n)
+            self._k, self._v = (torch.cat([b[..., : self.length, :], b.new_empty(*b.shape[:2], grown - self.length, b.shape[-1])], -2)
+                                for b in (self._k, self._v))  # fmt: skip
+        self._k[..., self.length : self.length + n, :] = key_states
+        self._v[..., self.length : self.length + n, :] = value_states
+        self.length += n
+        self.keys, self.values = self._k[..., : self.length, :], self._v[..., : self.length, :]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+
+def kv_cache() -> Cache:
+    """An empty key/value cache for one generation (filled in place by every forward)."""
+    return Cache(layer_class_to_replicate=_SpareRoomLayer)
 
 
 @torch.no_grad()
@@ -27,18 +62,21 @@ def sample(
     pad_id: int,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
+    uniforms_BT: Float[Tensor, "B T"] | None = None,
     banned_first: Sequence[int] = (),
 ) -> list[list[int]]:
     """Complete each prompt; returns new token ids, up to and including <eos>.
 
-    ``temperature == 0`` is greedy decoding. ``banned_first`` token ids are masked at
-    the first new position only (used to force a direct answer by banning <think>).
-    A completion that reaches ``max_new`` without <eos> is returned truncated.
+    ``temperature == 0`` is greedy decoding. Sampling draws from ``generator``, or, given ``uniforms_BT`` (one
+    row of at least ``max_new`` uniforms per prompt), takes row b's t-th token by inverting the CDF at
+    uniforms_BT[b, t]: each completion's randomness is then its own, whatever else shares the batch.
+    ``banned_first`` token ids are masked at the first new position only (used to force a direct answer by
+    banning <think>). A completion that reaches ``max_new`` without <eos> is returned truncated.
     """
     device = next(model.parameters()).device
     ids_BL, mask_BL = (t.to(device) for t in left_pad(prompts, pad_id))
     pos_BL = (mask_BL.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache()  # filled in place by every forward
+    cache = kv_cache()
     out = model(input_ids=ids_BL, attention_mask=mask_BL, position_ids=pos_BL, use_cache=True, past_key_values=cache)
     logits_BV = out.logits[:, -1]
     next_pos_B = pos_BL[:, -1] + 1
@@ -51,7 +89,7 @@ def sample(
             tok_B = logits_BV.argmax(-1)
         else:
             probs_BV = torch.softmax(logits_BV.float() / temperature, -1)
-            tok_B = _draw(probs_BV, generator)
+            tok_B = _draw(probs_BV, generator) if uniforms_BT is None else _invert(probs_BV, uniforms_BT[:, t])
         tok_B = torch.where(done_B, pad_id, tok_B)
         new_tokens.append(tok_B)
         done_B |= tok_B == eos_id
@@ -79,6 +117,14 @@ def _draw(probs_BV: torch.Tensor, generator: torch.Generator | None) -> torch.Te
     if generator is None or generator.device == probs_BV.device:
         return torch.multinomial(probs_BV, 1, generator=generator).squeeze(-1)
     return torch.multinomial(probs_BV.to(generator.device), 1, generator=generator).squeeze(-1).to(probs_BV.device)
+
+
+def _invert(probs_BV: Float[Tensor, "B V"], u_B: Float[Tensor, " B"]) -> Int[Tensor, " B"]:
+    """The token whose CDF interval holds u: the first v with cumsum(probs)[v] > u (the uniforms come from CPU
+    generators, so a seed gives the same stream on every device)."""
+    cdf_BV = probs_BV.cumsum(-1)
+    u_B1 = u_B.to(device=cdf_BV.device, dtype=cdf_BV.dtype)[:, None] * cdf_BV[:, -1:]  # rounding: the CDF may end below 1
+    return (cdf_BV <= u_B1).sum(-1).clamp(max=probs_BV.shape[-1] - 1)
 
 
 def _until_eos(row: list[int], eos_id: int) -> list[int]:

@@ -19,6 +19,7 @@ the hook name, the model, and the high-level width.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -173,13 +174,24 @@ def _batchtopk_fields(spec: SAESpec, d_in: int, meta: SAEMetadata, device: str) 
     )
 
 
-def build_crosscoder(spec: SAESpec, d_model: int, metadata: dict, device: str = "cpu") -> crosscoder.CrosscoderTrainingSAE:
-    """A freshly initialised crosscoder over two models of width ``d_model`` (rows ``[a_base | a_tuned]``);
-    ``spec.arch`` is ignored: a crosscoder is BatchTopK."""
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Torch's global generators seeded for the block and restored after it. sae_lens initialises and trains from
+    them, so without this a dictionary would depend on whatever drew from them earlier in the process (a resumed
+    study would train other dictionaries than an uninterrupted one)."""
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def build_crosscoder(spec: SAESpec, d_model: int, metadata: dict, device: str = "cpu", seed: int = 0) -> crosscoder.CrosscoderTrainingSAE:
+    """A freshly initialised crosscoder over two models of width ``d_model`` (rows ``[a_base | a_tuned]``), its
+    initialisation drawn from ``seed``; ``spec.arch`` is ignored: a crosscoder is BatchTopK."""
     crosscoder.register()
     meta = SAEMetadata(**metadata, dictionary="crosscoder")
     fields = _batchtopk_fields(spec, len(crosscoder.MODELS) * d_model, meta, device)
-    return crosscoder.CrosscoderTrainingSAE(crosscoder.CrosscoderTrainingSAEConfig(**fields))
+    with seeded(seed):
+        return crosscoder.CrosscoderTrainingSAE(crosscoder.CrosscoderTrainingSAEConfig(**fields))
 
 
 def tensor_batches(rows_NW: Float[Tensor, "N W"], batch_size: int, *, seed: int) -> Iterator[Float[Tensor, "B W"]]:
@@ -190,23 +202,25 @@ def tensor_batches(rows_NW: Float[Tensor, "N W"], batch_size: int, *, seed: int)
     return _rebatch(iter(lambda: rows_NW, None), batch_size, rng)
 
 
-def build_sae(spec: SAESpec, d_in: int, metadata: dict, device: str = "cpu") -> TrainingSAE:
-    """A freshly initialised sae_lens training SAE; ``metadata`` lands in its saved config."""
+def build_sae(spec: SAESpec, d_in: int, metadata: dict, device: str = "cpu", seed: int = 0) -> TrainingSAE:
+    """A freshly initialised sae_lens training SAE, its initialisation drawn from ``seed``; ``metadata`` lands in
+    its saved config."""
     levels = {} if spec.arch == "batchtopk" else {"high_level_width": spec.high_level_width}
     common = _batchtopk_fields(spec, d_in, SAEMetadata(**metadata, **levels), device)
     widths = [spec.high_level_width, spec.d_sae]
-    if spec.arch == "batchtopk":
-        return BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**common))
-    if spec.arch == "matryoshka":
-        return MatryoshkaBatchTopKTrainingSAE(MatryoshkaBatchTopKTrainingSAEConfig(**common, matryoshka_widths=widths))
-    tsae.register()
-    cfg = tsae.TemporalMatryoshkaTrainingSAEConfig(
-        **common,
-        matryoshka_widths=widths,
-        contrastive_coefficient=spec.contrastive_coef,
-        contrastive_temperature=spec.contrastive_temperature,
-    )
-    return tsae.TemporalMatryoshkaTrainingSAE(cfg)
+    with seeded(seed):
+        if spec.arch == "batchtopk":
+            return BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**common))
+        if spec.arch == "matryoshka":
+            return MatryoshkaBatchTopKTrainingSAE(MatryoshkaBatchTopKTrainingSAEConfig(**common, matryoshka_widths=widths))
+        tsae.register()
+        cfg = tsae.TemporalMatryoshkaTrainingSAEConfig(
+            **common,
+            matryoshka_widths=widths,
+            contrastive_coefficient=spec.contrastive_coef,
+            contrastive_temperature=spec.contrastive_temperature,
+        )
+        return tsae.TemporalMatryoshkaTrainingSAE(cfg)
 
 
 def data_provider(spec: SAESpec, cache: ActivationCache, train: TrainSpec, split: str = "train") -> Iterator[Tensor]:
@@ -237,7 +251,8 @@ def train_sae(sae: TrainingSAE, provider: Iterator[Tensor], train: TrainSpec) ->
     )
     trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=provider)
     start = time.perf_counter()
-    trainer.fit()
+    with seeded(train.seed):
+        trainer.fit()
     seconds = time.perf_counter() - start
     dead = float(trainer.dead_neurons.float().mean())
     return TrainResult(sae, seconds, trainer.n_training_samples, trainer.n_training_samples / seconds, dead)

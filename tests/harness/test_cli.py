@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from experiments import bands
 from experiments.harness import cli
 from experiments.pretrain import PRESETS, PretrainArgs
 
@@ -13,8 +14,8 @@ def parse(argv):
 
 
 def test_parse__preset_then_flags_override():
-    args = parse(["--preset", "smoke", "--steps", "7", "--ops", "+", "*", "--out", "x"])
-    assert args.steps == 7 and args.ops == ("+", "*") and args.d_model == PRESETS["smoke"]["d_model"]
+    args = parse(["--preset", "smoke", "--steps", "300", "--ops", "+", "*", "--out", "x"])
+    assert args.steps == 300 and args.ops == ("+", "*") and args.d_model == PRESETS["smoke"]["d_model"]
     assert str(args.out) == "x"
 
 
@@ -71,9 +72,9 @@ def test_main__unwritable_out_dir_is_a_one_line_error(tmp_path):
 
 def test_parse__config_file_sits_between_preset_and_flags(tmp_path):
     cfg = tmp_path / "c.json"
-    cfg.write_text('{"steps": 9, "lr": 0.002}')
+    cfg.write_text('{"steps": 300, "lr": 0.002}')
     args = parse(["--preset", "smoke", "--config", str(cfg), "--lr", "0.003"])
-    assert args.steps == 9 and args.lr == 0.003 and args.d_model == PRESETS["smoke"]["d_model"]
+    assert args.steps == 300 and args.lr == 0.003 and args.d_model == PRESETS["smoke"]["d_model"]
 
 
 def study(argv):
@@ -92,7 +93,7 @@ def test_study_config__one_section_per_stage_reaches_each_stage(tmp_path):
     assert pre.d_model == PRESETS["smoke"]["d_model"]  # the rest of the stage preset stays
     g = args.grpo_args("hard", 1)
     assert (g.lr, g.band, g.seed, g.steps) == (5e-05, "hard", 1, args.grpo_steps)
-    assert args.bands_args.candidates_per_k == 12  # no section: the stage's smoke preset
+    assert args.bands_args.candidates_per_k == bands.PRESETS["smoke"]["candidates_per_k"]  # no section: the stage's smoke preset
 
 
 @pytest.mark.parametrize(

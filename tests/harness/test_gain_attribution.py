@@ -1,32 +1,45 @@
 """Gain attribution on a planted case: fine-tuning changed exactly one latent, so the answer is known."""
 
+import numpy as np
 import pytest
 import torch
 from tests_toys import ANS, DELIB, NUMBERS, SHORT, STEP, A, B, D, IdentitySAE, ToyBridge
 
-from experiments.harness.gain_attribution import attribute_gain
+from experiments.harness.gain_attribution import attribute_gain, slices
 from experiments.harness.patching import Lockstep
 from probes.causal import patch_hook
 
 IDS = torch.tensor([(0, A, 3), (0, B, 3)] * 10)
 
 
-def accuracy(model) -> float:
-    """Direct answers right at rows of A plus trace steps right at rows of B (half the problems each)."""
-    logits = model(input_ids=IDS).logits[:, 1]
-    best = torch.as_tensor(NUMBERS)[logits[:, NUMBERS].argmax(-1)]
-    return float(((best[0::2] == ANS).double().mean() + (best[1::2] == STEP).double().mean()) / 2)
+def score(model, rows=None, on_batch=None):
+    """Per row: a direct answer right at rows of A, a trace step right at rows of B (half the rows each)."""
+    rows = np.arange(len(IDS)) if rows is None else np.asarray(rows)
+    if on_batch is not None:
+        on_batch(list(range(len(rows))))  # one batch
+    logits = model(input_ids=IDS[rows]).logits[:, 1]
+    best = torch.as_tensor(NUMBERS)[logits[:, NUMBERS].argmax(-1)].numpy()
+    return best == np.where(rows % 2 == 0, ANS, STEP)
 
 
-def test_attribute_gain__the_planted_latent_carries_the_whole_gain_and_others_none():
-    # Base: the shortcut latent is silent, so direct answers fail. Fine-tuned: it fires (the gain).
+def test_attribute_gain__the_planted_latent_carries_the_whole_gain_and_a_random_group_its_share():
+    """Base: the shortcut latent is silent, so direct answers fail. Fine-tuned: it fires (the whole gain). The
+    shortcut group carries all of it, random groups of noise latents none; a 'random' group that happens to be the
+    shortcut latent carries it all too, so the deliberation group's specific share is -1: specificity is relative."""
     base, tuned, sae = ToyBridge(short=0.0), ToyBridge(short=2.0), IdentitySAE(D)
-    res = attribute_gain(accuracy, tuned, base, sae, "hook", {"shortcut": [SHORT], "deliberation": [DELIB], "mode": []},
-                         randoms={"shortcut": [3], "deliberation": [4]})  # fmt: skip
-    assert res.acc_tuned == 1.0 and res.acc_base == 0.5 and set(res.patched) == {"shortcut", "deliberation"}
+    groups = {"shortcut": [SHORT], "deliberation": [DELIB], "mode": []}
+    res = attribute_gain(score, len(IDS), 0.5, 1.0, tuned, base, sae, "hook", groups,
+                         randoms={"shortcut": [[3], [4]], "deliberation": [[SHORT], [SHORT]]})  # fmt: skip
+    assert res.acc_tuned == 1.0 and res.gain == 0.5 and set(res.patched) == {"shortcut", "deliberation"}
+    assert res.path_agreement == 1.0 and all(len(v) == 2 for v in res.random_patched.values())
     frac = res.fractions()
-    assert frac["shortcut"] == {"carried": 1.0, "random": 0.0, "reverse": 1.0}
-    assert frac["deliberation"]["carried"] == 0.0 and frac["deliberation"]["reverse"] == 0.0
+    assert frac["shortcut"] == {"carried": 1.0, "random": 0.0, "specific": 1.0}
+    assert frac["deliberation"] == {"carried": 0.0, "random": 1.0, "specific": -1.0}
+
+
+def test_slices__disjoint_and_cover_every_row():
+    parts = slices(50, 7)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(50)) and all(len(p) in (7, 8) for p in parts)
 
 
 def patched(main, donor, sae, group):

@@ -111,3 +111,17 @@ def test_read_dictionary__a_change_another_band_shares_is_not_unique_and_one_it_
     assert reading.elsewhere["b"][SHORT] == pytest.approx(1.0) and reading.elsewhere["c"][SHORT] == pytest.approx(0.0)
     assert reading.unique() == []
     assert read_dictionary(difference(), mine, {"c": none}, spec).unique() == [SHORT]
+
+
+def test_read_dictionary__bands_with_more_or_fewer_hitting_pairs_compare_on_the_pairs_both_have():
+    """A band matched at four seeds beside one matched at two: pair i of each reads the same base tokens, so the
+    other band's share is measured on as many pairs as both have, either way round."""
+    g = torch.Generator().manual_seed(1)
+    base = torch.rand(300, D, generator=g)
+    planted = base.clone()
+    planted[:, SHORT] += (torch.rand(300, generator=g) < 0.3) * (1 + torch.rand(300, generator=g))
+    four = [FakePair(f"a/seed{i}", base, planted) for i in range(4)]
+    two = [FakePair(f"b/seed{i}", base, planted.clone()) for i in range(2)]
+    spec = DiffingSpec(SAESpec(d_sae=D, top_k=1.0), TrainSpec(n_samples=2, batch_size=2))
+    assert read_dictionary(difference(), four, {"b": two}, spec).elsewhere["b"][SHORT] == pytest.approx(1.0)
+    assert read_dictionary(difference(), two, {"a": four}, spec).elsewhere["a"][SHORT] == pytest.approx(1.0)

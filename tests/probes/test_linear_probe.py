@@ -9,7 +9,8 @@ def test_probe__reads_a_planted_variable_and_the_shuffled_control_cannot():
     x = rng.normal(size=(400, 6))
     x[:, 2] += 3.0 * y  # one latent carries the class
     res = probe(x[:300], y[:300], x[300:], y[300:], seed=0)
-    assert res.accuracy > 0.8 and res.shuffled_accuracy < 0.45  # Bayes accuracy here is about 0.89 and res.n_train == 300 and res.n_test == 100
+    assert res.accuracy > 0.8 and res.shuffled_accuracy < 0.45  # Bayes accuracy here is about 0.89
+    assert res.n_train == 300 and res.n_test == 100
     noise = probe(x[:300, [0, 1]], y[:300], x[300:, [0, 1]], y[300:], seed=0)  # latents that carry nothing
     assert noise.accuracy < 0.45
 

@@ -24,6 +24,7 @@ def test_spearman_brown__known_values():
     assert spearman_brown(0.84, 2) == pytest.approx(2 * 0.84 / 1.84)
     assert math.sqrt(spearman_brown(0.84, 2)) == pytest.approx(0.955, abs=1e-3)  # the worked example
     assert spearman_brown(0.5, 1) == 0.5 and spearman_brown(1.0, 7) == 1.0
+    assert math.isnan(spearman_brown(-1.0, 2)) and math.isnan(spearman_brown(-0.6, 3))  # a resample can give these
 
 
 def test_reliability__recovers_a_planted_reliability_and_its_ceiling_caps_an_exact_predictor():

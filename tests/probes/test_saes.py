@@ -146,6 +146,27 @@ def test_train_sae__recovers_planted_sparse_directions():
     assert result.samples_per_s > 0 and result.n_samples >= 400_000
 
 
+def test_build_and_train_sae__the_same_seed_gives_the_same_dictionary_whatever_ran_before():
+    """sae_lens initialises and trains from torch's global generator; seeded here, a dictionary does not depend on
+    what drew from it earlier in the process (a resumed study rebuilt different ones), and the caller's global
+    state is left as it was."""
+
+    def made(draws_before: int) -> torch.Tensor:
+        torch.rand(draws_before)
+        sae = build_sae(SAESpec(d_sae=16, top_k=2.0), 8, {"hook_name": "synthetic"}, seed=3)
+        rows = (torch.randn(4096, 8, generator=torch.Generator().manual_seed(0)) for _ in iter(int, 1))
+        return train_sae(sae, rows, TrainSpec(n_samples=8192, batch_size=1024, seed=3)).sae.W_dec.detach().clone()
+
+    torch.manual_seed(123)
+    first = made(0)
+    state = torch.get_rng_state()
+    second = made(17)
+    assert torch.equal(first, second)
+    torch.manual_seed(123)
+    made(0)
+    assert torch.equal(torch.get_rng_state(), state)  # the global stream moved only by the caller's own draw
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_save_load__sae_lens_own_loader_round_trip(arch, tmp_path):
     spec = SAESpec(arch=arch, d_sae=48, top_k=4.0)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from experiments import bands
+from experiments import bands, pretrain
 from probes.bands import band_of
 
 
@@ -25,7 +25,8 @@ def test_bands__smoke_table_is_relative_to_the_model(smoke_run):
     for rec in table["eval_set"] + [r for pool in table["pools"].values() for r in pool]:
         assert rec["band"] == band_of(rec["pass_rate"], th["hard_max"], th["easy_min"])
     comp = table["composition"]["candidates"]
-    assert sum(sum(c.values()) for c in comp.values()) == len({r["pid"] for r in table["eval_set"]}) * 2
+    k_eval_max = pretrain.PRESETS["smoke"]["k_eval_max"]
+    assert sum(sum(c.values()) for c in comp.values()) == bands.PRESETS["smoke"]["candidates_per_k"] * k_eval_max
     # the smoke base answers k = 1 directly and fails beyond its pretraining range
     assert comp["easy"].get("1", 0) > 0 and comp["hard"].get("5", 0) > 0
 

@@ -97,11 +97,12 @@ def test_right_pad__marks_real_tokens():
 def test_grpo__band_run_writes_metrics_ledger_and_checkpoints(smoke_run, tmp_path):
     args = smoke_args(smoke_run, band="hard")
     out = grpo.main(args)
-    assert sorted(p.name for p in out.glob("ckpt-*")) == ["ckpt-2", "ckpt-4"]
+    every = args.checkpoint_every
+    assert {p.name for p in out.glob("ckpt-*")} == {f"ckpt-{s}" for s in range(every, args.steps + 1, every)}
     metrics = read_jsonl(out / "metrics.jsonl")
-    assert [r["step"] for r in metrics] == [0, 1, 2, 3, 4]
+    assert [r["step"] for r in metrics] == list(range(args.steps + 1))
     evaluated = [r["step"] for r in metrics if "eval/acc/all/greedy" in r]
-    assert evaluated == [0, 2, 4]
+    assert evaluated == list(range(0, args.steps + 1, args.eval_every))
     table = json.loads((smoke_run / "bands" / "table.json").read_text())
     ks = {r["k"] for r in table["eval_set"]}
     for key in [f"eval/acc/{b}/{d}" for b in ("easy", "medium", "hard") for d in ("greedy", "sampled")]:
@@ -183,7 +184,28 @@ def test_grpo__replay_regenerates_any_step_bit_for_bit(smoke_run, tmp_path):
     again = load_file(args.out / "ckpt-4" / "model.safetensors")
     assert all(torch.equal(stored[k], again[k]) for k in stored)
     grpo.replay(args, 3)
-    assert latest_checkpoint(args.out) == 4 and (args.out / "ckpt-3" / "trainer_state.safetensors").exists()
+    assert latest_checkpoint(args.out) == args.steps and (args.out / "ckpt-3" / "trainer_state.safetensors").exists()
+
+
+def test_grpo__a_fractional_step_is_the_update_taken_at_a_fraction_of_the_learning_rate(smoke_run, tmp_path):
+    """Sub-step matching's premise, planted: blending ckpt-2 and ckpt-3 at a = 0.375 must give the weights of
+    update 2 (the same rollouts, the same optimizer state) taken with AdamW at learning rate 0.375 * lr."""
+    args = smoke_args(copy_run(smoke_run, tmp_path / "run"), band="medium", steps=3, checkpoint_every=1)
+    grpo.main(args)
+    blend = grpo.blended(args, 2.375)
+    model, tok, opt = grpo.load_at(args, 2)
+    for group in opt.param_groups:
+        group["lr"] = 0.375 * args.lr
+    gens = lambda t: grpo.seeds.grpo_step(args.seed, t)  # noqa: E731
+    for _ in rl.train(model, load_hf(args.run / "base"), opt, tok, grpo.RunInputs.read(args).pool, args.policy, gens, range(2, 3)):
+        pass
+    moved = [(p_b - p_m).abs().max().item() for p_b, p_m in zip(blend.parameters(), model.parameters(), strict=True)]
+    step = [(p_b - p_0).abs().max().item() for p_b, p_0 in zip(blend.parameters(), load_hf(args.out / "ckpt-2").parameters(), strict=True)]
+    # The update is real, and the two agree to the rounding of fp32 weights (a few ulps), 1% of the update's size.
+    assert max(step) > 1e-5 and max(moved) < 0.01 * max(step)
+    path = grpo.at_step(args, 2.375)
+    assert path.name == "interp-2.375" and latest_checkpoint(args.out) == 3  # never a checkpoint to resume from
+    assert all(torch.equal(a, b) for a, b in zip(load_hf(path).parameters(), blend.parameters(), strict=True))
 
 
 def test_sampled_accuracy__scores_a_model_on_the_evaluations_own_draws(smoke_run):

@@ -27,6 +27,7 @@ def reference(smoke_study) -> dict:
     return json.loads((smoke_study[0] / "results.json").read_text())
 
 
+@pytest.mark.slow  # a second whole smoke study, in subprocesses
 def test_band_study__killed_at_several_points_then_rerun_matches_uninterrupted(reference, tmp_path):
     """Also the same command, in fresh processes, reproducing the in-process study byte for byte."""
     out = tmp_path / "killed"

@@ -124,5 +124,5 @@ def test_parse__invalid_values_exit_2_naming_the_field(argv, field, capsys):
 def test_parse__every_field_has_help_and_presets_are_valid():
     assert set(cli.field_docs(TrainSAEArgs)) == {f.name for f in dataclasses.fields(TrainSAEArgs)}
     for preset in PRESETS:
-        args = cli.parse(TrainSAEArgs, PRESETS, ["--preset", preset, "--arch", "temporal"])
+        args = cli.parse(TrainSAEArgs, PRESETS, ["--preset", preset, "--arch", "temporal", "--device", "cpu"])  # gpu presets too
         assert args.sae_spec.arch == "temporal" and args.train_spec.batch_size == args.batch_size

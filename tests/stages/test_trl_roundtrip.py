@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from experiments import band_study, export, ingest
+from experiments import band_study, export, ingest, pretrain
 from experiments.harness.cli import preset_args
 from experiments.harness.engine_formats import Verifier
 from experiments.harness.engine_runs import completion_rows, verifier_spec
@@ -24,7 +24,8 @@ def _train_with_trl(script, band: str, seed: int, out, monkeypatch) -> None:
 
 def test_trl_round_trip__export_train_ingest_and_the_band_study_reads_the_runs(copy_run, tmp_path, monkeypatch):
     run = copy_run(tmp_path / "run")
-    out = export.main(preset_args(export.ExportArgs, export.PRESETS, "smoke", run=run, out=tmp_path / "export", format="trl"))
+    small = dict(steps=4, prompts_per_step=4, group_size=4)  # TRL's loop is slow on CPU: half the smoke budget
+    out = export.main(preset_args(export.ExportArgs, export.PRESETS, "smoke", run=run, out=tmp_path / "export", format="trl", **small))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
     spec = verifier_spec(run)
     verifier = Verifier(spec)
@@ -48,7 +49,9 @@ def test_trl_round_trip__export_train_ingest_and_the_band_study_reads_the_runs(c
             ledger = read_jsonl(ran / "ledger.jsonl")
             assert {r["pid"] for r in ledger} <= {r["pid"] for r in read_json(RunLayout(run).band_table)["pools"][band]}
     weights = {p: p.stat().st_mtime_ns for p in run.glob("bands/*/seed*/ckpt-*/model.safetensors")}
-    res = band_study.main(preset_args(band_study.BandStudyArgs, band_study.PRESETS, "smoke", out=run, seeds=SEEDS, sae_archs=("batchtopk",)))
+    study = preset_args(band_study.BandStudyArgs, band_study.PRESETS, "smoke", out=run, seeds=SEEDS, sae_archs=("batchtopk",),
+                        grpo_steps=small["steps"], stages={"pretrain": pretrain.BEYOND_RANGE["smoke"]})  # the copied run's base
+    res = band_study.main(study)
     assert {p: p.stat().st_mtime_ns for p in weights} == weights  # never retrained or replayed
     report = " ".join((run / "report.md").read_text().split())
     assert res["verdict"] and res["verdict"] in report and "bands/medium/seed1 (trl, steps in optimizer step" in report
