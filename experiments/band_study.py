@@ -599,7 +599,7 @@ def main(args: BandStudyArgs) -> dict:
     write_report(args.out, analysis, wall_s=stage.seconds)  # wall time is not in results.json: it varies
     res = analysis.result.to_json()
     write_json(layout.results, res)
-    print(analysis.result.verdict)
+    print(f"Verdict ({analysis.result.verdict_class}): {analysis.result.verdict}\nReport, figures and every number behind it: {layout.report}")
     return res
 
 

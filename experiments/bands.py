@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from experiments.harness import cli, seeds
 from experiments.harness.rollout import sampled_completions
@@ -77,9 +78,9 @@ PRESETS: dict[str, dict] = {
     "maze-gpu": dict(candidates_per_k=512, eval_per_k=256, n_samples=16, pool_size=256, device="cuda"),
 }
 
-def pass_rates(model, tokenizer, problems: Sequence[Problem], n: int, seed: int) -> np.ndarray:
-    """Fraction of n free-choice completions at T = 1 that are correct, per problem."""
-    parsed = sampled_completions(model, tokenizer, problems, n, seed)
+def pass_rates(model, tokenizer, problems: Sequence[Problem], n: int, seed: int, bar: tqdm | None = None) -> np.ndarray:
+    """Fraction of n free-choice completions at T = 1 that are correct, per problem (``bar`` counts the samples)."""
+    parsed = sampled_completions(model, tokenizer, problems, n, seed, on_batch=None if bar is None else lambda rows: bar.update(len(rows)))
     return np.array([[p.correct for p in ps] for ps in parsed], dtype=float).mean(1)
 
 
@@ -99,8 +100,8 @@ def composition(records: Sequence[dict]) -> dict[str, dict[str, int]]:
     return {b: dict(sorted(Counter(str(r["k"]) for r in records if r["band"] == b).items(), key=lambda kv: int(kv[0]))) for b in BANDS}
 
 
-def _labelled(model, tokenizer, problems, args: BandArgs, seed: int) -> list[dict]:
-    rates = pass_rates(model, tokenizer, problems, args.n_samples, seed)
+def _labelled(model, tokenizer, problems, args: BandArgs, seed: int, bar: tqdm) -> list[dict]:
+    rates = pass_rates(model, tokenizer, problems, args.n_samples, seed, bar)
     return [
         {**pr.as_record(), "pass_rate": float(r), "band": band_of(r, args.hard_max, args.easy_min)}
         for pr, r in zip(problems, rates)
@@ -122,9 +123,10 @@ def main(args: BandArgs) -> dict:
     model, tokenizer = load_hf(layout.base, args.device), load_tokenizer(layout.base)
     candidates = [pr for k in ks for pr in seeds.problems("band_candidates", args.seed, k, args.candidates_per_k, task)]
     held_out = [pr for k in ks for pr in seeds.problems("band_eval", args.seed, k, args.eval_per_k, task)]
-    print(f"bands: estimating pass rates of {len(candidates) + len(held_out)} problems x {args.n_samples} samples")
-    cand = _labelled(model, tokenizer, candidates, args, args.seed)
-    evals = _labelled(model, tokenizer, held_out, args, seeds.band_eval_sampling(args.seed))
+    total = (len(candidates) + len(held_out)) * args.n_samples
+    with tqdm(total=total, desc=f"bands: pass rates of {len(candidates) + len(held_out)} problems x {args.n_samples}", unit="sample") as bar:
+        cand = _labelled(model, tokenizer, candidates, args, args.seed, bar)
+        evals = _labelled(model, tokenizer, held_out, args, seeds.band_eval_sampling(args.seed), bar)
     pools = draw_pools([r["band"] for r in cand], args.pool_size, args.seed)
     table = {
         "task": task.params,

@@ -31,7 +31,7 @@ from experiments.harness import engine_runs as er
 from experiments.harness.engine_formats import Verifier
 from experiments.harness.rundir import atomic_dir, init_run, write_json, write_jsonl
 from probes.bands import BANDS
-from probes.layout import INGESTED, LEDGER, METRICS, RunDirError, RunLayout, checkpoint_name
+from probes.layout import INGESTED, LEDGER, METRICS, RunDirError, RunLayout, checkpoint_name, read_json
 from probes.models import load_hf, load_tokenizer
 
 
@@ -82,11 +82,26 @@ def copy_checkpoint(src: Path, dest: Path, record: dict) -> None:
         write_json(tmp / INGESTED, record)
 
 
+def recorded_eval_samples(layout: RunLayout, but: str) -> dict[str, int]:
+    """Held-out samples per problem of every band run the run's config records (trained here or ingested), but one."""
+    stages = read_json(layout.config).get("stages", {}) if layout.config.exists() else {}
+    samples = {name: rec["eval_samples"] for name, rec in stages.items() if name.startswith("grpo/")}
+    for name, rec in stages.items():
+        if name.startswith("ingest/"):
+            samples[name] = cli.preset_args(grpo.GRPOArgs, grpo.PRESETS, rec["preset"]).eval_samples
+    return {name: n for name, n in samples.items() if name != but}
+
+
 def main(args: IngestArgs) -> Path:
     """Copy, evaluate and log the series; returns the band run's directory."""
     layout, gargs = RunLayout(args.run), args.grpo_args
     if not layout.band_table.exists() or not layout.base.exists():
         raise RunDirError(f"{args.run}: needs base/ and bands/table.json (the run the engine trained from)")
+    others = recorded_eval_samples(layout, f"ingest/{args.band}/seed{args.seed}")
+    if others and set(others.values()) != {gargs.eval_samples}:
+        name, n = next((k, v) for k, v in others.items() if v != gargs.eval_samples)
+        raise RunDirError(f"{args.run}: {name} was evaluated with {n} samples per problem, --preset {args.preset} gives "
+                          f"{gargs.eval_samples}; ingest with the preset the run's other band runs used")  # fmt: skip
     out = gargs.out
     if (out / METRICS).exists() and not (out / INGESTED).exists():
         raise RunDirError(f"{out}: holds a run bandlens trained; ingest into another --seed or --band")

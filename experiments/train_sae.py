@@ -258,7 +258,11 @@ def main(args: TrainSAEArgs) -> dict:
         "transfer": transfer,
     }
     write_json(sae_dir / SAE_EVALS, evals)
-    print(format_table({"trained on": {**evals["metrics"], **timing}, **transfer}))
+    m = evals["metrics"]
+    print(f"{args.sae_name}: FVE {m['sae/fve']:.3f}, L0 {m['sae/l0']:.1f}, dead {m['sae/dead_frac']:.2f}, spliced accuracy "
+          f"{m['splice/acc_sae']:.3f} (clean {m['splice/acc_clean']:.3f}); every metric in {sae_dir / SAE_EVALS}")  # fmt: skip
+    if transfer:  # asked for by --transfer: the checkpoints side by side
+        print(format_table({"trained on": {**m, **timing}, **transfer}))
     return evals
 
 

@@ -14,6 +14,9 @@ from typing import Literal
 
 Band = Literal["easy", "medium", "hard"]
 BANDS: tuple[Band, ...] = ("easy", "medium", "hard")
+COLORS: dict[Band, str] = {"easy": "#009E73", "medium": "#E69F00", "hard": "#0072B2"}
+"""One colour per band, in every figure and notebook (Okabe-Ito: bluish green, orange, blue, told apart with any
+colour vision)."""
 
 
 def check_runs(band: str, seeds: Sequence[int]) -> None:

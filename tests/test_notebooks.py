@@ -64,3 +64,19 @@ def test_notebooks__execute_without_error_and_leave_the_run_untouched(path, stud
     assert not errors
     after = _listing(study_run) | {f"signals/{k}": v for k, v in _listing(signals_studies).items()}
     assert after == before, "a notebook wrote into a run directory"
+
+
+def test_open_run__reads_relative_paths_from_the_repository_and_never_makes_a_study(tmp_path, monkeypatch, study_run):
+    """A kernel starts in notebooks/: a relative BANDLENS_RUN still means the repository's runs/, and a missing
+    study is refused with the commands that make it, with nothing run or written."""
+    from probes.layout import RunDirError
+    from probes.notebook import REPO, open_run
+
+    monkeypatch.chdir(tmp_path)
+    name = f"runs/absent-{tmp_path.name}"
+    with pytest.raises(RunDirError, match=f"python -m experiments.band_study --preset smoke --out {REPO / name}"):
+        open_run(name)
+    assert not (REPO / name).exists() and not list(tmp_path.iterdir())
+    assert open_run(study_run).root == study_run  # an absolute path is taken as it is
+    with pytest.raises(RunDirError, match="no value_study results"):
+        open_run(study_run.parent / "missing", needs=("value_study",))

@@ -14,10 +14,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 from experiments.analysis.band_results import BEHAVIOURS, GROUPS, MIN_TARGET_SE, BandAnalysis, BandStudyResult  # noqa: E402
 from experiments.analysis.contrasts import ALPHA, MIN_SEEDS, SEQUENCE  # noqa: E402
 from experiments.analysis.diffing_report import diffing_lines, fig_crosscoder_norms  # noqa: E402
-from experiments.analysis.figures import COLORS, save_figure  # noqa: E402
+from experiments.analysis.figures import save_figure  # noqa: E402
 from experiments.analysis.gain_results import ATTRIBUTED  # noqa: E402
 from experiments.harness.rundir import write_text  # noqa: E402
-from probes.bands import BANDS  # noqa: E402
+from probes.bands import BANDS, COLORS  # noqa: E402
 from probes.layout import INGESTED, REPORT, RunLayout, band_of_run, point_step, read_json  # noqa: E402
 from probes.stats import Estimate  # noqa: E402
 
@@ -25,9 +25,10 @@ Z95 = 1.96
 
 
 def band_legend(ax, n_seeds: int, extra: list | None = None) -> None:
-    """A legend naming each band's colour (with the seed count) plus any extra handles."""
+    """A legend naming each band's colour (with the seed count) plus any extra handles, right of the axes (never
+    over the data)."""
     handles = [Line2D([], [], color=COLORS[b], label=f"{b} band ({n_seeds} seeds)") for b in BANDS]
-    ax.legend(handles=handles + (extra or []), fontsize=8)
+    ax.legend(handles=handles + (extra or []), fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
 
 
 def gain_panel(ax, a: BandAnalysis) -> None:
@@ -123,8 +124,8 @@ def fig_feature_change(out: Path, a: BandAnalysis) -> str:
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(x, [f"{g}\n({blk.labels[g]['n']} latents)" for g in GROUPS])
         ax.set(ylabel=f"relative change of group activity vs base\n({a.result.diff_view} tokens)")
-        ax.set_title(f"{name}: change at matched gain (bars: mean, 95% bootstrap CI;\ndots: seeds; grey: same-band seed noise floor)", fontsize=9)
-        ax.legend(fontsize=8)
+        ax.set_title(f"{name}: change at matched gain (bars: mean, 95% t interval;\ndots: seeds; grey: same-band seed noise floor)", fontsize=9)
+        ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)  # below the tick labels: never over the data
     return save_figure(fig, out / "figures" / "feature_change.png")
 
 
@@ -137,7 +138,7 @@ def fig_behaviour(out: Path, a: BandAnalysis) -> str:
             ax.plot(*zip(*ev), color=COLORS[band_of_run(name)], alpha=0.7)
         unit = "tokens" if "length" in b else "fraction of completions"
         ax.set(title=b.replace("_", " "), xlabel="GRPO step (updates)", ylabel=unit)
-    band_legend(axes[0], len(a.result.seeds))
+    band_legend(axes[-1], len(a.result.seeds))
     fig.suptitle(f"Eval-set behaviour of sampled completions (T = 1), {len(a.result.seeds)} seeds per band", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, out / "figures" / "behaviour.png")
@@ -170,12 +171,12 @@ def fig_success_activity(out: Path, a: BandAnalysis) -> str:
         ax.fill_between(x, [e["ci95"][0] for _, e in est], [e["ci95"][1] for _, e in est], color=color, alpha=0.2)
     ax.set(xlabel="GRPO step of the hard-band run (updates)", ylabel="deliberation group: mean code on completion tokens",
            title="Deliberation activity, successes vs failures")  # fmt: skip
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     rate = [act[str(s)]["success_rate"] for s in steps]
     ax_rate.errorbar(steps, [r["mean"] for r in rate], yerr=np.array([[r["mean"] - r["ci95"][0], r["ci95"][1] - r["mean"]] for r in rate]).T,
                      fmt="o-", color=COLORS["hard"], capsize=3, label="hard-band runs (mean, 95% CI over seeds)")  # fmt: skip
     ax_rate.set(xlabel="GRPO step of the hard-band run (updates)", ylabel="fraction of rollouts correct", title="Success rate on the same problems")
-    ax_rate.legend(fontsize=8)
+    ax_rate.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     fig.tight_layout()
     return save_figure(fig, out / "figures" / "success_activity.png")
 
@@ -331,10 +332,48 @@ def setting_of(config: dict) -> str:
     return "hard in range" if lo >= hi else f"hard mostly beyond the pretraining range (k ≤ {lo} of {hi})"
 
 
+_QUESTION = ("**The question.** Models were trained with RL on easy, medium or hard problems; at the point where each "
+             "had gained the same held-out accuracy, do they owe that gain to different internal features?")
+_WHERE = "The figure below shows each band's gain over training and, at the matched points, what carries it."
+PLAIN_SUMMARY: dict[str, tuple[str, ...]] = {
+    "no_target": (_QUESTION, "**The answer here.** Not askable: no gain well above the evaluation's noise is reached by "
+                  "enough runs of any band, so there is no point at which to compare them.", _WHERE),
+    "untestable": (_QUESTION, "**The answer here.** Not tested: the runs were matched, but no registered comparison could "
+                   "be made (a band with too few matched runs, or a feature group that failed its causal check). This is "
+                   "not evidence either way.", _WHERE),
+    "no_difference": (_QUESTION, "**The answer here.** No difference was found in the first registered comparison that "
+                      "could be made; with a handful of seeds per band, small differences can go undetected.", _WHERE),
+    "differs": (_QUESTION, "**The answer here.** Yes, in the first registered comparison that could be made: the bands' "
+                "matched gains rest on a feature group to different degrees (controlled for random groups, tested over "
+                "seeds).", _WHERE),
+}
+"""Three plain-language lines that open the report, per verdict class."""
+GLOSSARY: dict[str, str] = {
+    "matched point": "the first point of a run (a step, or a fraction of one update) whose gain reaches the target minus "
+    "the tolerance",
+    "tolerance": "one standard error of a measured gain; a matched gain within it of the target hits the target",
+    "carried / random / specific share": "the share of a run's gain that disappears when a group's codes are patched "
+    "back to base values; the same for matched random groups (their mean); the difference",
+    "matched random group": "latents drawn to match the group's firing rate and activation mass, the control for any "
+    "group of that size and activity",
+    "causal check": "ablating the group changes its behaviour more than every one of the matched random groups does, "
+    "with an interval excluding zero (and, for shortcut and deliberation, a double dissociation)",
+    "dissociation": "the ablation's effect on the group's own behaviour minus its effect on the other mode's (direct vs "
+    "deliberate accuracy)",
+    "hook": "the residual-stream position the SAEs read (a TransformerLens hook name)",
+    "decision row": "the token position where the model chooses between answering directly and writing a trace",
+    "claim checkpoint": "the checkpoint model diffing reads per run: its matched point, else its last step",
+    "Latent Scaling": "a check that a crosscoder latent is really absent from one model: the best scale (beta) at which "
+    "its decoder direction explains that model's activations",
+    "noise floor": "the mean absolute difference between two seeds of the same band: changes below it are seed noise",
+}
+"""Terms the report uses, one line each."""
+
+
 def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float, config: dict, ingested: dict | None = None) -> str:
     task, noise_ok = config.get("task"), res.verdict_class != "no_target"
-    lines = [f"# Band study ({res.preset}, {setting_of(config)})", "", f"**Verdict ({res.verdict_class}).** {res.verdict}", "",
-             f"![headline]({figs['headline']})", ""]  # fmt: skip
+    lines = [f"# Band study ({res.preset}, {setting_of(config)})", "", *PLAIN_SUMMARY[res.verdict_class], "",
+             f"**Verdict ({res.verdict_class}).** {res.verdict}", "", f"![headline]({figs['headline']})", ""]  # fmt: skip
     if task:
         params = ", ".join(f"{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in task.items() if k != "task")
         lines += [f"Task: {task['task']} ({params}); k is the {KNOB.get(task['task'], 'difficulty knob')}.", ""]
@@ -392,7 +431,8 @@ def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float, config: 
     lines += ["", f"![behaviour]({figs['behaviour']})", "", *success_activity_lines(res, figs.get("success_activity"))]
     lines += diffing_lines(res.model_diffing, figs.get("crosscoder_norms"))
     lines += ["## Controls: SAE transfer per checkpoint", "", f"![sae quality]({figs['sae_quality']})", ""]
-    lines += [f"Wall time of this invocation (a resumed run counts only its own part): {wall_s:.0f} s."]
+    lines += [f"Wall time of this invocation (a resumed run counts only its own part): {wall_s:.0f} s.", "", "## Glossary", ""]
+    lines += [f"- **{term}**: {meaning}" for term, meaning in GLOSSARY.items()]
     return "\n".join(lines) + "\n"
 
 

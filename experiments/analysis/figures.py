@@ -1,4 +1,4 @@
-"""What every report figure shares: band colours and the atomic figure writer."""
+"""What every report figure shares: the atomic figure writer (band colours: probes.bands.COLORS)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.harness.rundir import atomic_file  # noqa: E402
-
-COLORS = {"easy": "#009E73", "medium": "#E69F00", "hard": "#0072B2"}
-"""One colour per band, in every figure (Okabe-Ito: bluish green, orange, blue, told apart with any colour vision)."""
 
 
 def save_figure(fig, path: Path) -> str:

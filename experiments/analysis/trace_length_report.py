@@ -12,7 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.analysis.figures import COLORS, save_figure  # noqa: E402
+from experiments.analysis.figures import save_figure  # noqa: E402
+from probes.bands import COLORS  # noqa: E402
 
 MARKERS = {"none": "o", "knob": "s", "density": "^"}
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.analysis.figures import COLORS, save_figure  # noqa: E402
+from experiments.analysis.figures import save_figure  # noqa: E402
 from experiments.analysis.value_inference import N_PERM, STRATA  # noqa: E402
 from experiments.analysis.value_results import (  # noqa: E402
     BEHAVIOURS,
@@ -22,7 +22,7 @@ from experiments.analysis.value_results import (  # noqa: E402
     ValueStudyResult,
 )
 from experiments.harness.rundir import write_text  # noqa: E402
-from probes.bands import BANDS  # noqa: E402
+from probes.bands import BANDS, COLORS  # noqa: E402
 from probes.layout import REPORT  # noqa: E402
 
 

@@ -93,10 +93,11 @@ def rollouts(
 
 
 def sampled_completions(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, problems: Sequence[Problem], n: int, seed: int
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, problems: Sequence[Problem], n: int, seed: int,
+    on_batch: Callable[[list[int]], None] | None = None,
 ) -> list[list[Outcome]]:
     """n free-choice completions at T = 1 per problem, parsed, from a generator seeded with ``seed``."""
-    res = sampled_rollouts(model, tokenizer, problems, n, seed)
+    res = sampled_rollouts(model, tokenizer, problems, n, seed, on_batch=on_batch)
     return [[r.parsed for r in res[i * n : (i + 1) * n]] for i in range(len(problems))]
 
 

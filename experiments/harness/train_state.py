@@ -14,6 +14,9 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from experiments.harness.rundir import atomic_file
 
+STATE = "bandlens_state"
+"""The one safetensors metadata key holding the step, param groups and optimizer state keys (sorted JSON)."""
+
 
 def save_state(path: Path, opt: torch.optim.Optimizer, step: int, model: torch.nn.Module | None = None) -> None:
     """Optimizer state (and optionally model weights) at ``step``, atomically."""
@@ -23,8 +26,8 @@ def save_state(path: Path, opt: torch.optim.Optimizer, step: int, model: torch.n
         tensors |= {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
     meta = {"step": str(step), "param_groups": json.dumps(sd["param_groups"]),
             "state_keys": json.dumps({str(pid): list(st) for pid, st in sd["state"].items()})}  # fmt: skip
-    with atomic_file(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    with atomic_file(path) as tmp:  # one metadata key: safetensors writes several in a per-process random order
+        save_file(tensors, str(tmp), metadata={STATE: json.dumps(meta, sort_keys=True)})
 
 
 def load_state(path: Path, opt: torch.optim.Optimizer, model: torch.nn.Module | None = None, device: str = "cpu") -> int:
@@ -32,6 +35,7 @@ def load_state(path: Path, opt: torch.optim.Optimizer, model: torch.nn.Module | 
     tensors = load_file(str(path), device=device)
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
+    meta = json.loads(meta[STATE]) if STATE in meta else meta  # older files: the entries as separate keys
     keys = json.loads(meta["state_keys"])
     state = {int(pid): {name: tensors[f"opt.{pid}.{name}"] for name in names} for pid, names in keys.items()}
     opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})

@@ -1,12 +1,17 @@
 """Bad input stops with one line naming the file or field, exit code 2, and touches nothing."""
 
+import dataclasses
+import importlib
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from entry_points import run_entry as run
+
+from experiments.harness import cli
 
 
 def snapshot(path: Path) -> dict[str, tuple[int, int]]:
@@ -80,3 +85,42 @@ def test_config_file_with_unknown_keys(tmp_path):
     out = tmp_path / "run"
     one_line_error(run("pretrain", "--preset", "smoke", "--config", str(cfg), "--out", str(out)), str(cfg), "stepz")
     assert not out.exists()
+
+
+STAGES = sorted(p.stem for p in (Path(__file__).parents[2] / "experiments").glob("*.py") if p.stem != "__init__")
+
+
+def stage(module: str):
+    """(the stage's module, its Args class)."""
+    mod = importlib.import_module(f"experiments.{module}")
+    return mod, next(v for k, v in vars(mod).items() if k.endswith("Args") and dataclasses.is_dataclass(v) and v.__module__ == mod.__name__)
+
+
+@pytest.mark.parametrize("module", STAGES)
+def test_help__every_stage_prints_its_usage_and_exits_0(module, capsys, monkeypatch):
+    """A % in a field's docstring once made argparse's --help crash on six stages."""
+    mod, cls = stage(module)
+    monkeypatch.setattr(sys, "argv", [module, "--help"])
+    with pytest.raises(SystemExit) as stop:
+        cli.run(mod.main, cls, mod.PRESETS)
+    assert stop.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+BAD = [("seed", ("--seed", "-1")), ("seeds", ("--seeds", "0", "-1")), ("device", ("--device", "tpu")), ("device", ("--device", "cuda:7"))]
+
+
+@pytest.mark.parametrize("module", STAGES)
+def test_bad_seed_or_device__every_stage_refuses_in_one_line_before_writing(module, tmp_path):
+    """Seeds below 0 and devices this machine lacks stop before anything is written: a config.json left behind
+    would lock the directory against the corrected command."""
+    mod, cls = stage(module)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    out_flag = next((f"--{f}" for f in ("out", "run") if f in fields), None)
+    cases = [(field, flags) for field, flags in BAD if field in fields]
+    if not cases or out_flag is None:
+        pytest.skip(f"{module} takes no seed, device or output directory")
+    preset = "smoke" if "smoke" in mod.PRESETS else "default"
+    for field, flags in cases:
+        target = tmp_path / "target"
+        one_line_error(run(module, "--preset", preset, out_flag, str(target), *flags), field)
+        assert not target.exists() or not any(target.iterdir()), (module, flags)

@@ -52,6 +52,7 @@ def test_band_study__smoke_end_to_end_matches_every_band_and_runs_the_verdict_pa
     assert [c["order"] for c in on_disk["contrasts"][:3]] == [0, 1, 2] and len(on_disk["contrasts"]) == 9
     report = (out / "report.md").read_text()
     assert report.index("![headline](figures/headline.png)") < report.index("## Matched gain")
+    assert report.splitlines()[2].startswith("**The question.**") and "## Glossary" in report  # plain words first, terms last
     assert on_disk["verdict"] in report and "temporal" in report and "batchtopk" in report  # SAEs side by side
     for fig in ("headline", "gain", "feature_change", "behaviour", "sae_quality"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
@@ -351,3 +352,34 @@ def test_band_study__a_parallel_executor_writes_the_same_bytes_as_running_one_af
         BandStudyArgs(executor="threads")
     with pytest.raises(ValueError, match="gpus_per_job"):
         BandStudyArgs(gpus_per_job=1.5)
+
+
+def test_report_figures__no_legend_covers_an_axes_data_area(study, tmp_path, monkeypatch):
+    """Every figure of the report, rendered on the smoke study: each legend (of an axes or of the figure) lies
+    outside every axes' data area."""
+    import matplotlib.pyplot as plt
+
+    from experiments.analysis import band_report
+
+    out = tmp_path / "run"
+    shutil.copytree(study[0], out)
+    args = band_study.hook_stage(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))
+    features = {n: json.loads((out / "sae" / n / "features.json").read_text()) for n in RunLayout(out).saes()}
+    stages = (band_study.diff_stage, band_study.gain_stage, band_study.activity_stage, band_study.diffing_stage)
+    analysis = band_study.results(args, features, *(stage(args, features) for stage in stages))  # every stage reads its files
+    checked = []
+
+    def check(fig, path):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+        for leg in legends:
+            box = leg.get_window_extent(renderer)
+            assert not any(ax.get_window_extent(renderer).overlaps(box) for ax in fig.axes), path.name
+        checked.append(path.name)
+        plt.close(fig)
+        return f"figures/{path.name}"
+
+    monkeypatch.setattr(band_report, "save_figure", check)
+    band_report.write_report(out, analysis, wall_s=0.0)
+    assert {"headline.png", "gain.png", "behaviour.png", "feature_change.png", "sae_quality.png"} <= set(checked)

@@ -9,7 +9,7 @@ from experiments import ingest
 from experiments.harness.model import build_tokenizer
 from experiments.harness.task import TaskSpec
 from experiments.harness.tasks import Arithmetic
-from probes.layout import INGESTED, RunLayout, checkpoints, read_json, read_jsonl
+from probes.layout import INGESTED, RunDirError, RunLayout, checkpoints, read_json, read_jsonl
 
 
 @pytest.fixture
@@ -37,6 +37,11 @@ def test_ingest__hf_folders_become_a_band_run_evaluated_here_and_never_trained(r
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     grpo.main(ingest.IngestArgs(run=run, band="easy", seed=3, preset="smoke").grpo_args)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    # another band of the same run evaluated with other settings would be compared without a word: refused
+    config = RunLayout(run).config.read_bytes()
+    with pytest.raises(RunDirError, match="ingest/easy/seed3 was evaluated with 8 samples per problem, --preset maze-smoke gives 2"):
+        ingest.main(ingest.IngestArgs(engine="hf", path=tmp_path / "hf", run=run, band="hard", preset="maze-smoke"))
+    assert RunLayout(run).config.read_bytes() == config and not RunLayout(run).band_run("hard", 0).exists()
 
 
 def test_ingest__refuses_in_one_line_unmerged_shards_a_foreign_vocabulary_and_a_folder_without_a_step(run, tmp_path):

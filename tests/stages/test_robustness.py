@@ -23,8 +23,8 @@ def leftovers(run: Path) -> list[Path]:
 
 
 @pytest.fixture
-def reference(smoke_study) -> dict:
-    return json.loads((smoke_study[0] / "results.json").read_text())
+def reference(smoke_study) -> Path:
+    return smoke_study[0]
 
 
 @pytest.mark.slow  # a second whole smoke study, in subprocesses
@@ -32,8 +32,8 @@ def test_band_study__killed_at_several_points_then_rerun_matches_uninterrupted(r
     """Also the same command, in fresh processes, reproducing the in-process study byte for byte."""
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # kill when each stage is under way: mid-pretraining, mid-GRPO, during SAE training
-    for marker in ("pretrain_state.safetensors", "bands/medium/seed0/ckpt-2", "acts"):
+    # kill when each stage is under way: mid-pretraining, mid-GRPO, during SAE training, during model diffing
+    for marker in ("pretrain_state.safetensors", "bands/medium/seed0/ckpt-2", "acts", "diffing"):
         proc = subprocess.Popen(study_cmd(out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 120
         while not (out / marker).exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -44,5 +44,7 @@ def test_band_study__killed_at_several_points_then_rerun_matches_uninterrupted(r
     assert not (out / "results.json").exists()
     res = subprocess.run(study_cmd(out), cwd=ROOT, capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert json.loads((out / "results.json").read_text()) == reference
+    assert json.loads((out / "results.json").read_text()) == json.loads((reference / "results.json").read_text())
+    weights = sorted(p.relative_to(reference) for p in reference.rglob("*.safetensors") if p.relative_to(reference).parts[0] != "acts")
+    assert weights and all((out / w).read_bytes() == (reference / w).read_bytes() for w in weights)  # every model and dictionary
     assert leftovers(out) == []
