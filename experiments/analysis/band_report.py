@@ -372,7 +372,8 @@ GLOSSARY: dict[str, str] = {
 
 def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float, config: dict, ingested: dict | None = None) -> str:
     task, noise_ok = config.get("task"), res.verdict_class != "no_target"
-    lines = [f"# Band study ({res.preset}, {setting_of(config)})", "", *PLAIN_SUMMARY[res.verdict_class], "",
+    plain = [x for line in PLAIN_SUMMARY[res.verdict_class] for x in (line, "")]  # a paragraph each
+    lines = [f"# Band study ({res.preset}, {setting_of(config)})", "", *plain,
              f"**Verdict ({res.verdict_class}).** {res.verdict}", "", f"![headline]({figs['headline']})", ""]  # fmt: skip
     if task:
         params = ", ".join(f"{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in task.items() if k != "task")
