@@ -206,7 +206,7 @@ def _fmt(e: Estimate) -> str:
 def label_lines(labels: dict[str, dict]) -> list[str]:
     """The feature groups of one SAE: selection evidence on the test split and the causal check."""
     head = ("| group | latents | probe acc (shuffled labels) | test attribution share (matched random) | ablation: behaviour "
-            "change [95% CI over problems] | beats random | dissociation [95% CI] | check |")  # fmt: skip
+            "change [95% CI over problems] | random groups it beats | dissociation [95% CI] | check |")  # fmt: skip
     lines = ["Feature groups: selected by attribution on a labelling split; probe, attribution share and the "
              "causal check on a disjoint test split; random groups are matched in firing rate and activation mass.", "",
              head, "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -219,7 +219,7 @@ def label_lines(labels: dict[str, dict]) -> list[str]:
         lines.append(
             f"| {group} | {lab['n']} | {pr['accuracy']:.2f} ({pr['shuffled_accuracy']:.2f}) | "
             f"{lab['test_share']:.2f} ({lab['random_share_mean']:.2f}) | {lab['metric']} {lab['effect']:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
-            f"{lab['percentile']:.0%} of {len(lab['random_effects'])} | {diss} | {'passes' if lab['passed'] else 'FAILS'} |"
+            f"{round(lab['percentile'] * len(lab['random_effects']))}/{len(lab['random_effects'])} | {diss} | {'passes' if lab['passed'] else 'FAILS'} |"
         )
     return [*lines, ""]
 
