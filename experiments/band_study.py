@@ -571,7 +571,8 @@ def main(args: BandStudyArgs) -> dict:
     init_run(args.out, "band_study", args)
     if args.replicate > 1:
         return replicate(args)
-    stage = cli.StageClock("band_study")
+    layout = RunLayout(args.out)
+    stage = cli.StageClock("band_study", layout.profile)
 
     stage("pretrain, bands, GRPO per band x seed")
     train_stages(args)
@@ -592,11 +593,11 @@ def main(args: BandStudyArgs) -> dict:
     diffing = diffing_stage(args, features)
     stage("diff every checkpoint in each SAE basis")
     readings = diff_stage(args, features)
-    stage("results and report")
+    stage("results")
     analysis = results(args, features, readings, attributions, activity, diffing)
-    layout = RunLayout(args.out)
     write_json(layout.diff, diff_record(analysis))
-    write_report(args.out, analysis, wall_s=stage.seconds)  # wall time is not in results.json: it varies
+    stage.finish()
+    write_report(args.out, analysis)  # its profile, not results.json, holds wall times: they vary
     res = analysis.result.to_json()
     write_json(layout.results, res)
     print(f"Verdict ({analysis.result.verdict_class}): {analysis.result.verdict}\nReport, figures and every number behind it: {layout.report}")

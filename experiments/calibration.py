@@ -29,7 +29,7 @@ from experiments.harness.rollout import sampled_rollouts
 from experiments.harness.rundir import check_writable, init_run, write_json
 from experiments.harness.tasks import hedged_task
 from probes.bands import check_runs
-from probes.layout import RunLayout, checkpoint_name, read_json
+from probes.layout import RunLayout, checkpoint_dir, read_json
 from probes.models import load_hf, load_tokenizer
 
 SCORED = ("binary", "brier", "log")
@@ -107,7 +107,7 @@ def main(args: CalibrationArgs) -> dict:
     out = layout.calibration(args.band)
     check_writable(out.root)
     init_run(args.run, f"calibration/{args.band}", args)
-    stage = cli.StageClock("calibration")
+    stage = cli.StageClock("calibration", out.profile)
     stage(f"GRPO: {len(args.rewards)} rewards x {len(args.seeds)} seeds on the {args.band} pool, {args.grpo_steps} steps")
     for reward in args.rewards:
         for seed in args.seeds:
@@ -115,7 +115,7 @@ def main(args: CalibrationArgs) -> dict:
     stage(f"sample {args.eval_samples} completions per held-out problem: base model and every final checkpoint")
     table = read_json(layout.band_table)
     problems = [task.from_record(r) for r in table["eval_set"]]
-    models = {"base": layout.base} | {f"{r}/seed{s}": args.grpo_args(r, s).out / checkpoint_name(args.grpo_steps) for r in args.rewards for s in args.seeds}
+    models = {"base": layout.base} | {f"{r}/seed{s}": checkpoint_dir(args.grpo_args(r, s).out, args.grpo_steps) for r in args.rewards for s in args.seeds}
     rows = {name: sample_rows(path, problems, args, out.samples(name)) for name, path in tqdm(models.items(), desc="calibration: sampling")}
     stage("statistics, figures and report")
     runs = {r: [Samples.of_rows(rows[f"{r}/seed{s}"], args.eval_samples) for s in args.seeds] for r in args.rewards}
@@ -134,7 +134,8 @@ def main(args: CalibrationArgs) -> dict:
         "verdict_class": cls, "verdict": sentence,
     }  # fmt: skip
     write_json(out.results, result)
-    write_report(out, result, wall_s=stage.seconds)
+    stage.finish()
+    write_report(out, result)
     print(sentence)
     return result
 

@@ -2,12 +2,12 @@
 
 Trains from the run's base model on that band's pool only (bands/table.json) and writes
 ``runs/NAME/bands/<band>/seed<s>/``: ``metrics.jsonl`` (one line per update, eval lines
-every few steps), ``ledger.jsonl`` (one line per prompt visit) and ``ckpt-<step>/`` (HF
+every few steps), ``ledger.jsonl`` (one line per prompt visit) and ``checkpoint-<step>/`` (HF
 model dirs with the optimizer state beside the weights).
 
 The update loop is ``experiments.harness.rl``. Every random draw of update t comes from
 generators seeded with (seed, t) (``experiments.harness.seeds.grpo_step``), so a run
-resumed from ``ckpt-s`` repeats exactly what an uninterrupted run does after step s.
+resumed from ``checkpoint-s`` repeats exactly what an uninterrupted run does after step s.
 ``args.json`` beside the run records its resolved arguments.
 """
 
@@ -40,7 +40,7 @@ from probes.layout import (
     TRAINER_STATE,
     RunDirError,
     RunLayout,
-    checkpoint_name,
+    checkpoint_dir,
     checkpoints,
     latest_checkpoint,
     point_name,
@@ -105,7 +105,7 @@ class GRPOArgs:
     """Sampled completions per held-out problem in an evaluation: 8 x 480 problems puts the sampling
     SE of a measured gain (the matched metric) near 0.008; every evaluation of a run uses the same draws."""
     checkpoint_every: int = 10
-    """Steps between checkpoints (ckpt-<step>/); the last step is always saved."""
+    """Steps between checkpoints (checkpoint-<step>/); the last step is always saved."""
     device: str = "cpu"
     """Torch device."""
 
@@ -147,7 +147,7 @@ PRESETS: dict[str, dict] = {
 
 
 def save_checkpoint(out: Path, step: int, model, tokenizer, opt, band: Band) -> None:
-    ckpt = out / checkpoint_name(step)
+    ckpt = checkpoint_dir(out, step)
     save_model(model, tokenizer, ckpt, meta={"stage": "grpo", "band": band, "step": step})
     save_state(ckpt / TRAINER_STATE, opt, step)  # written last: marks the checkpoint complete
 
@@ -198,7 +198,7 @@ def sampled_accuracy(model, tokenizer, args: GRPOArgs, inputs: RunInputs, n_samp
 
 def load_at(args: GRPOArgs, step: int):
     """(model in train mode, tokenizer, optimizer) at a complete checkpoint, or the base model at step 0."""
-    src = args.out / checkpoint_name(step) if step else RunLayout(args.run).base
+    src = checkpoint_dir(args.out, step) if step else RunLayout(args.run).base
     model, tokenizer = load_hf(src, args.device).train(), load_tokenizer(src)
     opt = rl.optimizer(model, args.policy)
     if step:
@@ -207,7 +207,7 @@ def load_at(args: GRPOArgs, step: int):
 
 
 def replay(args: GRPOArgs, step: int) -> Path:
-    """ckpt-<step> of a finished run, regenerated if it was not stored: every update is a pure
+    """The checkpoint after ``step`` updates of a finished run, regenerated if it was not stored: every update is a pure
     function of (seed, step), so replaying from the nearest earlier checkpoint gives the same weights."""
     start = max((s for s in checkpoints(args.out) if s <= step), default=0)
     if start < step and (args.out / INGESTED).is_file():
@@ -220,7 +220,7 @@ def replay(args: GRPOArgs, step: int) -> Path:
         for _ in rl.train(model, ref_model, opt, tokenizer, inputs.pool, args.policy, gens, range(start, step)):
             pass
         save_checkpoint(args.out, step, model, tokenizer, opt, args.band)
-    return args.out / checkpoint_name(step)
+    return checkpoint_dir(args.out, step)
 
 
 def blended(args: GRPOArgs, step: float):

@@ -5,7 +5,7 @@ Reads the engine's checkpoint series (``experiments.harness.engine_runs``: TRL `
 ``global_step_N`` with a merged HF directory, or plain HF directories with step numbers in their names), checks
 each speaks the run's vocabulary, and writes ``bands/<band>/seed<s>/`` as bandlens's own GRPO stage would:
 
-* ``ckpt-<step>/``: the checkpoint's HF files (weights, config, tokenizer), each with ``ingested.json``;
+* ``checkpoint-<step>/``: the checkpoint's HF files (weights, config, tokenizer), each with ``ingested.json``;
 * ``metrics.jsonl``: the engine's logged metrics per step (TRL's ``reward`` as ``grpo/reward_mean``,
   ``frac_reward_zero_std`` as ``grpo/frac_zero_std`` …, the rest as ``engine/<name>``), and bandlens's own
   held-out evaluation of the base model (step 0) and of every checkpoint, with the GRPO stage's eval settings
@@ -31,7 +31,7 @@ from experiments.harness import engine_runs as er
 from experiments.harness.engine_formats import Verifier
 from experiments.harness.rundir import atomic_dir, init_run, write_json, write_jsonl
 from probes.bands import BANDS
-from probes.layout import INGESTED, LEDGER, METRICS, RunDirError, RunLayout, checkpoint_name, read_json
+from probes.layout import INGESTED, LEDGER, METRICS, RunDirError, RunLayout, checkpoint_dir, read_json
 from probes.models import load_hf, load_tokenizer
 
 
@@ -113,13 +113,13 @@ def main(args: IngestArgs) -> Path:
     init_run(args.run, f"ingest/{args.band}/seed{args.seed}", args)
     source = {"engine": args.engine, "source": str(Path(args.path).resolve()), "step_unit": er.STEP_UNITS[args.engine]}
     for step, ckpt in tqdm(series.items(), desc=f"ingest {args.engine} {args.band} s{args.seed}"):
-        if not (out / checkpoint_name(step) / INGESTED).is_file():
-            copy_checkpoint(ckpt, out / checkpoint_name(step), {**source, "step": step, "from": str(ckpt.resolve())})
+        if not (checkpoint_dir(out, step) / INGESTED).is_file():
+            copy_checkpoint(ckpt, checkpoint_dir(out, step), {**source, "step": step, "from": str(ckpt.resolve())})
     inputs = grpo.RunInputs.read(gargs)
     base = load_hf(layout.base, args.device)
     evals = {0: grpo.evaluate(base, load_tokenizer(layout.base), gargs, inputs, base)}
     for step in series:
-        ckpt = out / checkpoint_name(step)
+        ckpt = checkpoint_dir(out, step)
         evals[step] = grpo.evaluate(load_hf(ckpt, args.device), load_tokenizer(ckpt), gargs, inputs, base)
     logged = {r["step"]: r for r in (er.trl_log(args.path, series[max(series)]) if args.engine == "trl" else [])}
     rows = [{**logged.get(s, {}), "step": s, **evals.get(s, {})} for s in sorted({0, *logged, *evals})]

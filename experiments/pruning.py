@@ -291,7 +291,7 @@ def main(args: PruningArgs) -> dict:
     out = run.pruning
     check_writable(out.root)
     init_run(args.run, "pruning", args)
-    stage = cli.StageClock("pruning")
+    stage = cli.StageClock("pruning", out.profile)
     recipe = study_recipe(args, run)
     problems = held_out(recipe, args.eval_per_k, args.seed)
     exclude = excluded(recipe, problems, args.eval_per_k)
@@ -306,7 +306,8 @@ def main(args: PruningArgs) -> dict:
     stage("analysis and report")
     overlap = [pr.k for pr in problems if pr.key not in exclude]
     analysis = analyse(out.root, args.design, overlap)
-    write_report(out, analysis, wall_s=stage.seconds)
+    stage.finish()
+    write_report(out, analysis)
     res = analysis.to_json()
     write_json(out.results, res)
     print(analysis.verdict)

@@ -362,7 +362,7 @@ def main(args: RefinementArgs) -> dict:
     check_fits(held_out, recipe)
     check_writable(layout.refinement.root)
     init_run(args.run, "refinement", args)
-    stage = cli.StageClock("refinement")
+    stage = cli.StageClock("refinement", layout.refinement.profile)
     stage(f"teacher: {args.teacher_steps} more pretraining updates on k <= {args.teacher_k_max}")
     train_teacher(layout, recipe, args)
     stage("samples: teacher traces, original traces, the student's reads and pass rates")
@@ -373,7 +373,8 @@ def main(args: RefinementArgs) -> dict:
     stage("statistics, figures and report")
     result = analyse(files, plan, reads, recipe, args, held_out)
     write_json(layout.refinement.results, result)
-    write_report(layout.refinement, result, wall_s=stage.seconds)
+    stage.finish()
+    write_report(layout.refinement, result)
     print(result["verdict"])
     return result
 

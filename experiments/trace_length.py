@@ -31,7 +31,7 @@ from experiments.harness.rundir import check_writable, init_run, write_json
 from experiments.harness.task import END_THINK, EOS
 from experiments.harness.tasks import Task, task_of
 from probes.bands import BANDS
-from probes.layout import RunDirError, RunLayout, band_of_run, checkpoint_name, latest_checkpoint, read_json
+from probes.layout import RunDirError, RunLayout, band_of_run, checkpoint_dir, latest_checkpoint, read_json
 from probes.models import load_hf, load_tokenizer
 from probes.stats import bootstrap_mean, spearman, spearman_gap
 
@@ -153,7 +153,7 @@ def models_of(layout: RunLayout, band_runs: bool) -> dict[str, Path]:
     out = {"base": layout.base}
     for name, path in layout.band_runs().items() if band_runs else ():
         if step := latest_checkpoint(path):
-            out[name] = path / checkpoint_name(step)
+            out[name] = checkpoint_dir(path, step)
     return out
 
 

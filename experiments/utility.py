@@ -37,7 +37,7 @@ from experiments.harness.rundir import check_writable, init_run, write_json
 from experiments.harness.tasks import hedged_task
 from probes.bands import check_runs
 from probes.calibration import Utility
-from probes.layout import RunLayout, checkpoint_name, read_json
+from probes.layout import RunLayout, checkpoint_dir, read_json
 from probes.models import load_bridge, load_hf, load_tokenizer
 from probes.stats import seeds_then_rows
 
@@ -123,7 +123,7 @@ def main(args: UtilityArgs) -> dict:
     out = layout.utility(args.band)
     check_writable(out.root)
     init_run(args.run, f"utility/{args.band}", args)
-    stage = cli.StageClock("utility")
+    stage = cli.StageClock("utility", out.profile)
     stage(f"GRPO: {len(ARMS)} arms x {len(args.seeds)} seeds on the {args.band} pool, {args.grpo_steps} steps")
     for arm in ARMS:
         for seed in args.seeds:
@@ -133,7 +133,7 @@ def main(args: UtilityArgs) -> dict:
     problems = [task.from_record(r) for r in table["eval_set"]]
     pre = read_json(layout.config)["stages"]["pretrain"]
     probe_split = split_problems(0, task.knobs(pre["k_train_max"]), args.probe_per_k, task)
-    models = {"base": layout.base} | {f"{a}/seed{s}": args.grpo_args(a, s).out / checkpoint_name(args.grpo_steps) for a in ARMS for s in args.seeds}
+    models = {"base": layout.base} | {f"{a}/seed{s}": checkpoint_dir(args.grpo_args(a, s).out, args.grpo_steps) for a in ARMS for s in args.seeds}
     reads = {m: read_model(path, problems, probe_split, args, out.samples(m)) for m, path in tqdm(models.items(), desc="utility: reading")}
     stage("statistics, figures and report")
     decisions = {m: Decisions.of_rows(r["rows"], args.eval_samples) for m, r in reads.items()}
@@ -155,7 +155,8 @@ def main(args: UtilityArgs) -> dict:
         "verdict_class": cls, "verdict": sentence,
     }  # fmt: skip
     write_json(out.results, result)
-    write_report(out, result, wall_s=stage.seconds)
+    stage.finish()
+    write_report(out, result)
     print(sentence)
     return result
 

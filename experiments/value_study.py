@@ -277,7 +277,7 @@ def main(args: ValueArgs) -> dict:
         raise RunDirError(f"{run.band_table}: missing; run experiments.band_study (or pretrain and bands) first")
     check_writable(out.root)
     init_run(args.run, "value_study", args)
-    stage = cli.StageClock("value_study")
+    stage = cli.StageClock("value_study", out.profile)
 
     table = read_json(run.band_table)
     sample = cached_json(out.sample, lambda: draw_sample(table, args.per_band, args.seed))
@@ -306,7 +306,8 @@ def main(args: ValueArgs) -> dict:
     stage("analysis and report")
     analysis = analyse(ValueInputs(sample, base, sft, shots, grads, memo, band_ledgers(args.run), table), args.settings)
     write_json(out.examples, analysis.examples)
-    write_report(out.root, analysis, wall_s=stage.seconds)
+    stage.finish()
+    write_report(out.root, analysis)
     res = analysis.result.to_json()
     write_json(out.results, res)
     print(analysis.result.verdict)

@@ -111,7 +111,7 @@ def matched_values(
 ) -> dict[str, dict[str, list[float]]]:
     """Per band and group: the change at each run's matched checkpoint, for the runs that reached it.
 
-    ``changes`` maps checkpoint names (``<run>/ckpt-<step>``, as in diff.json) to each group's
+    ``changes`` maps checkpoint names (``<run>/checkpoint-<step>``, as in diff.json) to each group's
     change; ``points`` maps run names to their matched points (``probes.matched_gain``)."""
     out: dict[str, dict[str, list[float]]] = {b: {g: [] for g in groups} for b in BANDS}
     for name, point in points.items():

@@ -8,7 +8,7 @@ runs/<name>/
   config.json                   resolved arguments per stage, versions, git sha
   base/                         HF model dir + eval.json
   bands/table.json              pass rates, bands, training pools, shared eval set
-  bands/<band>/seed<s>/         args.json, metrics.jsonl, ledger.jsonl, match.jsonl, gain_attribution.json, ckpt-<step>/
+  bands/<band>/seed<s>/         args.json, metrics.jsonl, ledger.jsonl, match.jsonl, gain_attribution.json, checkpoint-<step>/
   acts/<checkpoint>/probe-<digest>/<hook>/   activation caches
   sae/<name>/                   sae_lens SAE + train.json, evals.json, features.json
   diff.json, latent_means.safetensors, results.json, report.md, figures/
@@ -17,7 +17,7 @@ runs/<name>/
   trace_length/                 the trace-length study: trace_length.json, trace_length.png
 ```
 
-A checkpoint ``ckpt-<step>/`` counts only once its trainer state, written last, exists.
+A checkpoint ``checkpoint-<step>/`` counts only once its trainer state, written last, exists.
 """
 
 from __future__ import annotations
@@ -52,9 +52,12 @@ SAE_EVALS = "evals.json"
 SAE_TRAIN = "train.json"
 RESULTS = "results.json"
 REPORT = "report.md"
+PROFILE = "profile.jsonl"
+"""One line per finished stage of each invocation of a study: its name, the invocation's start, seconds."""
 FIGURES = "figures"
 
-_CKPT = re.compile(r"^ckpt-(\d+)$")
+_CKPT = re.compile(r"^(?:checkpoint|ckpt)-(\d+)$")
+"""``checkpoint-<step>`` as HF and TRL name them; ``ckpt-<step>``, the name before December 2026, is still read."""
 
 
 class RunDirError(Exception):
@@ -91,23 +94,31 @@ def band_of_run(name: str) -> str:
 
 
 def checkpoint_name(step: int) -> str:
-    return f"ckpt-{step}"
+    """The directory a new checkpoint after ``step`` updates is written to."""
+    return f"checkpoint-{step}"
+
+
+def checkpoint_dir(band_run: Path, step: int) -> Path:
+    """Where a band run's checkpoint after ``step`` updates is: an existing ``ckpt-<step>`` of an older run,
+    else ``checkpoint-<step>``."""
+    legacy = Path(band_run) / f"ckpt-{step}"
+    return legacy if legacy.is_dir() else Path(band_run) / checkpoint_name(step)
 
 
 def point_name(step: float) -> str:
-    """A band run's model after ``step`` updates: ``ckpt-<step>`` for a whole step, ``interp-<step>`` for a blend
+    """A band run's model after ``step`` updates: ``checkpoint-<step>`` for a whole step, ``interp-<step>`` for a blend
     inside one update (sub-step matching, ``probes.matched_gain``), which is never a checkpoint to resume from."""
     return checkpoint_name(int(step)) if float(step).is_integer() else f"interp-{float(step)!r}"
 
 
 def checkpoint_step(path: Path) -> int | None:
-    """The step of a ``ckpt-<step>`` directory, None for any other path."""
+    """The step of a ``checkpoint-<step>`` (or ``ckpt-<step>``) directory, None for any other path."""
     m = _CKPT.match(Path(path).name)
     return int(m.group(1)) if m else None
 
 
 def point_step(path: Path | str) -> float | None:
-    """The step of a ``ckpt-<step>`` or ``interp-<step>`` directory (``point_name``), None for any other path."""
+    """The step of a checkpoint or ``interp-<step>`` directory (``point_name``), None for any other path."""
     name = Path(path).name
     if name.startswith("interp-"):
         return float(name.removeprefix("interp-"))
@@ -122,7 +133,7 @@ def is_complete(ckpt: Path) -> bool:
 def checkpoints(band_run: Path) -> dict[int, Path]:
     """The complete checkpoints of one band run, by step, in step order."""
     found = {}
-    for p in Path(band_run).glob("ckpt-*"):
+    for p in Path(band_run).glob("*-*"):
         step = checkpoint_step(p)
         if step is not None and is_complete(p):
             found[step] = p
@@ -150,6 +161,10 @@ class _StudyOutputs:
     @property
     def report(self) -> Path:
         return self.root / REPORT
+
+    @property
+    def profile(self) -> Path:
+        return self.root / PROFILE
 
     @property
     def figures(self) -> Path:
@@ -192,12 +207,14 @@ class RunLayout(_StudyOutputs):
 
     def checkpoints(self) -> list[Path]:
         """The base model, then every band run's complete checkpoints in step order."""
-        runs = sorted(p.parent for p in self.root.glob("bands/*/seed*/ckpt-*"))
+        runs = sorted(p.parent for p in self.root.glob("bands/*/seed*/*-*") if checkpoint_step(p) is not None)
         return [self.base, *(c for run in dict.fromkeys(runs) for c in checkpoints(run).values())]
 
     def name_of(self, ckpt: Path) -> str:
-        """A checkpoint's key in diff.json and latent_means (its path inside the run)."""
-        return Path(ckpt).relative_to(self.root).as_posix()
+        """A checkpoint's key in diff.json and latent_means: its path inside the run, a model after n updates
+        named ``point_name(n)`` whatever its directory is called."""
+        rel, step = Path(ckpt).relative_to(self.root), point_step(ckpt)
+        return (rel if step is None else rel.parent / point_name(step)).as_posix()
 
     @property
     def acts(self) -> Path:

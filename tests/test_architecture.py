@@ -51,7 +51,7 @@ def test_imports__change_no_environment_and_register_nothing():
     assert out.stdout.strip().splitlines()[-1] == "[] []"
 
 
-@pytest.mark.parametrize("name", sorted(STAGES - {"experiments.bench"}))
+@pytest.mark.parametrize("name", sorted(STAGES))
 def test_stages__frozen_args_with_documented_fields_presets_and_main(name):
     from experiments.harness.cli import field_docs
 

@@ -13,9 +13,11 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from experiments.analysis.band_results import BEHAVIOURS, GROUPS, MIN_TARGET_SE, BandAnalysis, BandStudyResult  # noqa: E402
 from experiments.analysis.contrasts import ALPHA, MIN_SEEDS, SEQUENCE  # noqa: E402
-from experiments.analysis.diffing_report import diffing_lines, fig_crosscoder_norms  # noqa: E402
+from experiments.analysis.diffing_report import REMOVED, diffing_lines, fig_crosscoder_norms  # noqa: E402
 from experiments.analysis.figures import save_figure  # noqa: E402
 from experiments.analysis.gain_results import ATTRIBUTED  # noqa: E402
+from experiments.analysis.profile import profile_lines  # noqa: E402
+from experiments.analysis.text import interval  # noqa: E402
 from experiments.harness.rundir import write_text  # noqa: E402
 from probes.bands import BANDS, COLORS  # noqa: E402
 from probes.layout import INGESTED, REPORT, RunLayout, band_of_run, point_step, read_json  # noqa: E402
@@ -198,9 +200,8 @@ def success_activity_lines(res: BandStudyResult, fig: str | None) -> list[str]:
 
 
 def _fmt(e: Estimate) -> str:
-    if not np.isfinite(e.mean):
-        return "n/a"
-    return f"{e.mean:+.3f} [{e.ci95[0]:+.3f}, {e.ci95[1]:+.3f}] (n={e.n})"
+    text = interval(e.mean, *e.ci95)
+    return text if text == "n/a" else f"{text} (n={e.n})"
 
 
 def label_lines(labels: dict[str, dict]) -> list[str]:
@@ -215,10 +216,10 @@ def label_lines(labels: dict[str, dict]) -> list[str]:
             lines.append(f"| {group} | {lab['n']} | | | | | | not checked |")
             continue
         pr, (lo, hi), d = lab["probe"], lab["ci95"], lab["dissociation"]
-        diss = "" if d is None else f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+        diss = "" if d is None else interval(d["mean"], *d["ci95"])
         lines.append(
             f"| {group} | {lab['n']} | {pr['accuracy']:.2f} ({pr['shuffled_accuracy']:.2f}) | "
-            f"{lab['test_share']:.2f} ({lab['random_share_mean']:.2f}) | {lab['metric']} {lab['effect']:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
+            f"{lab['test_share']:.2f} ({lab['random_share_mean']:.2f}) | {lab['metric']} {interval(lab['effect'], lo, hi)} | "
             f"{round(lab['percentile'] * len(lab['random_effects']))}/{len(lab['random_effects'])} | {diss} | {'passes' if lab['passed'] else 'FAILS'} |"
         )
     return [*lines, ""]
@@ -236,7 +237,7 @@ def matched_lines(res: BandStudyResult, noise_ok: bool) -> list[str]:
     for b, v in res.bands.items():
         for seed, step, gain, hit, kl, rate in zip(res.seeds, v.matched_step, v.matched_gain, v.matched_hit, v.matched_kl,
                                                   v.matched_deliberate_rate):  # fmt: skip
-            cell = "—" if gain is None else f"{gain:+.3f} [{gain - Z95 * res.gain_se:+.3f}, {gain + Z95 * res.gain_se:+.3f}]"
+            cell = "—" if gain is None else interval(gain, gain - Z95 * res.gain_se, gain + Z95 * res.gain_se)
             hits = ("yes" if hit else "no (never reaches it)" if step is None else "no") if noise_ok else "— (no target)"
             lines.append(f"| {b} | {seed} | {_step(step)} | {cell} | {'—' if kl is None else f'{kl:.4f}'} | "
                          f"{'—' if rate is None else f'{rate:.2f}'} | {hits} |")  # fmt: skip
@@ -370,7 +371,7 @@ GLOSSARY: dict[str, str] = {
 """Terms the report uses, one line each."""
 
 
-def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float, config: dict, ingested: dict | None = None) -> str:
+def markdown(res: BandStudyResult, figs: dict[str, str], out: Path, config: dict, ingested: dict | None = None) -> str:
     task, noise_ok = config.get("task"), res.verdict_class != "no_target"
     plain = [x for line in PLAIN_SUMMARY[res.verdict_class] for x in (line, "")]  # a paragraph each
     lines = [f"# Band study ({res.preset}, {setting_of(config)})", "", *plain,
@@ -420,7 +421,8 @@ def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float, config: 
     for sae, nf in res.noise_floor_by_sae.items():
         lines += [f"### {sae}", "", "| band | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS)]
         for band, v in res.bands.items():
-            lines.append(f"| {band} | " + " | ".join(_fmt(v.feature_change_by_sae[sae][x]) for x in GROUPS) + " |")
+            gone = sae == res.headline_sae and "base_sae" in res.model_diffing.get(band, {}).get("removed", [])
+            lines.append(f"| {band} | " + " | ".join(REMOVED if gone else _fmt(v.feature_change_by_sae[sae][x]) for x in GROUPS) + " |")
         lines.append("| same-band noise floor | " + " | ".join(f"{nf[x]:.3f}" for x in GROUPS) + " |")
         cos = ", ".join(f"{k}: {v:+.2f}" for k, v in res.cosine_by_sae[sae].items())
         lines += ["", f"Whole-dictionary change cosine between bands: {cos or 'n/a'}.", ""]
@@ -432,12 +434,12 @@ def markdown(res: BandStudyResult, figs: dict[str, str], wall_s: float, config: 
     lines += ["", f"![behaviour]({figs['behaviour']})", "", *success_activity_lines(res, figs.get("success_activity"))]
     lines += diffing_lines(res.model_diffing, figs.get("crosscoder_norms"))
     lines += ["## Controls: SAE transfer per checkpoint", "", f"![sae quality]({figs['sae_quality']})", ""]
-    lines += [f"Wall time of this invocation (a resumed run counts only its own part): {wall_s:.0f} s.", "", "## Glossary", ""]
+    lines += ["## Profile", "", *profile_lines(RunLayout(out).profile), "## Glossary", ""]
     lines += [f"- **{term}**: {meaning}" for term, meaning in GLOSSARY.items()]
     return "\n".join(lines) + "\n"
 
 
-def write_report(out: Path, a: BandAnalysis, wall_s: float) -> None:
+def write_report(out: Path, a: BandAnalysis) -> None:
     """report.md and its figures."""
     config = read_json(RunLayout(out).config)
     shown = (fig_gain, fig_feature_change, fig_behaviour, fig_sae_quality)
@@ -447,4 +449,4 @@ def write_report(out: Path, a: BandAnalysis, wall_s: float) -> None:
     if a.result.model_diffing:
         figs["crosscoder_norms"] = fig_crosscoder_norms(out, list(a.result.model_diffing))
     ingested = {name: read_json(d / INGESTED) for name, d in RunLayout(out).band_runs().items() if (d / INGESTED).is_file()}
-    write_text(out / REPORT, markdown(a.result, figs, wall_s, config, ingested))
+    write_text(out / REPORT, markdown(a.result, figs, out, config, ingested))

@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.analysis.figures import save_figure  # noqa: E402
+from experiments.analysis.profile import profile_lines  # noqa: E402
+from experiments.analysis.text import interval  # noqa: E402
 from experiments.harness.rundir import write_text  # noqa: E402
 from probes.layout import RewardStudyLayout  # noqa: E402
 
@@ -55,7 +57,7 @@ def fig_accuracy_ece(out: RewardStudyLayout, result: dict) -> str:
 
 
 def _cell(m: dict) -> str:
-    return f"{m['mean']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"
+    return interval(m["mean"], *m["ci"], fmt=".3f")
 
 
 def table_lines(result: dict) -> list[str]:
@@ -69,7 +71,7 @@ def table_lines(result: dict) -> list[str]:
     return lines
 
 
-def write_report(out: RewardStudyLayout, result: dict, wall_s: float) -> None:
+def write_report(out: RewardStudyLayout, result: dict) -> None:
     figs = {"reliability": fig_reliability(out, result), "accuracy_ece": fig_accuracy_ece(out, result)}
     lines = [
         "# Calibration: binary vs Brier-augmented vs log rewards", "",
@@ -84,6 +86,6 @@ def write_report(out: RewardStudyLayout, result: dict, wall_s: float) -> None:
         *table_lines(result),
         f"![reliability diagrams]({figs['reliability']})", "",
         f"![accuracy against ECE]({figs['accuracy_ece']})", "",
-        f"Wall time of this invocation: {wall_s:.0f} s.", "",
+        "## Profile", "", *profile_lines(out.profile),
     ]  # fmt: skip
     write_text(out.report, "\n".join(lines))

@@ -10,8 +10,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.analysis.diffing_results import FLAG_SE  # noqa: E402
+from experiments.analysis.diffing_results import FLAG_SE, UNFAITHFUL_SHARE  # noqa: E402
 from experiments.analysis.figures import save_figure  # noqa: E402
+from experiments.analysis.text import interval  # noqa: E402
 from probes.bands import BANDS  # noqa: E402
 from probes.layout import MODEL_DIFFING, RunLayout, read_json  # noqa: E402
 from probes.saes.change import KINDS  # noqa: E402
@@ -19,6 +20,7 @@ from probes.saes.crosscoder import NU_MAX, TUNED_ONLY  # noqa: E402
 from probes.stats import Estimate  # noqa: E402
 
 NAMES = {"base_sae": "base SAE", "crosscoder": "crosscoder", "difference": "difference SAE"}
+REMOVED = "removed (unfaithful)"
 
 
 def fig_crosscoder_norms(out: Path, bands: list[str]) -> str:
@@ -42,7 +44,7 @@ def _est(d: dict | None) -> str:
     if not d or d.get("n", 0) == 0:
         return "–"
     e = Estimate.from_dict(d)
-    return f"{e.mean:+.3f} [{e.ci95[0]:+.3f}, {e.ci95[1]:+.3f}]"
+    return interval(e.mean, *e.ci95)
 
 
 def _counts(c: dict) -> str:
@@ -66,11 +68,14 @@ def reading_lines(md: dict) -> list[str]:
              "|---|---|---|---|---|"]  # fmt: skip
     for band, b in md.items():
         for g, r in b["readings"]["groups"].items():
-            lines.append(f"| {band} | {g} | {_est(r['base_sae'])} | {r['crosscoder']} | {r['difference']:.2f} |")
+            cells = {"base_sae": _est(r["base_sae"]), "crosscoder": r["crosscoder"], "difference": f"{r['difference'] or 0:.2f}"}
+            cells |= dict.fromkeys(b.get("removed", []), REMOVED)
+            lines.append(f"| {band} | {g} | " + " | ".join(map(str, cells.values())) + " |")
     lines += ["", "| band | most changed group: base SAE | crosscoder | difference SAE | agree |", "|---|---|---|---|---|"]
     for band, b in md.items():
         top, agree = b["readings"]["top"], {True: "yes", False: "**no**", None: "–"}[b["readings"]["agree"]]
-        lines.append(f"| {band} | {top['base_sae'] or 'none'} | {top['crosscoder'] or 'none'} | {top['difference'] or 'none'} | {agree} |")
+        named = [REMOVED if k in b.get("removed", []) else top[k] or "none" for k in ("base_sae", "crosscoder", "difference")]
+        lines.append(f"| {band} | " + " | ".join(named) + f" | {agree} |")
     return lines
 
 
@@ -86,6 +91,18 @@ def faithfulness_lines(md: dict) -> list[str]:
                          f"{m('acc_clean'):.3f} → {m('acc_spliced'):.3f} | {m('ce_clean'):.3f} → {m('ce_spliced'):.3f} | "
                          f"{sum(r['flagged'] for r in sel)}/{len(sel)} |")  # fmt: skip
     return lines
+
+
+def removed_lines(md: dict) -> list[str]:
+    """What an unfaithful dictionary takes out of the report (nothing when every dictionary is faithful)."""
+    gone = [f"{NAMES[k]} for {band}" for band, b in md.items() for k in b.get("removed", [])]
+    if not gone:
+        return []
+    return [f"**Readings removed**: {'; '.join(gone)}. Each of these dictionaries is flagged on more than "
+            f"{UNFAITHFUL_SHARE:.0%} of the band's spliced models, so its reading describes a model it does not reproduce; "
+            "it names no group and is left out of the agreement count. Where the base SAE is removed, so are its activity "
+            "changes for that band in the feature-change table above, and the secondary family's contrasts involving "
+            "that band are not evidence. The verdict's attribution keeps the error term and stands.", ""]
 
 
 def diffing_lines(md: dict, fig: str | None) -> list[str]:
@@ -118,11 +135,13 @@ def diffing_lines(md: dict, fig: str | None) -> list[str]:
         "SAE: the largest |change| whose CI excludes 0; \"none\" where a reading names no group); they agree in "
         f"{sum(agree)} of {len(agree)} bands where at least two name one.", "",
         *reading_lines(md), "",
-        "**The verdict rests on the base-SAE reading.** Its groups are selected on one split and causally checked on "
-        "another against matched random groups, one basis reads every band so changes are comparable across bands, and gain "
-        "attribution patches it with the error term kept. The change dictionaries are trained per band, so their latents "
-        "are not shared between bands; they are the check on what the base basis cannot represent. "
-        f"The base SAE changes task accuracy when spliced in (flagged) on {n_flag} of {len(base_flags)} claim checkpoints.", "",
+        "**The verdict rests on the base SAE's groups**, read through gain attribution: the groups are selected on one "
+        "split and causally checked on another against matched random groups, one basis reads every band so shares are "
+        "comparable across bands, and attribution patches the groups with the SAE's error term kept, so it acts on the "
+        "model's own activations and does not need the SAE to reproduce them. The change dictionaries are trained per "
+        "band, so their latents are not shared between bands; they are the check on what the base basis cannot represent. "
+        f"The base SAE changes task accuracy when spliced in (flagged) on {n_flag} of {len(base_flags)} claim checkpoints.",
+        "", *removed_lines(md),
         f"Faithfulness (mean over seeds; flagged: spliced accuracy more than {FLAG_SE:g} standard errors from clean, and "
         "that seed's effects on that model left out; the base SAE's FVE and L0 are on the diffing probe set, the "
         "dictionaries' on their held-out tokens):", "",

@@ -13,7 +13,9 @@ change to the base model (accuracy gained), ablating removes it from the tuned m
 lost), each beside a random group of the same dictionary matched in firing rate and mass. With
 5 seeds a paired sign-flip test cannot reach p < 0.05, so these are estimates, not tests. A
 dictionary whose spliced accuracy on a checkpoint lies more than FLAG_SE standard errors from the
-clean accuracy is flagged there, and that seed's effects on that model are left out.
+clean accuracy is flagged there, and that seed's effects on that model are left out. A dictionary
+flagged on most of a band's spliced models is unfaithful for the band: its reading is removed
+there (``removed``), since it describes a model the dictionary does not reproduce.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from probes.stats import t_mean
 
 FLAG_SE = 2.0
 """Spliced accuracy this many standard errors from clean flags the dictionary on that checkpoint (set before results)."""
+UNFAITHFUL_SHARE = 0.5
+"""A dictionary flagged on more than this share of a band's spliced models loses its reading there (set before results)."""
 INTERVENTIONS = {"steer": "base", "ablate": "tuned"}
 """Intervention -> the model it acts on."""
 
@@ -58,6 +62,13 @@ def faithfulness(band: str, rec: dict, readings: Mapping[str, dict], sae_name: s
                              "ce_clean": eff[f"ce/{model}"], "ce_spliced": eff[f"ce/{model}/{name}"],
                              "flagged": flagged(clean, spliced, n)})  # fmt: skip
     return rows
+
+
+def unfaithful(faith: list[dict]) -> list[str]:
+    """The dictionaries flagged on more than UNFAITHFUL_SHARE of the band's spliced models."""
+    names = dict.fromkeys(r["dictionary"] for r in faith)
+    flags = {k: [r["flagged"] for r in faith if r["dictionary"] == k] for k in names}
+    return [k for k, v in flags.items() if sum(v) > UNFAITHFUL_SHARE * len(v)]
 
 
 def effects(rec: dict, kind: str, faith: list[dict]) -> dict[str, dict]:
@@ -97,34 +108,41 @@ def _top(scores: Mapping[str, float]) -> str | None:
     return max(named, key=named.__getitem__) if named else None
 
 
-def three_readings(rec: dict, summary: dict, readings: Mapping[str, dict], sae_name: str, groups: Mapping[str, list[int]]) -> dict:
+def three_readings(
+    rec: dict, summary: dict, readings: Mapping[str, dict], sae_name: str, groups: Mapping[str, list[int]], removed: list[str]
+) -> dict:
     """Per behaviour group: the base SAE's activity change at the claim checkpoints (CI over seeds), the
     crosscoder's confirmed new latents with that label, and the share of the difference SAE's group change
     mass whose latents carry it. Each reading then names the group it implicates most (base SAE: the largest
     |change| whose CI excludes 0; crosscoder: the most new latents; difference SAE: the largest share), and
-    the readings agree when all that name one (at least two) name the same."""
+    the readings agree when all that name one (at least two) name the same. A ``removed`` (unfaithful)
+    dictionary's reading is None and names nothing."""
     ckpts = [c for c in (f"{run}/{point_name(step)}" for run, step in rec["steps"].items()) if c in readings]
     per_group, base_scores = {}, {}
     for g in GROUPS:
         est = t_mean([group_changes(readings, sae_name, groups, c)[g] for c in ckpts]) if groups.get(g) and ckpts else None
         if est is not None and not est.ci95[0] <= 0 <= est.ci95[1]:
             base_scores[g] = abs(est.mean)
-        per_group[g] = {"base_sae": est.as_dict() if est else None, "crosscoder": summary["crosscoder"]["labels"].get(g, 0),
-                        "difference": summary["difference"]["label_share"].get(g, 0.0)}  # fmt: skip
+        read = {"base_sae": est.as_dict() if est else None, "crosscoder": summary["crosscoder"]["labels"].get(g, 0),
+                "difference": summary["difference"]["label_share"].get(g, 0.0)}  # fmt: skip
+        per_group[g] = {k: None if k in removed else v for k, v in read.items()}
     top = {"base_sae": _top(base_scores), "crosscoder": _top(summary["crosscoder"]["labels"]), "difference": _top(summary["difference"]["label_share"])}
+    top = {k: None if k in removed else v for k, v in top.items()}
     named = [v for v in top.values() if v is not None]
     return {"groups": per_group, "top": top, "agree": len(set(named)) == 1 if len(named) >= 2 else None}
 
 
 def summarise(records: Mapping[str, dict], readings: Mapping[str, dict], sae_name: str, groups: Mapping[str, list[int]]) -> dict:
     """results.json's model_diffing: per band whose claim checkpoints changed the model, its claim, each
-    dictionary's summary, the three readings side by side, and the faithfulness table."""
+    dictionary's summary, the three readings side by side (less the unfaithful ones, named in ``removed``),
+    and the faithfulness table."""
     out = {}
     for band, rec in records.items():
         if rec.get("unchanged"):
             continue  # no claim checkpoint moved: the report names the band as not diffed
         faith = faithfulness(band, rec, readings, sae_name)
-        summary = {k: dictionary_summary(rec, k, faith) for k in KINDS}
+        summary, removed = {k: dictionary_summary(rec, k, faith) for k in KINDS}, unfaithful(faith)
         out[band] = {"claim": rec["claim"], "steps": rec["steps"], "n_rollouts": rec["n_rollouts"], **summary,
-                     "readings": three_readings(rec, summary, readings, sae_name, groups), "faithfulness": faith}  # fmt: skip
+                     "readings": three_readings(rec, summary, readings, sae_name, groups, removed), "faithfulness": faith,
+                     "removed": removed}  # fmt: skip
     return out

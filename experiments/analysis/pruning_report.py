@@ -10,7 +10,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.analysis.figures import save_figure  # noqa: E402
+from experiments.analysis.profile import profile_lines  # noqa: E402
 from experiments.analysis.pruning_results import Analysis  # noqa: E402
+from experiments.analysis.text import interval  # noqa: E402
 from experiments.harness.rundir import write_text  # noqa: E402
 from probes.layout import PruningLayout  # noqa: E402
 
@@ -63,11 +65,11 @@ def fig_crossover(out: PruningLayout, a: Analysis) -> str:
 
 
 def _cell(m: float, ci) -> str:
-    return f"{m:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return interval(m, *ci, fmt=".3f")
 
 
 def _diff(d: dict) -> str:
-    return f"{d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
+    return interval(d["mean"], *d["ci"])
 
 
 def table_lines(a: Analysis) -> list[str]:
@@ -80,14 +82,14 @@ def table_lines(a: Analysis) -> list[str]:
     lines += ["", "| metric | f | size | keep-hard minus keep-easy | interval level |", "|---|---|---|---|---|"]
     for r in a.crossover:
         star = " (verdict)" if r["headline"] else ""
-        lines.append(f"| {r['metric']}{star} | {r['fraction']:g} | {r['size']} | {r['hard_minus_easy']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] | {r['level']:.4f} |")
+        lines.append(f"| {r['metric']}{star} | {r['fraction']:g} | {r['size']} | {interval(r['hard_minus_easy'], *r['ci'])} | {r['level']:.4f} |")
     if a.rl:
         lines += ["", "| RL arm | f | accuracy | gain over base | vs random pruning |", "|---|---|---|---|---|"]
         lines += [f"| {r['arm']} | {r['fraction']:g} | {_cell(r['acc'], r['ci'])} | {_diff(r['gain'])} | {_diff(r['vs_random'])} |" for r in a.rl]
     return lines
 
 
-def write_report(out: PruningLayout, a: Analysis, wall_s: float) -> None:
+def write_report(out: PruningLayout, a: Analysis) -> None:
     d = a.design
     figs = {"scaling": fig_scaling(out, a), "crossover": fig_crossover(out, a)}
     law = a.power_law
@@ -111,6 +113,6 @@ def write_report(out: PruningLayout, a: Analysis, wall_s: float) -> None:
         f"![crossover contrast]({figs['crossover']})", "",
         "RL part: the band pools together, pruned by 1 - base pass rate (`failure_rate`) and by p(1 - p) (`learnability`; "
         "keep_high keeps the most learnable), then GRPO from the base model; accuracy is greedy on the band eval set.", "",
-        f"Wall time of this invocation: {wall_s:.0f} s.", "",
+        "## Profile", "", *profile_lines(out.profile),
     ]  # fmt: skip
     write_text(out.report, "\n".join(lines))

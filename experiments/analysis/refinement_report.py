@@ -9,7 +9,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.analysis.figures import save_figure  # noqa: E402
+from experiments.analysis.profile import profile_lines  # noqa: E402
 from experiments.analysis.refinement_results import LEVELS, SPLITS  # noqa: E402
+from experiments.analysis.text import interval  # noqa: E402
 from experiments.harness.rundir import write_text  # noqa: E402
 from probes.layout import RefinementLayout  # noqa: E402
 
@@ -55,12 +57,12 @@ def fig_frontier(out: RefinementLayout, result: dict) -> str:
 
 
 def _cell(c: dict) -> str:
-    return f"{c['mean']:.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]"
+    return interval(c["mean"], *c["ci"], fmt=".3f")
 
 
 def _diff(c: dict) -> str:
     d = c["diff"]
-    return f"{d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
+    return interval(d["mean"], *d["ci"])
 
 
 def _num(x: float | None, fmt: str = ".3f") -> str:
@@ -113,11 +115,11 @@ def claim_lines(result: dict) -> list[str]:
     for c, decided in [*((c, True) for c in result["claims"]), *((c, False) for c in result["reported"])]:
         tag = "" if decided else " (reported, not decided)"
         lines.append(f"| {c['claim']}{tag} | {c['split']} | {c['arm']} - {c['against']} | "
-                     f"{c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] | {c['outcome'] if decided else '-'} |")  # fmt: skip
+                     f"{interval(c['diff'], *c['ci'])} | {c['outcome'] if decided else '-'} |")  # fmt: skip
     return lines
 
 
-def write_report(out: RefinementLayout, result: dict, wall_s: float) -> None:
+def write_report(out: RefinementLayout, result: dict) -> None:
     figs = {"arms": fig_arms(out, result), "frontier": fig_frontier(out, result)}
     ft = result["ft"]
     lines = [
@@ -151,6 +153,6 @@ def write_report(out: RefinementLayout, result: dict, wall_s: float) -> None:
         f"![frontier]({figs['frontier']})", "",
         "## Claims", "",
         *claim_lines(result), "",
-        f"Wall time of this invocation: {wall_s:.0f} s.", "",
+        "## Profile", "", *profile_lines(out.profile),
     ]  # fmt: skip
     write_text(out.report, "\n".join(lines))

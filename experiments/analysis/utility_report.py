@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.analysis.figures import save_figure  # noqa: E402
+from experiments.analysis.profile import profile_lines  # noqa: E402
+from experiments.analysis.text import interval  # noqa: E402
 from experiments.harness.rundir import write_text  # noqa: E402
 from probes.layout import RewardStudyLayout  # noqa: E402
 
@@ -34,10 +36,10 @@ def fig_utility(out: RewardStudyLayout, result: dict) -> str:
 
 def _cell(m: dict, diff: bool = False) -> str:
     d = m["diff"] if diff else m
-    return f"{d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
+    return interval(d["mean"], *d["ci"])
 
 
-def write_report(out: RewardStudyLayout, result: dict, wall_s: float) -> None:
+def write_report(out: RewardStudyLayout, result: dict) -> None:
     fig = fig_utility(out, result)
     lines = [
         "# Utility-weighted training vs symmetric training with a post-hoc threshold", "",
@@ -67,5 +69,5 @@ def write_report(out: RewardStudyLayout, result: dict, wall_s: float) -> None:
               "(running results) on teacher-forced canonical traces of held-out problems, test accuracy; the base model's "
               f"is {controls['base']['accuracy']:.3f}, and the same probe on shuffled labels reaches at most {shuffled:.3f} "
               f"on any model (always the most common value: {controls['base']['majority']:.3f}).", "",
-              f"![utility per arm]({fig})", "", f"Wall time of this invocation: {wall_s:.0f} s.", ""]  # fmt: skip
+              f"![utility per arm]({fig})", "", "## Profile", "", *profile_lines(out.profile)]  # fmt: skip
     write_text(out.report, "\n".join(lines))

@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.analysis.figures import save_figure  # noqa: E402
+from experiments.analysis.profile import profile_lines  # noqa: E402
+from experiments.analysis.text import interval  # noqa: E402
 from experiments.analysis.value_inference import N_PERM, STRATA  # noqa: E402
 from experiments.analysis.value_results import (  # noqa: E402
     BEHAVIOURS,
@@ -23,14 +25,11 @@ from experiments.analysis.value_results import (  # noqa: E402
 )
 from experiments.harness.rundir import write_text  # noqa: E402
 from probes.bands import BANDS, COLORS  # noqa: E402
-from probes.layout import REPORT  # noqa: E402
+from probes.layout import PROFILE, REPORT  # noqa: E402
 
 
 def _ci(e: dict, fmt: str = "+.2f") -> str:
-    if e["mean"] is None or not math.isfinite(e["mean"]):
-        return "n/a"
-    lo, hi = e["ci95"]
-    return f"{e['mean']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+    return interval(e["mean"], *e["ci95"], fmt=fmt)
 
 
 def fig_value_curve(out: Path, analysis: ValueAnalysis) -> str:
@@ -117,7 +116,7 @@ def fig_one_shot(out: Path, res: ValueStudyResult) -> str:
     return save_figure(fig, out / "figures" / "one_shot_behaviour.png")
 
 
-def write_report(out: Path, analysis: ValueAnalysis, wall_s: float) -> None:
+def write_report(out: Path, analysis: ValueAnalysis) -> None:
     """value/report.md and its figures, rendered from the analysis."""
     res = analysis.result
     figs = [fig_value_curve(out, analysis), fig_correlations(out, res), fig_drift(out, res), fig_one_shot(out, res)]
@@ -127,8 +126,7 @@ def write_report(out: Path, analysis: ValueAnalysis, wall_s: float) -> None:
         f"**{res.verdict}**", "",
         f"Preset `{res.preset}`; {res.n_problems} problems (equal numbers from each band pool); value = change of "
         f"held-out sampled accuracy after {res.one_shot_steps} one-sample GRPO updates from the base model, mean over "
-        f"seeds {res.value_seeds}; damage = share of held-out problems the base model solved greedily that it then fails. "
-        f"This invocation took {wall_s / 60:.1f} min (stages already on disk were read, not rerun).", "",
+        f"seeds {res.value_seeds}; damage = share of held-out problems the base model solved greedily that it then fails.", "",
         "## Correlation of each metric with value (Spearman, 95% bootstrap CI over problems)", "",
         *ceiling_lines(res),
         f"Each difficulty metric is tested over all problems and inside each band label by permutation ({N_PERM} "
@@ -168,6 +166,7 @@ def write_report(out: Path, analysis: ValueAnalysis, wall_s: float) -> None:
           for b, d in res.degeneration.items()),
         "", f"![one-sample runs]({figs[3]})", "",
         "Per-problem numbers: `examples.json` (\"inf\" = never learned).", "",
+        "## Profile", "", *profile_lines(out / PROFILE),
     ]  # fmt: skip
     write_text(out / REPORT, "\n".join(lines))
 

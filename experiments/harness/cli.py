@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import datetime
 import inspect
 import json
 import sys
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from experiments.harness.rundir import append_jsonl
 from probes.layout import RunDirError
 from probes.models import CheckpointError, offline_mode
 
@@ -172,10 +174,15 @@ def run(main: Callable[[A], Any], cls: type[A], presets: Mapping[str, Mapping[st
 
 
 class StageClock:
-    """Progress lines of a multi-stage study: ``[band_study     12 s] diff every checkpoint``."""
+    """Progress lines of a multi-stage study (``[band_study     12 s] diff every checkpoint``) and, given a ``log``,
+    one JSON line per finished stage appended to it (``probes.layout.PROFILE``): a resumed study adds its own lines
+    beside the first invocation's instead of replacing its time."""
 
-    def __init__(self, study: str) -> None:
-        self.study, self.start = study, time.perf_counter()
+    def __init__(self, study: str, log: Path | None = None) -> None:
+        self.study, self.log = study, log
+        self.start = self._mark = time.perf_counter()
+        self.invocation = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        self._stage: str | None = None
 
     @property
     def seconds(self) -> float:
@@ -183,4 +190,14 @@ class StageClock:
         return time.perf_counter() - self.start
 
     def __call__(self, stage: str) -> None:
+        self.finish()
+        self._stage = stage
         print(f"[{self.study} {self.seconds:6.0f} s] {stage}", flush=True)
+
+    def finish(self) -> None:
+        """Close the running stage (its line goes to the log)."""
+        now = time.perf_counter()
+        if self._stage is not None and self.log is not None:
+            row = {"study": self.study, "invocation": self.invocation, "stage": self._stage, "seconds": round(now - self._mark, 3)}
+            append_jsonl(self.log, [row])
+        self._stage, self._mark = None, now

@@ -4,6 +4,7 @@ bandlens's GRPO settings (``experiments.grpo``) and the export's paths."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 
@@ -25,75 +26,105 @@ class Launch:
     max_completion_length: int
 
 
-_TRL_SCRIPT = '''"""GRPO with TRL on one band of bandlens run {run}: ``python trl_grpo.py BAND [--seed S] [--output-dir DIR]``.
+_TRL_SCRIPT = '''"""GRPO with TRL on one band of bandlens run {run}:
 
-Written by ``experiments.export``. The settings mirror bandlens's GRPO (``experiments.grpo``): {steps} updates of
-{prompts_per_step} prompts x {group_size} completions at T = 1 (one generation batch per update, one gradient step per
-batch), AdamW at lr {lr} with no weight decay and a constant schedule, gradient norm clipped at 1, ratio clip
-{clip_eps}, no KL term (beta 0), group-centred rewards divided by the group std (scale_rewards "group"), token-mean
-loss (loss_type "dapo"), fp32. The completion limit ({max_completion_length} tokens) is the one bandlens_task.json
-records: the reward reads a completion that long without <eos> as cut short. On several processes divide
-per_device_train_batch_size by their number. Checkpoints: <output-dir>/checkpoint-<step>/; sampled completions:
-<output-dir>/completions/.
+    python trl_grpo.py --band BAND [--seed S] [--output_dir DIR] [any GRPOConfig flag, e.g. --max_steps 2]
+
+Written by ``experiments.export``. The flags follow TRL's convention: ``TrlParser`` reads this script's own
+(``ScriptArguments``: --band, --dry_run) and one per ``GRPOConfig`` field (``--help`` lists them); ``--config
+FILE.yaml`` sets any of them and the command line overrides the file. Their defaults (``GRPO_DEFAULTS``) are
+bandlens's GRPO settings (``experiments.grpo``): {steps} updates of {prompts_per_step} prompts x {group_size}
+completions at T = 1 (one generation batch per update, one gradient step per batch), AdamW at lr {lr} with no weight
+decay and a constant schedule, gradient norm clipped at 1, ratio clip {clip_eps}, no KL term (beta 0), group-centred
+rewards divided by the group std (scale_rewards "group"), token-mean loss (loss_type "dapo"), fp32. The completion
+limit ({max_completion_length} tokens) is the one bandlens_task.json records: the reward reads a completion that long
+without <eos> as cut short. per_device_train_batch_size is prompts x completions per update ({batch}); on several
+processes divide it by their number. Checkpoints: <output_dir>/checkpoint-<step>/; sampled completions:
+<output_dir>/completions/. output_dir defaults to trl_runs/{{band}}/seed{{seed}} beside this file; {{band}} and
+{{seed}} in a given one are filled in too. ``--dry_run`` prints the GRPOConfig as JSON and exits without training.
 """
 
-import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
+try:
+    from trl import GRPOConfig, TrlParser
+except ImportError as e:
+    sys.exit(f"trl_grpo.py needs TRL, e.g. pip install trl==1.16.0 (the version bandlens tests): {{e}}")
+
 HERE = Path(__file__).resolve().parent
-BANDS = {bands!r}
+BANDS = {bands}
+
+# bandlens's GRPO settings as GRPOConfig spells them: the defaults of its flags ({{band}} and {{seed}} in output_dir are
+# filled in after parsing).
+GRPO_DEFAULTS = dict(
+    output_dir=str(HERE / "trl_runs" / "{{band}}" / "seed{{seed}}"),
+    seed={seed},
+    max_steps={steps},
+    per_device_train_batch_size={batch},
+    gradient_accumulation_steps=1,
+    num_generations={group_size},
+    num_iterations=1,
+    temperature=1.0,
+    max_completion_length={max_completion_length},
+    learning_rate={lr},
+    weight_decay=0.0,
+    lr_scheduler_type="constant",
+    max_grad_norm=1.0,
+    beta=0.0,
+    epsilon={clip_eps},
+    scale_rewards="group",
+    loss_type="dapo",
+    bf16=False,
+    gradient_checkpointing=False,
+    logging_steps=1,
+    save_strategy="steps",
+    save_steps={checkpoint_every},
+    log_completions=True,
+    report_to="none",
+)
+
+
+@dataclasses.dataclass
+class ScriptArguments:
+    band: str = dataclasses.field(metadata={{"choices": BANDS, "help": "required: train on trl/train_<band>.jsonl"}})
+    dry_run: bool = dataclasses.field(default=False, metadata={{"help": "print the GRPOConfig as JSON and exit"}})
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ScriptArguments, GRPOConfig]:
+    """This script's arguments and the GRPOConfig it trains with, from ``argv`` (default: the command line)."""
+    description = "GRPO with TRL on one band of a bandlens export. --config FILE.yaml sets any flag below."
+    parser = TrlParser((ScriptArguments, GRPOConfig), description=description)
+    unknown = parser.set_defaults_with_config(**GRPO_DEFAULTS)
+    if unknown:
+        raise RuntimeError(f"this TRL's GRPOConfig has no field for {{unknown[::2]}}")
+    script_args, config = parser.parse_args_and_config(argv)
+    config.output_dir = config.output_dir.replace("{{band}}", script_args.band).replace("{{seed}}", str(config.seed))
+    return script_args, config
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="TRL GRPO on one bandlens band")
-    parser.add_argument("band", choices=BANDS)
-    parser.add_argument("--seed", type=int, default={seed})
-    parser.add_argument("--output-dir", type=Path, default=None, help="default: trl_runs/<band>/seed<seed> beside this file")
-    args = parser.parse_args()
-    out = args.output_dir or HERE / "trl_runs" / args.band / f"seed{{args.seed}}"
+    script_args, config = parse_args()
+    if script_args.dry_run:
+        print(config.to_json_string())
+        return
 
     from datasets import load_dataset
     from transformers import AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     sys.path.insert(0, str(HERE))
     import reward_trl
 
-    data = load_dataset("json", data_files={{"train": str(HERE / "trl" / f"train_{{args.band}}.jsonl")}})["train"]
-    tokenizer = AutoTokenizer.from_pretrained(HERE / "model")
-    config = GRPOConfig(
-        output_dir=str(out),
-        seed=args.seed,
-        max_steps={steps},
-        per_device_train_batch_size={batch},
-        gradient_accumulation_steps=1,
-        num_generations={group_size},
-        num_iterations=1,
-        temperature=1.0,
-        max_completion_length={max_completion_length},
-        learning_rate={lr},
-        weight_decay=0.0,
-        lr_scheduler_type="constant",
-        max_grad_norm=1.0,
-        beta=0.0,
-        epsilon={clip_eps},
-        scale_rewards="group",
-        loss_type="dapo",
-        bf16=False,
-        gradient_checkpointing=False,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps={checkpoint_every},
-        log_completions=True,
-        report_to="none",
-    )
+    train_file = HERE / "trl" / f"train_{{script_args.band}}.jsonl"
+    data = load_dataset("json", data_files={{"train": str(train_file)}})["train"]
     trainer = GRPOTrainer(
         model=str(HERE / "model"),
         reward_funcs=reward_trl.reward,
         args=config,
         train_dataset=data,
-        processing_class=tokenizer,
+        processing_class=AutoTokenizer.from_pretrained(HERE / "model"),
     )
     trainer.train()
 
@@ -179,8 +210,9 @@ def _fields(launch: Launch) -> dict[str, Any]:
 
 
 def trl_script(launch: Launch) -> str:
-    """``trl_grpo.py``: a runnable TRL GRPO script for one band (chosen on its command line)."""
-    return _TRL_SCRIPT.format(**{**_fields(launch), "bands": list(launch.bands)})
+    """``trl_grpo.py``: a runnable TRL GRPO script for one band. Its flags are TrlParser's: every GRPOConfig field,
+    bandlens's settings as the defaults, plus ``--band`` and ``--dry_run``."""
+    return _TRL_SCRIPT.format(**{**_fields(launch), "bands": json.dumps(list(launch.bands))})
 
 
 def verl_script(launch: Launch) -> str:

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import json
 import time
+import unittest.mock
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -34,9 +37,11 @@ from sae_lens import SAE, BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
 from sae_lens.config import LoggingConfig, SAETrainerConfig
 from sae_lens.saes.matryoshka_batchtopk_sae import MatryoshkaBatchTopKTrainingSAE, MatryoshkaBatchTopKTrainingSAEConfig
 from sae_lens.saes.sae import SAEMetadata, TrainingSAE
+from sae_lens.training import sae_trainer
 from sae_lens.training.sae_trainer import SAETrainer
 from safetensors import SafetensorError
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from probes.activations import ActivationCache
 from probes.models import CheckpointError
@@ -251,7 +256,9 @@ def train_sae(sae: TrainingSAE, provider: Iterator[Tensor], train: TrainSpec) ->
     )
     trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=provider)
     start = time.perf_counter()
-    with seeded(train.seed):
+    # fit() draws its own "Training SAE" bar, which moves every 100 steps (so a short fit prints it at 0%); the
+    # stages report each fitted dictionary in one line instead
+    with seeded(train.seed), unittest.mock.patch.object(sae_trainer, "tqdm", functools.partial(tqdm, disable=True)):
         trainer.fit()
     seconds = time.perf_counter() - start
     dead = float(trainer.dead_neurons.float().mean())
@@ -259,8 +266,11 @@ def train_sae(sae: TrainingSAE, provider: Iterator[Tensor], train: TrainSpec) ->
 
 
 def save_sae(sae: TrainingSAE, out_dir: Path) -> None:
-    """Write the inference SAE (cfg.json + sae_weights.safetensors) into ``out_dir``."""
+    """Write the inference SAE (cfg.json + sae_weights.safetensors) into ``out_dir``; cfg.json with sorted keys, so
+    that one dictionary gives one file whatever order sae_lens builds its config in."""
     sae.save_inference_model(out_dir)
+    cfg = Path(out_dir) / "cfg.json"
+    cfg.write_text(json.dumps(json.loads(cfg.read_text()), indent=2, sort_keys=True) + "\n")
 
 
 def load_sae(path: Path, device: str = "cpu") -> SAE:

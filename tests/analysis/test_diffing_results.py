@@ -38,7 +38,7 @@ def readings(shortcut_up: bool) -> dict:
     """Base-SAE latent means: latent 0 (the shortcut group) grows by 50% at every claim checkpoint, or not at all."""
     means = lambda x: {"means": {"canonical": torch.tensor([x, 1.0]), "sampled": torch.tensor([x, 1.0])}, "fve": 0.95, "l0": 9.0, "dead_frac": 0.1}  # noqa: E731
     out = {"base": {"sae": means(1.0)}}
-    out |= {f"{s}/ckpt-20": {"sae": means(1.5 if shortcut_up else 1.0)} for s in SEEDS}
+    out |= {f"{s}/checkpoint-20": {"sae": means(1.5 if shortcut_up else 1.0)} for s in SEEDS}
     return out
 
 
@@ -70,3 +70,20 @@ def test_summarise__effects_over_unflagged_seeds_labels_counts_and_the_three_rea
     assert other["readings"]["top"]["difference"] == "mode" and other["readings"]["agree"] is False
     quiet = summarise({"medium": record(labels)}, readings(shortcut_up=False), "sae", groups)["medium"]["readings"]
     assert quiet["top"]["base_sae"] is None and quiet["agree"] is True  # the two dictionaries still both name shortcut
+
+
+def test_summarise__a_dictionary_flagged_on_most_models_loses_its_reading_and_one_flag_does_not():
+    """The base SAE's splice breaks 2 of 3 tuned checkpoints: its activity reading names nothing and is removed;
+    the crosscoder, flagged on 1 of its 6 spliced models, keeps its reading."""
+    groups = {"shortcut": [0], "computation": [], "deliberation": [1], "mode": []}
+    rec = record({"0": "mode", "1": "shortcut", "2": "unlabelled"})
+    for seed in SEEDS[:2]:
+        rec["effects"][seed]["acc/tuned/base_sae"] = 0.1
+    md = summarise({"medium": rec}, readings(shortcut_up=True), "sae", groups)["medium"]
+    rd = md["readings"]
+    assert md["removed"] == ["base_sae"]
+    assert rd["top"]["base_sae"] is None and all(g["base_sae"] is None for g in rd["groups"].values())
+    assert rd["top"]["crosscoder"] == "shortcut" and rd["groups"]["shortcut"]["crosscoder"] == 1
+    assert rd["agree"] is True  # the two remaining readings both name shortcut
+    kept = summarise({"medium": record({"0": "mode", "1": "shortcut", "2": "unlabelled"})}, readings(shortcut_up=True), "sae", groups)
+    assert kept["medium"]["removed"] == [] and kept["medium"]["readings"]["top"]["base_sae"] == "shortcut"

@@ -1,10 +1,12 @@
 import dataclasses
+import json
 import subprocess
 import sys
 
 import pytest
 
 from experiments import bands
+from experiments.analysis.profile import profile_lines
 from experiments.harness import cli
 from experiments.pretrain import PRESETS, PretrainArgs
 
@@ -117,3 +119,27 @@ def test_study_config__unknown_or_bad_keys_exit_2_naming_the_key(tmp_path, confi
     err = capsys.readouterr().err
     assert stop.value.code == 2 and named in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "r").exists()
+
+
+def test_stage_clock__a_resumed_study_adds_its_stages_to_the_first_invocations(tmp_path, monkeypatch, capsys):
+    """Two invocations (the second a resume that redoes one stage): the profile keeps both, and the table sums a
+    stage over them instead of reporting only the last invocation's time."""
+    log, clock = tmp_path / "profile.jsonl", [0.0]
+    monkeypatch.setattr(cli.time, "perf_counter", lambda: clock[0])
+    first = cli.StageClock("study", log)
+    for stage, seconds in (("train", 2.0), ("read", 3.0)):
+        first(stage)
+        clock[0] += seconds
+    first.finish()
+    clock[0] = 100.0
+    second = cli.StageClock("study", log)
+    second.invocation = "resumed"
+    second("read")
+    clock[0] += 1.0
+    second.finish()
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["stage"], r["seconds"]) for r in rows] == [("train", 2.0), ("read", 3.0), ("read", 1.0)]
+    lines = profile_lines(log)
+    assert lines[0].startswith("Wall time: 6 s over 2 invocations")
+    assert "| train | 2 | 33% |" in lines and "| read | 4 | 67% |" in lines
+    assert "[study      2 s] read" in capsys.readouterr().out

@@ -1,3 +1,4 @@
+import json
 import math
 from pathlib import Path
 
@@ -175,6 +176,8 @@ def test_save_load__sae_lens_own_loader_round_trip(arch, tmp_path):
     sae = train_sae(sae, _random_batches(16, 256), TrainSpec(n_samples=256 * 40, batch_size=256, dead_window=5)).sae
     save_sae(sae, tmp_path / "sae")
     assert {p.name for p in (tmp_path / "sae").iterdir()} == {"cfg.json", "sae_weights.safetensors"}
+    keys = list(json.loads((tmp_path / "sae" / "cfg.json").read_text()))
+    assert keys == sorted(keys)
     loaded = SAE.load_from_disk(tmp_path / "sae")
     assert isinstance(loaded, JumpReLUSAE) and load_sae(tmp_path / "sae").cfg.d_sae == 48
     meta = loaded.cfg.metadata

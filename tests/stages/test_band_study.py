@@ -139,7 +139,7 @@ def test_match_stage__replays_whole_steps_then_blends_fractions_of_one_update(st
     assert whole and any(not float(s).is_integer() for steps in measured.values() for s in steps)
     for name, steps in measured.items():
         for s in (s for s in steps if float(s).is_integer()):
-            assert (out / name / f"ckpt-{s}" / "trainer_state.safetensors").exists()  # replayed, complete
+            assert (out / name / f"checkpoint-{s}" / "trainer_state.safetensors").exists()  # replayed, complete
         assert not list((out / name).glob("interp-*"))
     band_study.match_stage(args)  # a rerun measures nothing new
     assert band_study.run_data(args).extra == data.extra
@@ -212,7 +212,7 @@ def test_activity_stage__reads_the_base_and_every_stored_hard_checkpoint_with_th
     assert set(rec) == {"0", *map(str, stored)}
     n = args.activity_problems * args.activity_samples
     assert all(len(r["activity"]) == len(r["correct"]) == n for r in rec.values())
-    ckpt = gargs.out / f"ckpt-{stored[-1]}"
+    ckpt = gargs.out / f"checkpoint-{stored[-1]}"
     problems = grpo.RunInputs.read(gargs).pool[: args.activity_problems]
     own = sampled_rollouts(load_hf(ckpt), load_tokenizer(ckpt), problems, args.activity_samples, seeds.rollout_activity(args.seeds[0]))
     assert rec[str(stored[-1])]["correct"] == [bool(r.parsed.correct) for r in own]
@@ -339,10 +339,10 @@ def test_band_study__a_parallel_executor_writes_the_same_bytes_as_running_one_af
     runs = sorted(p.relative_to(out) for p in out.glob("bands/*/seed*"))
     assert len(runs) == 3 * len(args.seeds)
     for run in runs:
-        for name in ("metrics.jsonl", "ledger.jsonl", "ckpt-8/model.safetensors"):
+        for name in ("metrics.jsonl", "ledger.jsonl", "checkpoint-8/model.safetensors"):
             assert (pooled / run / name).read_bytes() == (out / run / name).read_bytes(), run / name
     spec = dataclasses.replace(args.diff_source, run=pooled)  # the diff stage's per-checkpoint caching jobs
-    ckpts = [pooled / run / "ckpt-8" for run in runs[:3]]
+    ckpts = [pooled / run / "checkpoint-8" for run in runs[:3]]
     run_jobs(cache_activations, [(spec, c) for c in ckpts], executor, workers=2)
     for ckpt in ckpts:
         mine = sorted(RunLayout(pooled).acts.glob(f"{checkpoint_tag(pooled, ckpt)}/probe-*/{spec.hook}/acts.npy"))
@@ -381,5 +381,5 @@ def test_report_figures__no_legend_covers_an_axes_data_area(study, tmp_path, mon
         return f"figures/{path.name}"
 
     monkeypatch.setattr(band_report, "save_figure", check)
-    band_report.write_report(out, analysis, wall_s=0.0)
+    band_report.write_report(out, analysis)
     assert {"headline.png", "gain.png", "behaviour.png", "feature_change.png", "sae_quality.png"} <= set(checked)

@@ -5,6 +5,7 @@ import dataclasses
 import importlib.util
 import inspect
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -198,8 +199,6 @@ def test_export__launch_files_carry_the_grpo_settings(out):
     for setting in (f"num_generations={smoke.group_size}", "beta=0.0", 'scale_rewards="group"', 'loss_type="dapo"', "epsilon=0.2",
                     "log_completions=True", f"per_device_train_batch_size={smoke.group_size * smoke.prompts_per_step}"):
         assert setting in trl
-    res = subprocess.run([sys.executable, str(out / "trl_grpo.py"), "--help"], capture_output=True, text=True)
-    assert res.returncode == 0 and "{easy,medium,hard}" in res.stdout  # runs without TRL until it trains
     if (out / "verl_grpo.sh").exists():
         verl = (out / "verl_grpo.sh").read_text()
         assert subprocess.run(["bash", "-n", str(out / "verl_grpo.sh")]).returncode == 0
@@ -211,6 +210,68 @@ def test_export__launch_files_carry_the_grpo_settings(out):
         assert bad.returncode == 2 and "band must be one of" in bad.stderr
     manifest = json.loads((out / export.MANIFEST).read_text())
     assert manifest["formats"] == (["trl", "verl"] if ef.has_pyarrow() else ["trl"])
+
+
+def trl_script(out: Path) -> dict:
+    """The exported ``trl_grpo.py`` as a module: its ``parse_args`` builds the GRPOConfig that ``main`` trains with."""
+    pytest.importorskip("trl")
+    return runpy.run_path(str(out / "trl_grpo.py"), run_name="trl_grpo")
+
+
+def exported(out: Path) -> dict:
+    """The settings the export recorded, as GRPOConfig names them."""
+    s = json.loads((out / export.MANIFEST).read_text())["trl"]
+    return {
+        "max_steps": s["steps"],
+        "learning_rate": s["lr"],
+        "num_generations": s["group_size"],
+        "per_device_train_batch_size": s["prompts_per_step"] * s["group_size"],
+        "epsilon": s["clip_eps"],
+        "save_steps": s["checkpoint_every"],
+        "seed": s["seed"],
+    }
+
+
+def test_export__trl_script_help_lists_grpoconfig_flags(out):
+    pytest.importorskip("trl")
+    res = subprocess.run([sys.executable, str(out / "trl_grpo.py"), "--help"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    flags = ["--band {easy,medium,hard}", "--dry_run", "--config FILE.yaml", "--max_steps", "--learning_rate", "--seed"]
+    for flag in [*flags, "--num_generations", "--per_device_train_batch_size", "--output_dir", "--save_steps"]:
+        assert flag in res.stdout, flag
+
+
+def test_export__trl_script_defaults_are_the_exported_settings(out):
+    script_args, config = trl_script(out)["parse_args"](["--band", "hard"])
+    assert script_args.band == "hard" and not script_args.dry_run
+    assert {name: getattr(config, name) for name in exported(out)} == exported(out)
+    assert config.max_completion_length == json.loads((out / ef.TASK_FILE).read_text())["max_completion_length"]
+    fixed = {"beta": 0.0, "scale_rewards": "group", "loss_type": "dapo", "num_iterations": 1, "temperature": 1.0}
+    fixed |= {"lr_scheduler_type": "constant", "weight_decay": 0.0, "bf16": False, "report_to": [], "logging_steps": 1}
+    assert {name: getattr(config, name) for name in fixed} == fixed
+    assert Path(config.output_dir) == out / "trl_runs" / "hard" / f"seed{exported(out)['seed']}"
+
+
+def test_export__trl_script_command_line_and_config_file_override_the_defaults(out, tmp_path):
+    settings = exported(out)
+    assert (settings["max_steps"], settings["learning_rate"]) != (2, 0.001)  # so the overrides below change something
+    script = [sys.executable, str(out / "trl_grpo.py"), "--band", "easy"]
+    overrides = ["--max_steps", "2", "--learning_rate", "0.001"]
+    res = subprocess.run([*script, "--dry_run", *overrides], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]  # the script's own path: parsed and printed, not trained
+    config = json.loads(res.stdout)
+    assert {name: config[name] for name in settings} == {**settings, "max_steps": 2, "learning_rate": 0.001}
+    parse_args = trl_script(out)["parse_args"]
+    _, config = parse_args(["--band", "medium", "--seed", "7", "--output-dir", str(tmp_path / "{band}-{seed}")])
+    assert config.seed == 7 and config.output_dir == str(tmp_path / "medium-7")
+    _, config = parse_args(["--band", "medium", "--seed", "7"])
+    assert Path(config.output_dir) == out / "trl_runs" / "medium" / "seed7"
+    (tmp_path / "grpo.yaml").write_text("max_steps: 5\nlearning_rate: 0.01\nnum_generations: 4\n")
+    _, config = parse_args(["--band", "medium", "--config", str(tmp_path / "grpo.yaml"), "--learning_rate", "0.002"])
+    overridden = {"max_steps": 5, "learning_rate": 0.002, "num_generations": 4}  # file over defaults, flags over file
+    assert {name: getattr(config, name) for name in settings} == {**settings, **overridden}
+    with pytest.raises(SystemExit):
+        parse_args(["--band", "extreme"])
 
 
 def test_export__presets_and_defaults_are_grpos():

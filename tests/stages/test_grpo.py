@@ -98,7 +98,7 @@ def test_grpo__band_run_writes_metrics_ledger_and_checkpoints(smoke_run, tmp_pat
     args = smoke_args(smoke_run, band="hard")
     out = grpo.main(args)
     every = args.checkpoint_every
-    assert {p.name for p in out.glob("ckpt-*")} == {f"ckpt-{s}" for s in range(every, args.steps + 1, every)}
+    assert {p.name for p in out.glob("checkpoint-*")} == {f"checkpoint-{s}" for s in range(every, args.steps + 1, every)}
     metrics = read_jsonl(out / "metrics.jsonl")
     assert [r["step"] for r in metrics] == list(range(args.steps + 1))
     evaluated = [r["step"] for r in metrics if "eval/acc/all/greedy" in r]
@@ -150,7 +150,7 @@ def test_grpo__resume_after_interrupt_matches_uninterrupted(smoke_run, tmp_path,
     resumed = smoke_args(run_b, band="medium").out
     assert latest_checkpoint(resumed) == 2
     grpo.main(smoke_args(run_b, band="medium"))
-    a, b = load_file(straight / "ckpt-4" / "model.safetensors"), load_file(resumed / "ckpt-4" / "model.safetensors")
+    a, b = load_file(straight / "checkpoint-4" / "model.safetensors"), load_file(resumed / "checkpoint-4" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for name in ("metrics.jsonl", "ledger.jsonl"):
         assert read_jsonl(resumed / name) == read_jsonl(straight / name)
@@ -178,17 +178,17 @@ def test_grpo__replay_regenerates_any_step_bit_for_bit(smoke_run, tmp_path):
     """Checkpoints are stored every few steps; any step in between is a pure function of (seed, step)."""
     args = smoke_args(copy_run(smoke_run, tmp_path / "run"), band="medium")
     grpo.main(args)
-    stored = load_file(args.out / "ckpt-4" / "model.safetensors")
-    shutil.rmtree(args.out / "ckpt-4")
-    assert grpo.replay(args, 4) == args.out / "ckpt-4"
-    again = load_file(args.out / "ckpt-4" / "model.safetensors")
+    stored = load_file(args.out / "checkpoint-4" / "model.safetensors")
+    shutil.rmtree(args.out / "checkpoint-4")
+    assert grpo.replay(args, 4) == args.out / "checkpoint-4"
+    again = load_file(args.out / "checkpoint-4" / "model.safetensors")
     assert all(torch.equal(stored[k], again[k]) for k in stored)
     grpo.replay(args, 3)
-    assert latest_checkpoint(args.out) == args.steps and (args.out / "ckpt-3" / "trainer_state.safetensors").exists()
+    assert latest_checkpoint(args.out) == args.steps and (args.out / "checkpoint-3" / "trainer_state.safetensors").exists()
 
 
 def test_grpo__a_fractional_step_is_the_update_taken_at_a_fraction_of_the_learning_rate(smoke_run, tmp_path):
-    """Sub-step matching's premise, planted: blending ckpt-2 and ckpt-3 at a = 0.375 must give the weights of
+    """Sub-step matching's premise, planted: blending checkpoint-2 and checkpoint-3 at a = 0.375 must give the weights of
     update 2 (the same rollouts, the same optimizer state) taken with AdamW at learning rate 0.375 * lr."""
     args = smoke_args(copy_run(smoke_run, tmp_path / "run"), band="medium", steps=3, checkpoint_every=1)
     grpo.main(args)
@@ -200,7 +200,7 @@ def test_grpo__a_fractional_step_is_the_update_taken_at_a_fraction_of_the_learni
     for _ in rl.train(model, load_hf(args.run / "base"), opt, tok, grpo.RunInputs.read(args).pool, args.policy, gens, range(2, 3)):
         pass
     moved = [(p_b - p_m).abs().max().item() for p_b, p_m in zip(blend.parameters(), model.parameters(), strict=True)]
-    step = [(p_b - p_0).abs().max().item() for p_b, p_0 in zip(blend.parameters(), load_hf(args.out / "ckpt-2").parameters(), strict=True)]
+    step = [(p_b - p_0).abs().max().item() for p_b, p_0 in zip(blend.parameters(), load_hf(args.out / "checkpoint-2").parameters(), strict=True)]
     # The update is real, and the two agree to the rounding of fp32 weights (a few ulps), 1% of the update's size.
     assert max(step) > 1e-5 and max(moved) < 0.01 * max(step)
     path = grpo.at_step(args, 2.375)

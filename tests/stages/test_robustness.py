@@ -33,7 +33,7 @@ def test_band_study__killed_at_several_points_then_rerun_matches_uninterrupted(r
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # kill when each stage is under way: mid-pretraining, mid-GRPO, during SAE training, during model diffing
-    for marker in ("pretrain_state.safetensors", "bands/medium/seed0/ckpt-2", "acts", "diffing"):
+    for marker in ("pretrain_state.safetensors", "bands/medium/seed0/checkpoint-2", "acts", "diffing"):
         proc = subprocess.Popen(study_cmd(out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 120
         while not (out / marker).exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -18,7 +18,7 @@ SEEDS = (0, 1)
 
 
 def _train_with_trl(script, band: str, seed: int, out, monkeypatch) -> None:
-    monkeypatch.setattr(sys, "argv", ["trl_grpo.py", band, "--seed", str(seed), "--output-dir", str(out)])
+    monkeypatch.setattr(sys, "argv", ["trl_grpo.py", "--band", band, "--seed", str(seed), "--output_dir", str(out)])
     runpy.run_path(str(script), run_name="__main__")
 
 
@@ -43,12 +43,12 @@ def test_trl_round_trip__export_train_ingest_and_the_band_study_reads_the_runs(c
                 problem = verifier.task.from_record(by_prompt[r["prompt"]])
                 assert problem.parse(verifier.words(r["completion"])).reward == r["reward"], r
             ran = RunLayout(run).band_run(band, seed)
-            assert read_json(ran / INGESTED)["engine"] == "trl" and sorted(p.name for p in ran.glob("ckpt-*")) == ["ckpt-2", "ckpt-4"]
+            assert read_json(ran / INGESTED)["engine"] == "trl" and sorted(p.name for p in ran.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
             metrics = read_jsonl(ran / "metrics.jsonl")
             assert metrics[0]["step"] == 0 and "eval/acc/all/sampled" in metrics[0] and "grpo/reward_mean" in metrics[1]
             ledger = read_jsonl(ran / "ledger.jsonl")
             assert {r["pid"] for r in ledger} <= {r["pid"] for r in read_json(RunLayout(run).band_table)["pools"][band]}
-    weights = {p: p.stat().st_mtime_ns for p in run.glob("bands/*/seed*/ckpt-*/model.safetensors")}
+    weights = {p: p.stat().st_mtime_ns for p in run.glob("bands/*/seed*/checkpoint-*/model.safetensors")}
     study = preset_args(band_study.BandStudyArgs, band_study.PRESETS, "smoke", out=run, seeds=SEEDS, sae_archs=("batchtopk",),
                         grpo_steps=small["steps"], stages={"pretrain": pretrain.BEYOND_RANGE["smoke"]})  # the copied run's base
     res = band_study.main(study)
