@@ -1,3 +1,5 @@
-"""Everything that makes things: the task, models, training, and runnable studies."""
+"""Everything that makes things: the tasks, models, training, and the runnable stages and studies.
 
-import probes  # noqa: F401  (puts Hugging Face libraries in offline mode first)
+Importing it changes nothing; entry points (``harness.cli.run``) switch Hugging Face to offline mode and
+matplotlib to a file backend.
+"""

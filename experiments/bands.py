@@ -125,7 +125,7 @@ def main(args: BandArgs) -> dict:
     held_out = [pr for k in ks for pr in seeds.problems("band_eval", args.seed, k, args.eval_per_k, task)]
     total = (len(candidates) + len(held_out)) * args.n_samples
     with tqdm(total=total, desc=f"bands: pass rates of {len(candidates) + len(held_out)} problems x {args.n_samples}", unit="sample") as bar:
-        cand = _labelled(model, tokenizer, candidates, args, args.seed, bar)
+        cand = _labelled(model, tokenizer, candidates, args, seeds.band_candidates_sampling(args.seed), bar)
         evals = _labelled(model, tokenizer, held_out, args, seeds.band_eval_sampling(args.seed), bar)
     pools = draw_pools([r["band"] for r in cand], args.pool_size, args.seed)
     table = {

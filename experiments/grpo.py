@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -28,7 +30,16 @@ from experiments.harness.model import save_model
 from experiments.harness.rewards import DEFAULT_PAYOFFS, Reward
 from experiments.harness.rl_loss import LossAgg
 from experiments.harness.rollout import eval_metrics, sampled_rollouts
-from experiments.harness.rundir import append_jsonl, init_run, resolved, truncate_jsonl, write_json, write_jsonl
+from experiments.harness.rundir import (
+    append_jsonl,
+    init_run,
+    resolved,
+    truncate_jsonl,
+    write_json,
+    write_jsonl,
+    write_text,
+)
+from experiments.harness.sources import model_identity
 from experiments.harness.tasks import Problem, Task, hedged_task, task_of_table
 from experiments.harness.train_state import load_state, save_state
 from probes.bands import BANDS, Band
@@ -182,6 +193,19 @@ def evaluate(model, tokenizer, args: GRPOArgs, inputs: RunInputs, reference=None
                         reference, greedy)  # fmt: skip
 
 
+def step0_evaluation(model, tokenizer, args: GRPOArgs, inputs: RunInputs, reference) -> dict[str, float]:
+    """``evaluate`` of the base model, which every band run of one seed makes on the same draws: made by the first
+    and read by the others from ``RunLayout.step0_eval`` (keyed by everything it depends on; NaN kept as JSON NaN)."""
+    path = RunLayout(args.run).step0_eval(args.seed)
+    key = {"seed": args.seed, "eval_samples": args.eval_samples, "device": args.device, "base": model_identity(RunLayout(args.run).base),
+           "eval_set": hashlib.sha256(json.dumps(inputs.eval_set, sort_keys=True).encode()).hexdigest()}  # fmt: skip
+    cached = json.loads(path.read_text()) if path.is_file() else {}
+    if cached.get("key") != key:
+        cached = {"key": key, "metrics": evaluate(model, tokenizer, args, inputs, reference)}
+        write_text(path, json.dumps(cached))
+    return cached["metrics"]
+
+
 def sampled_correct(model, tokenizer, args: GRPOArgs, inputs: RunInputs, n_samples: int, rows=None, on_batch=None) -> np.ndarray:
     """Per sample row (problem-major), whether a free-choice completion at T = 1 on the held-out set is right,
     with the run's evaluation draws (every row its own random numbers, the same for every model), for all rows or
@@ -269,7 +293,7 @@ def main(args: GRPOArgs) -> Path:
     for path in (metrics_path, ledger_path):
         truncate_jsonl(path, start)
     if start == 0:
-        write_jsonl(metrics_path, [{"step": 0, **evaluate(model, tokenizer, args, inputs, ref_model)}])
+        write_jsonl(metrics_path, [{"step": 0, **step0_evaluation(model, tokenizer, args, inputs, ref_model)}])
         write_jsonl(ledger_path, [])
     bar = tqdm(total=args.steps, initial=start, desc=f"grpo {args.band} s{args.seed}")
     last_acc = math.nan

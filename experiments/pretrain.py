@@ -222,7 +222,7 @@ def main(args: PretrainArgs) -> dict:
         state_path.unlink(missing_ok=True)
         clear_stale_temps(state_path)
     model, tokenizer = load_hf(base, args.device), load_tokenizer(base)
-    table = accuracy_by_k(model, tokenizer, eval_problems(args), seed=args.seed)
+    table = accuracy_by_k(model, tokenizer, eval_problems(args), seed=seeds.pretrain_eval_sampling(args.seed))
     result = {"k_train_max": args.k_train_max, "chance": args.family.chance, "accuracy": table}
     write_json(eval_path, result)
     print(format_table(table, args.family.chance))

@@ -71,8 +71,9 @@ class RefinementArgs:
     preset: str = "default"
     """Named defaults (smoke, default, gpu)."""
     seed: int = 0
-    """Seeds the problems (held-out set: the pretrain_eval stream at seed + 1), the original traces' errors, the
-    teacher's batches, the student's sampling and the random subsets."""
+    """Seeds the problems (held-out set: the refinement_eval stream, disjoint from every pretrain_eval set where the
+    problem space allows), the original traces' errors, the teacher's batches, the student's sampling and the random
+    subsets."""
     teacher_k_max: int = 10
     """The teacher trains on, and the study draws problems at, k = 1..teacher_k_max (must exceed the run's k_train_max)."""
     teacher_steps: int = 400
@@ -147,8 +148,8 @@ def draws(args: RefinementArgs, purpose: int, *key: int) -> np.random.Generator:
 
 
 def draw_seed(args: RefinementArgs, purpose: int, *key: int) -> int:
-    """An integer seed from the study's stream (for APIs that take one)."""
-    return int(draws(args, purpose, *key).integers(2**62))
+    """An integer seed from the study's stream (for APIs that take one; ``seeds.seed_of``)."""
+    return seeds.seed_of("refinement", args.seed, 0, purpose, *key)
 
 
 # --- the student's run ---------------------------------------------------------------------------------------------
@@ -172,9 +173,11 @@ def student_recipe(args: RefinementArgs) -> Recipe:
 
 
 def eval_problems(recipe: Recipe, args: RefinementArgs) -> list[Problem]:
-    """The held-out set: eval_per_k problems per k of the pretrain_eval stream at seed + 1 (the base eval is at seed)."""
+    """The held-out set: eval_per_k problems per k of the refinement_eval stream, whose problems no pretrain_eval
+    set (the base model's table, at any seed) holds where the problem space allows (``seeds.partitioned``)."""
     task = recipe.task
-    return [pr for k in task.knobs(args.teacher_k_max) for pr in seeds.problems("pretrain_eval", args.seed + 1, k, args.eval_per_k, task)]
+    ks = task.knobs(args.teacher_k_max)
+    return [pr for k in ks for pr in seeds.problems("refinement_eval", args.seed, k, args.eval_per_k, task)]
 
 
 def check_fits(problems: Sequence[Problem], recipe: Recipe) -> None:

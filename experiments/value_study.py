@@ -176,7 +176,8 @@ def _mean_or_nan(xs: list[float]) -> float:
 
 def base_stage(args: ValueArgs, model, tokenizer, problems: list[Problem], ev: EvalSet) -> dict:
     """Base pass rate, generated lengths and teacher-forced loss per mode; base eval results."""
-    parsed = sampled_completions(model, tokenizer, problems, args.n_base_samples, args.seed)
+    sampling = seeds.value_base_sampling(args.seed)
+    parsed = sampled_completions(model, tokenizer, problems, args.n_base_samples, sampling)
     vocab = tokenizer.get_vocab()
     out = {
         "pass_rate": [float(np.mean([p.correct for p in ps])) for ps in parsed],
@@ -240,7 +241,8 @@ def grad_stage(args: ValueArgs, model, tokenizer, problems: list[Problem], ev: E
     """Per problem: gradient alignment with the eval set from the value run's own step-0 rollouts
     (target-aware) and with a disjoint validation set from independent rollouts (blind)."""
     policy, value_seed = args.policy(), args.value_seeds[0]
-    g_eval = eval_gradient(model, tokenizer, ev.problems, args.group_size, seeds.sampler(args.seed), args.device)
+    gen_eval = seeds.value_eval_gradient(args.seed)
+    g_eval = eval_gradient(model, tokenizer, ev.problems, args.group_size, gen_eval, args.device)
     val = validation_set(ev, problems, args.seed, task)
     g_val = eval_gradient(model, tokenizer, val, args.group_size, seeds.blind_gradient(args.seed, -1)[1], args.device)
     rows = []
@@ -259,7 +261,7 @@ def memo_stage(args: ValueArgs, problems: list[Problem], r: int) -> dict:
     pool = [pr for pr, x in zip(problems, inside) if x]
     policy = args.policy(prompts_per_step=max(1, min(16, len(pool))))
     one_shot(model, ref_model, tokenizer, pool, len(problems) + r, args.seed, policy, args.memo_steps)  # index past the one-sample runs'
-    parsed = sampled_completions(model, tokenizer, problems, args.group_size, args.seed + r)
+    parsed = sampled_completions(model, tokenizer, problems, args.group_size, seeds.memo_sampling(args.seed, r))
     rates = [float(np.mean([p.correct for p in ps])) for ps in parsed]
     return {"inside": inside.tolist(), "pass_rate": rates}
 
@@ -284,7 +286,7 @@ def main(args: ValueArgs) -> dict:
     task = run_task(run.root)
     problems = [task.from_record(r) for r in sample]
     ev = EvalSet([task.from_record(r) for r in table["eval_set"]], [r["band"] for r in table["eval_set"]],
-                 args.eval_samples, args.seed)  # fmt: skip
+                 args.eval_samples, seeds.value_eval_sampling(args.seed))  # fmt: skip
     model, tokenizer = load_hf(run.base, args.device), load_tokenizer(run.base)
     stage(f"base model: pass rates ({args.n_base_samples} samples), lengths, losses, eval set")
     base = cached_json(out.base, lambda: base_stage(args, model, tokenizer, problems, ev))

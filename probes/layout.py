@@ -195,6 +195,10 @@ class RunLayout(_StudyOutputs):
     def band_table(self) -> Path:
         return self.root / "bands" / BAND_TABLE
 
+    def step0_eval(self, seed: int) -> Path:
+        """The base model's held-out evaluation with seed ``seed``'s draws: step 0 of every band run of that seed."""
+        return self.root / "bands" / f"step0-eval-seed{seed}.json"
+
     def band_run(self, band: str, seed: int, study: str = "") -> Path:
         """A GRPO run of the band study (``bands/<band>/seed<s>``) or of another ``study`` (``<study>/seed<s>``, the
         study's path naming its band and arm)."""

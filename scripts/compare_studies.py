@@ -12,7 +12,7 @@ import argparse
 import math
 from pathlib import Path
 
-from experiments.analysis.gain_results import ATTRIBUTED as GROUPS
+from experiments.harness.feature_groups import ATTRIBUTED
 from probes.bands import BANDS
 from probes.layout import RunLayout, read_json
 
@@ -49,13 +49,13 @@ def table(names: list[str], runs: list[Path]) -> list[str]:
     for band in BANDS:
         lines.append(row(f"{band}: final gain", [_ci(r["bands"][band]["gain"]) for r in res]))
     for band in BANDS:
-        for g in GROUPS:
+        for g in ATTRIBUTED:
             shares = [r["bands"][band].get("gain_share", {}).get(g) for r in res]
             if any(s and s["carried"]["n"] for s in shares):
                 cells = [f"{_ci(s['carried'], '+.2f')} vs random {_ci(s['random'], '+.2f')}" if s and s["carried"]["n"] else "—"
                          for s in shares]  # fmt: skip
                 lines.append(row(f"{band}: share of gain carried by {g}", cells))
-    for g in GROUPS:
+    for g in ATTRIBUTED:
         labels = [r["labels_by_sae"][r["headline_sae"]][g] for r in res]
         lines.append(row(f"{g} group ({res[0]['headline_sae'].split('-')[0]})",
                          [f"{x['n']} latents, {x['metric']} {x['effect']:+.3f}, {'passes' if x['passed'] else 'fails'}" for x in labels]))  # fmt: skip

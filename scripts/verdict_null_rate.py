@@ -16,14 +16,14 @@ import math
 import numpy as np
 
 from experiments.analysis.band_results import MatchPlan, decide
-from experiments.analysis.contrasts import GROUPS, PAIRS
-from experiments.analysis.gain_results import ATTRIBUTED
+from experiments.analysis.contrasts import PAIRS
+from experiments.harness.feature_groups import ATTRIBUTED, CONTRASTED
 from probes.bands import BANDS
 from probes.layout import run_name
 
 SEEDS = (0, 1, 2, 3, 4)
 PLAN = MatchPlan(0.1, 0.009, 0.009, True, dict.fromkeys(BANDS, 0.1), BANDS)
-CONFIRMED = {g: {"n": 5, "passed": True} for g in GROUPS}
+CONFIRMED = {g: {"n": 5, "passed": True} for g in CONTRASTED}
 SCENARIOS = {
     "global null, every seed hits": (dict.fromkeys(BANDS, 5), {}, 0.0),
     "global null, 5/4/3 hitting seeds, 5% nan shares": ({"easy": 5, "medium": 4, "hard": 3}, {}, 0.05),
@@ -59,7 +59,7 @@ def false_rejection_rate(hits: dict[str, int], shift: dict, nan_frac: float, tri
     """Share of simulated studies that reject any contrast whose two bands were drawn alike."""
     rng = np.random.default_rng(seed)
     shifted = {(g, a, b) for (band, g) in shift for a, b in PAIRS if band in (a, b)}
-    null = {(g, a, b) for g in GROUPS for a, b in PAIRS} - shifted
+    null = {(g, a, b) for g in CONTRASTED for a, b in PAIRS} - shifted
     wrong = 0
     for _ in range(trials):
         tests, _, _ = decide(records(rng, hits, shift, nan_frac=nan_frac), SEEDS, CONFIRMED, hits, PLAN)

@@ -19,8 +19,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from import_graph import graph  # noqa: E402
 
 STAGES = {f"experiments.{p.stem}" for p in (ROOT / "experiments").glob("*.py") if p.stem != "__init__"}
-ORCHESTRATORS = {"experiments.band_study", "experiments.calibration", "experiments.utility", "experiments.ingest"}
-"""Studies that run other stages through their ``main`` (and so may import them)."""
+STEPS = {f"experiments.band_steps.{p.stem}" for p in (ROOT / "experiments" / "band_steps").glob("*.py") if p.stem != "__init__"}
+ORCHESTRATORS = {"experiments.band_study", "experiments.calibration", "experiments.utility", "experiments.ingest", *STEPS}
+"""Studies that run other stages through their ``main`` (and so may import them), and the band study's steps."""
 
 
 def test_probes__never_import_experiments():
@@ -35,15 +36,16 @@ def test_library_code__never_imports_a_stage():
 
 
 def test_imports__change_no_environment_and_register_nothing():
-    """Importing every module leaves os.environ and sae_lens's registry as they were."""
+    """Importing every module leaves os.environ, sae_lens's registry and matplotlib's backend as they were."""
     code = (
-        "import os, importlib, pkgutil, experiments, probes\n"
+        "import os, importlib, pkgutil, matplotlib, experiments, probes\n"
         "from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY as R\n"
-        "env, reg = dict(os.environ), set(R)\n"
+        "env, reg, backend = dict(os.environ), set(R), dict.__getitem__(matplotlib.rcParams, 'backend')\n"
         "for pkg in (experiments, probes):\n"
         "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
         "        importlib.import_module(m.name)\n"
         "changed = sorted(k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k))\n"
+        "changed += ['matplotlib backend'] * (dict.__getitem__(matplotlib.rcParams, 'backend') != backend)\n"
         "print(changed, sorted(set(R) - reg))\n"
     )
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}

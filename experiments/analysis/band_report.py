@@ -4,24 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from experiments.analysis.band_results import BEHAVIOURS, GROUPS, MIN_TARGET_SE, BandAnalysis, BandStudyResult  # noqa: E402
-from experiments.analysis.contrasts import ALPHA, MIN_SEEDS, SEQUENCE  # noqa: E402
-from experiments.analysis.diffing_report import REMOVED, diffing_lines, fig_crosscoder_norms  # noqa: E402
-from experiments.analysis.figures import save_figure  # noqa: E402
-from experiments.analysis.gain_results import ATTRIBUTED  # noqa: E402
-from experiments.analysis.profile import profile_lines  # noqa: E402
-from experiments.analysis.text import interval  # noqa: E402
-from experiments.harness.rundir import write_text  # noqa: E402
-from probes.bands import BANDS, COLORS  # noqa: E402
-from probes.layout import INGESTED, REPORT, RunLayout, band_of_run, point_step, read_json  # noqa: E402
-from probes.stats import Estimate  # noqa: E402
+from experiments.analysis.band_results import BEHAVIOURS, MIN_TARGET_SE, BandAnalysis, BandStudyResult
+from experiments.analysis.contrasts import ALPHA, MIN_SEEDS, SEQUENCE
+from experiments.analysis.diffing_report import REMOVED, diffing_lines, fig_crosscoder_norms
+from experiments.analysis.figures import save_figure
+from experiments.analysis.profile import profile_lines
+from experiments.analysis.text import interval
+from experiments.harness.feature_groups import ATTRIBUTED, CONTRASTED
+from experiments.harness.rundir import write_text
+from probes.bands import BANDS, COLORS
+from probes.layout import INGESTED, REPORT, RunLayout, band_of_run, point_step, read_json
+from probes.stats import Estimate
 
 Z95 = 1.96
 
@@ -110,21 +107,21 @@ def fig_feature_change(out: Path, a: BandAnalysis) -> str:
     blocks = a.blocks
     fig, axes = plt.subplots(1, len(blocks), figsize=(5.8 * len(blocks), 4.2), squeeze=False)
     for ax, (name, blk) in zip(axes[0], blocks.items()):
-        x = np.arange(len(GROUPS))
+        x = np.arange(len(CONTRASTED))
         for i, band in enumerate(BANDS):
-            est = [blk.estimates[band][g] for g in GROUPS]
+            est = [blk.estimates[band][g] for g in CONTRASTED]
             means = np.array([e.mean for e in est])
             err = np.array([[e.mean - e.ci95[0], e.ci95[1] - e.mean] for e in est]).T
             ax.bar(x + (i - 1) * 0.27, means, 0.27, yerr=np.nan_to_num(err), color=COLORS[band], capsize=3,
                    label=f"{band} (n = {est[0].n} seeds)")  # fmt: skip
-            for j, g in enumerate(GROUPS):
+            for j, g in enumerate(CONTRASTED):
                 ax.scatter([x[j] + (i - 1) * 0.27] * len(blk.values[band][g]), blk.values[band][g], s=8, c="k", zorder=3)
-        for j, g in enumerate(GROUPS):
+        for j, g in enumerate(CONTRASTED):
             f = blk.noise_floor[g]
             if np.isfinite(f):
                 ax.fill_between([j - 0.45, j + 0.45], -f, f, color="grey", alpha=0.25, lw=0)
         ax.axhline(0, color="k", lw=0.8)
-        ax.set_xticks(x, [f"{g}\n({blk.labels[g]['n']} latents)" for g in GROUPS])
+        ax.set_xticks(x, [f"{g}\n({blk.labels[g]['n']} latents)" for g in CONTRASTED])
         ax.set(ylabel=f"relative change of group activity vs base\n({a.result.diff_view} tokens)")
         ax.set_title(f"{name}: change at matched gain (bars: mean, 95% t interval;\ndots: seeds; grey: same-band seed noise floor)", fontsize=9)
         ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)  # below the tick labels: never over the data
@@ -300,9 +297,10 @@ def step_matched_lines(res: BandStudyResult) -> list[str]:
              f"Every band after the same {res.final_step} updates (all seeds, whatever their gain): the final gain and each "
              "group's change in activity (headline SAE). Gain is then *not* matched; read it beside the matched reading to "
              "see which differences belong to how far a run moved rather than to what it learned.", "",
-             "| band | final gain | " + " | ".join(GROUPS) + " |", "|---|---|" + "---|" * len(GROUPS)]  # fmt: skip
+             "| band | final gain | " + " | ".join(CONTRASTED) + " |",
+             "|---|---|" + "---|" * len(CONTRASTED)]  # fmt: skip
     for band, v in res.bands.items():
-        lines.append(f"| {band} | {_fmt(v.gain)} | " + " | ".join(_fmt(v.at_final_step[g]) for g in GROUPS) + " |")
+        lines.append(f"| {band} | {_fmt(v.gain)} | " + " | ".join(_fmt(v.at_final_step[g]) for g in CONTRASTED) + " |")
     return [*lines, "", "The same tests on these changes (not in the verdict):", "", *contrast_lines(res.step_contrasts), ""]
 
 
@@ -419,11 +417,12 @@ def markdown(res: BandStudyResult, figs: dict[str, str], out: Path, config: dict
         lines += contrast_lines(res.feature_contrasts)
     lines += ["", *step_matched_lines(res), *hook_lines(res.hook_choice), "## Feature change at matched gain (SAEs side by side)", ""]
     for sae, nf in res.noise_floor_by_sae.items():
-        lines += [f"### {sae}", "", "| band | " + " | ".join(GROUPS) + " |", "|---|" + "---|" * len(GROUPS)]
+        lines += [f"### {sae}", "", "| band | " + " | ".join(CONTRASTED) + " |", "|---|" + "---|" * len(CONTRASTED)]
         for band, v in res.bands.items():
             gone = sae == res.headline_sae and "base_sae" in res.model_diffing.get(band, {}).get("removed", [])
-            lines.append(f"| {band} | " + " | ".join(REMOVED if gone else _fmt(v.feature_change_by_sae[sae][x]) for x in GROUPS) + " |")
-        lines.append("| same-band noise floor | " + " | ".join(f"{nf[x]:.3f}" for x in GROUPS) + " |")
+            row = (REMOVED if gone else _fmt(v.feature_change_by_sae[sae][x]) for x in CONTRASTED)
+            lines.append(f"| {band} | " + " | ".join(row) + " |")
+        lines.append("| same-band noise floor | " + " | ".join(f"{nf[x]:.3f}" for x in CONTRASTED) + " |")
         cos = ", ".join(f"{k}: {v:+.2f}" for k, v in res.cosine_by_sae[sae].items())
         lines += ["", f"Whole-dictionary change cosine between bands: {cos or 'n/a'}.", ""]
         lines += label_lines(res.labels_by_sae[sae])

@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from experiments.analysis.activity_results import success_gap
-from experiments.analysis.contrasts import GROUPS, MIN_SEEDS, ContrastResult, contrasts, verdict
+from experiments.analysis.contrasts import MIN_SEEDS, ContrastResult, contrasts, verdict
 from experiments.analysis.gain_results import MEASURE, fraction_estimates, fraction_values, specific
+from experiments.harness.feature_groups import CONTRASTED
 from probes.bands import BANDS
 from probes.diff import VIEWS, change_vector, group_activity, matched_values, relative_change
 from probes.layout import band_of_run, point_name, run_name
@@ -141,7 +142,7 @@ def group_issues(labels: Mapping[str, dict]) -> dict[str, str | None]:
     """Why each contrasted group cannot enter a contrast (decided before any matched result): an empty group, or
     one whose causal check failed, names no confirmed behaviour, so its contrasts are skipped."""
     issue = lambda lab: "is empty" if not lab["n"] else ("failed its causal check" if not lab["passed"] else None)  # noqa: E731
-    return {g: issue(labels[g]) for g in GROUPS}
+    return {g: issue(labels[g]) for g in CONTRASTED}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +165,7 @@ class SaeBlock:
 
 def sae_block(readings, name: str, feats: dict, m: Matching, seeds: Sequence[int], labels: dict) -> SaeBlock:
     """Per band: matched-gain group change with CIs; noise floor; cosine between bands."""
-    groups = {g: feats["groups"][g] for g in GROUPS}
+    groups = {g: feats["groups"][g] for g in CONTRASTED}
     values = matched_changes(readings, name, groups, m, seeds)
     base = readings["base"][name]["means"][VIEWS[0]]
     live = base > 0
@@ -176,7 +177,7 @@ def sae_block(readings, name: str, feats: dict, m: Matching, seeds: Sequence[int
     cos = {f"{a}~{b}": cosine(vectors[a], vectors[b]) for a, b in (("easy", "medium"), ("medium", "hard"), ("easy", "hard"))
            if vectors[a] is not None and vectors[b] is not None}  # fmt: skip
     fve = {ckpt: r[name]["fve"] for ckpt, r in readings.items()}
-    return SaeBlock(groups, values, estimates(values), floors(values, GROUPS), cos, fve, labels)
+    return SaeBlock(groups, values, estimates(values), floors(values, CONTRASTED), cos, fve, labels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,8 +368,8 @@ def band_result(runs: RunData, s: StudySettings, m: Matching, blocks: dict[str, 
         matched_kl=[r.get("eval/kl_to_base") for r in at_point],
         matched_deliberate_rate=[r.get("eval/behaviour/deliberate_rate") for r in at_point],
         behaviour={b: {k: float(sum(x[b][k] for x in beh) / len(beh)) for k in ("start", "end")} for b in BEHAVIOURS},
-        feature_change={g: blocks[head].estimates[band][g] for g in GROUPS},
-        feature_change_by_sae={n: {g: blk.estimates[band][g] for g in GROUPS} for n, blk in blocks.items()},
+        feature_change={g: blocks[head].estimates[band][g] for g in CONTRASTED},
+        feature_change_by_sae={n: {g: blk.estimates[band][g] for g in CONTRASTED} for n, blk in blocks.items()},
         gain_share=share_est[band],
         at_final_step={g: t_mean(v) for g, v in final.items()},
     )

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from experiments.analysis.figures import save_figure  # noqa: E402
-from experiments.analysis.profile import profile_lines  # noqa: E402
-from experiments.analysis.text import interval  # noqa: E402
-from experiments.harness.rundir import write_text  # noqa: E402
-from probes.layout import RewardStudyLayout  # noqa: E402
+from experiments.analysis.figures import save_figure
+from experiments.analysis.profile import profile_lines
+from experiments.analysis.text import interval
+from experiments.harness.rundir import write_text
+from probes.layout import RewardStudyLayout
 
 
 def _colors(variants: list[str]) -> dict[str, str]:

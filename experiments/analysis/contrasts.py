@@ -26,9 +26,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from experiments.harness.feature_groups import CONTRASTED
 from probes.stats import Contrast, holm, permutation_test
 
-GROUPS = ("shortcut", "computation", "deliberation")
 PAIRS = (("easy", "medium"), ("medium", "hard"), ("easy", "hard"))
 
 SEQUENCE: tuple[tuple[str, str, str], ...] = (
@@ -97,7 +97,8 @@ def contrasts(values: Mapping[str, Mapping[str, list[float]]], group_issue: Mapp
 
     ``values[band][group]`` are seed-level values at matched checkpoints (hitting seeds only);
     ``group_issue[group]`` says why a group cannot be contrasted ("is empty", "failed its causal check"), else None."""
-    keys = list(SEQUENCE) + [k for k in ((g, a, b) for g, (a, b) in itertools.product(GROUPS, PAIRS)) if k not in SEQUENCE]
+    every = ((g, a, b) for g, (a, b) in itertools.product(CONTRASTED, PAIRS))
+    keys = list(SEQUENCE) + [k for k in every if k not in SEQUENCE]
     counts = {k: tuple(int(np.isfinite(values[band][k[0]]).sum()) for band in k[1:]) for k in keys}
     blocked = {k: _blocker(values, group_issue, k) for k in keys}
     out, closed_at, tested = [], None, False

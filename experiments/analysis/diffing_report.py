@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from experiments.analysis.diffing_results import FLAG_SE, UNFAITHFUL_SHARE  # noqa: E402
-from experiments.analysis.figures import save_figure  # noqa: E402
-from experiments.analysis.text import interval  # noqa: E402
-from probes.bands import BANDS  # noqa: E402
-from probes.layout import MODEL_DIFFING, RunLayout, read_json  # noqa: E402
-from probes.saes.change import KINDS  # noqa: E402
-from probes.saes.crosscoder import NU_MAX, TUNED_ONLY  # noqa: E402
-from probes.stats import Estimate  # noqa: E402
+from experiments.analysis.diffing_results import FLAG_SE, UNFAITHFUL_SHARE
+from experiments.analysis.figures import save_figure
+from experiments.analysis.text import interval
+from probes.bands import BANDS
+from probes.layout import MODEL_DIFFING, RunLayout, read_json
+from probes.saes.change import DICTIONARIES
+from probes.saes.crosscoder import NU_MAX, TUNED_ONLY
+from probes.stats import Estimate
 
 NAMES = {"base_sae": "base SAE", "crosscoder": "crosscoder", "difference": "difference SAE"}
 REMOVED = "removed (unfaithful)"
@@ -55,7 +52,7 @@ def latent_lines(md: dict) -> list[str]:
     lines = ["| band | claim | dictionary | band's latents | only this band | labels | steer base: group / random | ablate tuned: group / random | seeds |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for band, b in md.items():
-        for k in KINDS:
+        for k in DICTIONARIES:
             s, eff = b[k], b[k]["effects"]
             lines.append(f"| {band} | {b['claim']} | {NAMES[k]} | {s['n']} | {s['n_unique']} | {_counts(s['labels'])} | "
                          f"{_est(eff['steer']['group'])} / {_est(eff['steer']['random'])} | "

@@ -25,9 +25,9 @@ from collections import Counter
 from collections.abc import Mapping
 
 from experiments.analysis.band_results import group_changes
-from experiments.harness.readouts import KINDS as GROUPS
+from experiments.harness.feature_groups import NAMES
 from probes.layout import point_name
-from probes.saes.change import KINDS
+from probes.saes.change import DICTIONARIES
 from probes.saes.crosscoder import SHARED, TUNED_ONLY
 from probes.stats import t_mean
 
@@ -104,7 +104,7 @@ def dictionary_summary(rec: dict, kind: str, faith: list[dict]) -> dict:
 
 def _top(scores: Mapping[str, float]) -> str | None:
     """The behaviour group with the largest positive score (None when none has one)."""
-    named = {g: v for g, v in scores.items() if g in GROUPS and v > 0}
+    named = {g: v for g, v in scores.items() if g in NAMES and v > 0}
     return max(named, key=named.__getitem__) if named else None
 
 
@@ -119,7 +119,7 @@ def three_readings(
     dictionary's reading is None and names nothing."""
     ckpts = [c for c in (f"{run}/{point_name(step)}" for run, step in rec["steps"].items()) if c in readings]
     per_group, base_scores = {}, {}
-    for g in GROUPS:
+    for g in NAMES:
         est = t_mean([group_changes(readings, sae_name, groups, c)[g] for c in ckpts]) if groups.get(g) and ckpts else None
         if est is not None and not est.ci95[0] <= 0 <= est.ci95[1]:
             base_scores[g] = abs(est.mean)
@@ -141,7 +141,7 @@ def summarise(records: Mapping[str, dict], readings: Mapping[str, dict], sae_nam
         if rec.get("unchanged"):
             continue  # no claim checkpoint moved: the report names the band as not diffed
         faith = faithfulness(band, rec, readings, sae_name)
-        summary, removed = {k: dictionary_summary(rec, k, faith) for k in KINDS}, unfaithful(faith)
+        summary, removed = {k: dictionary_summary(rec, k, faith) for k in DICTIONARIES}, unfaithful(faith)
         out[band] = {"claim": rec["claim"], "steps": rec["steps"], "n_rollouts": rec["n_rollouts"], **summary,
                      "readings": three_readings(rec, summary, readings, sae_name, groups, removed), "faithfulness": faith,
                      "removed": removed}  # fmt: skip

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from experiments.harness.rundir import atomic_file  # noqa: E402
+from experiments.harness.rundir import atomic_file
 
 
 def save_figure(fig, path: Path) -> str:

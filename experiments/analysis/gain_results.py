@@ -13,16 +13,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from experiments.analysis.contrasts import GROUPS
+from experiments.harness.feature_groups import ATTRIBUTED
 from experiments.harness.gain_attribution import GainAttribution
 from probes.bands import BANDS
 from probes.layout import run_name
 from probes.stats import Estimate, t_mean
 
 FRACTIONS = ("carried", "random", "specific")
-ATTRIBUTED = (*GROUPS, "mode")
-"""Groups whose share of the gain is measured: the contrasts' three, and the mode-choice group (reported
-beside them, not in the verdict's family: RL can raise accuracy by choosing to deliberate more often)."""
 MEASURE = "the specific share of the gain carried (group minus its matched random groups)"
 """What the verdict's contrasts compare."""
 

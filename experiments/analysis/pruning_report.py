@@ -3,18 +3,15 @@ crossover contrast per size) and report.md."""
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from experiments.analysis.figures import save_figure  # noqa: E402
-from experiments.analysis.profile import profile_lines  # noqa: E402
-from experiments.analysis.pruning_results import Analysis  # noqa: E402
-from experiments.analysis.text import interval  # noqa: E402
-from experiments.harness.rundir import write_text  # noqa: E402
-from probes.layout import PruningLayout  # noqa: E402
+from experiments.analysis.figures import save_figure
+from experiments.analysis.profile import profile_lines
+from experiments.analysis.pruning_results import Analysis
+from experiments.analysis.text import interval
+from experiments.harness.rundir import write_text
+from probes.layout import PruningLayout
 
 POLICY_STYLE = {"keep_high": ("tab:red", "keep hardest"), "keep_low": ("tab:green", "keep easiest")}
 MARKERS = {0.3: "v", 0.5: "o", 0.7: "^"}

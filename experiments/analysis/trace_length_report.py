@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from experiments.analysis.figures import save_figure  # noqa: E402
-from probes.bands import COLORS  # noqa: E402
+from experiments.analysis.figures import save_figure
+from probes.bands import COLORS
 
 MARKERS = {"none": "o", "knob": "s", "density": "^"}
 

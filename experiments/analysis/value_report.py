@@ -5,17 +5,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from experiments.analysis.figures import save_figure  # noqa: E402
-from experiments.analysis.profile import profile_lines  # noqa: E402
-from experiments.analysis.text import interval  # noqa: E402
-from experiments.analysis.value_inference import N_PERM, STRATA  # noqa: E402
-from experiments.analysis.value_results import (  # noqa: E402
+from experiments.analysis.figures import save_figure
+from experiments.analysis.profile import profile_lines
+from experiments.analysis.text import interval
+from experiments.analysis.value_inference import N_PERM, STRATA
+from experiments.analysis.value_results import (
     BEHAVIOURS,
     METRICS,
     TARGET_AWARE,
@@ -23,9 +20,9 @@ from experiments.analysis.value_results import (  # noqa: E402
     ValueAnalysis,
     ValueStudyResult,
 )
-from experiments.harness.rundir import write_text  # noqa: E402
-from probes.bands import BANDS, COLORS  # noqa: E402
-from probes.layout import PROFILE, REPORT  # noqa: E402
+from experiments.harness.rundir import write_text
+from probes.bands import BANDS, COLORS
+from probes.layout import PROFILE, REPORT
 
 
 def _ci(e: dict, fmt: str = "+.2f") -> str:

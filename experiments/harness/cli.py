@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import matplotlib
 import torch
 
 from experiments.harness.rundir import append_jsonl
@@ -162,6 +163,7 @@ def preset_args(cls: type[A], presets: Mapping[str, Mapping[str, Any]], name: st
 def run(main: Callable[[A], Any], cls: type[A], presets: Mapping[str, Mapping[str, Any]]) -> None:
     """Entry point for ``python -m experiments.X``: parse, run, one-line errors."""
     offline_mode()
+    matplotlib.use("Agg")  # figures go to files; no window, whatever the machine's default backend
     args = parse(cls, presets, sys.argv[1:])
     try:
         main(args)

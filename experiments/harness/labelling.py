@@ -1,10 +1,10 @@
 """Feature groups of an SAE, selected by attribution and checked causally: the one label-and-check pipeline.
 
-1. **Select** on a labelling split of problems: every latent's attribution to each read-out
-   (``experiments.harness.readouts``: shortcut, computation, deliberation, mode) on
-   teacher-forced canonical completions; a live latent joins the read-out it serves most, and
-   each group is the smallest set covering ``share`` of its read-out's positive attribution
-   (``probes.attribution.select_groups``).
+1. **Select** on a labelling split of problems: every latent's attribution to each group's read-out
+   (``experiments.harness.feature_groups``: shortcut, computation, deliberation, mode;
+   ``experiments.harness.readouts``) on teacher-forced canonical completions; a live latent joins
+   the read-out it serves most, and each group is the smallest set covering ``share`` of its
+   read-out's positive attribution (``probes.attribution.select_groups``).
 2. **Confirm** on a disjoint test split: the group's share of attribution there against random
    groups matched in firing rate and activation mass, and a linear probe over the group's codes
    against the same probe trained on shuffled labels (``probes.linear_probe``).
@@ -33,7 +33,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from experiments.harness import seeds
-from experiments.harness.readouts import KINDS, task_readouts
+from experiments.harness.feature_groups import BY_NAME, FEATURE_GROUPS, NAMES
+from experiments.harness.readouts import task_readouts
 from experiments.harness.rollout import behaviour_table
 from experiments.harness.rundir import finite_or_none
 from experiments.harness.sources import Source
@@ -45,13 +46,10 @@ from probes.features import feature_stats
 from probes.linear_probe import probe
 
 EXPECTATIONS: dict[str, Expectation] = {
-    "shortcut": Expectation("direct_correct", -1.0, off_target="deliberate_correct"),
-    "computation": Expectation("step_acc", -1.0),
-    "deliberation": Expectation("deliberate_correct", -1.0, off_target="direct_correct"),
-    "mode": Expectation("p_think", 0.0),
+    g.name: Expectation(g.behaviour, g.sign, off_target=g.off_target) for g in FEATURE_GROUPS
 }
-"""Per group: the behaviour its ablation must move, the expected direction, and the dissociation."""
-CHECKED_ON: dict[str, str] = {"shortcut": "direct works", "deliberation": "trace only", "computation": "all", "mode": "all"}
+"""Per group: the behaviour its ablation must move, the expected direction, and the dissociation (from the registry)."""
+CHECKED_ON: dict[str, str] = {g.name: g.checked_on for g in FEATURE_GROUPS}
 """Per group: the test problems its check reads (fixed before any result of this rule): where a direct answer can
 work (k <= shortcut_k), where only a trace can (k > shortcut_k; every problem when there is none), or all."""
 UNLABELLED = "unlabelled"
@@ -128,11 +126,12 @@ def read_split(sae, src: Source, hook: str, problems: Sequence[Problem], shortcu
 
 def confirm(kind: str, group: list[int], label: Split, test: Split, randoms: list[list[int]], seed: int) -> dict:
     """Out-of-split evidence for one group: attribution share and probe accuracy, with their controls."""
-    attr_F = test.mean_attr(kind)
+    ro = BY_NAME[kind].readout
+    attr_F = test.mean_attr(ro)
     rand = [group_share(attr_F, g) for g in randoms]
     share = group_share(attr_F, group)
-    codes = lambda split: split.attributions[kind].codes_RF[:, group]  # noqa: E731
-    res = probe(codes(label), label.labels[kind], codes(test), test.labels[kind], seed)
+    codes = lambda split: split.attributions[ro].codes_RF[:, group]  # noqa: E731
+    res = probe(codes(label), label.labels[ro], codes(test), test.labels[ro], seed)
     return {"test_share": share, "random_share_mean": float(np.mean(rand)) if rand else None,
             "share_percentile": float(np.mean([r < share for r in rand])) if rand else None,
             "probe": dataclasses.asdict(res)}  # fmt: skip
@@ -167,7 +166,8 @@ def selected(sae, src: Source, label: Split, spec: LabelSpec):
     """(latent stats, groups selected on the labelling split's attributions, each group's matched random groups)."""
     stats = feature_stats(sae, src.cache, rows=np.arange(src.cache.n_tokens))
     live_F = stats.fire_rate_F > 0
-    groups = select_groups({k: label.mean_attr(k) for k in KINDS}, live_F, spec.share, spec.max_group)
+    attr = {g.name: label.mean_attr(g.readout) for g in FEATURE_GROUPS}
+    groups = select_groups(attr, live_F, spec.share, spec.max_group)
     live = np.flatnonzero(live_F).tolist()
     randoms = {k: matched_random_groups(g, live, stats.fire_rate_F, stats.mean_F, spec.n_random, spec.seed) for k, g in groups.items() if g}
     return stats, groups, randoms
@@ -195,9 +195,9 @@ def label_and_check(
     clean = behaviour_table(src.bridge, src.tokenizer, test_problems)
     checks = {kind: causal_check(sae, src, hook, kind, g, randoms[kind], test_problems, spec) for kind, g in groups.items() if g}
     owner = {i: kind for kind, g in groups.items() for i in g}
-    shares = {k: positive_share(label.mean_attr(k)) for k in KINDS}
+    shares = {g.name: positive_share(label.mean_attr(g.readout)) for g in FEATURE_GROUPS}
     features = [{"latent": i, "label": owner.get(i, UNLABELLED),
-                 "evidence": stats.evidence(i) | {f"attr_share/{k}": float(shares[k][i]) for k in KINDS}}
+                 "evidence": stats.evidence(i) | {f"attr_share/{k}": float(shares[k][i]) for k in NAMES}}
                 for i in range(stats.n_latents)]  # fmt: skip
     return finite_or_none({
         "meta": dict(meta), "spec": dataclasses.asdict(spec),
@@ -210,7 +210,7 @@ def label_and_check(
 def summary(features: dict) -> dict[str, dict]:
     """Per group: size, whether its check passed, the named effect and the random effects."""
     out = {}
-    for kind in KINDS:
+    for kind in NAMES:
         c = features["causal"]["checks"].get(kind)
         out[kind] = {"n": features["counts"][kind], "passed": None if c is None else c["passed"]}
         if c:

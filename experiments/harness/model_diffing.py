@@ -32,15 +32,15 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from experiments.harness.feature_groups import FEATURE_GROUPS, NAMES
 from experiments.harness.patching import Lockstep
-from experiments.harness.readouts import KINDS as READOUTS
 from experiments.harness.readouts import task_readouts
 from experiments.harness.rundir import atomic_dir
 from experiments.harness.sources import Source
 from experiments.harness.task import PAD, Problem
 from probes.attribution import attribute, select_groups
 from probes.causal import matched_random_groups
-from probes.saes.change import KINDS, ChangeDictionary, Kind, change_hook, splice_hook
+from probes.saes.change import DICTIONARIES, ChangeDictionary, Kind, change_hook, splice_hook
 from probes.saes.crosscoder import NU_MAX, TUNED_ONLY, aligned_rows, latent_scaling, relative_norm, specificity
 from probes.saes.eval import next_token_loss, sae_replacement, spliced
 from probes.saes.train import (
@@ -203,8 +203,8 @@ def labels(
             attr[kind] = attr.get(kind, 0) + a
     live_F = np.zeros(dic.change_dec.shape[0], bool)
     live_F[list(live)] = True
-    groups = select_groups(attr, live_F, spec.share, spec.max_group)
-    return {j: next((k for k in READOUTS if j in groups[k]), UNLABELLED) for j in range(len(live_F))}
+    groups = select_groups({g.name: attr[g.readout] for g in FEATURE_GROUPS}, live_F, spec.share, spec.max_group)
+    return {j: next((k for k in NAMES if j in groups[k]), UNLABELLED) for j in range(len(live_F))}
 
 
 Accuracy = Callable[[object], float]
@@ -260,7 +260,7 @@ def band_record(
 ) -> dict:
     """One band's readings of both dictionaries and every seed's spliced and causal accuracies."""
     read: dict[str, tuple] = {}
-    for kind in KINDS:
+    for kind in DICTIONARIES:
         dic = dictionary(kind, pairs, spec, hook, out_dir / kind)
         reading = read_dictionary(dic, pairs, others, spec)
         live = [j for j, f in enumerate(reading.fire_rate) if f > 0]

@@ -115,7 +115,7 @@ def build_probe_set(
                     split=split,
                 )
             )
-    gen = seeds.sampler(spec.seed)
+    gen = seeds.probe_sampling(spec.seed)
     repeated = [pair for pair in pairs for _ in range(spec.n_samples)]
     samples = rollouts(model, tokenizer, [pr for pr, _ in repeated], mode=None, temperature=1.0, generator=gen)
     for (pr, split), r in zip(repeated, samples):

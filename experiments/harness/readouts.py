@@ -1,7 +1,8 @@
 """The task's read-outs: which token at which row each feature group is about.
 
 Built on teacher-forced canonical completions (``probes.attribution.Readouts``), one kind per
-feature group; each task family names its targets (``Problem.targets``). For arithmetic:
+feature group (``experiments.harness.feature_groups.READOUTS``); each task family names its targets
+(``Problem.targets``). For arithmetic:
 
 * shortcut     -- the direct answer among the numbers, at the decision row (``=``) of
                   problems a direct answer can solve (k <= shortcut_k);
@@ -21,18 +22,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from experiments.harness.feature_groups import READOUTS
 from experiments.harness.tasks import Problem
 from probes.attribution import Readouts
-
-KINDS: tuple[str, ...] = ("shortcut", "computation", "deliberation", "mode")
-"""Read-out kinds, one per feature group; a latent joins at most one group."""
 
 
 def _rows(vocab: dict[str, int], problems: Sequence[Problem], shortcut_k: int) -> dict[str, list[tuple]]:
     """Per kind: (sequence, position, numerator ids, denominator ids, probe label) rows, from each
     problem's own read-out targets (``Problem.targets``)."""
     everything = list(vocab.values())
-    rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
+    rows: dict[str, list[tuple]] = {kind: [] for kind in READOUTS}
     for i, pr in enumerate(problems):
         decision = len(pr.prompt_words()) - 1
         for t in pr.targets(shortcut_k):

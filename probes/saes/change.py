@@ -32,15 +32,16 @@ from probes.causal import HookFn
 from probes.saes.crosscoder import MODELS, decoders
 
 Kind = Literal["crosscoder", "difference"]
-KINDS: tuple[Kind, ...] = ("crosscoder", "difference")
+DICTIONARIES: tuple[Kind, ...] = ("crosscoder", "difference")
+"""The kinds of change dictionary (not to be confused with the behaviour feature groups a latent joins)."""
 Side = Literal["base", "tuned"]
 
 
 def kind_of(sae) -> Kind:
     """The kind its metadata records (``metadata.dictionary``, written when it was built)."""
     kind = sae.cfg.metadata.get("dictionary")
-    if kind not in KINDS:
-        raise ValueError(f"not a change dictionary: metadata.dictionary is {kind!r}, expected one of {KINDS}")
+    if kind not in DICTIONARIES:
+        raise ValueError(f"not a change dictionary: metadata.dictionary is {kind!r}, expected one of {DICTIONARIES}")
     return kind
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from experiments.analysis.band_results import decide
-from experiments.analysis.contrasts import ALPHA, GROUPS, SEQUENCE, contrasts, verdict
+from experiments.analysis.contrasts import ALPHA, SEQUENCE, contrasts, verdict
+from experiments.harness.feature_groups import CONTRASTED
 from probes.bands import BANDS
 
 null_rate = runpy.run_path(str(Path(__file__).parents[2] / "scripts" / "verdict_null_rate.py"))  # the simulation, shared
@@ -46,7 +47,7 @@ def test_verdict__planted_main_difference_is_found_with_five_seeds_and_then_holm
 def test_contrasts__skip_rules_and_the_closed_gate():
     rng = np.random.default_rng(2)
     vals = lambda shift=0.0: rng.normal(shift, 1, 5).tolist()  # noqa: E731
-    values = {b: {g: vals() for g in GROUPS} for b in BANDS}
+    values = {b: {g: vals() for g in CONTRASTED} for b in BANDS}
     values["easy"]["shortcut"] = vals(50.0)  # a huge easy-vs-medium shortcut difference
     # deliberation failed its check: the first contrast is skipped, the second is tested and rejected
     res = contrasts(values, {"deliberation": "failed its causal check"})
@@ -54,7 +55,7 @@ def test_contrasts__skip_rules_and_the_closed_gate():
     assert res[1].status == "rejected" and res[1].p == pytest.approx(2 / 252)
     assert all(r.status.startswith("untestable") for r in res if r.group == "deliberation")
     # fewer than 3 finite values in hard: the first contrast is skipped for seeds
-    few = {**values, "hard": {g: [0.1, 0.2, math.nan, math.nan] for g in GROUPS}}
+    few = {**values, "hard": {g: [0.1, 0.2, math.nan, math.nan] for g in CONTRASTED}}
     assert "fewer than 3 seeds" in contrasts(few, {})[0].status and "hard 2" in contrasts(few, {})[0].status
     # the first tested contrast is not rejected: nothing after it is tested, the huge difference included
     closed = contrasts(values, {})
@@ -65,10 +66,10 @@ def test_contrasts__skip_rules_and_the_closed_gate():
 def test_verdict__classes_and_sentences_come_from_the_numbers():
     rng = np.random.default_rng(3)
     hits = dict.fromkeys(BANDS, 5)
-    values = {b: {g: rng.normal(0, 1, 5).tolist() for g in GROUPS} for b in BANDS}
+    values = {b: {g: rng.normal(0, 1, 5).tolist() for g in CONTRASTED} for b in BANDS}
     cls, text = verdict(0.01, 0.006, False, hits, 5, contrasts(values, {}), "share")
     assert cls == "no_target" and "+0.010" in text
-    cls, text = verdict(0.04, 0.006, True, hits, 5, contrasts(values, dict.fromkeys(GROUPS, "is empty")), "share")
+    cls, text = verdict(0.04, 0.006, True, hits, 5, contrasts(values, dict.fromkeys(CONTRASTED, "is empty")), "share")
     assert cls == "untestable" and text.count("group is empty") == 3
     values["easy"]["deliberation"] = rng.normal(-1.0, 0.1, 5).tolist()  # planted: first in the sequence
     values["hard"]["deliberation"] = rng.normal(1.0, 0.1, 5).tolist()

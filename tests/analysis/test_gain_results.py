@@ -5,6 +5,7 @@ import numpy as np
 
 from experiments.analysis.contrasts import SEQUENCE, contrasts
 from experiments.analysis.gain_results import fraction_estimates, fraction_values, specific
+from experiments.harness.feature_groups import CONTRASTED
 from experiments.harness.gain_attribution import GainAttribution
 from probes.layout import run_name
 
@@ -13,7 +14,7 @@ def record(carried_deliberation: float, rng) -> dict:
     """A run whose gain is 0.2; the deliberation group carries the given share of it, its random groups 0.05."""
     base, tuned = 0.4, 0.6
     noise = lambda: float(rng.normal(0, 0.002))  # noqa: E731
-    groups = ("shortcut", "computation", "deliberation")
+    groups = CONTRASTED
     res = GainAttribution(
         base, tuned, tuned,
         patched={"shortcut": tuned - 0.02 + noise(), "computation": tuned - 0.1 + noise(), "deliberation": tuned - 0.2 * carried_deliberation + noise()},

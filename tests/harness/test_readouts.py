@@ -1,8 +1,9 @@
 import numpy as np
 
 from experiments.harness import seeds
+from experiments.harness.feature_groups import READOUTS
 from experiments.harness.model import build_tokenizer
-from experiments.harness.readouts import KINDS, task_readouts
+from experiments.harness.readouts import task_readouts
 from experiments.harness.task import TaskSpec, completion_words, prompt_words
 from experiments.harness.tasks import Arithmetic
 
@@ -12,7 +13,7 @@ def test_task_readouts__each_kind_reads_the_right_token_at_the_row_before_it():
     vocab = build_tokenizer(spec).get_vocab()
     problems = [pr for k in (1, 3) for pr in seeds.problems("causal", 0, k, 4, Arithmetic(spec))]
     ro = task_readouts(vocab, problems, shortcut_k=1)
-    assert set(ro) == set(KINDS)
+    assert set(ro) == set(READOUTS)
     assert len(ro["shortcut"].seq_R) == 4 and len(ro["mode"].seq_R) == 8  # shortcut only where k <= 1
     assert len(ro["computation"].seq_R) == 4 * 1 + 4 * 3  # one per running result r_1..r_k
     for kind, r in ro.items():

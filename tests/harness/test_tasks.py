@@ -98,13 +98,13 @@ def test_run_task__reads_the_recorded_section_then_the_vocabulary(task_ks, tmp_p
 
 
 def test_task__read_out_targets_point_at_words_of_the_canonical_completions(task_ks):
-    from experiments.harness.readouts import KINDS
+    from experiments.harness.feature_groups import READOUTS
 
     task, ks = task_ks
     vocab = set(task.vocab)
     for p in task.problems(0, ks[-1], 5) + task.problems(0, ks[0], 5):
         targets = p.targets(shortcut_k=ks[0])
-        assert {t.kind for t in targets} == set(KINDS) - ({"shortcut"} if p.k > ks[0] else set())
+        assert {t.kind for t in targets} == set(READOUTS) - ({"shortcut"} if p.k > ks[0] else set())
         for t in targets:
             assert p.completion_words(t.mode)[t.index] == t.word or (t.kind == "mode" and t.word == "<think>" and t.index == 0)
             assert t.word in vocab and (t.support is None or (set(t.support) <= vocab and t.word in t.support) or t.kind == "mode")

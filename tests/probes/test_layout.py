@@ -1,6 +1,14 @@
 """The read-side run layout: band runs, checkpoint discovery with the completeness rule."""
 
-from probes.layout import TRAINER_STATE, RunLayout, checkpoint_dir, checkpoint_step, checkpoints, latest_checkpoint, run_name
+from probes.layout import (
+    TRAINER_STATE,
+    RunLayout,
+    checkpoint_dir,
+    checkpoint_step,
+    checkpoints,
+    latest_checkpoint,
+    run_name,
+)
 
 
 def _ckpt(run, step, complete=True, name="checkpoint"):

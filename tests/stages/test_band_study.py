@@ -11,11 +11,13 @@ import torch
 
 from experiments import band_study, grpo, train_sae
 from experiments.analysis import band_results
-from experiments.analysis.gain_results import ATTRIBUTED
+from experiments.band_steps import attribution, diffing, matching, sae_groups
 from experiments.band_study import PRESETS, BandStudyArgs
 from experiments.harness import cli, labelling, rl
 from experiments.harness.cli import preset_args
 from experiments.harness.executors import run_jobs
+from experiments.harness.feature_groups import ATTRIBUTED, CONTRASTED
+from experiments.harness.probe_sets import probe_problems
 from experiments.harness.sources import cache_activations, checkpoint_tag, open_source
 from experiments.harness.task import TaskSpec
 from experiments.harness.tasks import Arithmetic
@@ -65,10 +67,10 @@ def test_band_study__the_contrasts_and_verdict_run_on_the_smoke_studys_own_share
     every contrast; with that gate opened, the registered sequence is tested on the runs' real specific shares and
     the class is a tested one."""
     out, res, _ = study
-    args = band_study.hook_stage(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))  # the hook its rule chose
+    args = sae_groups.hook_stage(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))  # the hook its rule chose
     features = {n: json.loads((out / "sae" / n / "features.json").read_text()) for n in RunLayout(out).saes()}
-    monkeypatch.setattr(band_results, "group_issues", lambda labels: dict.fromkeys(band_results.GROUPS))
-    analysis = band_study.results(args, features, band_study.diff_stage(args, features), band_study.gain_stage(args, features),
+    monkeypatch.setattr(band_results, "group_issues", lambda labels: dict.fromkeys(CONTRASTED))
+    analysis = band_study.results(args, features, diffing.diff_stage(args, features), attribution.gain_stage(args, features),
                                   {}, {})  # fmt: skip
     first = analysis.result.contrasts[0]
     assert analysis.result.verdict_class in ("no_difference", "differs") and first["status"] in ("rejected", "not rejected")
@@ -79,7 +81,7 @@ def test_band_study__rerun_resumes_without_retraining(study, monkeypatch):
     out, res, _ = study
     monkeypatch.setattr(train_sae, "train_and_save", lambda *a: pytest.fail("retrained an SAE"))
     monkeypatch.setattr(rl, "policy_update", lambda *a: pytest.fail("retrained a band run"))
-    monkeypatch.setattr(band_study, "attribute_gain", lambda *a: pytest.fail("attributed a run again"))
+    monkeypatch.setattr(attribution, "attribute_gain", lambda *a: pytest.fail("attributed a run again"))
     again = band_study.main(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))
     assert again == res
 
@@ -95,7 +97,7 @@ def test_features_and_causal_checks__on_a_users_own_checkpoint_and_sae(study, tm
     args = preset_args(train_sae.TrainSAEArgs, train_sae.PRESETS, "smoke", run=tmp_path / "scratch", checkpoint=str(user_ckpt))
     src = open_source(args.source_spec, user_ckpt)
     task = Arithmetic(TaskSpec(5, ("+",)))
-    seen = [pr for pr, _ in band_study.probe_problems(args.probe_spec, task)]
+    seen = [pr for pr, _ in probe_problems(args.probe_spec, task)]
     label_split, test_split = labelling.split_problems(0, task.knobs(5), {1: 6, 2: 3, 3: 3, 4: 3, 5: 3}, task, seen)
     assert [pr.k for pr in test_split].count(1) == 6  # more problems where direct answers work, as asked
     seen = {(pr.start, pr.ops, pr.operands) for pr in seen}
@@ -131,8 +133,8 @@ def test_match_stage__replays_whole_steps_then_blends_fractions_of_one_update(st
     shutil.copytree(study[0], out, ignore=shutil.ignore_patterns("acts", "sae", "match.jsonl", "interp-*"))
     monkeypatch.setattr(band_results, "MIN_TARGET_SE", 0.0)
     args = preset_args(BandStudyArgs, PRESETS, "smoke", out=out, target_gain=1e-6, matched_tol=0.0, seeds=(0,))  # one run per band: time
-    band_study.match_stage(args)
-    data = band_study.run_data(args)
+    matching.match_stage(args)
+    data = matching.run_data(args)
     measured = {n: sorted(steps) for n, steps in data.extra.items() if steps}
     assert measured and all(0 < s < 4 for steps in measured.values() for s in steps)
     whole = {s for steps in measured.values() for s in steps if float(s).is_integer()}
@@ -141,8 +143,8 @@ def test_match_stage__replays_whole_steps_then_blends_fractions_of_one_update(st
         for s in (s for s in steps if float(s).is_integer()):
             assert (out / name / f"checkpoint-{s}" / "trainer_state.safetensors").exists()  # replayed, complete
         assert not list((out / name).glob("interp-*"))
-    band_study.match_stage(args)  # a rerun measures nothing new
-    assert band_study.run_data(args).extra == data.extra
+    matching.match_stage(args)  # a rerun measures nothing new
+    assert matching.run_data(args).extra == data.extra
 
 
 @pytest.mark.slow
@@ -161,10 +163,10 @@ def test_gain_stage__attributes_every_hitting_run_on_its_own_matched_draws_and_r
     from probes.layout import FEATURES, GAIN_ATTRIBUTION, read_json
 
     out, res, _ = study
-    args = band_study.hook_stage(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))  # the hook its rule chose
+    args = sae_groups.hook_stage(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))  # the hook its rule chose
     features = {n: read_json(out / "sae" / n / FEATURES) for n in RunLayout(out).saes()}
-    records = band_study.gain_stage(args, features)
-    points = band_study.matched_points(args)
+    records = attribution.gain_stage(args, features)
+    points = matching.matched_points(args)
     assert set(records) == set(points) and records
     sae_name = args.sae_args(args.sae_archs[0]).sae_name
     feats = features[sae_name]
@@ -174,8 +176,8 @@ def test_gain_stage__attributes_every_hitting_run_on_its_own_matched_draws_and_r
         live = {g for g in ATTRIBUTED if feats["groups"][g]}
         assert set(rec["patched"]) == set(rec["random_patched"]) == live
         assert all(len(rec["random_patched"][g]) == len(feats["causal"]["checks"][g]["random_groups"]) for g in live)
-    monkeypatch.setattr(band_study, "attribute_gain", lambda *a: pytest.fail("recomputed a gain attribution"))
-    assert band_study.gain_stage(args, features) == records  # reused from disk
+    monkeypatch.setattr(attribution, "attribute_gain", lambda *a: pytest.fail("recomputed a gain attribution"))
+    assert attribution.gain_stage(args, features) == records  # reused from disk
 
 
 def test_compare_studies__prints_finished_studies_side_by_side_and_refuses_an_unfinished_one(study, tmp_path):
@@ -200,11 +202,11 @@ def test_activity_stage__reads_the_base_and_every_stored_hard_checkpoint_with_th
 
     out = tmp_path / "study"
     shutil.copytree(study[0], out)
-    args = band_study.hook_stage(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))  # the hook its rule chose
+    args = sae_groups.hook_stage(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))  # the hook its rule chose
     features = {n: read_json(out / "sae" / n / FEATURES) for n in RunLayout(out).saes()}
     head = args.sae_args(args.sae_archs[0]).sae_name
     features[head]["groups"]["deliberation"] = features[head]["groups"]["deliberation"] or [0, 1]  # a group to read
-    records = band_study.activity_stage(args, features)
+    records = attribution.activity_stage(args, features)
     assert set(records) == {f"bands/hard/seed{s}" for s in args.seeds}
     gargs = args.grpo_args("hard", args.seeds[0])
     stored = [s for s in checkpoints(gargs.out) if s % gargs.checkpoint_every == 0]
@@ -217,8 +219,8 @@ def test_activity_stage__reads_the_base_and_every_stored_hard_checkpoint_with_th
     own = sampled_rollouts(load_hf(ckpt), load_tokenizer(ckpt), problems, args.activity_samples, seeds.rollout_activity(args.seeds[0]))
     assert rec[str(stored[-1])]["correct"] == [bool(r.parsed.correct) for r in own]
     assert read_json(gargs.out / ROLLOUT_ACTIVITY)["steps"] == rec
-    monkeypatch.setattr(band_study, "rollout_activity", lambda *a: pytest.fail("read a checkpoint again"))
-    assert band_study.activity_stage(args, features) == records
+    monkeypatch.setattr(attribution, "rollout_activity", lambda *a: pytest.fail("read a checkpoint again"))
+    assert attribution.activity_stage(args, features) == records
 
 
 def test_diffing_stage__per_band_dictionaries_readings_and_effects_saved_loaded_reported_and_reused(study, monkeypatch):
@@ -228,11 +230,11 @@ def test_diffing_stage__per_band_dictionaries_readings_and_effects_saved_loaded_
     every seed has its spliced and causal accuracies; results.json and the report carry the three readings and
     the faithfulness table; a rerun reads the records instead of redoing them."""
     from probes.layout import MODEL_DIFFING, read_json
-    from probes.saes.change import KINDS, kind_of
+    from probes.saes.change import DICTIONARIES, kind_of
     from probes.saes.crosscoder import NU_MAX, TUNED_ONLY
 
     out, res, _ = study
-    args = band_study.hook_stage(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))  # the hook its rule chose
+    args = sae_groups.hook_stage(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))  # the hook its rule chose
     layout = RunLayout(out)
     d_model = json.loads((layout.base / "config.json").read_text())["hidden_size"]
     records = {}
@@ -242,7 +244,7 @@ def test_diffing_stage__per_band_dictionaries_readings_and_effects_saved_loaded_
         hits = {f"bands/{band}/seed{s}": step for s, step, hit in zip(args.seeds, band_res["matched_step"], band_res["matched_hit"]) if hit}
         runs = list(hits)[: args.diffing_seeds]
         assert rec["claim"] == "matched" and rec["steps"] == {r: hits[r] for r in runs} and set(rec["effects"]) == set(runs)
-        for kind in KINDS:
+        for kind in DICTIONARIES:
             sae = load_sae(layout.diffing(band) / kind)
             assert kind_of(sae) == kind and sae.cfg.metadata.hook_name == args.diffing_source.hook
             assert sae.cfg.d_in == (2 if kind == "crosscoder" else 1) * d_model
@@ -261,10 +263,10 @@ def test_diffing_stage__per_band_dictionaries_readings_and_effects_saved_loaded_
         assert set(b["readings"]["groups"]) == set(ATTRIBUTED) and len(b["faithfulness"]) == args.diffing_seeds * 5
         assert b["crosscoder"]["n"] == len(records[band]["dictionaries"]["crosscoder"]["group"])
     report = (out / "report.md").read_text()
-    assert "## Model diffing" in report and "verdict rests on the base-SAE reading" in report and (out / "figures" / "crosscoder_norms.png").exists()
-    monkeypatch.setattr(band_study, "band_record", lambda *a, **k: pytest.fail("redid a band's model diffing"))
+    assert "## Model diffing" in report and "verdict rests on the base SAE's groups" in report and (out / "figures" / "crosscoder_norms.png").exists()
+    monkeypatch.setattr(diffing, "band_record", lambda *a, **k: pytest.fail("redid a band's model diffing"))
     features = {args.sae_args(a).sae_name: read_json(layout.sae(args.sae_args(a).sae_name) / "features.json") for a in args.sae_archs}
-    assert band_study.diffing_stage(args, features) == records
+    assert diffing.diffing_stage(args, features) == records
 
 
 @pytest.mark.slow  # 86 s of the suite's budget; the arithmetic smoke study stays in the default run
@@ -363,9 +365,9 @@ def test_report_figures__no_legend_covers_an_axes_data_area(study, tmp_path, mon
 
     out = tmp_path / "run"
     shutil.copytree(study[0], out)
-    args = band_study.hook_stage(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))
+    args = sae_groups.hook_stage(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))
     features = {n: json.loads((out / "sae" / n / "features.json").read_text()) for n in RunLayout(out).saes()}
-    stages = (band_study.diff_stage, band_study.gain_stage, band_study.activity_stage, band_study.diffing_stage)
+    stages = (diffing.diff_stage, attribution.gain_stage, attribution.activity_stage, diffing.diffing_stage)
     analysis = band_study.results(args, features, *(stage(args, features) for stage in stages))  # every stage reads its files
     checked = []
 

@@ -14,7 +14,7 @@ from experiments.harness.rl_loss import token_logprobs
 from experiments.harness.rollout import Rollout
 from experiments.harness.task import Problem, completion_words, parse_completion, prompt_words
 from experiments.harness.tasks import task_of_table
-from probes.layout import latest_checkpoint, read_jsonl
+from probes.layout import RunLayout, latest_checkpoint, read_jsonl
 from probes.models import load_hf, load_tokenizer
 from probes.padding import right_pad
 
@@ -217,3 +217,16 @@ def test_sampled_accuracy__scores_a_model_on_the_evaluations_own_draws(smoke_run
     model, tok = load_hf(base), load_tokenizer(base)
     full = grpo.evaluate(model, tok, args, inputs)["eval/acc/all/sampled"]
     assert grpo.sampled_accuracy(model, tok, args, inputs, 4) == pytest.approx(full, abs=1e-12)
+
+
+def test_grpo__a_seeds_band_runs_share_one_step0_evaluation_equal_to_a_fresh_one(smoke_run, tmp_path, monkeypatch):
+    """Step 0 evaluates the base model on the seed's draws, the same for every band: the first run of a seed makes
+    it, the next reads it (one evaluate call fewer), and what it reads is what a run without the file computes."""
+    run, calls, real = copy_run(smoke_run, tmp_path / "run"), [], grpo.evaluate
+    monkeypatch.setattr(grpo, "evaluate", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    easy = grpo.main(smoke_args(run, band="easy", steps=1))
+    assert len(calls) == 2 and RunLayout(run).step0_eval(0).is_file()  # step 0 and the last step
+    medium = grpo.main(smoke_args(run, band="medium", steps=1))
+    assert len(calls) == 3  # the last step only
+    fresh = grpo.main(smoke_args(copy_run(smoke_run, tmp_path / "fresh"), band="medium", steps=1))
+    assert read_jsonl(medium / "metrics.jsonl")[0] == read_jsonl(easy / "metrics.jsonl")[0] == read_jsonl(fresh / "metrics.jsonl")[0]

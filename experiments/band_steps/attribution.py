@@ -1,0 +1,111 @@
+"""At the matched points: gain attribution to the groups, and deliberation activity on hard-band rollouts.
+
+Steps of ``experiments.band_study``; each takes the study's arguments and is resumable on its own."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm.auto import tqdm
+
+from experiments import grpo
+from experiments.band_steps.matching import matched_points, run_data
+from experiments.harness import seeds
+from experiments.harness.executors import run_jobs
+from experiments.harness.feature_groups import ATTRIBUTED
+from experiments.harness.gain_attribution import attribute_gain
+from experiments.harness.rollout_activity import rollout_activity
+from experiments.harness.rundir import write_json
+from probes.layout import GAIN_ATTRIBUTION, ROLLOUT_ACTIVITY, RunLayout, checkpoints, read_json, run_name
+from probes.models import load_bridge, load_tokenizer
+from probes.saes.train import load_sae
+
+if TYPE_CHECKING:
+    from experiments.band_study import BandStudyArgs
+
+
+@dataclasses.dataclass(frozen=True)
+class AttributionJob:
+    """Attribute one hitting run's matched gain to the headline SAE's groups (``attribute_run``)."""
+
+    run: grpo.GRPOArgs
+    step: float
+    sae_dir: Path
+    hook: str
+    groups: dict[str, list[int]]
+    randoms: dict[str, list[list[int]]]
+    acc_base: float
+    matched_acc: float
+    made: dict
+    """What the record is made with; a record that says otherwise is redone."""
+    device: str
+
+
+def attribute_run(job: AttributionJob) -> dict:
+    """The run's gain attribution record for the SAE, made now (and written to gain_attribution.json) unless the
+    file holds one made the same way."""
+    g, name = job.run, job.sae_dir.name
+    path = g.out / GAIN_ATTRIBUTION
+    record = read_json(path) if path.exists() else {}
+    if {k: record.get(name, {}).get(k) for k in job.made} != job.made:
+        ckpt, inputs = grpo.at_step(g, job.step), grpo.RunInputs.read(g)
+        score = functools.partial(grpo.sampled_correct, tokenizer=load_tokenizer(ckpt), args=g, inputs=inputs, n_samples=g.eval_samples)
+        base = load_bridge(RunLayout(g.run).base, job.device)
+        res = attribute_gain(score, len(inputs.eval_set) * g.eval_samples, job.acc_base, job.matched_acc, load_bridge(ckpt, job.device),
+                             base, load_sae(job.sae_dir, job.device), job.hook, job.groups, job.randoms)  # fmt: skip
+        record[name] = {**job.made, **dataclasses.asdict(res)}
+        write_json(path, record)
+    return record[name]
+
+
+def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
+    """At every hitting run's matched point, patch each group of the headline SAE back to base values, and each of
+    its matched random groups (``experiments.harness.gain_attribution``); every condition samples the run's own
+    eval draws, so the shares divide by the matched gain itself. One job per run on the study's executor; each
+    run's gain_attribution.json keeps the result, so a rerun reuses it. Returns the records per run (none without
+    a target)."""
+    points = matched_points(args)
+    if not points:
+        return {}
+    layout, sae_name, runs = RunLayout(args.out), args.sae_args(args.sae_archs[0]).sae_name, run_data(args)
+    feats = features[sae_name]
+    groups = {g: feats["groups"][g] for g in ATTRIBUTED}
+    randoms = {g: c["random_groups"] for g, c in feats["causal"]["checks"].items()}
+    jobs = {n: AttributionJob(g, points[n], layout.sae(sae_name), feats["meta"]["hook"], groups, randoms, runs.metrics[n][0][args.matched_key],
+                              runs.row_at(n, points[n])[args.matched_key],
+                              {"step": points[n], "n_samples": g.eval_samples, "groups": groups, "random_groups": randoms},
+                              args.run_device)
+            for n, g in args.band_runs.items() if n in points}  # fmt: skip
+    return dict(zip(jobs, run_jobs(attribute_run, list(jobs.values()), args.executor, args.workers, args.gpus_per_job)))
+
+
+def activity_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
+    """At the base model and every stored checkpoint of each hard-band run, the headline SAE's
+    deliberation-group activity on the run's rollouts of fixed hard-pool problems, with their success;
+    each run's rollout_activity.json keeps the steps done, so a rerun resumes. Returns the records per run."""
+    layout, sae_name = RunLayout(args.out), args.sae_args(args.sae_archs[0]).sae_name
+    feats = features[sae_name]
+    group, hook = feats["groups"]["deliberation"], feats["meta"]["hook"]
+    if not group:
+        return {}
+    sae = load_sae(layout.sae(sae_name), args.run_device)
+    spec = {"sae": sae_name, "group": group, "problems": args.activity_problems, "samples": args.activity_samples}
+    out = {}
+    for seed in tqdm(args.seeds, desc="hard-band rollouts: deliberation activity"):
+        gargs = args.grpo_args("hard", seed)
+        path = gargs.out / ROLLOUT_ACTIVITY
+        record = read_json(path) if path.exists() else {}
+        record = record if record.get("spec") == spec else {"spec": spec, "steps": {}}
+        problems = grpo.RunInputs.read(gargs).pool[: args.activity_problems]
+        stored = {s: c for s, c in checkpoints(gargs.out).items() if s % gargs.checkpoint_every == 0}  # not replays
+        sampling = seeds.rollout_activity(seed)  # the same draws at every checkpoint of the run
+        for step, ckpt in {0: layout.base, **stored}.items():
+            if str(step) not in record["steps"]:
+                reading = rollout_activity(load_bridge(ckpt, args.run_device), load_tokenizer(ckpt), sae, hook, group, problems, args.activity_samples, sampling)
+                record["steps"][str(step)] = reading
+                write_json(path, record)
+        out[run_name("hard", seed)] = record["steps"]
+    return out
