@@ -16,6 +16,7 @@ stage (``--config study.json``: ``{"pretrain": {"p": 13}, "grpo": {"lr": 5e-5}, 
 # No `from __future__ import annotations`: a spawned pool worker re-runs this module as __mp_main__,
 # where string ClassVar annotations read as dataclass fields.
 import dataclasses
+import os
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +31,7 @@ from experiments.band_steps.diffing import diff_stage, diffing_stage
 from experiments.band_steps.matching import match_stage, run_data
 from experiments.band_steps.sae_groups import feature_stage, hook_stage
 from experiments.harness import cli
-from experiments.harness.executors import EXECUTORS, run_jobs
+from experiments.harness.executors import EXECUTORS, run_jobs, torch_threads
 from experiments.harness.labelling import summary
 from experiments.harness.model_diffing import DiffingSpec
 from experiments.harness.probe_sets import ProbeSetSpec
@@ -114,12 +115,18 @@ class BandStudyArgs:
     count how often each verdict class comes out (<out>/replicates.json): does the headline depend on one base model?"""
     device: str = ""
     """Torch device for every stage (cpu, cuda, cuda:1 ...; empty: each stage's preset or config section)."""
-    executor: str = "local"
-    """Where the band x seed GRPO runs go: local (one after another), pool (worker processes, one GPU each
-    round robin where there are GPUs) or ray (Ray tasks, on the cluster in RAY_ADDRESS or a local instance);
-    the runs write the same bytes on each."""
-    workers: int = 2
-    """Jobs at once: the pool's worker processes, or a local Ray instance's room (a cluster has its own)."""
+    executor: str = "pool"
+    """Where the study's independent jobs go (band x seed GRPO runs, matching, the hook rule's blocks, the SAEs,
+    gain attribution, activation caches, each band's model diffing): pool (worker processes, one GPU each round robin
+    where there are GPUs), local (one after another) or ray (Ray tasks, on the cluster in RAY_ADDRESS or a local
+    instance); the jobs write the same bytes on each."""
+    workers: int = 0
+    """Jobs at once: the pool's worker processes, or a local Ray instance's room (a cluster has its own); 0: one per
+    CPU this process may use."""
+    job_threads: int = 1
+    """Torch threads of every job and of everything after the bands stage, on every executor (float reductions depend
+    on it, so it is part of what the study computes). One per job lets the pool put one job on each core, which
+    survives a busy machine; pretraining and the bands stage, which run alone, keep the process's threads."""
     gpus_per_job: float = 1.0
     """Ray: the share of a GPU each job asks for where the cluster has GPUs (0.25: four tiny-model runs per GPU)."""
     stages: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
@@ -139,7 +146,9 @@ class BandStudyArgs:
             raise ValueError(f"diffing_seeds: must be >= 0, got {self.diffing_seeds}")
         if self.gpus_per_job <= 0 or (self.gpus_per_job > 1 and self.gpus_per_job != int(self.gpus_per_job)):
             raise ValueError(f"gpus_per_job: must be a fraction in (0, 1] or a whole number, got {self.gpus_per_job}")
-        for name in ("grpo_steps", "workers", "diffing_samples", "diffing_per_k", "diffing_rollouts", "activity_problems", "activity_samples", "causal_per_k", "causal_shortcut_per_k", "n_random", "diff_per_k", "replicate"):
+        if self.workers < 0:
+            raise ValueError(f"workers: must be >= 0 (0: one per usable CPU), got {self.workers}")
+        for name in ("grpo_steps", "job_threads", "diffing_samples", "diffing_per_k", "diffing_rollouts", "activity_problems", "activity_samples", "causal_per_k", "causal_shortcut_per_k", "n_random", "diff_per_k", "replicate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         for stage, values in self.stages.items():
@@ -157,6 +166,11 @@ class BandStudyArgs:
         device = {"device": self.device} if self.device else {}
         preset = stage_preset(self.task, self.preset)
         return cls(**{**presets[preset], **values, **device, "preset": preset, **fixed})
+
+    def run_jobs(self, fn, jobs: list) -> list:
+        """``[fn(job) for job in jobs]`` on the study's executor, each job with ``job_threads`` torch threads."""
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return run_jobs(fn, jobs, self.executor, self.workers or usable, self.gpus_per_job, self.job_threads)
 
     @property
     def run_device(self) -> str:
@@ -225,7 +239,7 @@ def train_stages(args: BandStudyArgs) -> None:
     jobs = [args.grpo_args(band, seed) for band in BANDS for seed in args.seeds]
     for g in jobs:  # config.json is written here, in order, before any worker could race on it
         init_run(g.run, g.stage, g)
-    run_jobs(grpo.main, jobs, args.executor, args.workers, args.gpus_per_job)
+    args.run_jobs(grpo.main, jobs)
 
 
 def results(
@@ -267,24 +281,25 @@ def main(args: BandStudyArgs) -> dict:
 
     stage("pretrain, bands, GRPO per band x seed")
     train_stages(args)
-    stage("matched gain: pin each run's crossing of the target by replay")
-    match_stage(args)
-    if not args.hook:
-        stage("hook rule: the headline SAE at every block, its sequence groups checked on the labelling split")
-    args = hook_stage(args)
-    stage(f"SAEs ({', '.join(args.sae_archs)}): train, label latents, causal checks")
-    features = feature_stage(args)
-    stage("gain attribution: patch each group back to base values at the matched checkpoints")
-    attributions = gain_stage(args, features)
-    stage("deliberation activity on hard-band rollouts, successes vs failures, along training")
-    activity = activity_stage(args, features)
-    stage("model diffing: crosscoder and difference SAE per band, labelled and causally checked")
-    diffing = diffing_stage(args, features)
-    stage("diff every checkpoint in each SAE basis")
-    readings = diff_stage(args, features)
-    stage("results")
-    analysis = results(args, features, readings, attributions, activity, diffing)
-    write_json(layout.diff, diff_record(analysis))
+    with torch_threads(args.job_threads):  # everything after the bands stage, on every executor
+        stage("matched gain: pin each run's crossing of the target by replay")
+        match_stage(args)
+        if not args.hook:
+            stage("hook rule: the headline SAE at every block, its sequence groups checked on the labelling split")
+        args = hook_stage(args)
+        stage(f"SAEs ({', '.join(args.sae_archs)}): train, label latents, causal checks")
+        features = feature_stage(args)
+        stage("gain attribution: patch each group back to base values at the matched checkpoints")
+        attributions = gain_stage(args, features)
+        stage("deliberation activity on hard-band rollouts, successes vs failures, along training")
+        activity = activity_stage(args, features)
+        stage("model diffing: crosscoder and difference SAE per band, labelled and causally checked")
+        diffing = diffing_stage(args, features)
+        stage("diff every checkpoint in each SAE basis")
+        readings = diff_stage(args, features)
+        stage("results")
+        analysis = results(args, features, readings, attributions, activity, diffing)
+        write_json(layout.diff, diff_record(analysis))
     stage.finish()
     write_report(args.out, analysis)  # its profile, not results.json, holds wall times: they vary
     res = analysis.result.to_json()

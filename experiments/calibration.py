@@ -1,4 +1,5 @@
-"""Does a Brier reward calibrate stated confidence without costing accuracy? ``python -m experiments.calibration --run runs/NAME``.
+"""Does a Brier reward calibrate stated confidence without costing accuracy?
+``python -m experiments.calibration --run runs/NAME``.
 
 On a run pretrained with ``--confidence`` (every completion ends ``conf q``, q drawn at random in pretraining:
 the format, not calibration) whose bands are measured: GRPO on one band's pool (medium by default) with each
@@ -16,21 +17,15 @@ and accuracy does not fall, in each split. Every setting was fixed before any re
 """
 
 import dataclasses
+import functools
 from pathlib import Path
-
-import numpy as np
-from tqdm.auto import tqdm
 
 from experiments import grpo
 from experiments.analysis.calibration_report import write_report
-from experiments.analysis.calibration_results import Samples, reliability, split_table, verdict
-from experiments.harness import cli, seeds
-from experiments.harness.rollout import sampled_rollouts
-from experiments.harness.rundir import check_writable, init_run, write_json
-from experiments.harness.tasks import hedged_task
+from experiments.analysis.calibration_results import CalibrationResult, Samples, analyse
+from experiments.harness import cli, reward_study, seeds
+from experiments.harness.reward_study import HeldOut, Sampled
 from probes.bands import check_runs
-from probes.layout import RunLayout, checkpoint_dir, read_json
-from probes.models import load_hf, load_tokenizer
 
 SCORED = ("binary", "brier", "log")
 """The reward variants this study compares (utility is the utility study's)."""
@@ -69,13 +64,15 @@ class CalibrationArgs:
         if not self.rewards or set(self.rewards) - set(SCORED):
             raise ValueError(f"rewards: must be from binary, brier, log; got {self.rewards}")
         if self.tested not in self.rewards[1:]:
-            raise ValueError(f"tested: must be one of the rewards after the reference {self.rewards[0]!r}, got {self.tested!r}")
+            raise ValueError(f"tested: must be one of the rewards after the reference {self.rewards[0]!r}, "
+                             f"got {self.tested!r}")  # fmt: skip
         if min(self.grpo_steps, self.eval_samples, self.n_boot) < 1:
             raise ValueError("grpo_steps, eval_samples, n_boot: must be >= 1")
 
     def grpo_args(self, reward: str, seed: int) -> grpo.GRPOArgs:
         return cli.preset_args(grpo.GRPOArgs, grpo.PRESETS, self.grpo_preset, run=self.run, band=self.band, seed=seed,
-                               steps=self.grpo_steps, reward=reward, study=f"calibration/{self.band}/{reward}", device=self.device)  # fmt: skip
+                               steps=self.grpo_steps, reward=reward, study=f"calibration/{self.band}/{reward}",
+                               device=self.device)  # fmt: skip
 
     @property
     def level(self) -> float:
@@ -89,55 +86,28 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def sample_rows(path: Path, problems: list, args: CalibrationArgs, cache: Path) -> list[dict]:
-    """Each problem's ``eval_samples`` completions (problem-major), cached in ``cache``."""
-    if cache.exists():
-        return read_json(cache)
-    model, tokenizer = load_hf(path, args.device), load_tokenizer(path)
-    res = sampled_rollouts(model, tokenizer, problems, args.eval_samples, seeds.calibration_eval(0))
-    rows = [{"pid": r.problem.pid, "k": r.problem.k, "correct": r.parsed.correct, "q": r.parsed.q,
-             "answer": "" if r.parsed.inner is None or r.parsed.format_error else str(r.parsed.inner.answer)} for r in res]  # fmt: skip
-    write_json(cache, rows)
-    return rows
+def read_rows(s: Sampled, held: HeldOut) -> list[dict]:
+    """What the study keeps of a model's samples: per sample (problem-major), correctness, stated q, the answer."""
+    return [{"pid": r.problem.pid, "k": r.problem.k, "correct": r.parsed.correct, "q": r.parsed.q,
+             "answer": "" if r.parsed.inner is None or r.parsed.format_error else str(r.parsed.inner.answer)}
+            for r in s.rollouts]  # fmt: skip
 
 
-def main(args: CalibrationArgs) -> dict:
+def analyse_rows(args: CalibrationArgs, rows: dict[str, list[dict]], held: HeldOut) -> CalibrationResult:
+    """The result from every model's rows: the base model beside each variant's runs, in seed order."""
+    samples = {m: Samples.of_rows(r, args.eval_samples) for m, r in rows.items()}
+    runs = {"base": [samples["base"]]} | {r: [samples[f"{r}/seed{s}"] for s in args.seeds] for r in args.rewards}
+    return analyse(runs, held.k_P, held.k_train_max, preset=args.preset, band=args.band, seeds=args.seeds,
+                   tested=args.tested, level=args.level, n_boot=args.n_boot)  # fmt: skip
+
+
+def main(args: CalibrationArgs) -> CalibrationResult:
     """Train (or resume) every variant's runs, sample the evaluations, write results.json and report.md."""
-    task, layout = hedged_task(args.run, "confidence", "the calibration study"), RunLayout(args.run)
-    out = layout.calibration(args.band)
-    check_writable(out.root)
-    init_run(args.run, f"calibration/{args.band}", args)
-    stage = cli.StageClock("calibration", out.profile)
-    stage(f"GRPO: {len(args.rewards)} rewards x {len(args.seeds)} seeds on the {args.band} pool, {args.grpo_steps} steps")
-    for reward in args.rewards:
-        for seed in args.seeds:
-            grpo.main(args.grpo_args(reward, seed))
-    stage(f"sample {args.eval_samples} completions per held-out problem: base model and every final checkpoint")
-    table = read_json(layout.band_table)
-    problems = [task.from_record(r) for r in table["eval_set"]]
-    models = {"base": layout.base} | {f"{r}/seed{s}": checkpoint_dir(args.grpo_args(r, s).out, args.grpo_steps) for r in args.rewards for s in args.seeds}
-    rows = {name: sample_rows(path, problems, args, out.samples(name)) for name, path in tqdm(models.items(), desc="calibration: sampling")}
-    stage("statistics, figures and report")
-    runs = {r: [Samples.of_rows(rows[f"{r}/seed{s}"], args.eval_samples) for s in args.seeds] for r in args.rewards}
-    runs_all = {"base": [Samples.of_rows(rows["base"], args.eval_samples)], **runs}
-    k_train_max = read_json(layout.config)["stages"]["pretrain"]["k_train_max"]
-    k_P = np.array([r["k"] for r in table["eval_set"]])
-    splits = {"in distribution": np.flatnonzero(k_P <= k_train_max), "beyond": np.flatnonzero(k_P > k_train_max)}
-    splits = {name: rows_ for name, rows_ in splits.items() if rows_.size}
-    tables = {name: split_table(runs_all, rows_, args.n_boot, seed=i, reference=args.rewards[0], level=args.level)
-              for i, (name, rows_) in enumerate(splits.items())}  # fmt: skip
-    cls, sentence = verdict(tables, args.rewards[0], args.tested, args.level)
-    result = {
-        "preset": args.preset, "band": args.band, "rewards": list(args.rewards), "seeds": list(args.seeds),
-        "k_train_max": k_train_max, "level": args.level, "splits": tables,
-        "reliability": {name: {v: reliability(r, rows_) for v, r in runs_all.items()} for name, rows_ in splits.items()},
-        "verdict_class": cls, "verdict": sentence,
-    }  # fmt: skip
-    write_json(out.results, result)
-    stage.finish()
-    write_report(out, result)
-    print(sentence)
-    return result
+    study = reward_study.RewardStudy(
+        "calibration", needs="confidence", arms=args.rewards, arm_kind="rewards", eval_seed=seeds.calibration_eval(0),
+        reading=f"sample {args.eval_samples} completions per held-out problem: base model and every final checkpoint",
+    )  # fmt: skip
+    return reward_study.run(args, study, grpo.main, read_rows, functools.partial(analyse_rows, args), write_report)
 
 
 if __name__ == "__main__":

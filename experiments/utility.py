@@ -1,4 +1,5 @@
-"""Utility-weighted training vs symmetric training with a post-hoc threshold: ``python -m experiments.utility --run runs/NAME``.
+"""Utility-weighted training vs symmetric training with a post-hoc threshold:
+``python -m experiments.utility --run runs/NAME``.
 
 The decision: answer, or abstain (``abstain <eos>``). A right answer pays +1, a wrong one -3, an abstention 0
 (``payoffs``), so answering pays only where P(right) >= 0.75. On a run pretrained with ``--abstain-frac`` (the
@@ -20,28 +21,25 @@ Every setting was fixed before any result was seen.
 """
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from experiments import grpo
 from experiments.analysis.utility_report import write_report
-from experiments.analysis.utility_results import Decisions, utility_arms, utility_table, verdict
-from experiments.harness import cli, seeds
+from experiments.analysis.utility_results import DIRECT, SYMMETRIC, UtilityResult, analyse
+from experiments.harness import cli, reward_study, seeds
 from experiments.harness.labelling import split_problems
 from experiments.harness.post_hoc import answer_probability, computation_probe
+from experiments.harness.reward_study import HeldOut, Sampled
 from experiments.harness.rewards import DEFAULT_PAYOFFS
-from experiments.harness.rollout import EVAL_BATCH, rollouts, sampled_rollouts
-from experiments.harness.rundir import check_writable, init_run, write_json
-from experiments.harness.tasks import hedged_task
+from experiments.harness.rollout import EVAL_BATCH, rollouts
 from probes.bands import check_runs
 from probes.calibration import Utility
-from probes.layout import RunLayout, checkpoint_dir, read_json
-from probes.models import load_bridge, load_hf, load_tokenizer
-from probes.stats import seeds_then_rows
+from probes.models import load_bridge
 
-ARMS = {"utility": "utility", "symmetric": "binary"}
+ARMS = {DIRECT: "utility", SYMMETRIC: "binary"}
 """The two arms and the GRPO reward each trains with."""
 
 
@@ -90,92 +88,45 @@ class UtilityArgs:
         return 1 - 0.05 / 5
 
     def grpo_args(self, arm: str, seed: int) -> grpo.GRPOArgs:
-        return cli.preset_args(grpo.GRPOArgs, grpo.PRESETS, self.grpo_preset, run=self.run, band=self.band, seed=seed, steps=self.grpo_steps,
-                               reward=ARMS[arm], payoffs=self.payoffs, study=f"utility/{self.band}/{arm}", device=self.device)  # fmt: skip
+        return cli.preset_args(grpo.GRPOArgs, grpo.PRESETS, self.grpo_preset, run=self.run, band=self.band, seed=seed,
+                               steps=self.grpo_steps, reward=ARMS[arm], payoffs=self.payoffs,
+                               study=f"utility/{self.band}/{arm}", device=self.device)  # fmt: skip
 
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(seeds=(0, 1), grpo_steps=2, grpo_preset="smoke", eval_samples=2, probe_per_k=4, n_boot=50, hook="blocks.0.hook_resid_post"),
+    "smoke": dict(seeds=(0, 1), grpo_steps=2, grpo_preset="smoke", eval_samples=2, probe_per_k=4, n_boot=50,
+                  hook="blocks.0.hook_resid_post"),  # fmt: skip
 }
 
 
-def read_model(path: Path, problems: list, probe_split: tuple[list, list], args: UtilityArgs, cache: Path) -> dict:
+def read_model(args: UtilityArgs, s: Sampled, held: HeldOut) -> dict:
     """A model's held-out samples (correct, abstained, p), forced-deliberate greedy correctness per problem, and
-    the computation probe's accuracies; cached in ``cache``."""
-    if cache.exists():
-        return read_json(cache)
-    model, tokenizer = load_hf(path, args.device), load_tokenizer(path)
-    res = sampled_rollouts(model, tokenizer, problems, args.eval_samples, seeds.utility_eval(0))
-    p = answer_probability(model, tokenizer, res)
-    rows = [{"correct": r.parsed.correct, "abstained": bool(getattr(r.parsed, "abstained", False)), "p": None if np.isnan(v) else float(v)}
-            for r, v in zip(res, p)]  # fmt: skip
-    forced = rollouts(model, tokenizer, problems, mode="deliberate", temperature=0.0, batch_size=EVAL_BATCH)
-    pr = computation_probe(load_bridge(path, args.device), tokenizer, args.hook, *probe_split)
-    record = {"rows": rows, "forced_deliberate": [r.parsed.correct for r in forced], "probe": dataclasses.asdict(pr)}
-    write_json(cache, record)
-    return record
+    the computation probe's accuracies (on one split of the causal stream, the same for every model)."""
+    p = answer_probability(s.model, s.tokenizer, s.rollouts)
+    rows = [{"correct": r.parsed.correct, "abstained": bool(getattr(r.parsed, "abstained", False)),
+             "p": None if np.isnan(v) else float(v)} for r, v in zip(s.rollouts, p)]  # fmt: skip
+    forced = rollouts(s.model, s.tokenizer, held.problems, mode="deliberate", temperature=0.0, batch_size=EVAL_BATCH)
+    probe_split = split_problems(0, held.task.knobs(held.k_train_max), args.probe_per_k, held.task)
+    pr = computation_probe(load_bridge(s.path, args.device), s.tokenizer, args.hook, *probe_split)
+    return {"rows": rows, "forced_deliberate": [r.parsed.correct for r in forced], "probe": dataclasses.asdict(pr)}
 
 
-def main(args: UtilityArgs) -> dict:
+def analyse_reads(args: UtilityArgs, reads: dict[str, dict], held: HeldOut) -> UtilityResult:
+    """The result from what was read of every model."""
+    return analyse(reads, held.k_P, held.k_train_max, preset=args.preset, band=args.band, seeds=args.seeds,
+                   eval_samples=args.eval_samples, payoffs=args.payoffs, level=args.level,
+                   n_boot=args.n_boot)  # fmt: skip
+
+
+def main(args: UtilityArgs) -> UtilityResult:
     """Train (or resume) both arms, read every final checkpoint, write results.json and report.md."""
-    task, layout = hedged_task(args.run, "abstain", "the utility study"), RunLayout(args.run)
-    out = layout.utility(args.band)
-    check_writable(out.root)
-    init_run(args.run, f"utility/{args.band}", args)
-    stage = cli.StageClock("utility", out.profile)
-    stage(f"GRPO: {len(ARMS)} arms x {len(args.seeds)} seeds on the {args.band} pool, {args.grpo_steps} steps")
-    for arm in ARMS:
-        for seed in args.seeds:
-            grpo.main(args.grpo_args(arm, seed))
-    stage("read every final checkpoint: held-out samples, forced-deliberate accuracy, computation probe")
-    table = read_json(layout.band_table)
-    problems = [task.from_record(r) for r in table["eval_set"]]
-    pre = read_json(layout.config)["stages"]["pretrain"]
-    probe_split = split_problems(0, task.knobs(pre["k_train_max"]), args.probe_per_k, task)
-    models = {"base": layout.base} | {f"{a}/seed{s}": checkpoint_dir(args.grpo_args(a, s).out, args.grpo_steps) for a in ARMS for s in args.seeds}
-    reads = {m: read_model(path, problems, probe_split, args, out.samples(m)) for m, path in tqdm(models.items(), desc="utility: reading")}
-    stage("statistics, figures and report")
-    decisions = {m: Decisions.of_rows(r["rows"], args.eval_samples) for m, r in reads.items()}
-    k_P = np.array([r["k"] for r in table["eval_set"]])
-    fit_rows, eval_rows = np.arange(0, k_P.size, 2), np.arange(1, k_P.size, 2)  # thresholds fitted on one half
-    arms, thresholds = utility_arms([decisions[f"utility/seed{s}"] for s in args.seeds], [decisions[f"symmetric/seed{s}"] for s in args.seeds],
-                                    fit_rows, args.utility)  # fmt: skip
-    splits = {"in distribution": eval_rows[k_P[eval_rows] <= pre["k_train_max"]], "beyond": eval_rows[k_P[eval_rows] > pre["k_train_max"]]}
-    splits = {name: rows for name, rows in splits.items() if rows.size}
-    tables = {name: utility_table(arms, rows, args.level, args.n_boot, seed=i) for i, (name, rows) in enumerate(splits.items())}
-    features = feature_tables(reads, args, splits_all={n: np.flatnonzero((k_P <= pre["k_train_max"]) == (n == "in distribution")) for n in splits})
-    cls, sentence = verdict(tables, features, args.level)
-    result = {
-        "preset": args.preset, "band": args.band, "seeds": list(args.seeds), "payoffs": list(args.payoffs),
-        "threshold_theory": args.utility.threshold, "thresholds_fitted": thresholds, "k_train_max": pre["k_train_max"],
-        "level": args.level, "splits": tables, "features": features,
-        "base": {name: float(decisions["base"].correct_PN[rows].mean()) for name, rows in splits.items()},
-        "probe_controls": {m: {k: r["probe"][k] for k in ("accuracy", "shuffled_accuracy", "majority")} for m, r in reads.items()},
-        "verdict_class": cls, "verdict": sentence,
-    }  # fmt: skip
-    write_json(out.results, result)
-    stage.finish()
-    write_report(out, result)
-    print(sentence)
-    return result
-
-
-def feature_tables(reads: dict, args: UtilityArgs, splits_all: dict[str, np.ndarray]) -> dict[str, dict]:
-    """Symmetric against utility-trained runs: forced-deliberate accuracy per split (paired on problems), and the
-    computation probe's test accuracy (one value per seed)."""
-    def runs(arm: str, key: str):
-        return [(np.asarray(reads[f"{arm}/seed{s}"][key], dtype=float).reshape(-1),) for s in args.seeds]
-
-    out = {}
-    for name, rows in splits_all.items():
-        stat = f"forced-deliberate accuracy, {name}"
-        out[stat] = seeds_then_rows({a: runs(a, "forced_deliberate") for a in ARMS}, rows, lambda x, stat=stat: {stat: float(x.mean())},
-                                    reference="utility", level=args.level, n_boot=args.n_boot)  # fmt: skip
-    probe = {a: [(np.array([reads[f"{a}/seed{s}"]["probe"]["accuracy"]]),) for s in args.seeds] for a in ARMS}
-    out["computation probe accuracy"] = seeds_then_rows(probe, np.array([0]), lambda x: {"computation probe accuracy": float(x.mean())},
-                                                        reference="utility", level=args.level, n_boot=args.n_boot)  # fmt: skip
-    return out
+    study = reward_study.RewardStudy(
+        "utility", needs="abstain", arms=tuple(ARMS), arm_kind="arms", eval_seed=seeds.utility_eval(0),
+        reading="read every final checkpoint: held-out samples, forced-deliberate accuracy, computation probe",
+    )  # fmt: skip
+    read, analysed = functools.partial(read_model, args), functools.partial(analyse_reads, args)
+    return reward_study.run(args, study, grpo.main, read, analysed, write_report)
 
 
 if __name__ == "__main__":

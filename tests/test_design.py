@@ -10,7 +10,7 @@ MODULE = re.compile(r"`([\w/]+\.py)`")
 
 def layout_parts() -> dict[str, str]:
     """The Package layout section, split where `probes/` is introduced: experiments' part, then probes'."""
-    text = (ROOT / "docs" / "DESIGN.md").read_text()
+    text = (ROOT / "docs/DESIGN.md").read_text()
     start = text.index("### Package layout\n")
     end = re.compile(r"^## ", re.M).search(text, start).start()
     section = text[start:end]
@@ -28,10 +28,10 @@ def modules(package: str) -> set[str]:
 def test_design__names_every_module_in_its_packages_part():
     parts = layout_parts()
     missing = {pkg: sorted(modules(pkg) - set(MODULE.findall(parts[pkg]))) for pkg in PACKAGES}
-    assert missing == {pkg: [] for pkg in PACKAGES}, f"modules without a line in DESIGN.md's Package layout: {missing}"
+    assert missing == {pkg: [] for pkg in PACKAGES}, f"modules without a line in docs/DESIGN.md Package layout: {missing}"
 
 
 def test_design__names_no_module_that_does_not_exist():
     parts = layout_parts()
     stale = {pkg: sorted(set(MODULE.findall(parts[pkg])) - modules(pkg)) for pkg in PACKAGES}
-    assert stale == {pkg: [] for pkg in PACKAGES}, f"DESIGN.md's Package layout names modules that are gone: {stale}"
+    assert stale == {pkg: [] for pkg in PACKAGES}, f"docs/DESIGN.md Package layout names modules that are gone: {stale}"

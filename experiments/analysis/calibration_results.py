@@ -14,11 +14,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from jaxtyping import Bool, Float
 
+from experiments.harness.reward_study import in_and_beyond, nan_for_null
 from probes.calibration import auroc, brier, ece, reliability_bins, weighted_vote
 from probes.stats import seeds_then_rows
 
 METRICS = ("accuracy", "ece", "brier", "auroc", "stated")
-"""Per split: accuracy of all samples; ECE, Brier and AUROC over the samples that state a confidence; the share that do."""
+"""Per split: accuracy of all samples; ECE, Brier and AUROC over the samples that state a confidence; the share
+that do."""
 VOTES = ("majority", "weighted")
 
 
@@ -48,7 +50,8 @@ def metrics(correct: np.ndarray, q: np.ndarray) -> dict[str, float]:
     stated = np.isfinite(v)
     cs, vs = c[stated], v[stated]
     return {"accuracy": float(c.mean()) if c.size else np.nan, "ece": ece(vs, cs), "brier": brier(vs, cs),
-            "auroc": auroc(vs, cs) if vs.size else np.nan, "stated": float(stated.mean()) if c.size else np.nan}  # fmt: skip
+            "auroc": auroc(vs, cs) if vs.size else np.nan,
+            "stated": float(stated.mean()) if c.size else np.nan}  # fmt: skip
 
 
 def vote_accuracy(s: Samples, rows: np.ndarray) -> dict[str, float]:
@@ -69,11 +72,13 @@ def vote_accuracy(s: Samples, rows: np.ndarray) -> dict[str, float]:
 
 
 def _pool(runs: Sequence[Samples], seeds_S, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return (np.concatenate([runs[s].correct_PN[rows] for s in seeds_S]), np.concatenate([runs[s].q_PN[rows] for s in seeds_S]))
+    correct = np.concatenate([runs[s].correct_PN[rows] for s in seeds_S])
+    return correct, np.concatenate([runs[s].q_PN[rows] for s in seeds_S])
 
 
 def split_table(
-    runs_by_variant: Mapping[str, Sequence[Samples]], rows: np.ndarray, n_boot: int, seed: int, reference: str, level: float
+    runs_by_variant: Mapping[str, Sequence[Samples]], rows: np.ndarray, n_boot: int, seed: int, reference: str,
+    level: float,
 ) -> dict[str, dict]:
     """Per variant: each metric (seeds pooled) with a two-level bootstrap interval at ``level`` and its difference
     from ``reference`` (paired on problems; ``probes.stats.seeds_then_rows``), and the vote accuracies."""
@@ -111,3 +116,53 @@ def verdict(tables: Mapping[str, Mapping[str, dict]], reference: str, tested: st
         "mixed": f"The {tested} reward's effect against {reference} differed between splits",
     }[cls]
     return cls, f"{head} ({'; '.join(parts)}; {level:.1%} intervals over seeds and problems)."
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationResult:
+    """results.json: the calibration study's numbers and verdict."""
+
+    preset: str
+    band: str
+    rewards: list[str]
+    """The variants trained; the first is the reference."""
+    seeds: list[int]
+    k_train_max: int
+    """The largest knob in pretraining: the splits are k up to it (in distribution) and above it (beyond)."""
+    level: float
+    """Interval level (95% Bonferroni-adjusted over the verdict's comparisons)."""
+    splits: dict[str, dict[str, dict]]
+    """Per split and variant (the base model first): each of METRICS with its interval and difference from the
+    reference (``split_table``), and the vote accuracies."""
+    reliability: dict[str, dict[str, list[dict]]]
+    """Per split and variant: the reliability diagram's bins (seeds pooled)."""
+    verdict_class: str
+    """no_trade_off, trade_off, no_calibration_gain or mixed."""
+    verdict: str
+
+    def to_json(self) -> dict:
+        """The dict ``results.json`` holds (``write_json`` writes its non-finite floats as null)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> CalibrationResult:
+        """From ``to_json``'s dict or from ``results.json`` (where a null is nan again); a missing field is refused."""
+        return cls(**{f.name: nan_for_null(d[f.name]) for f in dataclasses.fields(cls)})
+
+
+def analyse(
+    runs: Mapping[str, Sequence[Samples]], k_P: np.ndarray, k_train_max: int, *,
+    preset: str, band: str, seeds: Sequence[int], tested: str, level: float, n_boot: int,
+) -> CalibrationResult:  # fmt: skip
+    """Every number of the study from the models' samples: ``runs`` holds the base model's (one run) and each
+    reward variant's (one run per seed, in ``seeds`` order), the first variant after the base model the
+    reference; ``k_P`` is each held-out problem's knob."""
+    rewards = [v for v in runs if v != "base"]
+    splits = in_and_beyond(k_P, k_train_max)
+    tables = {name: split_table(runs, rows, n_boot, seed=i, reference=rewards[0], level=level)
+              for i, (name, rows) in enumerate(splits.items())}  # fmt: skip
+    diagrams = {name: {v: reliability(r, rows) for v, r in runs.items()} for name, rows in splits.items()}
+    cls, sentence = verdict(tables, rewards[0], tested, level)
+    return CalibrationResult(preset=preset, band=band, rewards=rewards, seeds=list(seeds), k_train_max=k_train_max,
+                             level=level, splits=tables, reliability=diagrams, verdict_class=cls,
+                             verdict=sentence)  # fmt: skip

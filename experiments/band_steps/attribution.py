@@ -14,7 +14,6 @@ from tqdm.auto import tqdm
 from experiments import grpo
 from experiments.band_steps.matching import matched_points, run_data
 from experiments.harness import seeds
-from experiments.harness.executors import run_jobs
 from experiments.harness.feature_groups import ATTRIBUTED
 from experiments.harness.gain_attribution import attribute_gain
 from experiments.harness.rollout_activity import rollout_activity
@@ -79,7 +78,7 @@ def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
                               {"step": points[n], "n_samples": g.eval_samples, "groups": groups, "random_groups": randoms},
                               args.run_device)
             for n, g in args.band_runs.items() if n in points}  # fmt: skip
-    return dict(zip(jobs, run_jobs(attribute_run, list(jobs.values()), args.executor, args.workers, args.gpus_per_job)))
+    return dict(zip(jobs, args.run_jobs(attribute_run, list(jobs.values()))))
 
 
 def activity_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:

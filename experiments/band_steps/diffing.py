@@ -15,7 +15,6 @@ from experiments.analysis.contrasts import MIN_SEEDS
 from experiments.band_steps.matching import matched_points
 from experiments.band_steps.sae_groups import causal_problems
 from experiments.harness.diffing import means_tensors, read_all
-from experiments.harness.executors import run_jobs
 from experiments.harness.model_diffing import Pair, band_record
 from experiments.harness.rundir import atomic_file, write_json
 from experiments.harness.sources import cache_activations, open_source
@@ -30,13 +29,12 @@ if TYPE_CHECKING:
 def diff_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
     """Read every checkpoint in every SAE basis; latent means also go to latent_means.safetensors.
 
-    Activation caches persist under acts/, so a rerun only re-encodes them; a parallel executor makes
-    the missing ones first, one job per checkpoint."""
+    Activation caches persist under acts/, so a rerun only re-encodes them; the missing ones are made first, one
+    job per checkpoint on the study's executor."""
     layout = RunLayout(args.out)
     blends = [grpo.at_step(args.band_runs[n], step) for n, step in matched_points(args).items() if not float(step).is_integer()]
     ckpts = [*layout.checkpoints(), *blends]
-    if args.executor != "local":  # the caches are independent jobs; reading them after only encodes
-        run_jobs(cache_activations, [(args.diff_source, c) for c in ckpts], args.executor, args.workers, args.gpus_per_job)
+    args.run_jobs(cache_activations, [(args.diff_source, c) for c in ckpts])  # reading them after only encodes
     saes = {name: load_sae(layout.sae(name), args.run_device) for name in features}
     readings = read_all(args.diff_source, ckpts, saes)
     with atomic_file(layout.latent_means) as tmp:
@@ -90,7 +88,7 @@ def diffing_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, d
                 write_json(path(band), {**made_with(args, claims, band), "unchanged": True})
         shortcut_k = features[args.sae_args(args.sae_archs[0]).sae_name]["spec"]["shortcut_k"]
         jobs = [(args, b, shortcut_k) for b in todo if any(p.changed for p in pairs[b])]
-        run_jobs(band_diffing, jobs, args.executor, args.workers, args.gpus_per_job)
+        args.run_jobs(band_diffing, jobs)
     return {b: read_json(path(b)) for b in BANDS}
 
 

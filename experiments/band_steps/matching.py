@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from experiments import grpo
 from experiments.analysis.band_results import RunData, matching, planned
-from experiments.harness.executors import run_jobs
 from experiments.harness.rundir import append_jsonl
 from probes.bands import BANDS
 from probes.layout import INGESTED, MATCH, METRICS, RunLayout, checkpoints, read_jsonl, run_name
@@ -81,4 +80,4 @@ def match_stage(args: BandStudyArgs) -> None:
     jobs = [MatchJob(g, p.target, p.tol, args.matched_key, with_points(curve_by_run[n], runs.extra[n]), runs.metrics[n][0][args.matched_key])
             for n, g in args.band_runs.items() if not (g.out / INGESTED).is_file()]  # ingested: matched on its evaluated checkpoints only
     jobs = [j for j in jobs if not first_reaching(j.curve, p.target, p.tol).within_tol and first_reaching(j.curve, p.target, p.tol).reached]
-    run_jobs(match_run, jobs, args.executor, args.workers, args.gpus_per_job)
+    args.run_jobs(match_run, jobs)

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from experiments import train_sae
 from experiments.analysis.contrasts import SEQUENCE_GROUPS
-from experiments.harness.executors import run_jobs
 from experiments.harness.labelling import LabelSpec, label_and_check, labelling_checks, split_problems
 from experiments.harness.probe_sets import ProbeSetSpec, probe_problems
 from experiments.harness.rundir import init_run, write_json
@@ -41,7 +40,7 @@ def feature_stage(args: BandStudyArgs) -> dict[str, dict]:
     """Every shared SAE's feature record by SAE name, one job per architecture on the study's executor."""
     init_saes(args, [args.sae_args(arch) for arch in args.sae_archs])
     jobs = [(args, arch) for arch in args.sae_archs]
-    return {args.sae_args(arch).sae_name: rec for arch, rec in zip(args.sae_archs, run_jobs(sae_features, jobs, args.executor, args.workers, args.gpus_per_job))}
+    return {args.sae_args(arch).sae_name: rec for arch, rec in zip(args.sae_archs, args.run_jobs(sae_features, jobs))}
 
 
 def sae_features(job: tuple[BandStudyArgs, str]) -> dict:
@@ -91,7 +90,7 @@ def hook_stage(args: BandStudyArgs) -> BandStudyArgs:
     if not path.exists():
         hooks = candidate_hooks(args)
         init_saes(args, [args.sae_args(args.sae_archs[0], hook=h) for h in hooks])
-        scores = dict(zip(hooks, run_jobs(hook_scores, [(args, h) for h in hooks], args.executor, args.workers, args.gpus_per_job)))
+        scores = dict(zip(hooks, args.run_jobs(hook_scores, [(args, h) for h in hooks])))
         rank = lambda h: (sum(c["passed"] for c in scores[h].values()), sum(c["percentile"] for c in scores[h].values()))  # noqa: E731
         write_json(path, {"hook": max(scores, key=rank), "kinds": list(SEQUENCE_GROUPS), "scores": scores})
     return dataclasses.replace(args, hook=read_json(path)["hook"])

@@ -2,8 +2,8 @@
 
 A band study's band x seed GRPO runs are independent: each is a pure function of its arguments
 (every draw of update t depends only on (seed, t)), so running them in parallel changes nothing
-they write, provided each worker uses the same number of torch threads as the sequential run
-(float reductions depend on it). A worker is a fresh process (spawn), pinned to one GPU round
+they write: every job runs with the same number of torch threads on every executor (``run_jobs``'s
+``threads``; float reductions depend on it). A worker is a fresh process (spawn), pinned to one GPU round
 robin through CUDA_VISIBLE_DEVICES where the machine has GPUs, so several tiny-model runs can share
 one GPU or spread over several. On Ray (the optional ``ray`` extra) a job is one task, scheduled
 on whatever node of the cluster has its resources: the torch threads it uses as CPUs, and
@@ -14,9 +14,10 @@ in) and otherwise starts a local instance with room for ``workers`` jobs at once
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
@@ -27,6 +28,18 @@ EXECUTORS = ("local", "pool", "ray")
 
 Job = TypeVar("Job")
 Out = TypeVar("Out")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` for the block and restored after it (None: left as they are)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _init_worker(threads: int, n_gpus: int, counter) -> None:
@@ -43,10 +56,9 @@ def _in_threads(threads: int, fn: Callable[[Job], Out], job: Job) -> Out:
     return fn(job)
 
 
-def _ray(fn: Callable[[Job], Out], jobs: Sequence[Job], workers: int, gpus_per_job: float) -> list[Out]:
+def _ray(fn: Callable[[Job], Out], jobs: Sequence[Job], workers: int, gpus_per_job: float, threads: int) -> list[Out]:
     import ray  # the optional extra: pip install 'bandlens[ray]'
 
-    threads = torch.get_num_threads()
     if not ray.is_initialized():
         local = "RAY_ADDRESS" not in os.environ  # set by hand for a cluster, and by `ray job submit`
         ray.init(**(dict(num_cpus=workers * threads, include_dashboard=False) if local else {}))
@@ -55,16 +67,23 @@ def _ray(fn: Callable[[Job], Out], jobs: Sequence[Job], workers: int, gpus_per_j
     return ray.get([task.remote(threads, fn, job) for job in jobs])
 
 
-def run_jobs(fn: Callable[[Job], Out], jobs: Sequence[Job], executor: str = "local", workers: int = 2, gpus_per_job: float = 1.0) -> list[Out]:
-    """``[fn(job) for job in jobs]``, in order, on the chosen executor (``fn`` must be importable by name)."""
+def run_jobs(
+    fn: Callable[[Job], Out], jobs: Sequence[Job], executor: str = "local", workers: int = 2, gpus_per_job: float = 1.0,
+    threads: int | None = None,
+) -> list[Out]:
+    """``[fn(job) for job in jobs]``, in order, on the chosen executor (``fn`` must be importable by name), each job
+    with ``threads`` torch threads (None: this process's count) whichever executor runs it: float reductions depend
+    on the thread count, so the executor changes nothing a job writes."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor: must be one of {EXECUTORS}, got {executor!r}")
+    threads = threads or torch.get_num_threads()
     if executor == "ray":
-        return _ray(fn, jobs, workers, gpus_per_job)
+        return _ray(fn, jobs, workers, gpus_per_job, threads)
     if executor == "local" or len(jobs) < 2 or workers < 2:
-        return [fn(job) for job in jobs]
+        with torch_threads(threads):
+            return [fn(job) for job in jobs]
     ctx = mp.get_context("spawn")
     counter = ctx.Value("i", 0)
-    init = (torch.get_num_threads(), torch.cuda.device_count() if torch.cuda.is_available() else 0, counter)
+    init = (threads, torch.cuda.device_count() if torch.cuda.is_available() else 0, counter)
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
         return list(pool.map(fn, jobs))

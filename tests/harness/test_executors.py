@@ -1,0 +1,12 @@
+import torch
+
+from experiments.harness.executors import run_jobs, torch_threads
+
+
+def test_run_jobs__every_job_runs_with_the_asked_threads_and_the_caller_gets_its_own_back():
+    before = torch.get_num_threads()
+    with torch_threads(2):
+        assert run_jobs(lambda job: (job, torch.get_num_threads()), [0, 1], "local", threads=1) == [(0, 1), (1, 1)]
+        assert torch.get_num_threads() == 2
+        assert run_jobs(lambda job: torch.get_num_threads(), [0], "local") == [2]  # None: the caller's count
+    assert torch.get_num_threads() == before
