@@ -124,9 +124,9 @@ class BandStudyArgs:
     """Jobs at once: the pool's worker processes, or a local Ray instance's room (a cluster has its own); 0: one per
     CPU this process may use."""
     job_threads: int = 1
-    """Torch threads of every job and of everything after the bands stage, on every executor (float reductions depend
-    on it, so it is part of what the study computes). One per job lets the pool put one job on each core, which
-    survives a busy machine; pretraining and the bands stage, which run alone, keep the process's threads."""
+    """Torch threads of every step of the study (pretraining, bands, every job, every reading) on every executor.
+    Float reductions depend on it, so it is part of what the study computes: fixed, the same command computes the same
+    numbers on 2 cores and on 16. One lets the pool put one job on each core, which survives a busy machine."""
     gpus_per_job: float = 1.0
     """Ray: the share of a GPU each job asks for where the cluster has GPUs (0.25: four tiny-model runs per GPU)."""
     stages: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
@@ -279,9 +279,9 @@ def main(args: BandStudyArgs) -> dict:
     layout = RunLayout(args.out)
     stage = cli.StageClock("band_study", layout.profile)
 
-    stage("pretrain, bands, GRPO per band x seed")
-    train_stages(args)
-    with torch_threads(args.job_threads):  # everything after the bands stage, on every executor
+    with torch_threads(args.job_threads):  # every step, on every executor: the numbers do not depend on the machine
+        stage("pretrain, bands, GRPO per band x seed")
+        train_stages(args)
         stage("matched gain: pin each run's crossing of the target by replay")
         match_stage(args)
         if not args.hook:
