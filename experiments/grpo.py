@@ -197,7 +197,8 @@ def step0_evaluation(model, tokenizer, args: GRPOArgs, inputs: RunInputs, refere
     """``evaluate`` of the base model, which every band run of one seed makes on the same draws: made by the first
     and read by the others from ``RunLayout.step0_eval`` (keyed by everything it depends on; NaN kept as JSON NaN)."""
     path = RunLayout(args.run).step0_eval(args.seed)
-    key = {"seed": args.seed, "eval_samples": args.eval_samples, "device": args.device, "base": model_identity(RunLayout(args.run).base),
+    key = {"seed": args.seed, "eval_samples": args.eval_samples, "device": args.device, "threads": torch.get_num_threads(),
+           "base": model_identity(RunLayout(args.run).base),
            "eval_set": hashlib.sha256(json.dumps(inputs.eval_set, sort_keys=True).encode()).hexdigest()}  # fmt: skip
     cached = json.loads(path.read_text()) if path.is_file() else {}
     if cached.get("key") != key:

@@ -1,21 +1,8 @@
 """The run directory, read side: every path, file name and checkpoint rule in one place.
 
 Stages write through ``experiments.harness.rundir``; everything that reads a run (stages,
-reports, notebooks, a user's own code) finds its files here:
-
-```
-runs/<name>/
-  config.json                   resolved arguments per stage, versions, git sha
-  base/                         HF model dir + eval.json
-  bands/table.json              pass rates, bands, training pools, shared eval set
-  bands/<band>/seed<s>/         args.json, metrics.jsonl, ledger.jsonl, match.jsonl, gain_attribution.json, checkpoint-<step>/
-  acts/<checkpoint>/probe-<digest>/<hook>/   activation caches
-  sae/<name>/                   sae_lens SAE + train.json, evals.json, features.json
-  diff.json, latent_means.safetensors, results.json, report.md, figures/
-  pretrain-seed<i>/, replicates.json   one whole study per pretraining seed (--replicate N)
-  value/                        the value study's artifacts
-  trace_length/                 the trace-length study: trace_length.json, trace_length.png
-```
+reports, notebooks, a user's own code) finds its files here;
+docs/run_directory.md describes the tree (its one copy).
 
 A checkpoint ``checkpoint-<step>/`` counts only once its trainer state, written last, exists.
 """
