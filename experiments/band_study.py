@@ -16,7 +16,6 @@ stage (``--config study.json``: ``{"pretrain": {"p": 13}, "grpo": {"lr": 5e-5}, 
 # No `from __future__ import annotations`: a spawned pool worker re-runs this module as __mp_main__,
 # where string ClassVar annotations read as dataclass fields.
 import dataclasses
-import os
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +30,7 @@ from experiments.band_steps.diffing import diff_stage, diffing_stage
 from experiments.band_steps.matching import match_stage, run_data
 from experiments.band_steps.sae_groups import feature_stage, hook_stage
 from experiments.harness import cli
-from experiments.harness.executors import EXECUTORS, run_jobs, torch_threads
+from experiments.harness.executors import EXECUTORS, run_jobs, torch_threads, usable_cpus
 from experiments.harness.labelling import summary
 from experiments.harness.model_diffing import DiffingSpec
 from experiments.harness.probe_sets import ProbeSetSpec
@@ -169,8 +168,7 @@ class BandStudyArgs:
 
     def run_jobs(self, fn, jobs: list) -> list:
         """``[fn(job) for job in jobs]`` on the study's executor, each job with ``job_threads`` torch threads."""
-        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return run_jobs(fn, jobs, self.executor, self.workers or usable, self.gpus_per_job, self.job_threads)
+        return run_jobs(fn, jobs, self.executor, self.workers or usable_cpus(), self.gpus_per_job, self.job_threads)
 
     @property
     def run_device(self) -> str:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from experiments.harness import cli
+from experiments.harness.executors import usable_cpus
 from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
 from experiments.harness.rollout import max_new_tokens
 from experiments.harness.sampling import sample
@@ -156,8 +157,7 @@ def kilo(x: float) -> str:
 
 
 def main(args: BenchArgs) -> dict[str, float]:
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"host: torch threads {torch.get_num_threads()}, os.cpu_count {os.cpu_count()}, usable CPUs {affinity}")
+    print(f"host: torch threads {torch.get_num_threads()}, os.cpu_count {os.cpu_count()}, usable CPUs {usable_cpus()}")
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model
         if model_dir is None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from jaxtyping import Bool, Float
 
-from experiments.harness.reward_study import in_and_beyond, nan_for_null
+from experiments.harness.reward_study import JsonFields, in_and_beyond
 from probes.calibration import auroc, brier, ece, reliability_bins, weighted_vote
 from probes.stats import seeds_then_rows
 
@@ -119,7 +119,7 @@ def verdict(tables: Mapping[str, Mapping[str, dict]], reference: str, tested: st
 
 
 @dataclasses.dataclass(frozen=True)
-class CalibrationResult:
+class CalibrationResult(JsonFields):
     """results.json: the calibration study's numbers and verdict."""
 
     preset: str
@@ -139,15 +139,6 @@ class CalibrationResult:
     verdict_class: str
     """no_trade_off, trade_off, no_calibration_gain or mixed."""
     verdict: str
-
-    def to_json(self) -> dict:
-        """The dict ``results.json`` holds (``write_json`` writes its non-finite floats as null)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_json(cls, d: Mapping) -> CalibrationResult:
-        """From ``to_json``'s dict or from ``results.json`` (where a null is nan again); a missing field is refused."""
-        return cls(**{f.name: nan_for_null(d[f.name]) for f in dataclasses.fields(cls)})
 
 
 def analyse(

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from jaxtyping import Bool, Float
 
-from experiments.harness.reward_study import in_and_beyond, nan_for_null
+from experiments.harness.reward_study import JsonFields, in_and_beyond
 from probes.calibration import Utility, best_threshold
 from probes.stats import seeds_then_rows
 
@@ -132,7 +132,7 @@ def feature_tables(reads: Mapping[str, Mapping], seeds: Sequence[int], splits: M
 
 
 @dataclasses.dataclass(frozen=True)
-class UtilityResult:
+class UtilityResult(JsonFields):
     """results.json: the utility study's numbers and verdict."""
 
     preset: str
@@ -160,15 +160,6 @@ class UtilityResult:
     verdict_class: str
     """post_hoc_better, direct_better, no_difference or mixed."""
     verdict: str
-
-    def to_json(self) -> dict:
-        """The dict ``results.json`` holds (``write_json`` writes its non-finite floats as null)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_json(cls, d: Mapping) -> UtilityResult:
-        """From ``to_json``'s dict or from ``results.json`` (where a null is nan again); a missing field is refused."""
-        return cls(**{f.name: nan_for_null(d[f.name]) for f in dataclasses.fields(cls)})
 
 
 def analyse(

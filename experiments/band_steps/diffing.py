@@ -79,16 +79,15 @@ def diffing_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, d
     diffing/<band>/model_diffing.json keeps each band, so a rerun reuses it. Returns the records per band."""
     layout, claims = RunLayout(args.out), claim_checkpoints(args)
     path = lambda band: layout.diffing(band) / MODEL_DIFFING  # noqa: E731
-    done = {b: read_json(path(b)) for b in BANDS if path(b).exists()}
-    todo = [b for b in BANDS if {k: done.get(b, {}).get(k) for k in made_with(args, claims, b)} != made_with(args, claims, b)]
+    done, made = {b: read_json(path(b)) for b in BANDS if path(b).exists()}, {b: made_with(args, claims, b) for b in BANDS}
+    todo = [b for b in BANDS if {k: done.get(b, {}).get(k) for k in made[b]} != made[b]]
     if todo:
         pairs = claim_pairs(args, claims)  # every activation cache made here, once, before any worker reads it
-        for band in todo:
-            if not any(p.changed for p in pairs[band]):  # nothing to diff: every claim checkpoint reads like the base model
-                write_json(path(band), {**made_with(args, claims, band), "unchanged": True})
+        moved = {b for b in todo if any(p.changed for p in pairs[b])}
+        for band in set(todo) - moved:  # nothing to diff: every claim checkpoint reads like the base model
+            write_json(path(band), {**made[band], "unchanged": True})
         shortcut_k = features[args.sae_args(args.sae_archs[0]).sae_name]["spec"]["shortcut_k"]
-        jobs = [(args, b, shortcut_k) for b in todo if any(p.changed for p in pairs[b])]
-        args.run_jobs(band_diffing, jobs)
+        args.run_jobs(band_diffing, [(args, b, shortcut_k) for b in todo if b in moved])
     return {b: read_json(path(b)) for b in BANDS}
 
 

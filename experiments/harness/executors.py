@@ -30,6 +30,11 @@ Job = TypeVar("Job")
 Out = TypeVar("Out")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """torch's intra-op threads set to ``n`` for the block and restored after it (None: left as they are)."""

@@ -106,6 +106,19 @@ def in_and_beyond(k_P: np.ndarray, k_train_max: int, rows: np.ndarray | None = N
     return {name: r for name, r in splits.items() if r.size}
 
 
+class JsonFields:
+    """``to_json``/``from_json`` for a frozen result dataclass whose fields are plain JSON values."""
+
+    def to_json(self) -> dict:
+        """The dict ``results.json`` holds (``write_json`` writes its non-finite floats as null)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, d: Mapping):
+        """From ``to_json``'s dict or from ``results.json`` (where a null is nan again); a missing field is refused."""
+        return cls(**{f.name: nan_for_null(d[f.name]) for f in dataclasses.fields(cls)})
+
+
 def nan_for_null(obj: Any) -> Any:
     """A reward study's result as read back from its JSON: ``write_json`` wrote every float that was not finite
     (an empty bin's accuracy, a metric without samples) as null, and these results hold no other null, so each
