@@ -35,6 +35,7 @@ from experiments.harness.executors import usable_cpus
 from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
 from experiments.harness.rollout import max_new_tokens
 from experiments.harness.sampling import sample
+from experiments.harness.supervised import accumulate, collate, example
 from experiments.harness.task import TaskSpec
 from experiments.harness.tasks import task_of_vocab
 from probes.models import load_bridge, load_hf, load_tokenizer
@@ -151,6 +152,34 @@ def training_step(model, ids_BL: torch.Tensor) -> Callable[[], None]:
     return step
 
 
+def ragged_ratios(model, tok, args: BenchArgs) -> dict[str, float]:
+    """Speed-ups on ragged work, as the study meets it: prompts at every k up to ``args.k``, in both modes.
+
+    - evaluation sampling at T = 1 stopping at <eos>, with per-row uniforms (finished rows leave the batch) over a
+      shared generator (they keep feeding <pad>): the two draw different samples of the same distribution;
+    - a supervised step (forward and backward) on those examples in length chunks (``supervised.accumulate``)
+      over one batch padded to its longest.
+    """
+    vocab = tok.get_vocab()
+    family = task_of_vocab(vocab)
+    problems = [pr for k in range(1, args.k + 1) for pr in family.problems(1, k, max(1, args.batch // args.k))]
+    prompts = [tok.convert_tokens_to_ids(pr.prompt_words()) for pr in problems]
+    n_new, eos, pad = max_new_tokens(problems), tok.eos_token_id, tok.pad_token_id
+    uniforms = torch.rand(len(prompts), n_new, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    leave = best_time(lambda: sample(model, prompts, max_new=n_new, eos_id=eos, pad_id=pad, uniforms_BT=uniforms), args.repeats)
+    stay = best_time(lambda: sample(model, prompts, max_new=n_new, eos_id=eos, pad_id=pad, generator=torch.Generator().manual_seed(0)),
+                     args.repeats)  # fmt: skip
+    examples = [example(pr, mode, vocab) for i, pr in enumerate(problems) for mode in [("deliberate", "direct")[i % 2]]]
+    trained = copy.deepcopy(model).train()
+
+    def whole() -> None:
+        ids_BL, labels_BL = collate(examples, vocab)
+        trained(input_ids=ids_BL, labels=labels_BL).loss.backward()
+
+    chunked = best_time(lambda: accumulate(trained, examples, [], vocab), args.repeats)
+    return {"eval/rows_leave_over_stay": stay / leave, "train/chunked_over_whole": best_time(whole, args.repeats) / chunked}
+
+
 def kilo(x: float) -> str:
     """``12100.0`` -> ``12.1k``."""
     return f"{x / 1e3:.1f}k" if x >= 1e3 else f"{x:.0f}"
@@ -186,6 +215,7 @@ def main(args: BenchArgs) -> dict[str, float]:
         ids_BL = torch.cat([torch.tensor(prompts), torch.tensor(reference)], 1)  # equal-length prompts
         step = training_step(model, ids_BL)
         result["train/tok_s"] = ids_BL.numel() / best_time(step, args.repeats)
+        result |= ragged_ratios(model, tok, args)
     cfg = model.config
     d, f = cfg.hidden_size, cfg.intermediate_size
     m, n_prompt, n_seq = len(prompts), len(prompts[0]), ids_BL.shape[1]
@@ -230,6 +260,9 @@ def main(args: BenchArgs) -> dict[str, float]:
         print(line)
     print(f"  cached / naive        {result['sample/cached_over_naive']:6.2f}x")
     print(f"  cached / TL generate  {result['sample/cached_over_tl_generate']:6.2f}x")
+    print(f"ragged work, k = 1..{args.k} in both modes (about {args.batch} rows):")
+    print(f"  evaluation sampling: finished rows leave / stay in the batch   {result['eval/rows_leave_over_stay']:6.2f}x")
+    print(f"  supervised step: length chunks / one padded batch            {result['train/chunked_over_whole']:6.2f}x")
     return result
 
 

@@ -103,7 +103,8 @@ def attribute_gain(
         masks_CF[c, list(latents)] = 1.0
     cond_R = np.concatenate([np.full(len(rows), c) for c, (_, _, rows) in enumerate(conditions)])
     current: list[torch.Tensor] = [masks_CF[:0]]
-    pair = Lockstep(tuned_bridge, base_bridge, hook, lambda acts: row_patch_hook(sae, lambda: current[0], acts))
+    # Each batch's masks, of the rows still sampled (finished rows leave the batch: ``Lockstep.live_rows``).
+    pair = Lockstep(tuned_bridge, base_bridge, hook, lambda acts: row_patch_hook(sae, lambda: pair.live_rows(current[0]), acts))
     correct_R = score(pair, rows=np.concatenate([rows for _, _, rows in conditions]),
                       on_batch=lambda idx: current.__setitem__(0, masks_CF[cond_R[idx]]))  # fmt: skip
     per = {name: correct_R[cond_R == c] for c, (name, _, _) in enumerate(conditions)}

@@ -38,6 +38,9 @@ class Lockstep(torch.nn.Module):
         self.donor_acts: list[torch.Tensor] = []
         self._main_hook = make_hook(self.donor_acts) if make_hook else None
         self._donor_cache = None
+        self.live: torch.Tensor | None = None
+        """In a cached generation: the batch positions (as the generation started) of the rows still sampled (on the CPU);
+        None otherwise."""
 
     @property
     def original_model(self) -> Lockstep:
@@ -47,9 +50,21 @@ class Lockstep(torch.nn.Module):
         """The main bridge's hook context (what a reader adds runs on the main model)."""
         return self._bridges[0].hooks(*args, **kwargs)
 
+    def live_rows(self, x_B: torch.Tensor) -> torch.Tensor:
+        """The rows of a per-row tensor of the batch (as it started) that are still being sampled."""
+        return x_B if self.live is None else x_B[self.live]
+
+    def keep_rows(self, keep_B: torch.Tensor) -> None:
+        """The sampler dropped finished rows from the batch: the donor's cache drops them too."""
+        self._donor_cache.batch_select_indices(keep_B)
+        self.live = self.live[keep_B.cpu()]
+
     def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=False, past_key_values=None, **kwargs):
-        if use_cache and (past_key_values is None or past_key_values.get_seq_length() == 0):
+        if not use_cache:
+            self.live = None
+        elif past_key_values is None or past_key_values.get_seq_length() == 0:
             self._donor_cache = kv_cache()  # a new generation: the donor starts over too
+            self.live = torch.arange(input_ids.shape[0])
         inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache)
         main_point, donor_point = self._points
 

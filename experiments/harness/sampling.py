@@ -1,10 +1,13 @@
 """Batched, KV-cached sampling from an HF causal LM over left-padded prompts.
 
 Rollouts dominate the cost of RL on CPU, so this loop feeds one new token per
-sequence per step and reuses the key/value cache; finished rows keep feeding <pad>.
+sequence per step and reuses the key/value cache.
 The model may be a plain HF model or the one inside a TransformerBridge
 (``bridge.original_model``): then TransformerLens hooks added with ``bridge.hooks``
-act on every sampled token.
+act on every sampled token. When draws are row-independent (per-row uniforms, greedy),
+finished rows leave the batch: a model that keeps state per row (``patching.Lockstep``)
+is told which rows stay through its ``keep_rows(keep_B)``. Under a shared generator, whose stream
+depends on the rows beside each other, finished rows keep feeding <pad>.
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ class _SpareRoomLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length
 
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep only these rows of the batch (rows that finished are dropped)."""
+        if self.is_initialized:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self.keys, self.values = self._k[..., : self.length, :], self._v[..., : self.length, :]
+
 
 def kv_cache() -> Cache:
     """An empty key/value cache for one generation (filled in place by every forward)."""
@@ -80,8 +89,12 @@ def sample(
     out = model(input_ids=ids_BL, attention_mask=mask_BL, position_ids=pos_BL, use_cache=True, past_key_values=cache)
     logits_BV = out.logits[:, -1]
     next_pos_B = pos_BL[:, -1] + 1
+    # Row-independent draws (uniforms, greedy) let finished rows leave the batch: a row's floats do not depend on
+    # the rows beside it, so its tokens stay the same. A shared generator's stream does depend on them.
+    compact = uniforms_BT is not None or temperature == 0
+    live_B = torch.arange(len(prompts), device=device)  # batch positions of the rows still sampling
+    new_BT = torch.full((len(prompts), max_new), pad_id, dtype=torch.long, device=device)
     done_B = torch.zeros(len(prompts), dtype=torch.bool, device=device)
-    new_tokens = []
     for t in range(max_new):
         if t == 0 and banned_first:
             logits_BV[:, list(banned_first)] = -torch.inf
@@ -89,12 +102,19 @@ def sample(
             tok_B = logits_BV.argmax(-1)
         else:
             probs_BV = torch.softmax(logits_BV.float() / temperature, -1)
-            tok_B = _draw(probs_BV, generator) if uniforms_BT is None else _invert(probs_BV, uniforms_BT[:, t])
+            tok_B = _draw(probs_BV, generator) if uniforms_BT is None else _invert(probs_BV, uniforms_BT[live_B.cpu(), t])
         tok_B = torch.where(done_B, pad_id, tok_B)
-        new_tokens.append(tok_B)
+        new_BT[live_B, t] = tok_B
         done_B |= tok_B == eos_id
         if done_B.all() or t == max_new - 1:
             break
+        if compact and done_B.any():
+            keep_B = (~done_B).nonzero().squeeze(-1)
+            cache.batch_select_indices(keep_B)
+            if hasattr(model, "keep_rows"):
+                model.keep_rows(keep_B)
+            live_B, tok_B, done_B = live_B[keep_B], tok_B[keep_B], done_B[keep_B]
+            mask_BL, next_pos_B = mask_BL[keep_B], next_pos_B[keep_B]
         mask_BL = torch.cat([mask_BL, torch.ones_like(mask_BL[:, :1])], dim=1)  # done rows are ignored
         out = model(
             input_ids=tok_B[:, None],
@@ -105,8 +125,7 @@ def sample(
         )
         logits_BV = out.logits[:, -1]
         next_pos_B = next_pos_B + 1
-    new_BT = torch.stack(new_tokens, dim=1).cpu()
-    return [_until_eos(row.tolist(), eos_id) for row in new_BT]
+    return [_until_eos(row.tolist(), eos_id) for row in new_BT[:, : t + 1].cpu()]
 
 
 def _draw(probs_BV: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

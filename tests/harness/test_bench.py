@@ -67,3 +67,7 @@ def test_bench__returns_rates_flops_and_fractions_of_matmul_that_agree(smoke_res
         assert 0 < r[f"{prefix}frac"] < 10  # above 1 only if the matmul estimate is off
     assert r["sample/cached_tok_s"] == r["bench/cached_tok_s"]
     assert r["sample/cached_over_tl_generate"] == pytest.approx(r["bench/cached_tok_s"] / r["bench/tl_generate_tok_s"])
+
+
+def test_bench__ragged_work_ratios_are_measured(smoke_result):
+    assert smoke_result["eval/rows_leave_over_stay"] > 0 and smoke_result["train/chunked_over_whole"] > 0

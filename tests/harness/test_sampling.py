@@ -40,3 +40,22 @@ def test_sample__on_a_bridged_model_runs_hooks_on_every_token(tmp_path):
         ablated = sample(bridge.original_model, prompts, max_new=6, eos_id=-1, pad_id=tok.pad_token_id, temperature=0)
     assert seen == [9] + [1] * 5  # the 9-token prompt once, then one new token per step (KV cache in use)
     assert ablated != plain
+
+
+def test_sample__finished_rows_leave_the_batch_and_the_others_keep_their_tokens():
+    """With per-row uniforms a row's completion is the one it gets sampled alone, while the rows that finished
+    leave the batch (the model sees fewer rows); a shared generator keeps every row to the end."""
+    tok = build_tokenizer(TaskSpec())
+    model = build_model(ModelSpec(d_model=32, n_layers=2, n_heads=2, d_mlp=64), tok, seed=2).eval()
+    prompts = [tok.convert_tokens_to_ids(prompt_words(pr)) for k in (1, 4) for pr in generate_problems(0, k, 8, TaskSpec())]
+    uniforms = torch.rand(len(prompts), 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    eos = tok.convert_tokens_to_ids("3")  # a frequent token of the untrained model stands in for <eos>
+    rows: list[int] = []
+    model.register_forward_pre_hook(lambda m, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    together = sample(model, prompts, max_new=10, eos_id=eos, pad_id=tok.pad_token_id, uniforms_BT=uniforms)
+    shrank = min(rows)
+    alone = [sample(model, [p], max_new=10, eos_id=eos, pad_id=tok.pad_token_id, uniforms_BT=u[None])[0] for p, u in zip(prompts, uniforms)]
+    assert together == alone and len({len(c) for c in together}) > 1 and shrank < len(prompts)
+    rows.clear()
+    sample(model, prompts, max_new=10, eos_id=eos, pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))
+    assert set(rows) == {len(prompts)}
