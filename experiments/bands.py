@@ -22,9 +22,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.harness import cli, seeds
+from experiments.harness.family import Problem, Task
 from experiments.harness.rollout import sampled_completions
 from experiments.harness.rundir import init_run, write_json
-from experiments.harness.tasks import Problem, Task, run_task
+from experiments.harness.tasks import run_task, with_families
 from probes.bands import BANDS, Band, band_of
 from probes.layout import RunDirError, RunLayout, read_json
 from probes.models import load_hf, load_tokenizer
@@ -67,16 +68,11 @@ class BandArgs:
             raise ValueError(f"hard_max/easy_min: need 0 <= hard_max < easy_min <= 1, got {self.hard_max}, {self.easy_min}")
 
 
-PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict] = with_families("bands", {
     "default": {},
     "smoke": dict(candidates_per_k=24, eval_per_k=24, pool_size=8, n_samples=8),
     "gpu": dict(candidates_per_k=256, eval_per_k=128, n_samples=16, pool_size=256, device="cuda"),
-    # Mazes have three grid sides (3, 5, 7) where arithmetic has ten chain lengths, and a completion ~5x
-    # longer: fewer candidates and samples keep the stage's time near arithmetic's (chosen for time).
-    "maze-smoke": dict(candidates_per_k=12, eval_per_k=6, pool_size=6, n_samples=8),
-    "maze": dict(candidates_per_k=64, eval_per_k=32, n_samples=16, pool_size=32),
-    "maze-gpu": dict(candidates_per_k=512, eval_per_k=256, n_samples=16, pool_size=256, device="cuda"),
-}
+})
 
 def pass_rates(model, tokenizer, problems: Sequence[Problem], n: int, seed: int, bar: tqdm | None = None) -> np.ndarray:
     """Fraction of n free-choice completions at T = 1 that are correct, per problem (``bar`` counts the samples)."""

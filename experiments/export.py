@@ -36,7 +36,7 @@ from experiments.harness.rundir import (
     write_json,
     write_text,
 )
-from experiments.harness.tasks import task_of
+from experiments.harness.tasks import task_of, with_families
 from probes.bands import BANDS
 from probes.layout import RunDirError, RunLayout, read_json
 from probes.models import load_tokenizer
@@ -88,16 +88,12 @@ class ExportArgs:
             raise ValueError("format: verl writes parquet, which needs pyarrow (pip install pyarrow)")
 
 
-_SMOKE = dict(steps=4, prompts_per_step=4, group_size=4, checkpoint_every=2)
 _GPU = dict(steps=200, prompts_per_step=64, group_size=16, checkpoint_every=20)
-PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict] = with_families("export", {
     "default": {},
     "smoke": dict(steps=8, prompts_per_step=8, group_size=8, lr=3e-4, checkpoint_every=2),
     "gpu": _GPU,
-    "maze-smoke": _SMOKE,
-    "maze": dict(prompts_per_step=8),
-    "maze-gpu": _GPU,
-}
+})
 """experiments.grpo's presets, restricted to the fields an export sets (tests/stages/test_export.py keeps them
 equal; a stage imports no other stage)."""
 
@@ -147,7 +143,8 @@ def main(args: ExportArgs) -> Path:
         raise RunDirError(f"{layout.band_table}: missing; run experiments.bands first")
     check_out(args.out, args.run)
     verifier = verifier_spec(args.run)
-    splits = ef.items(read_json(layout.band_table), task_of(verifier["task"]), args.bands)
+    task = task_of(verifier["task"])
+    splits = ef.items(read_json(layout.band_table), task, args.bands)
     export_model(layout.base, load_tokenizer(layout.base), args.out / "model")
     write_json(args.out / ef.TASK_FILE, verifier)
     spec = launch(args, splits, verifier["max_completion_length"])
@@ -156,7 +153,7 @@ def main(args: ExportArgs) -> Path:
         write_text(args.out / "reward_trl.py", ef.REWARD_TRL)
         write_text(args.out / "trl_grpo.py", el.trl_script(spec))
     else:
-        ef.write_verl(args.out / "verl", splits, verifier["task"]["task"])
+        ef.write_verl(args.out / "verl", splits, task)
         write_text(args.out / "reward_verl.py", ef.REWARD_VERL)
         write_text(args.out / "verl_grpo.sh", el.verl_script(spec))
         (args.out / "verl_grpo.sh").chmod(0o755)

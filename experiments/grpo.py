@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from experiments.harness import cli, rl, seeds
+from experiments.harness.family import Problem, Task
 from experiments.harness.model import save_model
 from experiments.harness.rewards import DEFAULT_PAYOFFS, Reward
 from experiments.harness.rl_loss import LossAgg
@@ -40,7 +41,7 @@ from experiments.harness.rundir import (
     write_text,
 )
 from experiments.harness.sources import model_identity
-from experiments.harness.tasks import Problem, Task, hedged_task, task_of_table
+from experiments.harness.tasks import hedged_task, task_of_table, with_families
 from experiments.harness.train_state import load_state, save_state
 from probes.bands import BANDS, Band
 from probes.layout import (
@@ -146,15 +147,11 @@ class GRPOArgs:
 # Smoke: enough prompts, updates and eval samples for a tiny model to gain measurably (lr 1e-3 collapsed it).
 _SMOKE = dict(steps=8, prompts_per_step=8, group_size=8, lr=3e-4, eval_every=4, checkpoint_every=2, eval_samples=8)
 _GPU = dict(steps=200, prompts_per_step=64, group_size=16, rollout_batch=1024, eval_every=20, checkpoint_every=20, device="cuda")
-PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict] = with_families("grpo", {
     "default": {},
     "smoke": _SMOKE,
     "gpu": _GPU,
-    "maze-smoke": dict(steps=4, prompts_per_step=4, group_size=4, eval_every=2, checkpoint_every=2, eval_samples=2),
-    # Maze completions are ~5x longer: half the prompts per update and half the eval samples (chosen for time).
-    "maze": dict(prompts_per_step=8, eval_samples=4),
-    "maze-gpu": _GPU,
-}
+})
 
 
 def save_checkpoint(out: Path, step: int, model, tokenizer, opt, band: Band) -> None:

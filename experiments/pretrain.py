@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from experiments.harness import cli, seeds
+from experiments.harness.family import MODES, Problem, Task
 from experiments.harness.model import build_tokenizer, save_model
 from experiments.harness.rollout import accuracy_by_k
 from experiments.harness.rundir import check_writable, clear_stale_temps, init_run, write_json
 from experiments.harness.supervised import Recipe, fit
-from experiments.harness.task import MODES
-from experiments.harness.tasks import Problem, Task
+from experiments.harness.tasks import with_families
 from experiments.harness.train_state import load_state, save_state
 from probes.layout import RunLayout, read_json
 from probes.models import load_hf, load_tokenizer
@@ -37,8 +37,9 @@ class PretrainArgs:
     """Named defaults (smoke, default, gpu; for mazes maze-smoke, maze, maze-gpu); explicit flags override them."""
     seed: int = 0
     """Seeds model initialisation, training batches and sampled evaluation."""
-    task: Literal["arith", "maze"] = "arith"
-    """Task family: chained modular arithmetic (knob k = chain length) or A* maze search (k = odd grid side)."""
+    task: str = "arith"
+    """Task family, one of ``experiments.harness.tasks.TASKS``: arith (chained modular arithmetic, k = chain length),
+    maze (A* maze search, k = odd grid side), ...; a family's own parameters below, the others' ignored."""
     p: int = 11
     """Arithmetic: prime modulus."""
     ops: tuple[str, ...] = ("+", "-", "*")
@@ -149,7 +150,7 @@ BEYOND_RANGE = {"default": dict(k_train_max=6, trace_error=0.0, trace_error_from
 """The second, reported setting, over each preset: clean traces on k = 1..6 of the 1..10 evaluated (smoke: 1..3 of
 1..5), so "hard" is mostly beyond the pretraining range (docs/configs/hard_beyond_range.json is the default's)."""
 
-PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict] = with_families("pretrain", {
     "default": IN_RANGE,
     # A smaller language (Z_5, '+' only, k <= 5) that a tiny model learns in seconds, in range like the default:
     # clean traces for the first 60% of steps, then the same trace noise.
@@ -160,20 +161,7 @@ PRESETS: dict[str, dict] = {
     # In range like the default, trace noise from the same share of the run (unmeasured on a GPU when set).
     "gpu": dict(IN_RANGE, trace_error_from=2400, steps=4000, batch_size=256, d_model=256, n_layers=4, d_mlp=1024, n_heads=8, eval_per_k=500, device="cuda",
                 precision="bf16", batch_workers=4),
-    # Mazes: pretraining on grid sides 3 and 5 drawn uniformly, evaluation on larger grids (out of distribution).
-    # 600 steps (~5 min on 2 cores) reach greedy plan accuracy 1.00 at side 3, 0.34 at side 5, 0 at side 7 (chosen
-    # for time and for both modes and all three bands existing; 1500 steps, 12-23 min, reach 1.00 / 0.66 / 0).
-    # smoke: side 3 only, side 5 beyond; ~25 s, greedy plan accuracy 0.75 at side 3.
-    "maze-smoke": dict(
-        task="maze", max_size=5, k_train_max=3, k_eval_max=5, k_weighting="uniform", max_len=512, steps=300, batch_size=32,
-        lr=3e-3, warmup=20, d_model=64, n_layers=2, d_mlp=128, eval_per_k=8, checkpoint_every=100,
-    ),  # fmt: skip
-    "maze": dict(task="maze", max_size=7, k_train_max=5, k_eval_max=7, k_weighting="uniform", max_len=512, steps=600, batch_size=64,
-                 eval_per_k=50),  # fmt: skip
-    "maze-gpu": dict(task="maze", max_size=11, k_train_max=7, k_eval_max=11, k_weighting="uniform", max_len=1024, steps=8000,
-                     batch_size=256, d_model=256, n_layers=4, d_mlp=1024, n_heads=8, eval_per_k=200, device="cuda",
-                     precision="bf16", batch_workers=4),  # fmt: skip
-}
+})
 
 
 def train(args: PretrainArgs, state_path: Path):

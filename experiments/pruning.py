@@ -27,7 +27,9 @@ import numpy as np
 from experiments.analysis.pruning_report import write_report
 from experiments.analysis.pruning_results import Design, analyse
 from experiments.harness import cli, fixed_data, rl, seeds
+from experiments.harness.arith import Arithmetic
 from experiments.harness.executors import EXECUTORS, run_jobs
+from experiments.harness.family import Problem
 from experiments.harness.fixed_data import Schedule
 from experiments.harness.model import ModelSpec, build_tokenizer
 from experiments.harness.pruning_scores import (
@@ -41,7 +43,7 @@ from experiments.harness.pruning_scores import (
 )
 from experiments.harness.rundir import cached_json, check_writable, init_run, write_json
 from experiments.harness.supervised import Recipe
-from experiments.harness.tasks import Arithmetic, Problem, run_task
+from experiments.harness.tasks import run_task
 from probes.bands import BANDS
 from probes.difficulty import learnability
 from probes.layout import PruningLayout, RunDirError, RunLayout, read_json

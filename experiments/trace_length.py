@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 
 from experiments.analysis.trace_length_report import plot
 from experiments.harness import cli, seeds
+from experiments.harness.family import END_THINK, EOS, Task
 from experiments.harness.rollout import EVAL_BATCH, rollouts
 from experiments.harness.rundir import check_writable, init_run, write_json
-from experiments.harness.task import END_THINK, EOS
-from experiments.harness.tasks import Task, task_of
+from experiments.harness.tasks import task_of
 from probes.bands import BANDS
 from probes.layout import RunDirError, RunLayout, band_of_run, checkpoint_dir, latest_checkpoint, read_json
 from probes.models import load_hf, load_tokenizer
@@ -91,9 +91,10 @@ def settings(pre: dict, loop_fracs: tuple[float, ...]) -> list[Setting]:
         out.append(Setting("beyond, pooled", task, beyond, "knob", float(np.mean(range(1, len(beyond) + 1)))))
     if beyond:
         out += [Setting(f"k = {k}", task, (k,), "knob", float(i)) for i, k in enumerate(beyond, 1)]
-    if task.name == "maze":
-        base = pre.get("loop_frac", 0.0)
-        out += [Setting(f"loops {f:g}", task_of({**pre, "loop_frac": f}), train, "density", abs(f - base))
+    if task.variant:
+        field, label = task.variant
+        base = pre.get(field, 0.0)
+        out += [Setting(f"{label} {f:g}", task_of({**pre, field: f}), train, "density", abs(f - base))
                 for f in loop_fracs if f != base]  # fmt: skip
     return out
 

@@ -25,7 +25,7 @@ from experiments.harness.probe_sets import ProbeSetSpec, eval_problems
 from experiments.harness.rollout import greedy_accuracy
 from experiments.harness.rundir import atomic_dir, check_writable, init_run, write_json
 from experiments.harness.sources import Source, SourceSpec, open_source
-from experiments.harness.tasks import run_task
+from experiments.harness.tasks import run_task, with_families
 from probes.layout import SAE_EVALS, SAE_TRAIN, RunLayout, read_json
 from probes.models import CheckpointError
 from probes.saes.eval import (
@@ -136,15 +136,11 @@ class TrainSAEArgs:
 _SMOKE = dict(hook="blocks.0.hook_resid_post", k_max=4, per_k=10, n_samples=1, d_sae=64, top_k=4.0, train_samples=16_384,
               batch_size=512, dead_window=8, threshold_lr=0.1, collect_batch_size=64)  # fmt: skip
 _GPU = dict(per_k=1000, n_samples=8, d_sae=2048, top_k=20.0, train_samples=30_000_000, batch_size=8192, lr=1e-3, device="cuda")
-PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict] = with_families("train_sae", {
     "default": {},
     "smoke": _SMOKE,
     "gpu": _GPU,
-    # Mazes: grid sides 3, 5, 7 (k_min 1 lies below the smallest side); sequences ~5x longer, so fewer problems.
-    "maze-smoke": {**_SMOKE, "k_max": 5, "per_k": 6},
-    "maze": dict(k_max=7, per_k=100, n_samples=1),
-    "maze-gpu": {**_GPU, "k_max": 11, "per_k": 500, "n_samples": 4},
-}
+})
 
 
 def check_same_shape(a: Path, b: Path) -> None:

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from experiments.analysis.value_report import write_report
 from experiments.analysis.value_results import ValueInputs, ValueSettings, analyse
 from experiments.harness import cli, seeds
+from experiments.harness.family import MODES, Problem, Task
 from experiments.harness.one_shot import (
     EvalResult,
     EvalSet,
@@ -46,8 +47,7 @@ from experiments.harness.rollout import sampled_completions
 from experiments.harness.rundir import append_jsonl, cached_json, check_writable, init_run, write_json
 from experiments.harness.sft_scores import scoring_run, target_batch
 from experiments.harness.supervised import Recipe
-from experiments.harness.task import MODES
-from experiments.harness.tasks import Problem, Task, run_task
+from experiments.harness.tasks import run_task
 from probes.bands import BANDS
 from probes.difficulty import teacher_forced
 from probes.layout import LEDGER, RunDirError, RunLayout, ValueLayout, read_json, read_jsonl

@@ -16,6 +16,7 @@ from experiments.analysis.profile import profile_lines
 from experiments.analysis.text import interval
 from experiments.harness.feature_groups import ATTRIBUTED, CONTRASTED
 from experiments.harness.rundir import write_text
+from experiments.harness.tasks import task_of
 from probes.bands import BANDS, COLORS
 from probes.layout import INGESTED, REPORT, RunLayout, band_of_run, point_step, read_json
 from probes.stats import Estimate
@@ -304,9 +305,6 @@ def step_matched_lines(res: BandStudyResult) -> list[str]:
     return [*lines, "", "The same tests on these changes (not in the verdict):", "", *contrast_lines(res.step_contrasts), ""]
 
 
-KNOB = {"arith": "chain length", "maze": "grid side"}
-
-
 def hook_lines(choice: dict) -> list[str]:
     """Which hook the SAEs read and, where the labelling-split rule chose it, why."""
     if not choice:
@@ -376,7 +374,7 @@ def markdown(res: BandStudyResult, figs: dict[str, str], out: Path, config: dict
              f"**Verdict ({res.verdict_class}).** {res.verdict}", "", f"![headline]({figs['headline']})", ""]  # fmt: skip
     if task:
         params = ", ".join(f"{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in task.items() if k != "task")
-        lines += [f"Task: {task['task']} ({params}); k is the {KNOB.get(task['task'], 'difficulty knob')}.", ""]
+        lines += [f"Task: {task['task']} ({params}); k is the {task_of(task).knob_name}.", ""]
     lines += [f"Seeds per band: {res.seeds}. GRPO loss aggregation: `{res.loss_agg}`. Feature changes are read on the "
               f"**{res.diff_view}** token view (teacher-forced canonical completions, stratified by token role × k, "
               f"decision rows a stratum of their own); the checkpoints' own samples are the second view in diff.json.", ""]  # fmt: skip

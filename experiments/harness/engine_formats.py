@@ -11,7 +11,7 @@ row's band the base model's band recorded in ``bands/table.json``). Every row ca
   a word of the prompt text, and calling the tokenizer adds no special token whether or not ``add_special_tokens``
   is set (it has no template to add one with). TRL tokenizes a text prompt with ``processing_class(text=prompts)``.
 * verl rows (parquet): ``data_source`` ``bandlens/<task>``, ``prompt`` one user message holding that text,
-  ``ability`` (``ABILITY``), ``reward_model`` ``{style: rule, ground_truth: <problem JSON>}``, ``extra_info``
+  ``ability`` (the task's ``ability``), ``reward_model`` ``{style: rule, ground_truth: <problem JSON>}``, ``extra_info``
   ``{pid, band, k, split, index}``. verl renders the message with the exported tokenizer's chat template
   (``CHAT_TEMPLATE``), which gives back the bare prompt text.
 
@@ -30,16 +30,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments.harness.family import EOS, UNK, Problem, Task
 from experiments.harness.rundir import atomic_file, write_jsonl
-from experiments.harness.task import EOS, UNK
-from experiments.harness.tasks import Problem, Task, task_of
+from experiments.harness.tasks import task_of
 from probes.bands import BANDS
 
 FORMATS = ("trl", "verl")
 """Engines an export targets, as ``--format`` spells them."""
-ABILITY = {"arith": "math", "maze": "planning"}
-"""verl's ``ability`` label per family (a free-form tag verl only carries along): modular arithmetic is math,
-maze search is planning."""
 EVAL = "eval"
 TASK_FILE = "bandlens_task.json"
 """Sidecar beside the reward modules: the task's parameters, the vocabulary by id, the completion limit."""
@@ -93,12 +90,12 @@ def trl_row(item: Item) -> dict[str, Any]:
     return {"prompt": item.prompt, "problem": item.problem, "pid": item.pid, "band": item.band, "k": item.k, "split": item.split, "index": item.index}
 
 
-def verl_row(item: Item, task_name: str) -> dict[str, Any]:
+def verl_row(item: Item, task: Task) -> dict[str, Any]:
     """A verl dataset row (its documented schema): the problem JSON is the rule reward's ground truth."""
     return {
-        "data_source": data_source(task_name),
+        "data_source": data_source(task.name),
         "prompt": [{"role": "user", "content": item.prompt}],
-        "ability": ABILITY[task_name],
+        "ability": task.ability,
         "reward_model": {"style": "rule", "ground_truth": item.problem},
         "extra_info": {"pid": item.pid, "band": item.band, "k": item.k, "split": item.split, "index": item.index},
     }
@@ -136,7 +133,7 @@ def verl_schema():
     )
 
 
-def write_verl(out: Path, splits: Mapping[str, Sequence[Item]], task_name: str) -> list[Path]:
+def write_verl(out: Path, splits: Mapping[str, Sequence[Item]], task: Task) -> list[Path]:
     """``<out>/<split>.parquet`` per split, written atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -144,7 +141,7 @@ def write_verl(out: Path, splits: Mapping[str, Sequence[Item]], task_name: str) 
     schema, paths = verl_schema(), []
     for split, rows in splits.items():
         path = out / f"{split}.parquet"
-        table = pa.Table.from_pylist([verl_row(it, task_name) for it in rows], schema=schema)
+        table = pa.Table.from_pylist([verl_row(it, task) for it in rows], schema=schema)
         with atomic_file(path, suffix=".parquet") as tmp:
             pq.write_table(table, tmp)
         paths.append(path)

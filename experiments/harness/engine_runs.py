@@ -24,9 +24,9 @@ from pathlib import Path
 
 from experiments.harness import rl
 from experiments.harness.engine_formats import task_spec
+from experiments.harness.family import BOS, PAD, Problem
 from experiments.harness.rollout import max_new_tokens
-from experiments.harness.task import BOS, PAD
-from experiments.harness.tasks import Problem, run_task
+from experiments.harness.tasks import run_task
 from probes.layout import RunDirError, RunLayout, read_json
 from probes.models import load_tokenizer
 

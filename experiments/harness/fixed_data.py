@@ -17,10 +17,10 @@ import torch
 from jaxtyping import Bool, Int
 
 from experiments.harness import seeds
+from experiments.harness.family import Mode, Problem
 from experiments.harness.model import build_tokenizer
 from experiments.harness.rollout import EVAL_BATCH, rollouts
 from experiments.harness.supervised import Example, Recipe, fit
-from experiments.harness.tasks import Mode, Problem
 from probes.difficulty import teacher_forced
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.harness.task import EOS, Mode, Target
+from experiments.harness.family import EOS, Mode, Target
 
 CONF = "conf"
 ABSTAIN = "abstain"
@@ -170,6 +170,18 @@ class Hedged:
     @property
     def shortcut_k(self) -> int:
         return self.inner.shortcut_k
+
+    @property
+    def knob_name(self) -> str:
+        return self.inner.knob_name
+
+    @property
+    def ability(self) -> str:
+        return self.inner.ability
+
+    @property
+    def variant(self) -> tuple[str, str] | None:
+        return self.inner.variant
 
     @property
     def chance(self) -> float:

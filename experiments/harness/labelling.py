@@ -33,13 +33,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from experiments.harness import seeds
+from experiments.harness.arith import SHORTCUT_K
+from experiments.harness.family import PAD, Problem, Task
 from experiments.harness.feature_groups import BY_NAME, FEATURE_GROUPS, NAMES
 from experiments.harness.readouts import task_readouts
 from experiments.harness.rollout import behaviour_table
 from experiments.harness.rundir import finite_or_none
 from experiments.harness.sources import Source
-from experiments.harness.task import PAD, SHORTCUT_K
-from experiments.harness.tasks import Problem, Task
 from probes.attribution import Attribution, attribute, group_share, positive_share, select_groups
 from probes.causal import Expectation, ablation_hook, check, matched_random_groups
 from probes.features import feature_stats

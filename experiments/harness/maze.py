@@ -58,12 +58,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import heapq
-from collections.abc import Sequence
-from typing import Literal
+import math
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
-from experiments.harness.task import BOS, END_THINK, EOS, EQUALS, SPECIAL_TOKENS, THINK, Mode, Target
+from experiments.harness.family import BOS, END_THINK, EOS, EQUALS, SPECIAL_TOKENS, THINK, Family, Mode, Target
 
 SIZE, WALL, START, GOAL, CREATE, CLOSE, PLAN = "size", "wall", "start", "goal", "create", "close", "plan"
 
@@ -496,3 +497,106 @@ def word_roles(maze: Maze, completion: Sequence[str]) -> tuple[list[str], list[i
         roles.append(role)
         steps.append(step)
     return roles, steps
+
+
+SPANNING_TREES = (1, 1, 4, 192, 100_352, 557_568_000)
+"""Spanning trees of the m x m grid graph (OEIS A007341), m = 0..5: the loop-free mazes with m x m rooms."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Mazes:
+    """A* maze search with derivational traces; k is the grid side (odd)."""
+
+    spec: MazeSpec = MazeSpec()
+    name: str = "maze"
+    shortcut_k: int = SHORTCUT_SIZE
+    knob_name: str = "grid side"
+    ability: str = "planning"
+    variant: tuple[str, str] | None = ("loop_frac", "loops")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"task": self.name, "max_size": self.spec.max_size, "loop_frac": self.spec.loop_frac}
+
+    @property
+    def chance(self) -> float:
+        return 0.0  # a guessed plan is a valid shortest path with negligible probability
+
+    @property
+    def vocab(self) -> tuple[str, ...]:
+        return self.spec.vocab
+
+    @property
+    def stream_key(self) -> tuple[int, ...]:
+        return (self.spec.max_size, round(1000 * self.spec.loop_frac))
+
+    def knobs(self, k_max: int, k_min: int = 1) -> tuple[int, ...]:
+        return tuple(k for k in range(max(k_min, 3), min(k_max, self.spec.max_size) + 1) if k % 2)
+
+    def n_distinct(self, k: int) -> int:
+        rooms_side = (k + 1) // 2
+        trees = SPANNING_TREES[rooms_side] if rooms_side < len(SPANNING_TREES) else SPANNING_TREES[-1]
+        return trees * rooms_side**2 * (rooms_side**2 - 1)  # loops only add mazes
+
+    def draw(self, rng: np.random.Generator, k: int, pid: str = "") -> Maze:
+        return draw_maze(rng, k, self.spec, pid)
+
+    def problems(self, seed: int, k: int, n: int) -> list[Maze]:
+        return generate_mazes(seed, k, n, self.spec)
+
+    def from_record(self, rec: Mapping[str, Any]) -> Maze:
+        return Maze.from_record(dict(rec))
+
+
+def _speaks(vocab: Collection[str]) -> Mazes | None:
+    """The maze language: it has walls; its largest number is max_size squared."""
+    if WALL not in vocab:
+        return None
+    return Mazes(MazeSpec(max_size=math.isqrt(max(int(w) for w in vocab if w.isdigit()))))
+
+
+FAMILY = Family(
+    "maze",
+    make=lambda f: Mazes(MazeSpec(f.get("max_size", 9), f.get("loop_frac", 0.0))),
+    speaks=_speaks,
+    presets={
+        # Pretraining on grid sides 3 and 5 drawn uniformly, evaluation on larger grids (out of distribution).
+        # 600 steps (~5 min on 2 cores) reach greedy plan accuracy 1.00 at side 3, 0.34 at side 5, 0 at side 7 (chosen
+        # for time and for both modes and all three bands existing; 1500 steps, 12-23 min, reach 1.00 / 0.66 / 0).
+        # smoke: side 3 only, side 5 beyond; ~25 s, greedy plan accuracy 0.75 at side 3.
+        "pretrain": {
+            "smoke": dict(task="maze", max_size=5, k_train_max=3, k_eval_max=5, k_weighting="uniform", max_len=512, steps=300,
+                          batch_size=32, lr=3e-3, warmup=20, d_model=64, n_layers=2, d_mlp=128, eval_per_k=8, checkpoint_every=100),
+            "default": dict(task="maze", max_size=7, k_train_max=5, k_eval_max=7, k_weighting="uniform", max_len=512, steps=600,
+                            batch_size=64, eval_per_k=50),
+            "gpu": dict(task="maze", max_size=11, k_train_max=7, k_eval_max=11, k_weighting="uniform", max_len=1024, steps=8000,
+                        batch_size=256, d_model=256, n_layers=4, d_mlp=1024, n_heads=8, eval_per_k=200, device="cuda",
+                        precision="bf16", batch_workers=4),
+        },
+        # Three grid sides (3, 5, 7) where arithmetic has ten chain lengths, and a completion ~5x longer: fewer
+        # candidates and samples keep the stage's time near arithmetic's (chosen for time).
+        "bands": {
+            "smoke": dict(candidates_per_k=12, eval_per_k=6, pool_size=6, n_samples=8),
+            "default": dict(candidates_per_k=64, eval_per_k=32, n_samples=16, pool_size=32),
+            "gpu": dict(candidates_per_k=512, eval_per_k=256, n_samples=16, pool_size=256, device="cuda"),
+        },
+        # Completions ~5x longer: half the prompts per update and half the eval samples (chosen for time).
+        "grpo": {
+            "smoke": dict(steps=4, prompts_per_step=4, group_size=4, eval_every=2, checkpoint_every=2, eval_samples=2),
+            "default": dict(prompts_per_step=8, eval_samples=4),
+            "gpu": ("gpu", {}),
+        },
+        # Grid sides 3, 5, 7 (k_min 1 lies below the smallest side); sequences ~5x longer, so fewer problems.
+        "train_sae": {
+            "smoke": ("smoke", dict(k_max=5, per_k=6)),
+            "default": dict(k_max=7, per_k=100, n_samples=1),
+            "gpu": ("gpu", dict(k_max=11, per_k=500, n_samples=4)),
+        },
+        "export": {
+            "smoke": dict(steps=4, prompts_per_step=4, group_size=4, checkpoint_every=2),
+            "default": dict(prompts_per_step=8),
+            "gpu": ("gpu", {}),
+        },
+    },
+)  # fmt: skip
+

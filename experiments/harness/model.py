@@ -26,9 +26,8 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from experiments.harness.family import BOS, EOS, PAD, UNK, Task
 from experiments.harness.rundir import atomic_dir
-from experiments.harness.task import BOS, EOS, PAD, UNK
-from experiments.harness.tasks import Task
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,12 +32,13 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from experiments.harness.arith import Problem
+from experiments.harness.family import PAD
 from experiments.harness.feature_groups import FEATURE_GROUPS, NAMES
 from experiments.harness.patching import Lockstep
 from experiments.harness.readouts import task_readouts
 from experiments.harness.rundir import atomic_dir
 from experiments.harness.sources import Source
-from experiments.harness.task import PAD, Problem
 from probes.attribution import attribute, select_groups
 from probes.causal import matched_random_groups
 from probes.saes.change import DICTIONARIES, ChangeDictionary, Kind, change_hook, splice_hook

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
+from experiments.harness.family import Problem
 from experiments.harness.rl_loss import token_logprobs
 from experiments.harness.rollout import Rollout
-from experiments.harness.tasks import Problem
 from probes.activations import hook_activations
 from probes.linear_probe import ProbeResult, probe
 from probes.padding import right_pad

@@ -16,9 +16,8 @@ from collections.abc import Mapping, Sequence
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from experiments.harness import seeds
+from experiments.harness.family import MODES, Problem, Task
 from experiments.harness.rollout import rollouts
-from experiments.harness.task import MODES
-from experiments.harness.tasks import Problem, Task
 from probes.activations import LabelledSequence
 
 

@@ -25,12 +25,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from experiments.harness import fixed_data, seeds
+from experiments.harness.family import MODES, Problem
 from experiments.harness.fixed_data import Schedule
 from experiments.harness.model import build_tokenizer
 from experiments.harness.sft_scores import read_scores
 from experiments.harness.supervised import Recipe, collate, example
-from experiments.harness.task import MODES
-from experiments.harness.tasks import Problem
 from probes.difficulty import forgetting_events, memorization, teacher_forced
 
 SCORE_METRICS = ("el2n", "grand", "forgetting", "memorization", "k")

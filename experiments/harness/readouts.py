@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from experiments.harness.family import Problem
 from experiments.harness.feature_groups import READOUTS
-from experiments.harness.tasks import Problem
 from probes.attribution import Readouts
 
 

@@ -11,10 +11,9 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Float
 
+from experiments.harness.family import THINK, Problem
 from experiments.harness.rollout import EVAL_BATCH, rollouts
 from experiments.harness.supervised import Example, collate
-from experiments.harness.task import THINK
-from experiments.harness.tasks import Problem
 from probes.difficulty import teacher_forced
 from probes.selection import ifd, reverse_ifd, student_filter
 

@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from experiments.harness import cli
+from experiments.harness.family import Problem, Task
 from experiments.harness.rollout import Rollout, sampled_rollouts
 from experiments.harness.rundir import check_writable, init_run, write_json
-from experiments.harness.tasks import Problem, Task, hedged_task
+from experiments.harness.tasks import hedged_task
 from probes.layout import RewardStudyLayout, RunLayout, checkpoint_dir, read_json
 from probes.models import load_hf, load_tokenizer
 

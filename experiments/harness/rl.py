@@ -18,6 +18,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from experiments.harness.arith import Problem
+from experiments.harness.family import Outcome
 from experiments.harness.rewards import DEFAULT_PAYOFFS, DEFAULT_UTILITY, REWARDS, Reward, reward
 from experiments.harness.rl_loss import (
     LOSS_AGGS,
@@ -30,8 +32,6 @@ from experiments.harness.rl_loss import (
     token_logprobs,
 )
 from experiments.harness.rollout import Rollout, rollouts
-from experiments.harness.task import Problem
-from experiments.harness.tasks import Outcome
 from probes.behaviour import behaviour_rates
 from probes.calibration import Utility
 from probes.padding import right_pad

@@ -19,9 +19,8 @@ from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from experiments.harness import seeds
+from experiments.harness.family import MODES, PAD, THINK, Mode, Outcome, Problem, Task
 from experiments.harness.sampling import sample
-from experiments.harness.task import MODES, PAD, THINK, Mode
-from experiments.harness.tasks import Outcome, Problem, Task
 from probes.behaviour import behaviour_rates
 from probes.calibration import calibration_summary
 from probes.padding import left_pad, right_pad

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
+from experiments.harness.arith import Problem
 from experiments.harness.rollout import sampled_rollouts
-from experiments.harness.task import Problem
 from probes.activations import hook_activations
 from probes.diff import sequence_activity
 from probes.padding import right_pad

@@ -38,7 +38,7 @@ from collections.abc import Collection
 import numpy as np
 import torch
 
-from experiments.harness.tasks import Problem, Task
+from experiments.harness.family import Problem, Task
 
 PROBLEM_STREAMS: tuple[str, ...] = (
     "band_candidates",  # band training pools are drawn from these

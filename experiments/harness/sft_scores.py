@@ -23,9 +23,10 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from experiments.harness.arith import Problem
+from experiments.harness.family import MODES, Mode
 from experiments.harness.model import build_tokenizer
 from experiments.harness.supervised import Recipe, collate, example, fit
-from experiments.harness.task import MODES, Mode, Problem
 from probes.difficulty import grand, teacher_forced
 
 

@@ -26,10 +26,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from experiments.harness import seeds
+from experiments.harness.family import PAD, Mode, NoisyTraces, Problem, Task
 from experiments.harness.hedging import Hedged
 from experiments.harness.model import ModelSpec, build_model
-from experiments.harness.task import PAD, Mode, unreliable_trace_words
-from experiments.harness.tasks import Problem, Task, task_of
+from experiments.harness.tasks import task_of
 from probes.padding import NOT_TARGET, supervised_batch
 
 Example = tuple[list[int], int]
@@ -86,8 +86,8 @@ class Recipe:
         for name in ("k_train_max",) + (("direct_k_max",) if self.direct_k_max else ()):
             if not self.task.knobs(getattr(self, name)):
                 raise ValueError(f"{name}: the {self.task.name} task has no knob value up to {getattr(self, name)}")
-        if self.trace_error > 0 and self.task.name != "arith":
-            raise ValueError(f"trace_error: unreliable traces exist for the arithmetic task only, not {self.task.name}")
+        if self.trace_error > 0 and not isinstance(self.family, NoisyTraces):
+            raise ValueError(f"trace_error: the {self.task.name} task cannot write traces with wrong steps")
 
     @classmethod
     def of(cls, fields: Mapping[str, Any]) -> Recipe:
@@ -98,6 +98,11 @@ class Recipe:
                    f["direct_frac"], f["steps"], f["batch_size"], f["lr"], f["weight_decay"], f["warmup"], f.get("device", "cpu"),
                    f.get("trace_error", 0.0), f.get("trace_error_from", 0), f.get("direct_k_max", 0),
                    f.get("precision", "fp32"), f.get("abstain_frac", 0.0))  # fmt: skip
+
+    @property
+    def family(self) -> Task:
+        """The task's family: a hedged task's problems are its family's, hedged per example."""
+        return self.task.inner if isinstance(self.task, Hedged) else self.task
 
     @functools.cached_property
     def ks(self) -> np.ndarray:
@@ -125,7 +130,7 @@ class Recipe:
         """The batch of ``step``: random chains in random modes, a pure function of (seed, step)."""
         rng = seeds.rng("pretrain_batch", self.seed, step)
         hedged = self.task if isinstance(self.task, Hedged) else None
-        family = hedged.inner if hedged else self.task  # a hedged task's problems are its family's, hedged per example
+        family = self.family
         out = []
         for _ in range(self.batch_size):
             problem = family.draw(rng, int(rng.choice(self.ks, p=self.k_probs)))
@@ -133,7 +138,7 @@ class Recipe:
             if mode == "direct" and self.direct_k_max:
                 problem = family.draw(rng, self.direct_ks[int(rng.integers(len(self.direct_ks)))])
             if mode == "deliberate" and self.trace_error > 0 and step >= self.trace_error_from:
-                words = unreliable_trace_words(problem, rng, self.trace_error)
+                words = family.noisy_trace(problem, rng, self.trace_error)
             else:
                 words = problem.completion_words(mode)
             out.append(example(problem, hedged.pretraining_words(words, rng, self.abstain_frac) if hedged else words, vocab))

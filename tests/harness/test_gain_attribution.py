@@ -61,9 +61,9 @@ def test_lockstep__kv_cached_sampling_matches_full_forwards(smoke_study, group):
     """With a real model: greedy KV-cached decoding through the lockstep pair reproduces, token by
     token, the argmax of full (uncached) forwards of the same pair: the donor's cache stays in step."""
     from experiments.harness import seeds
+    from experiments.harness.arith import Arithmetic, TaskSpec, prompt_words
+    from experiments.harness.family import EOS, PAD
     from experiments.harness.sampling import sample
-    from experiments.harness.task import EOS, PAD, TaskSpec, prompt_words
-    from experiments.harness.tasks import Arithmetic
     from probes.models import load_bridge, load_tokenizer
     from probes.saes.train import load_sae
 

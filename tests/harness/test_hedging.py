@@ -5,13 +5,14 @@ import math
 import numpy as np
 import pytest
 
+from experiments.harness.arith import Arithmetic, TaskSpec
+from experiments.harness.family import EOS, MODES
 from experiments.harness.hedging import ABSTAIN, CONF, LEVELS, Hedged
-from experiments.harness.maze import MazeSpec
+from experiments.harness.maze import Mazes, MazeSpec
 from experiments.harness.model import build_tokenizer
 from experiments.harness.rewards import LOG_FLOOR, reward
 from experiments.harness.supervised import Recipe
-from experiments.harness.task import EOS, MODES, TaskSpec
-from experiments.harness.tasks import Arithmetic, Mazes, task_of, task_of_vocab
+from experiments.harness.tasks import task_of, task_of_vocab
 from probes.calibration import Utility
 
 FAMILIES = {"arith": Arithmetic(TaskSpec(5, ("+", "*"))), "maze": Mazes(MazeSpec(5, 0.0))}

@@ -5,6 +5,7 @@ from collections import Counter, deque
 import numpy as np
 import pytest
 
+from experiments.harness.family import BOS, END_THINK, EOS, EQUALS, THINK
 from experiments.harness.maze import (
     SHORTCUT_SIZE,
     Maze,
@@ -17,7 +18,6 @@ from experiments.harness.maze import (
     parse_maze,
     prompt_words,
 )
-from experiments.harness.task import BOS, END_THINK, EOS, EQUALS, THINK
 
 SPEC = MazeSpec()
 LOOPY = MazeSpec(loop_frac=0.3)

@@ -24,10 +24,9 @@ def test_sampling_se__matches_the_spread_of_repeated_evaluations():
 
 def test_step_accuracy__counts_steps_against_the_operations_a_correct_trace_performs():
     """Arithmetic: k steps; mazes: A*'s op count, not the grid side (dividing by the side floored every maze at 0)."""
-    from experiments.harness.maze import MazeSpec
+    from experiments.harness.arith import Arithmetic, TaskSpec
+    from experiments.harness.maze import Mazes, MazeSpec
     from experiments.harness.rollout import step_accuracy
-    from experiments.harness.task import TaskSpec
-    from experiments.harness.tasks import Arithmetic, Mazes
 
     chain = Arithmetic(TaskSpec(11)).problems(0, 3, 1)[0]
     words = chain.completion_words("deliberate")

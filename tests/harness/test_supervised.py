@@ -3,10 +3,9 @@
 import numpy as np
 import torch
 
+from experiments.harness.arith import Arithmetic, TaskSpec
 from experiments.harness.model import ModelSpec, build_model, build_tokenizer
 from experiments.harness.supervised import CHUNK_ROWS, accumulate, collate, example
-from experiments.harness.task import TaskSpec
-from experiments.harness.tasks import Arithmetic
 
 
 def testaccumulate__chunks_by_length_give_the_whole_batch_loss_gradient_and_extra_logits():

@@ -2,10 +2,7 @@ import random
 
 import pytest
 
-from experiments.harness.task import (
-    END_THINK,
-    EOS,
-    THINK,
+from experiments.harness.arith import (
     TaskSpec,
     apply_op,
     completion_words,
@@ -13,6 +10,7 @@ from experiments.harness.task import (
     parse_completion,
     prompt_words,
 )
+from experiments.harness.family import END_THINK, EOS, THINK
 
 SPEC = TaskSpec()
 
@@ -138,7 +136,7 @@ def test_prompt_words__shape():
 def test_unreliable_trace__wrong_steps_at_the_given_rate_and_the_answer_follows_the_trace():
     import numpy as np
 
-    from experiments.harness.task import unreliable_trace_words
+    from experiments.harness.arith import unreliable_trace_words
 
     rng = np.random.default_rng(0)
     problems = generate_problems(7, 5, 400, SPEC)

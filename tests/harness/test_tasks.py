@@ -5,14 +5,18 @@ import json
 import numpy as np
 import pytest
 
+from experiments.harness.family import MODES
 from experiments.harness.maze import MazeSpec
 from experiments.harness.model import build_tokenizer
 from experiments.harness.rundir import init_run
-from experiments.harness.task import MODES, TaskSpec
-from experiments.harness.tasks import Arithmetic, Mazes, run_task, task_of, task_of_table
+from experiments.harness.tasks import FAMILIES, run_task, task_of, task_of_table
 from probes.activations import ROLES
 
-TASKS = {"arith": Arithmetic(TaskSpec(5, ("+", "*"))), "maze": Mazes(MazeSpec(7, 0.3))}
+PARAMS = {"arith": ({"p": 5, "ops": ["+", "*"]}, {"p": 7}), "maze": ({"max_size": 7, "loop_frac": 0.3}, {"loop_frac": 0.5})}
+"""Per family: parameters other than its defaults, and a change of them that draws another stream (a family not
+listed runs at its defaults)."""
+TASKS = {name: family.make(PARAMS.get(name, ({}, {}))[0]) for name, family in FAMILIES.items()}
+"""Every registered family: the contract below runs over each."""
 
 
 @pytest.fixture(params=list(TASKS))
@@ -74,10 +78,10 @@ def test_task__the_parser_never_raises_and_reports_its_flags_on_random_words(tas
 def test_task__knobs_stream_keys_and_records_identify_the_family_and_its_language(task_ks):
     task, ks = task_ks
     assert task_of(task.params) == task and task_of(json.loads(json.dumps(task.params))) == task
-    assert ks == ((1, 2, 3) if task.name == "arith" else (3, 5, 7))
-    assert all(task.n_distinct(a) < task.n_distinct(b) for a, b in zip(ks, ks[1:]))
-    other = task_of({**task.params, **({"p": 7} if task.name == "arith" else {"loop_frac": 0.5})})
-    assert other.stream_key != task.stream_key  # another language or generator draws another stream
+    assert len(ks) == 3 and all(a < b and task.n_distinct(a) < task.n_distinct(b) for a, b in zip(ks, ks[1:]))
+    if task.name in PARAMS:
+        other = task_of({**task.params, **PARAMS[task.name][1]})
+        assert other.stream_key != task.stream_key  # another language or generator draws another stream
     assert task_of_table({"task": task.params}) == task
     with pytest.raises(ValueError, match="task"):
         task_of({"task": "chess"})

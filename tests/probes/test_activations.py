@@ -6,10 +6,8 @@ import pytest
 import torch
 
 from experiments.harness import seeds
-from experiments.harness.maze import MazeSpec
-from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.harness.probe_sets import ProbeSetSpec, build_probe_set
-from experiments.harness.task import (
+from experiments.harness.arith import (
+    Arithmetic,
     TaskSpec,
     completion_roles,
     completion_words,
@@ -17,7 +15,10 @@ from experiments.harness.task import (
     parse_completion,
     prompt_roles,
 )
-from experiments.harness.tasks import Arithmetic, Mazes, task_of_vocab
+from experiments.harness.maze import Mazes, MazeSpec
+from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
+from experiments.harness.probe_sets import ProbeSetSpec, build_probe_set
+from experiments.harness.tasks import task_of_vocab
 from probes.activations import (
     ROLES,
     LabelledSequence,

@@ -14,13 +14,12 @@ from experiments.analysis import band_results
 from experiments.band_steps import attribution, diffing, matching, sae_groups
 from experiments.band_study import PRESETS, BandStudyArgs
 from experiments.harness import cli, labelling, rl
+from experiments.harness.arith import Arithmetic, TaskSpec
 from experiments.harness.cli import preset_args
 from experiments.harness.executors import run_jobs
 from experiments.harness.feature_groups import ATTRIBUTED, CONTRASTED
 from experiments.harness.probe_sets import probe_problems
 from experiments.harness.sources import cache_activations, checkpoint_tag, open_source
-from experiments.harness.task import TaskSpec
-from experiments.harness.tasks import Arithmetic
 from probes.diff import change_vector, group_activity, latent_means, relative_change, rows_of
 from probes.layout import RunLayout
 from probes.saes.train import load_sae
@@ -309,9 +308,8 @@ def test_band_study__the_device_flag_reaches_every_stage_and_the_readers(monkeyp
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_sample__a_cpu_seed_stream_gives_the_same_completions_on_cuda(smoke_run):
     from experiments.harness import seeds
+    from experiments.harness.arith import Arithmetic, TaskSpec
     from experiments.harness.rollout import sampled_rollouts
-    from experiments.harness.task import TaskSpec
-    from experiments.harness.tasks import Arithmetic
     from probes.models import load_hf, load_tokenizer
 
     base = smoke_run / "base"

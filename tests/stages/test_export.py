@@ -313,8 +313,8 @@ def test_engine_formats__rows_and_verifier_serve_every_family(params):
     records = [{**pr.as_record(), "band": "medium", "pass_rate": 0.5} for pr in problems]
     splits = ef.items({"pools": {"medium": records}, "eval_set": records}, task, ("medium",))
     assert list(splits) == ["train_medium", "eval"] and [it.pid for it in splits["eval"]] == [pr.pid for pr in problems]
-    row = ef.verl_row(splits["train_medium"][0], task.name)
-    assert row["ability"] == ef.ABILITY[task.name] and row["data_source"] == f"bandlens/{task.name}"
+    row = ef.verl_row(splits["train_medium"][0], task)
+    assert row["ability"] == {"maze": "planning", "arith": "math"}[task.name] and row["data_source"] == f"bandlens/{task.name}"
     limit = max(len(pr.completion_words("deliberate")) for pr in problems) + 4
     verifier = ef.Verifier(ef.task_spec(task, task.vocab, limit, ROOT))
     for it, pr in zip(splits["train_medium"], problems, strict=True):

@@ -6,9 +6,8 @@ import pytest
 from entry_points import run_entry, single_error_line
 
 from experiments import ingest
+from experiments.harness.arith import Arithmetic, TaskSpec
 from experiments.harness.model import build_tokenizer
-from experiments.harness.task import TaskSpec
-from experiments.harness.tasks import Arithmetic
 from probes.layout import INGESTED, RunDirError, RunLayout, checkpoints, read_json, read_jsonl
 
 

@@ -1,4 +1,4 @@
-"""The embedded task: chained modular arithmetic over Z_p with a real shortcut.
+"""The default task family: chained modular arithmetic over Z_p with a real shortcut.
 
 A problem is ``x0 op1 x1 op2 x2 ... opk xk =`` over Z_p; its difficulty knob is k.
 A completion is either
@@ -17,37 +17,18 @@ with probability 1/p.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-BOS, EOS, PAD, UNK = "<bos>", "<eos>", "<pad>", "<unk>"
-THINK, END_THINK, EQUALS = "<think>", "</think>", "="
-SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
+from experiments.harness.family import BOS, END_THINK, EOS, EQUALS, SPECIAL_TOKENS, THINK, Family, Mode, Target
+
 ALL_OPS = ("+", "-", "*")
 
 SHORTCUT_K = 1
 """Longest chain a direct answer can really solve: pretraining teaches direct answers at k = 1
 only; beyond it they were measured at chance (1/p), so a right one there is luck."""
-
-Mode = Literal["deliberate", "direct"]
-MODES: tuple[Mode, ...] = ("deliberate", "direct")
-
-
-class Target(NamedTuple):
-    """One read-out target on a problem's canonical completion (``experiments.harness.readouts``)."""
-
-    kind: str
-    """Feature group it is about: shortcut, computation, deliberation or mode."""
-    mode: Mode
-    """Which canonical completion it reads."""
-    index: int
-    """Completion word it predicts (the row before it reads it)."""
-    word: str
-    """The word the group should make likely (mode: ``<think>``)."""
-    support: tuple[str, ...] | None
-    """Words it competes with (None: the whole vocabulary)."""
 
 
 def is_prime(n: int) -> bool:
@@ -358,3 +339,62 @@ def completion_roles(words: Sequence[str]) -> tuple[list[str], list[int]]:
         roles.append(role)
         steps.append(step)
     return roles, steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Arithmetic:
+    """Chained modular arithmetic over Z_p; k is the chain length."""
+
+    spec: TaskSpec = TaskSpec()
+    name: str = "arith"
+    shortcut_k: int = SHORTCUT_K
+    knob_name: str = "chain length"
+    ability: str = "math"
+    variant: tuple[str, str] | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"task": self.name, "p": self.spec.p, "ops": list(self.spec.ops)}
+
+    @property
+    def chance(self) -> float:
+        return 1 / self.spec.p
+
+    @property
+    def vocab(self) -> tuple[str, ...]:
+        return self.spec.vocab
+
+    @property
+    def stream_key(self) -> tuple[int, ...]:
+        return (self.spec.p,)
+
+    def knobs(self, k_max: int, k_min: int = 1) -> tuple[int, ...]:
+        return tuple(range(max(k_min, 1), k_max + 1))
+
+    def n_distinct(self, k: int) -> int:
+        return self.spec.p ** (k + 1) * len(self.spec.ops) ** k
+
+    def draw(self, rng: np.random.Generator, k: int, pid: str = "") -> Problem:
+        return draw_problem(rng, k, self.spec, pid)
+
+    def problems(self, seed: int, k: int, n: int) -> list[Problem]:
+        return generate_problems(seed, k, n, self.spec)
+
+    def from_record(self, rec: Mapping[str, Any]) -> Problem:
+        return Problem.from_record(dict(rec), self.spec.p)
+
+    def noisy_trace(self, problem: Problem, rng: np.random.Generator, error_rate: float) -> list[str]:
+        return unreliable_trace_words(problem, rng, error_rate)
+
+
+def _speaks(vocab: Collection[str]) -> Arithmetic | None:
+    """Arithmetic's language: numbers 0..p-1 and at least one operation."""
+    if not any(op in vocab for op in ALL_OPS):
+        return None
+    return Arithmetic(TaskSpec(sum(w.isdigit() for w in vocab), tuple(op for op in ALL_OPS if op in vocab)))
+
+
+FAMILY = Family(
+    "arith", make=lambda f: Arithmetic(TaskSpec(f.get("p", 11), tuple(f.get("ops", ALL_OPS)))), speaks=_speaks
+)  # the default family: its presets are every stage's plain ones (smoke, default, gpu)
+
