@@ -10,12 +10,12 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments.harness import arith, hedging, maze
+from experiments.harness import arith, counting, hedging, maze
 from experiments.harness.family import Family, Task
 from experiments.harness.hedging import Hedged
 from probes.layout import RunDirError, RunLayout, read_json
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (arith.FAMILY, maze.FAMILY)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (arith.FAMILY, maze.FAMILY, counting.FAMILY)}
 """Every task family by name, the default first."""
 TASKS = tuple(FAMILIES)
 """Family names, as ``--task`` and ``config.json`` spell them."""
