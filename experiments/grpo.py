@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 from experiments.harness import cli, rl, seeds
 from experiments.harness.family import Problem, Task
 from experiments.harness.model import save_model
+from experiments.harness.reverse_curriculum import poser
 from experiments.harness.rewards import DEFAULT_PAYOFFS, Reward
 from experiments.harness.rl_loss import LossAgg
 from experiments.harness.rollout import eval_metrics, sampled_rollouts
@@ -110,6 +112,10 @@ class GRPOArgs:
     payoffs below; abstaining pays). brier and log need a run pretrained with --confidence."""
     payoffs: tuple[float, float, float] = DEFAULT_PAYOFFS
     """The utility reward's payoffs for a right answer, a wrong one and an abstention."""
+    reverse_curriculum: float = 0.0
+    """Reverse curriculum (``experiments.harness.reverse_curriculum``): the share of the run's updates over which
+    each drawn problem is posed with all but one of its trace steps already written, falling linearly to none
+    (0: off, every problem as drawn). The reward is the task's own on the full problem."""
     eval_every: int = 20
     """Steps between evaluations on the shared held-out set (also at step 0 and the end). One evaluation
     costs about 10 updates on 2 CPU cores; the band study measures steps in between only where matching needs them."""
@@ -126,9 +132,16 @@ class GRPOArgs:
         for name in ("steps", "prompts_per_step", "rollout_batch", "eval_every", "checkpoint_every", "inner_updates", "eval_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.reverse_curriculum <= 1.0:
+            raise ValueError(f"reverse_curriculum: must lie in [0, 1], got {self.reverse_curriculum}")
         if self.band not in BANDS:
             raise ValueError(f"band: must be one of {BANDS}, got {self.band!r}")
         self.policy  # noqa: B018 -- validate the derived policy spec now
+
+    @property
+    def pose(self) -> Callable[[Problem, int], Problem] | None:
+        """How update t poses a drawn problem (None: as drawn)."""
+        return poser(round(self.reverse_curriculum * self.steps)) if self.reverse_curriculum else None
 
     @property
     def out(self) -> Path:
@@ -239,7 +252,7 @@ def replay(args: GRPOArgs, step: int) -> Path:
         model, tokenizer, opt = load_at(args, start)
         ref_model = load_hf(RunLayout(args.run).base, args.device)
         gens = functools.partial(seeds.grpo_step, args.seed)
-        for _ in rl.train(model, ref_model, opt, tokenizer, inputs.pool, args.policy, gens, range(start, step)):
+        for _ in rl.train(model, ref_model, opt, tokenizer, inputs.pool, args.policy, gens, range(start, step), args.pose):
             pass
         save_checkpoint(args.out, step, model, tokenizer, opt, args.band)
     return checkpoint_dir(args.out, step)
@@ -296,7 +309,7 @@ def main(args: GRPOArgs) -> Path:
     bar = tqdm(total=args.steps, initial=start, desc=f"grpo {args.band} s{args.seed}")
     last_acc = math.nan
     gens = functools.partial(seeds.grpo_step, args.seed)
-    for u in rl.train(model, ref_model, opt, tokenizer, inputs.pool, args.policy, gens, range(start, args.steps)):
+    for u in rl.train(model, ref_model, opt, tokenizer, inputs.pool, args.policy, gens, range(start, args.steps), args.pose):
         row = {"step": u.step, **rl.rollout_metrics(u), **u.loss}
         if u.step % args.eval_every == 0 or u.step == args.steps:
             row.update(evaluate(model, tokenizer, args, inputs, ref_model))

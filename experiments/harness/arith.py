@@ -126,6 +126,10 @@ class Problem:
     def parse(self, words: Sequence[str]) -> Parsed:
         return parse_completion(self, words)
 
+    def trace_prefix(self, j: int) -> list[str]:
+        """``<think> r0`` and the first j steps ``op x r`` (j = 0: nothing)."""
+        return completion_words(self, "deliberate")[: 2 + 3 * j] if j else []
+
     def roles(self, completion: Sequence[str]) -> tuple[list[str], list[int]]:
         """Role and trace step of every prompt word, then of every completion word."""
         (p_roles, p_steps), (c_roles, c_steps) = prompt_roles(self), completion_roles(completion)

@@ -107,6 +107,10 @@ class Problem:
             return answer
         return [THINK, *(w for s, c in zip(self.symbols, self.running) for w in (s, str(c))), END_THINK, *answer]
 
+    def trace_prefix(self, j: int) -> list[str]:
+        """``<think>`` and the first j steps ``s c`` (j = 0: nothing)."""
+        return self.completion_words("deliberate")[: 1 + 2 * j] if j else []
+
     def parse(self, words: Sequence[str]) -> Parsed:
         words = list(words)
         mode: Mode | None = "deliberate" if words[:1] == [THINK] else "direct" if words and words[0].isdigit() else None

@@ -33,7 +33,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from experiments.harness import seeds
-from experiments.harness.arith import SHORTCUT_K
 from experiments.harness.family import PAD, Problem, Task
 from experiments.harness.feature_groups import BY_NAME, FEATURE_GROUPS, NAMES
 from experiments.harness.readouts import task_readouts
@@ -67,8 +66,9 @@ class LabelSpec:
     """Largest group."""
     n_random: int = 20
     """Matched random groups per check (beating all 20 has chance 1/21 under exchangeability)."""
-    shortcut_k: int = SHORTCUT_K
-    """Longest chain a direct answer solves (shortcut read-outs and direct accuracy are read up to it)."""
+    shortcut_k: int = 1
+    """Largest knob at which a direct answer solves problems (the task's ``shortcut_k``; shortcut read-outs and direct
+    accuracy are read up to it)."""
     seed: int = 0
     """Seeds the random groups, the shuffled probe labels and the bootstraps."""
 

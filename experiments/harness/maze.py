@@ -186,6 +186,10 @@ class Maze:
         """The canonical (correct) completion in ``mode``."""
         return completion_words(self, mode)
 
+    def trace_prefix(self, j: int) -> list[str]:
+        """``<think>`` and A*'s first j ops, five words each (j = 0: nothing)."""
+        return completion_words(self, "deliberate")[: 1 + 5 * j] if j else []
+
     def parse(self, words: Sequence[str]) -> MazeParsed:
         return parse_maze(self, words)
 

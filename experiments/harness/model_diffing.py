@@ -32,8 +32,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from experiments.harness.arith import Problem
-from experiments.harness.family import PAD
+from experiments.harness.family import PAD, Problem
 from experiments.harness.feature_groups import FEATURE_GROUPS, NAMES
 from experiments.harness.patching import Lockstep
 from experiments.harness.readouts import task_readouts

@@ -29,7 +29,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from experiments.harness import rl, seeds
-from experiments.harness.arith import Problem
+from experiments.harness.family import Problem
 from experiments.harness.rl import PolicySpec
 from experiments.harness.rl_loss import token_logprobs
 from experiments.harness.rollout import EVAL_BATCH, rollouts, sampled_completions

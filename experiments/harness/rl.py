@@ -11,6 +11,7 @@ replayed run repeats exactly what an uninterrupted one does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -18,8 +19,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from experiments.harness.arith import Problem
-from experiments.harness.family import Outcome
+from experiments.harness.family import Outcome, Problem
 from experiments.harness.rewards import DEFAULT_PAYOFFS, DEFAULT_UTILITY, REWARDS, Reward, reward
 from experiments.harness.rl_loss import (
     LOSS_AGGS,
@@ -98,15 +98,17 @@ def scores(groups: Groups, variant: Reward = "binary", utility: Utility = DEFAUL
     return np.array([[reward(r.parsed, variant, utility) for r in g] for g in groups], dtype=float) if groups else np.zeros((0, 0))
 
 
-def sample_groups(model, tokenizer, pool: Sequence[Problem], spec: PolicySpec, rng, gen) -> tuple[Groups, int]:
-    """G rollouts per drawn prompt; with dynamic sampling, only groups with reward variance.
-
-    Returns the groups to train on and how many groups were drawn in total."""
+def sample_groups(
+    model, tokenizer, pool: Sequence[Problem], spec: PolicySpec, rng, gen, pose: Callable[[Problem], Problem] | None = None
+) -> tuple[Groups, int]:
+    """G rollouts per drawn prompt, each prompt as ``pose`` poses it (None: as drawn); with dynamic sampling, only
+    groups with reward variance. Returns the groups to train on and how many groups were drawn in total."""
     kept, drawn = [], 0
     for _ in range(1 + (spec.max_refills if spec.dynamic_sampling else 0)):
         need = spec.prompts_per_step - len(kept)
         idx = rng.choice(len(pool), size=need, replace=len(pool) < need)
-        batch = [pool[i] for i in idx for _ in range(spec.group_size)]
+        posed = [pool[i] if pose is None else pose(pool[i]) for i in idx]
+        batch = [pr for pr in posed for _ in range(spec.group_size)]
         res = rollouts(model, tokenizer, batch, mode=None, temperature=spec.temperature, generator=gen, batch_size=spec.rollout_batch)
         groups = [res[i : i + spec.group_size] for i in range(0, len(res), spec.group_size)]
         drawn += len(groups)
@@ -183,14 +185,24 @@ class Update:
 
 
 def train(
-    model, ref_model, opt, tokenizer, pool: Sequence[Problem], spec: PolicySpec, generators: Generators, steps: Sequence[int]
+    model,
+    ref_model,
+    opt,
+    tokenizer,
+    pool: Sequence[Problem],
+    spec: PolicySpec,
+    generators: Generators,
+    steps: Sequence[int],
+    pose: Callable[[Problem, int], Problem] | None = None,
 ):
-    """Run GRPO updates ``steps`` (indices t; update t draws from ``generators(t)``), yielding each ``Update``.
+    """Run GRPO updates ``steps`` (indices t; update t draws from ``generators(t)`` and poses each drawn problem as
+    ``pose(problem, t)``, None: as drawn), yielding each ``Update``.
 
     The model is in eval mode while sampling and between updates, in train mode while updating."""
     for t in steps:
         rng, gen = generators(t)
-        groups, drawn = sample_groups(model.eval(), tokenizer, pool, spec, rng, gen)
+        posed = None if pose is None else functools.partial(pose, t=t)
+        groups, drawn = sample_groups(model.eval(), tokenizer, pool, spec, rng, gen, posed)
         loss = policy_update(model.train(), ref_model, opt, groups, spec) if groups else {}
         model.eval()
         yield Update(t + 1, groups, drawn, loss, scores(groups, spec.reward, spec.utility))

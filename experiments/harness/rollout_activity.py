@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from experiments.harness.arith import Problem
+from experiments.harness.family import Problem
 from experiments.harness.rollout import sampled_rollouts
 from probes.activations import hook_activations
 from probes.diff import sequence_activity

@@ -23,8 +23,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from experiments.harness.arith import Problem
-from experiments.harness.family import MODES, Mode
+from experiments.harness.family import MODES, Mode, Problem
 from experiments.harness.model import build_tokenizer
 from experiments.harness.supervised import Recipe, collate, example, fit
 from probes.difficulty import grand, teacher_forced
