@@ -38,6 +38,9 @@ from experiments.analysis.refinement_report import write_report
 from experiments.analysis.refinement_results import (
     LEVELS,
     MAIN_ARMS,
+    Frontier,
+    FrontierBin,
+    RefinementResult,
     decide,
     frontier_arm,
     frontier_bins,
@@ -272,7 +275,7 @@ class Arms:
 
     rows: dict[str, list[Int[np.ndarray, " n"]]]
     """Arm -> one array of sample indices per seed of ``args.seeds``."""
-    bins: list[dict]
+    bins: list[FrontierBin]
     """Per frontier bin: refinements in it, their mean distance beyond the frontier (1 - pass rate) and mean k."""
 
 
@@ -296,8 +299,8 @@ def plan_arms(reads: Mapping, args: RefinementArgs) -> Arms:
     for b in range(args.frontier_bins):
         members = refined[bin_N == b]
         out[frontier_arm(b)] = [random_subset(members, size, draw_seed(args, BINS, b, s)) for s in args.seeds]
-        bins.append({"arm": frontier_arm(b), "n": int(members.size), "distance": float(1 - pass_rate[bin_N == b].mean()),
-                     "mean_k": float(np.mean([samples[i]["k"] for i in members]))})  # fmt: skip
+        bins.append(FrontierBin(frontier_arm(b), int(members.size), float(1 - pass_rate[bin_N == b].mean()),
+                                float(np.mean([samples[i]["k"] for i in members]))))  # fmt: skip
     return Arms(out, bins)
 
 
@@ -331,8 +334,8 @@ def run_arms(
 
 
 def analyse(files: Mapping[str, list[dict]], plan: Arms, reads: Mapping, recipe: Recipe, args: RefinementArgs,
-            held_out: Sequence[Problem]) -> dict:  # fmt: skip
-    """results.json: the competence tables, read summary, arm and frontier tables, the claims and the verdict."""
+            held_out: Sequence[Problem]) -> RefinementResult:  # fmt: skip
+    """The competence tables, read summary, arm and frontier tables, the claims and the verdict."""
     runs = {a: [np.array(f["correct"], dtype=bool) for f in fs] for a, fs in files.items()}
     k_P = np.array([pr.k for pr in held_out])
     splits = split_rows(k_P, recipe.k_train_max)
@@ -343,23 +346,22 @@ def analyse(files: Mapping[str, list[dict]], plan: Arms, reads: Mapping, recipe:
     claims = [decide(t, runs, splits, level) for t in decided]
     in_range = decide(dataclasses.replace(decided[0], split="in range"), runs, splits, level)  # reported only
     samples = reads["samples"]
-    return {
-        "preset": args.preset, "k_train_max": recipe.k_train_max, "teacher_k_max": args.teacher_k_max, "seeds": list(args.seeds),
-        "ft": dataclasses.asdict(args.schedule), "teacher_steps": args.teacher_steps, "level": level, "n_tests": len(decided),
-        "n_eval": {s: int(rows.size) for s, rows in splits.items()}, "competence": reads["competence"],
-        "student_before": {s: float(np.mean([free[str(k)] for k in k_P[rows]])) for s, rows in splits.items()},
-        "teacher_verified": sum(p["teacher_verified"] for p in reads["problems"]), "n_problems": len(reads["problems"]),
-        "reads": read_summary([s["level"] for s in samples], np.array([s["k"] for s in samples]), np.array([s["ifd"] for s in samples]),
-                              np.array([s["rifd"] for s in samples]), np.array([bool(s["keep_by_student"]) for s in samples])),
-        "n_train": {a: [f["n_train"] for f in fs] for a, fs in files.items()},
-        "arms": split_tables({a: runs[a] for a in MAIN_ARMS}, splits, MAIN_ARMS[0], level, args.n_boot, seed=0),
-        "frontier": {"bins": plan.bins, "splits": split_tables({b: runs[b] for b in bins}, splits, bins[0], level, args.n_boot, seed=10)},
-        "claims": [dataclasses.asdict(c) for c in claims], "reported": [dataclasses.asdict(in_range)],
-        "verdict": verdict(claims, level),
-    }  # fmt: skip
+    return RefinementResult(
+        preset=args.preset, k_train_max=recipe.k_train_max, teacher_k_max=args.teacher_k_max, seeds=list(args.seeds),
+        ft=args.schedule, teacher_steps=args.teacher_steps, level=level, n_tests=len(decided),
+        n_eval={s: int(rows.size) for s, rows in splits.items()}, competence=reads["competence"],
+        student_before={s: float(np.mean([free[str(k)] for k in k_P[rows]])) for s, rows in splits.items()},
+        teacher_verified=sum(p["teacher_verified"] for p in reads["problems"]), n_problems=len(reads["problems"]),
+        reads=read_summary([s["level"] for s in samples], np.array([s["k"] for s in samples]), np.array([s["ifd"] for s in samples]),
+                           np.array([s["rifd"] for s in samples]), np.array([bool(s["keep_by_student"]) for s in samples])),
+        n_train={a: [f["n_train"] for f in fs] for a, fs in files.items()},
+        arms=split_tables({a: runs[a] for a in MAIN_ARMS}, splits, MAIN_ARMS[0], level, args.n_boot, seed=0),
+        frontier=Frontier(plan.bins, split_tables({b: runs[b] for b in bins}, splits, bins[0], level, args.n_boot, seed=10)),
+        claims=claims, reported=[in_range], verdict=verdict(claims, level),
+    )  # fmt: skip
 
 
-def main(args: RefinementArgs) -> dict:
+def main(args: RefinementArgs) -> RefinementResult:
     """Train (or reuse) the teacher, read the samples, fine-tune every arm, write results.json and report.md."""
     recipe, layout = student_recipe(args), RunLayout(args.run)
     held_out = eval_problems(recipe, args)
@@ -376,10 +378,10 @@ def main(args: RefinementArgs) -> dict:
     files = run_arms(plan, reads, recipe, layout, args, held_out)
     stage("statistics, figures and report")
     result = analyse(files, plan, reads, recipe, args, held_out)
-    write_json(layout.refinement.results, result)
+    write_json(layout.refinement.results, result.to_json())
     stage.finish()
     write_report(layout.refinement, result)
-    print(result["verdict"])
+    print(result.verdict)
     return result
 
 

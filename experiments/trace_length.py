@@ -25,6 +25,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.analysis.trace_length_report import plot
+from experiments.analysis.trace_length_results import (
+    BandCell,
+    Gap,
+    RunLengths,
+    SettingSummary,
+    TraceLengthResult,
+    TraceRow,
+)
 from experiments.harness import cli, seeds
 from experiments.harness.family import END_THINK, EOS, Task
 from experiments.harness.rollout import EVAL_BATCH, rollouts
@@ -127,10 +135,10 @@ def _row(r, tokenizer) -> dict:
     }  # fmt: skip
 
 
-def summarise(rows: list[dict], sets: list[Setting], n_boot: int, seed: int) -> list[dict]:
+def summarise(rows: list[TraceRow], sets: list[Setting], n_boot: int, seed: int) -> list[SettingSummary]:
     """Per setting: rho(generated, difficulty) with its CI, its gap to the in-distribution rho (Bonferroni
     over the out-of-distribution settings), and the setting's means."""
-    col = lambda name, key: [r[key] for r in rows if r["setting"] == name]  # noqa: E731
+    col = lambda name, key: [getattr(r, key) for r in rows if r.setting == name]  # noqa: E731
     ref = sets[0].name
     level = 1 - 0.05 / max(1, len(sets) - 1)
     out = []
@@ -138,14 +146,14 @@ def summarise(rows: list[dict], sets: list[Setting], n_boot: int, seed: int) -> 
         g, d = col(s.name, "generated"), col(s.name, "difficulty")
         rho = spearman(g, d, n_boot, seed)
         gap = (np.nan,) * 3 if s.name == ref else spearman_gap(col(ref, "generated"), col(ref, "difficulty"), g, d, n_boot, seed, level)
-        out.append({
-            "setting": s.name, "axis": s.axis, "distance": s.distance, "knobs": list(s.ks), "n": len(g),
-            "rho": rho.as_dict(), "gap_to_in_distribution": {"mean": gap[0], "ci": [gap[1], gap[2]], "level": level},
-            "constant_difficulty": len(set(d)) < 2,
-            "mean_generated": float(np.mean(g)), "mean_canonical": float(np.mean(col(s.name, "canonical"))),
-            "mean_difficulty": float(np.mean(d)), "valid_trace_rate": float(np.mean(col(s.name, "valid_trace"))),
-            "accuracy": float(np.mean(col(s.name, "correct"))),
-        })  # fmt: skip
+        out.append(SettingSummary(
+            setting=s.name, axis=s.axis, distance=s.distance, knobs=list(s.ks), n=len(g),
+            rho=rho, gap_to_in_distribution=Gap(gap[0], (gap[1], gap[2]), level),
+            constant_difficulty=len(set(d)) < 2,
+            mean_generated=float(np.mean(g)), mean_canonical=float(np.mean(col(s.name, "canonical"))),
+            mean_difficulty=float(np.mean(d)), valid_trace_rate=float(np.mean(col(s.name, "valid_trace"))),
+            accuracy=float(np.mean(col(s.name, "correct"))),
+        ))  # fmt: skip
     return out
 
 
@@ -158,24 +166,24 @@ def models_of(layout: RunLayout, band_runs: bool) -> dict[str, Path]:
     return out
 
 
-def by_band(base: list[dict], after_rl: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
-    """Per band and setting: each seed's final-checkpoint rho, and the change from the base model's rho on
-    the same problems, averaged over the band's seeds with a bootstrap 95% CI over seeds."""
-    base_rho = {s["setting"]: s["rho"]["mean"] for s in base}
-    out: dict[str, dict[str, dict]] = {}
+def by_band(base_rho: dict[str, float], after_rl: dict[str, dict[str, float]]) -> dict[str, dict[str, BandCell]]:
+    """Per band and setting: each seed's final-checkpoint rho (``after_rl``: per band run, setting -> rho), and the
+    change from the base model's rho on the same problems, averaged over the band's seeds with a bootstrap 95% CI
+    over seeds."""
+    rhos: dict[str, dict[str, list[float]]] = {}
     for name in sorted(after_rl, key=lambda n: (BANDS.index(band_of_run(n)), n)):
-        for s in after_rl[name]:
-            cell = out.setdefault(band_of_run(name), {}).setdefault(s["setting"], {"rho": []})
-            cell["rho"].append(s["rho"]["mean"])
-    for cells in out.values():
-        for setting, cell in cells.items():
-            finite = [r for r in cell["rho"] if np.isfinite(r)]
-            cell["mean"] = float(np.mean(finite)) if finite else float("nan")
-            cell["change"] = bootstrap_mean([r - base_rho[setting] for r in finite]).as_dict()
+        for setting, rho in after_rl[name].items():
+            rhos.setdefault(band_of_run(name), {}).setdefault(setting, []).append(rho)
+    out: dict[str, dict[str, BandCell]] = {}
+    for band, cells in rhos.items():
+        for setting, rho in cells.items():
+            finite = [r for r in rho if np.isfinite(r)]
+            mean = float(np.mean(finite)) if finite else float("nan")
+            out.setdefault(band, {})[setting] = BandCell(rho, mean, bootstrap_mean([r - base_rho[setting] for r in finite]))
     return out
 
 
-def study_run(run: Path, args: TraceLengthArgs) -> dict:
+def study_run(run: Path, args: TraceLengthArgs) -> RunLengths:
     """Measure one run (rows cached in its trace_length/ directory: a rerun only re-summarises)."""
     layout = RunLayout(run)
     pre = read_json(layout.config)["stages"]["pretrain"]
@@ -191,14 +199,16 @@ def study_run(run: Path, args: TraceLengthArgs) -> dict:
             rows += [{"model": name, **row} for row in measure(model, tokenizer, sets, args.per_setting, args.seed)]
         write_json(cache, {"key": key, "rows": rows})
         cached = {"rows": rows}
-    summaries = {m: summarise([r for r in cached["rows"] if r["model"] == m], sets, args.n_boot, args.seed) for m in models}
-    base_rows = [r for r in cached["rows"] if r["model"] == "base"]
+    measured = [TraceRow(**r) for r in cached["rows"]]
+    summaries = {m: summarise([r for r in measured if r.model == m], sets, args.n_boot, args.seed) for m in models}
     after_rl = {m: v for m, v in summaries.items() if m != "base"}
-    return {"run": str(run), "task": task_of(pre).params, "k_train_max": pre["k_train_max"], "settings": summaries["base"],
-            "after_rl": after_rl, "by_band": by_band(summaries["base"], after_rl), "rows": base_rows}  # fmt: skip
+    rho = lambda summary: {s.setting: s.rho.mean for s in summary}  # noqa: E731
+    bands = by_band(rho(summaries["base"]), {m: rho(v) for m, v in after_rl.items()})
+    return RunLengths(str(run), task_of(pre).params, pre["k_train_max"], summaries["base"], after_rl, bands,
+                      [r for r in measured if r.model == "base"])  # fmt: skip
 
 
-def main(args: TraceLengthArgs) -> dict:
+def main(args: TraceLengthArgs) -> TraceLengthResult:
     """Measure the run (and ``also``), write trace_length.json and the figure, print the table."""
     for run in (args.run, *args.also):  # every run checked before anything is written
         if not RunLayout(run).base_eval.exists():
@@ -206,24 +216,24 @@ def main(args: TraceLengthArgs) -> dict:
     out = RunLayout(args.run).trace_length
     check_writable(out)
     init_run(args.run, "trace_length", args)
-    result = {"runs": [study_run(r, args) for r in (args.run, *args.also)]}
-    write_json(out / "trace_length.json", result)
+    result = TraceLengthResult([study_run(r, args) for r in (args.run, *args.also)])
+    write_json(out / "trace_length.json", result.to_json())
     plot(result, out / "trace_length.png")
-    for res in result["runs"]:
-        print(f"{res['run']} ({res['task']['task']}, pretrained up to k = {res['k_train_max']})")
+    for res in result.runs:
+        print(f"{res.run} ({res.task['task']}, pretrained up to k = {res.k_train_max})")
         print(f"  {'setting':<16} {'n':>4} {'rho (95% CI)':>24} {'gap to in-dist (CI)':>28} {'length gen/right':>17} {'valid':>6} {'acc':>5}")
-        for s in res["settings"]:
-            rho, gap = s["rho"], s["gap_to_in_distribution"]
-            r = "constant" if s["constant_difficulty"] else f"{rho['mean']:+.2f} [{rho['ci95'][0]:+.2f}, {rho['ci95'][1]:+.2f}]"
-            g = "" if s["axis"] == "none" or np.isnan(gap["mean"]) else f"{gap['mean']:+.2f} [{gap['ci'][0]:+.2f}, {gap['ci'][1]:+.2f}]"
-            lengths = f"{s['mean_generated']:.1f} / {s['mean_canonical']:.1f}"
-            print(f"  {s['setting']:<16} {s['n']:>4} {r:>24} {g:>28} {lengths:>17} {s['valid_trace_rate']:>6.2f} {s['accuracy']:>5.2f}")
-        if res["by_band"]:
-            names = [s["setting"] for s in res["settings"] if not s["constant_difficulty"]]
+        for s in res.settings:
+            rho, gap = s.rho, s.gap_to_in_distribution
+            r = "constant" if s.constant_difficulty else f"{rho.mean:+.2f} [{rho.ci95[0]:+.2f}, {rho.ci95[1]:+.2f}]"
+            g = "" if s.axis == "none" or np.isnan(gap.mean) else f"{gap.mean:+.2f} [{gap.ci[0]:+.2f}, {gap.ci[1]:+.2f}]"
+            lengths = f"{s.mean_generated:.1f} / {s.mean_canonical:.1f}"
+            print(f"  {s.setting:<16} {s.n:>4} {r:>24} {g:>28} {lengths:>17} {s.valid_trace_rate:>6.2f} {s.accuracy:>5.2f}")
+        if res.by_band:
+            names = [s.setting for s in res.settings if not s.constant_difficulty]
             print("  after GRPO, rho of each band's runs (final checkpoints; mean over seeds, change from base [95% CI over seeds]):")
-            for band, cells in res["by_band"].items():
-                parts = [f"{n}: {cells[n]['mean']:+.2f} ({cells[n]['change']['mean']:+.2f} [{cells[n]['change']['ci95'][0]:+.2f}, "
-                         f"{cells[n]['change']['ci95'][1]:+.2f}])" for n in names]  # fmt: skip
+            for band, cells in res.by_band.items():
+                parts = [f"{n}: {cells[n].mean:+.2f} ({cells[n].change.mean:+.2f} [{cells[n].change.ci95[0]:+.2f}, "
+                         f"{cells[n].change.ci95[1]:+.2f}])" for n in names]  # fmt: skip
                 print(f"    {band:<8}" + "  ".join(parts))
     return result
 

@@ -1,8 +1,10 @@
 """The rules of the layout, enforced: imports go one way, no import-time side effects,
 stages are thin and self-contained, and nothing points outside the repository."""
 
+import ast
 import dataclasses
 import importlib
+import inspect
 import json
 import pkgutil
 import subprocess
@@ -22,6 +24,11 @@ STAGES = {f"experiments.{p.stem}" for p in (ROOT / "experiments").glob("*.py") i
 STEPS = {f"experiments.band_steps.{p.stem}" for p in (ROOT / "experiments" / "band_steps").glob("*.py") if p.stem != "__init__"}
 ORCHESTRATORS = {"experiments.band_study", "experiments.calibration", "experiments.utility", "experiments.ingest", *STEPS}
 """Studies that run other stages through their ``main`` (and so may import them), and the band study's steps."""
+STUDIES = ["band_study", "calibration", "pruning", "refinement", "trace_length", "utility", "value_study"]
+"""Every study, one visible unit: ``experiments/<s>.py``, its typed result in ``analysis/<a>_results.py`` and its
+rendering in ``analysis/<a>_report.py``, where <a> is the study's name without ``_study``."""
+SECTIONS = {"experiments.analysis.diffing_report"}
+"""Report modules that render a section of a study's report rather than a study's own."""
 
 
 def test_probes__never_import_experiments():
@@ -63,6 +70,38 @@ def test_stages__frozen_args_with_documented_fields_presets_and_main(name):
     assert set(field_docs(args[0])) == {f.name for f in dataclasses.fields(args[0])}
     assert isinstance(module.PRESETS, dict) and "default" in module.PRESETS and "smoke" in module.PRESETS
     assert callable(module.main)
+
+
+def analysis_module(study: str, role: str) -> str:
+    return f"experiments.analysis.{study.removesuffix('_study')}_{role}"
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_studies__a_stage_a_typed_result_that_round_trips_json_and_a_report_that_only_renders(study):
+    """The stage has its Args, PRESETS and main; the results module a frozen result dataclass with ``to_json`` and a
+    ``from_json`` classmethod (each study's round trip is tested beside its results or its smoke run); the report
+    imports no stage and writes nothing but its report file (``write_text``; figures through ``save_figure``)."""
+    stage = importlib.import_module(f"experiments.{study}")
+    args = [v for k, v in vars(stage).items() if k.endswith("Args") and dataclasses.is_dataclass(v) and v.__module__ == stage.__name__]
+    assert len(args) == 1 and args[0].__dataclass_params__.frozen and isinstance(stage.PRESETS, dict) and callable(stage.main)
+
+    results = importlib.import_module(analysis_module(study, "results"))
+    typed = [v for v in vars(results).values() if isinstance(v, type) and v.__module__ == results.__name__ and dataclasses.is_dataclass(v)
+             and v.__dataclass_params__.frozen and callable(getattr(v, "to_json", None))
+             and isinstance(inspect.getattr_static(v, "from_json", None), classmethod)]  # fmt: skip
+    assert typed, f"{results.__name__}: no frozen result dataclass with to_json and a from_json classmethod"
+
+    report = analysis_module(study, "report")
+    assert not graph()[report] & STAGES
+    tree = ast.parse((ROOT / f"{report.replace('.', '/')}.py").read_text())
+    writers = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "experiments.harness.rundir" for a in n.names}
+    assert writers <= {"write_text"}
+
+
+def test_studies__every_report_module_belongs_to_a_listed_study():
+    """A new study's report is listed in ``STUDIES`` and so held to the contract above."""
+    reports = {m for m in graph() if m.startswith("experiments.analysis.") and m.endswith("_report")}
+    assert reports - SECTIONS == {analysis_module(s, "report") for s in STUDIES}
 
 
 def test_every_module_imports():

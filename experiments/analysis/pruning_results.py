@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,10 @@ class Design:
 
 @dataclasses.dataclass(frozen=True)
 class Analysis:
+    """pruning/results.json: the pruning study's design, numbers and verdict."""
+
     design: Design
+    """What was run."""
     table: list[dict]
     """Per size, fraction, metric and policy: accuracy and its difference from random pruning at that size and fraction."""
     crossover: list[dict]
@@ -71,10 +74,22 @@ class Analysis:
     overlap_ks: list[int]
     """Knob values whose held-out problems may also be training examples (their space is too small to exclude them)."""
     verdict: str
+    """Computed sentences: the headline metric's crossover contrasts and what the two policies kept."""
     verdict_class: str
+    """crossover, easy_wins_small_only, hard_wins_large_only, no_crossover or incomplete."""
 
     def to_json(self) -> dict:
+        """The dict results.json holds (``write_json`` writes its non-finite floats as null)."""
         return {**dataclasses.asdict(self), "design": dataclasses.asdict(self.design)}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> Analysis:
+        """From ``to_json``'s dict or from results.json; a missing field is refused. The design's lists are tuples
+        again, and a power law fitted to fewer than two sizes (nan, written null) is nan again."""
+        fields = {f.name: d[f.name] for f in dataclasses.fields(cls)}
+        design = Design(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["design"].items()})
+        law = {k: math.nan if k in ("a", "b") and v is None else v for k, v in d["power_law"].items()}
+        return cls(**{**fields, "design": design, "power_law": law})
 
 
 def _load(root: Path, name: str, seeds: Sequence[int]) -> list[np.ndarray] | None:

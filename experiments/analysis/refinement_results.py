@@ -1,5 +1,5 @@
 """The refinement study's statistics: held-out accuracy per arm and split, the two claims and the computed verdict,
-and what the student's reads say about each refinement level. Pure functions of plain data.
+and what the student's reads say about each refinement level (pure functions of plain data), and its typed result.
 
 Table intervals are two-level bootstraps (``probes.stats.seeds_then_rows``): each arm's training seeds, then the
 held-out problems, the same problems for every arm, so differences are paired on problems; with three seeds they
@@ -12,11 +12,13 @@ that "holds" has its interval clear of 0 at the family-wise 5% level.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from jaxtyping import Bool, Float, Int
 
+from experiments.harness.fixed_data import Schedule
 from probes.stats import accuracy_by_arm, welch_interval
 
 ALPHA = 0.05
@@ -86,6 +88,16 @@ class Claim:
     """"holds" (interval clear of 0 in the claimed direction), "opposite" (clear of 0 the other way) or
     "no difference"."""
 
+    @classmethod
+    def from_json(cls, d: Mapping) -> Claim:
+        """From ``dataclasses.asdict``'s dict or from results.json, where a nan difference or bound was written null."""
+        lo, hi = (_nan_for_none(x) for x in d["ci"])
+        return cls(d["claim"], d["split"], d["arm"], d["against"], _nan_for_none(d["diff"]), (lo, hi), d["outcome"])
+
+
+def _nan_for_none(x: float | None) -> float:
+    return math.nan if x is None else x
+
 
 def outcome(ci: Sequence[float], direction: int) -> str:
     """What an interval says about a claim predicting the sign ``direction``."""
@@ -124,6 +136,38 @@ def frontier_bins(pass_rate_N: Float[np.ndarray, " N"], n_bins: int, seed: int) 
     return rank * n_bins // max(p.size, 1)
 
 
+@dataclasses.dataclass(frozen=True)
+class ReadsAtK:
+    """The student's reads of one level's samples at one k."""
+
+    n: int
+    """Samples."""
+    ifd: float | None
+    """Mean IFD over the finite ones (None: none is)."""
+    rifd: float | None
+    """Mean reverse IFD over the finite ones (None: none is)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelReads:
+    """The student's reads of one level's samples (``original`` or one of ``LEVELS``)."""
+
+    n: int
+    """Samples."""
+    kept_share: float | None
+    """Share the student's filter keeps (None for the originals, which it does not judge)."""
+    ifd: float | None
+    """Mean IFD over the finite ones (None: none is)."""
+    rifd: float | None
+    """Mean reverse IFD over the finite ones (None: none is)."""
+    per_k: dict[str, ReadsAtK]
+    """The same per k (keys are k as text, as in JSON)."""
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> LevelReads:
+        return cls(d["n"], d["kept_share"], d["ifd"], d["rifd"], {k: ReadsAtK(**r) for k, r in d["per_k"].items()})
+
+
 def _mean(x: np.ndarray) -> float | None:
     x = x[np.isfinite(x)]
     return float(x.mean()) if x.size else None
@@ -132,9 +176,9 @@ def _mean(x: np.ndarray) -> float | None:
 def read_summary(
     level_N: Sequence[str], k_N: Int[np.ndarray, " N"], ifd_N: Float[np.ndarray, " N"], rifd_N: Float[np.ndarray, " N"],
     kept_N: Bool[np.ndarray, " N"],
-) -> dict[str, dict]:
-    """Per level (``original`` and each of ``LEVELS`` present): samples, the share the student filter keeps (None for
-    the originals, which it does not judge), mean IFD and r-IFD, and those two means per k."""
+) -> dict[str, LevelReads]:
+    """Per level (``original`` and each of ``LEVELS`` present): samples, the share the student filter keeps, mean IFD
+    and r-IFD, and those two means per k."""
     level_N, k_N = np.asarray(level_N), np.asarray(k_N)
     ifd_N, rifd_N, kept_N = (np.asarray(a, dtype=float) for a in (ifd_N, rifd_N, kept_N))
     out = {}
@@ -142,8 +186,89 @@ def read_summary(
         sel = level_N == level
         if not sel.any():
             continue
-        per_k = {str(k): {"n": int((sel & (k_N == k)).sum()), "ifd": _mean(ifd_N[sel & (k_N == k)]),
-                          "rifd": _mean(rifd_N[sel & (k_N == k)])} for k in sorted(set(k_N[sel].tolist()))}  # fmt: skip
-        out[level] = {"n": int(sel.sum()), "kept_share": None if level == "original" else _mean(kept_N[sel]),
-                      "ifd": _mean(ifd_N[sel]), "rifd": _mean(rifd_N[sel]), "per_k": per_k}  # fmt: skip
+        per_k = {str(k): ReadsAtK(int((sel & (k_N == k)).sum()), _mean(ifd_N[sel & (k_N == k)]), _mean(rifd_N[sel & (k_N == k)]))
+                 for k in sorted(set(k_N[sel].tolist()))}  # fmt: skip
+        out[level] = LevelReads(int(sel.sum()), None if level == "original" else _mean(kept_N[sel]), _mean(ifd_N[sel]),
+                                _mean(rifd_N[sel]), per_k)  # fmt: skip
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontierBin:
+    """One quantile bin of the refinements by their problem's distance beyond the student's frontier."""
+
+    arm: str
+    """The arm trained on it (``frontier_arm``)."""
+    n: int
+    """Refinements in the bin (the arm trains on a subsample of the smallest bin's size)."""
+    distance: float
+    """Their mean distance beyond the frontier (1 - the student's pass rate)."""
+    mean_k: float
+    """Their mean k."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Frontier:
+    """The frontier bins and their arms' accuracies."""
+
+    bins: list[FrontierBin]
+    """Nearest the student's frontier first."""
+    splits: dict[str, dict[str, dict]]
+    """Per split and bin arm: accuracy with its interval and its difference from the nearest bin (``split_tables``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RefinementResult:
+    """refinement/results.json: the refinement study's settings, numbers and verdict."""
+
+    preset: str
+    k_train_max: int
+    """The student's pretraining range: held-out problems up to it are "in range", larger ones "beyond"."""
+    teacher_k_max: int
+    """The teacher's training range, and the study's problems' (k = 1..teacher_k_max)."""
+    seeds: list[int]
+    """Fine-tuning seeds per arm."""
+    ft: Schedule
+    """Every arm's fine-tuning schedule (equal compute)."""
+    teacher_steps: int
+    """Updates that made the teacher from the student's weights."""
+    level: float
+    """Interval level (95% Bonferroni-adjusted over the verdict's decisions)."""
+    n_tests: int
+    """The verdict's decisions."""
+    n_eval: dict[str, int]
+    """Held-out problems per split."""
+    competence: dict[str, dict[str, float]]
+    """Per model and mode ("student, deliberate", "teacher, deliberate", "student, free choice"): greedy held-out
+    accuracy per k (as text) before fine-tuning."""
+    student_before: dict[str, float]
+    """Per split: the student's greedy free-choice accuracy before fine-tuning."""
+    teacher_verified: int
+    """Training problems whose teacher trace was right (each gave the three refinements)."""
+    n_problems: int
+    """Training problems."""
+    reads: dict[str, LevelReads]
+    """Per level: what the student's reads say (``read_summary``)."""
+    n_train: dict[str, list[int]]
+    """Per arm: examples trained on, per seed."""
+    arms: dict[str, dict[str, dict]]
+    """Per split and arm (a)-(d): accuracy with its interval and its difference from the originals (``split_tables``)."""
+    frontier: Frontier
+    claims: list[Claim]
+    """The verdict's decisions, in ``tests`` order."""
+    reported: list[Claim]
+    """Contrasts reported beside them but not decided (self-filtering in range)."""
+    verdict: str
+
+    def to_json(self) -> dict:
+        """The dict results.json holds (``write_json`` writes its non-finite floats as null)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> RefinementResult:
+        """From ``to_json``'s dict or from results.json; a missing field is refused."""
+        fields = {f.name: d[f.name] for f in dataclasses.fields(cls)}
+        frontier = Frontier([FrontierBin(**b) for b in d["frontier"]["bins"]], d["frontier"]["splits"])
+        return cls(**{**fields, "ft": Schedule(**d["ft"]), "reads": {lv: LevelReads.from_json(r) for lv, r in d["reads"].items()},
+                      "frontier": frontier, "claims": [Claim.from_json(c) for c in d["claims"]],
+                      "reported": [Claim.from_json(c) for c in d["reported"]]})  # fmt: skip

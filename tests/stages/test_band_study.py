@@ -19,6 +19,7 @@ from experiments.harness.cli import preset_args
 from experiments.harness.executors import run_jobs
 from experiments.harness.feature_groups import ATTRIBUTED, CONTRASTED
 from experiments.harness.probe_sets import probe_problems
+from experiments.harness.rundir import write_json
 from experiments.harness.sources import cache_activations, checkpoint_tag, open_source
 from probes.diff import change_vector, group_activity, latent_means, relative_change, rows_of
 from probes.layout import RunLayout
@@ -30,7 +31,7 @@ def study(smoke_study):
     return smoke_study
 
 
-def test_band_study__smoke_end_to_end_matches_every_band_and_runs_the_verdict_path(study):
+def test_band_study__smoke_end_to_end_matches_every_band_and_runs_the_verdict_path(study, tmp_path):
     """The smoke setting (in range, like the default) was fixed so that every band gains: the target is set, every
     band has enough seeds hitting it, each reached run hits it within the tolerance (a fraction of an update where
     whole steps overshoot), its gain is attributed on the matched draws, and the verdict comes from the contrasts."""
@@ -38,6 +39,8 @@ def test_band_study__smoke_end_to_end_matches_every_band_and_runs_the_verdict_pa
     on_disk = json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     for key in ("preset", "seeds", "bands", "matched_gain_target", "matched_tol", "reach", "noise_floor", "contrasts", "verdict"):
         assert key in on_disk
+    write_json(tmp_path / "again.json", band_results.BandStudyResult.from_json(on_disk).to_json())  # read back, written again
+    assert (tmp_path / "again.json").read_bytes() == (out / "results.json").read_bytes()
     assert on_disk["verdict_class"] != "no_target" and set(on_disk["matchable_bands"]) == {"easy", "medium", "hard"}
     target, tol = on_disk["matched_gain_target"], on_disk["matched_tol"]
     fractional = 0

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from experiments import pruning
+from experiments.analysis.pruning_results import Analysis
 from experiments.harness.cli import preset_args
 from experiments.harness.pruning_scores import combine
+from experiments.harness.rundir import write_json
 from probes.layout import RunDirError, RunLayout, read_json
 
 
@@ -18,10 +20,12 @@ def study(copy_run, tmp_path_factory):
     return args, pruning.main(args)
 
 
-def test_pruning__smoke_writes_every_arm_and_each_policy_keeps_what_its_scores_say(study):
+def test_pruning__smoke_writes_every_arm_and_each_policy_keeps_what_its_scores_say(study, tmp_path):
     args, res = study
     out = RunLayout(args.run).pruning
     assert out.report.exists() and {p.name for p in out.figures.iterdir()} == {"error_vs_kept.png", "crossover.png"}
+    write_json(tmp_path / "again.json", Analysis.from_json(read_json(out.results)).to_json())  # read back, written again
+    assert (tmp_path / "again.json").read_bytes() == out.results.read_bytes()
     assert res["verdict_class"] in ("crossover", "easy_wins_small_only", "hard_wins_large_only", "no_crossover")
     largest = read_json(out.dataset(max(args.sizes)))
     for size in args.sizes:

@@ -7,9 +7,10 @@ import pytest
 from entry_points import run_entry, single_error_line
 
 from experiments import refinement
-from experiments.analysis.refinement_results import frontier_bins, outcome
+from experiments.analysis.refinement_results import RefinementResult, frontier_bins, outcome
 from experiments.harness import fixed_data, refinements
 from experiments.harness.cli import preset_args
+from experiments.harness.rundir import write_json
 from experiments.harness.tasks import run_task
 from probes.layout import RunDirError, RunLayout, read_json
 from probes.selection import ifd, reverse_ifd, student_filter
@@ -21,28 +22,29 @@ def run(copy_run, tmp_path):
     return copy_run(tmp_path / "run")
 
 
-def test_refinement__smoke_study_builds_every_arm_and_resumes(run, monkeypatch):
+def test_refinement__smoke_study_builds_every_arm_and_resumes(run, monkeypatch, tmp_path):
     args = preset_args(refinement.RefinementArgs, refinement.PRESETS, "smoke", run=run)
     res = refinement.main(args)
     out = RunLayout(run).refinement
     on_disk = read_json(out.results)
-    assert on_disk["verdict"] == res["verdict"] and res["verdict"] in out.report.read_text()
-    assert {"competence", "reads", "arms", "frontier", "claims", "reported", "n_train", "level", "verdict"} <= set(res)
-    assert res["level"] == pytest.approx(1 - 0.05 / 3) and [c["split"] for c in res["claims"]] == ["beyond", "in range", "beyond"]
-    assert all(c["outcome"] in ("holds", "no difference", "opposite") for c in res["claims"])
+    assert on_disk["verdict"] == res.verdict and res.verdict in out.report.read_text()
+    write_json(tmp_path / "again.json", RefinementResult.from_json(on_disk).to_json())  # read back, written again
+    assert (tmp_path / "again.json").read_bytes() == out.results.read_bytes()
+    assert res.level == pytest.approx(1 - 0.05 / 3) and [c.split for c in res.claims] == ["beyond", "in range", "beyond"]
+    assert all(c.outcome in ("holds", "no difference", "opposite") for c in res.claims)
     for fig in ("arms.png", "frontier.png"):
         assert (out.figures / fig).stat().st_size > 1000
 
     # the arms' sizes: (c) and (d) match, (b) holds three refinements per verified teacher trace
     samples = read_json(out.samples)
-    n = {a: set(v) for a, v in res["n_train"].items()}
+    n = {a: set(v) for a, v in res.n_train.items()}
     verified = sum(p["teacher_verified"] for p in samples["problems"])
     assert n["all_refinements"] == {3 * verified} and n["original"] == {len(samples["problems"])}
     assert n["student_filtered"] == n["random_same_size"] and max(n["random_same_size"]) <= 3 * verified
-    assert len({next(iter(n[b["arm"]])) for b in res["frontier"]["bins"]}) == 1  # bins subsampled to one size
+    assert len({next(iter(n[b.arm])) for b in res.frontier.bins}) == 1  # bins subsampled to one size
 
     # the teacher is competent beyond the student's range, and the training problems are not held out
-    k_max, comp = res["k_train_max"], res["competence"]
+    k_max, comp = res.k_train_max, res.competence
     beyond = [k for k in comp["teacher, deliberate"] if int(k) > k_max]
     assert np.mean([comp["teacher, deliberate"][k] for k in beyond]) > np.mean([comp["student, deliberate"][k] for k in beyond])
     task = run_task(run)
@@ -70,12 +72,12 @@ def test_refinement__smoke_study_builds_every_arm_and_resumes(run, monkeypatch):
 
     # a rerun trains nothing and reads nothing again
     arm_files = {p: p.stat().st_mtime_ns for p in (out.root / "arms").rglob("*.json")}
-    assert len(arm_files) == len(res["n_train"]) * len(args.seeds)
+    assert len(arm_files) == len(res.n_train) * len(args.seeds)
     monkeypatch.setattr(fixed_data, "train", lambda *a, **k: pytest.fail("retrained an arm"))
     monkeypatch.setattr(refinement, "fit", lambda *a, **k: pytest.fail("retrained the teacher"))
     monkeypatch.setattr(refinement, "read_samples", lambda *a, **k: pytest.fail("re-read the samples"))
     again = refinement.main(args)
-    assert json.dumps(again["arms"]) == json.dumps(res["arms"]) and again["verdict"] == res["verdict"]
+    assert json.dumps(again.arms) == json.dumps(res.arms) and again.verdict == res.verdict
     assert {p: p.stat().st_mtime_ns for p in arm_files} == arm_files
 
 

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from experiments import pretrain, trace_length
+from experiments.analysis.trace_length_results import TraceLengthResult, TraceRow
 from experiments.harness.cli import preset_args
+from experiments.harness.rundir import write_json
 from experiments.trace_length import PRESETS, TraceLengthArgs
 from probes.layout import RunDirError, RunLayout, read_json
 
@@ -20,13 +22,13 @@ def test_summarise__a_planted_decoupling_shows_as_a_gap_above_zero():
             for _ in range(40):
                 d = k if s.name != "beyond, pooled" else k
                 noise = rng.integers(4, 20) if s.axis == "knob" else 3 * d + 1
-                rows.append({"setting": s.name, "difficulty": d, "generated": noise, "canonical": 3 * d + 1, "valid_trace": True, "correct": True})
-    out = {s["setting"]: s for s in trace_length.summarise(rows, sets, n_boot=300, seed=0)}
+                rows.append(TraceRow("base", s.name, "", k, d, int(noise), 3 * d + 1, True, True))
+    out = {s.setting: s for s in trace_length.summarise(rows, sets, n_boot=300, seed=0)}
     assert [s.name for s in sets] == ["in distribution", "beyond, pooled", "k = 4", "k = 5"]
-    assert out["in distribution"]["rho"]["mean"] == 1.0
-    gap = out["beyond, pooled"]["gap_to_in_distribution"]
-    assert gap["ci"][0] > 0.5 and gap["level"] == pytest.approx(1 - 0.05 / 3)  # Bonferroni over 3 settings
-    assert out["k = 4"]["constant_difficulty"] and np.isnan(out["k = 4"]["rho"]["mean"])  # one k: nothing to rank
+    assert out["in distribution"].rho.mean == 1.0
+    gap = out["beyond, pooled"].gap_to_in_distribution
+    assert gap.ci[0] > 0.5 and gap.level == pytest.approx(1 - 0.05 / 3)  # Bonferroni over 3 settings
+    assert out["k = 4"].constant_difficulty and np.isnan(out["k = 4"].rho.mean)  # one k: nothing to rank
 
 
 def test_trace_length__maze_run_end_to_end(tmp_path, monkeypatch):
@@ -35,17 +37,20 @@ def test_trace_length__maze_run_end_to_end(tmp_path, monkeypatch):
     run = tmp_path / "maze"
     pretrain.main(preset_args(pretrain.PretrainArgs, pretrain.PRESETS, "maze-smoke", out=run, steps=20, eval_per_k=2))
     args = dataclasses.replace(preset_args(TraceLengthArgs, PRESETS, "smoke", run=run), per_setting=6, n_boot=50)
-    res = trace_length.main(args)["runs"][0]
-    names = [s["setting"] for s in res["settings"]]
-    assert names == ["in distribution", "k = 5", "loops 0.3", "loops 0.6"] and res["task"]["task"] == "maze"  # maze-smoke: side 3, then 5
-    assert len(res["rows"]) == 6 * len(names)
-    assert all(r["canonical"] == 5 * r["difficulty"] for r in res["rows"])  # five words per A* op
-    assert {r["k"] for r in res["rows"] if r["setting"] == "k = 5"} == {5}
+    result = trace_length.main(args)
+    res = result.runs[0]
+    names = [s.setting for s in res.settings]
+    assert names == ["in distribution", "k = 5", "loops 0.3", "loops 0.6"] and res.task["task"] == "maze"  # maze-smoke: side 3, then 5
+    assert len(res.rows) == 6 * len(names)
+    assert all(r.canonical == 5 * r.difficulty for r in res.rows)  # five words per A* op
+    assert {r.k for r in res.rows if r.setting == "k = 5"} == {5}
     out = RunLayout(run).trace_length
-    written = read_json(out / "trace_length.json")["runs"][0]
-    assert (out / "trace_length.png").exists() and [s["setting"] for s in written["settings"]] == names
+    written = read_json(out / "trace_length.json")
+    assert (out / "trace_length.png").exists() and [s["setting"] for s in written["runs"][0]["settings"]] == names
+    write_json(tmp_path / "again.json", TraceLengthResult.from_json(written).to_json())  # read back, written again
+    assert (tmp_path / "again.json").read_bytes() == (out / "trace_length.json").read_bytes()
     monkeypatch.setattr(trace_length, "measure", lambda *a, **k: pytest.fail("re-measured"))
-    assert json.dumps(trace_length.main(args)["runs"][0]["settings"]) == json.dumps(res["settings"])
+    assert json.dumps(trace_length.main(args).to_json()) == json.dumps(result.to_json())
 
 
 def test_trace_length__a_run_without_a_base_model_stops_before_writing_anything(tmp_path, smoke_run):
@@ -57,10 +62,9 @@ def test_trace_length__a_run_without_a_base_model_stops_before_writing_anything(
 
 
 def test_by_band__change_from_base_per_band_over_its_seeds():
-    summary = lambda rho: [{"setting": "beyond", "rho": {"mean": rho}}]  # noqa: E731
-    after = {"bands/hard/seed0": summary(0.1), "bands/hard/seed1": summary(0.0), "bands/easy/seed0": summary(0.6),
-             "bands/easy/seed1": summary(float("nan"))}  # fmt: skip
-    out = trace_length.by_band(summary(0.2), after)
+    after = {"bands/hard/seed0": {"beyond": 0.1}, "bands/hard/seed1": {"beyond": 0.0}, "bands/easy/seed0": {"beyond": 0.6},
+             "bands/easy/seed1": {"beyond": float("nan")}}  # fmt: skip
+    out = trace_length.by_band({"beyond": 0.2}, after)
     assert list(out) == ["easy", "hard"]  # band order, not name order
-    assert out["hard"]["beyond"]["change"]["mean"] == pytest.approx(-0.15) and out["hard"]["beyond"]["rho"] == [0.1, 0.0]
-    assert out["easy"]["beyond"]["change"]["n"] == 1  # an undefined rho is no seed
+    assert out["hard"]["beyond"].change.mean == pytest.approx(-0.15) and out["hard"]["beyond"].rho == [0.1, 0.0]
+    assert out["easy"]["beyond"].change.n == 1 and out["easy"]["beyond"].mean == 0.6  # an undefined rho is no seed

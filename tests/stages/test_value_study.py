@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from experiments import value_study
-from experiments.analysis.value_results import METRICS, TARGET_AWARE, degeneration, drift, verdict
+from experiments.analysis.value_results import METRICS, TARGET_AWARE, ValueStudyResult, degeneration, drift, verdict
 from experiments.harness import seeds
 from experiments.harness.arith import Arithmetic, TaskSpec, completion_words, generate_problems
 from experiments.harness.cli import preset_args
 from experiments.harness.model import build_tokenizer
 from experiments.harness.one_shot import EvalResult, EvalSet, alignment, one_shot, value_of
 from experiments.harness.rl import PolicySpec
+from experiments.harness.rundir import write_json
 from experiments.harness.sft_scores import presentation_steps, scoring_run, target_batch
 from experiments.harness.supervised import Recipe
 from probes.layout import RunDirError, read_json
@@ -34,11 +35,13 @@ def value_run(smoke_study, tmp_path_factory):
     return run, res, time.perf_counter() - start
 
 
-def test_value_study__smoke_writes_results_report_and_examples(value_run):
+def test_value_study__smoke_writes_results_report_and_examples(value_run, tmp_path):
     run, res, seconds = value_run
     assert seconds < 60
     out = run / "value"
     on_disk = json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    write_json(tmp_path / "again.json", ValueStudyResult.from_json(on_disk).to_json())  # read back, written again
+    assert (tmp_path / "again.json").read_bytes() == (out / "results.json").read_bytes()
     assert set(on_disk["correlations"]) == set(METRICS)  # every metric, memorization included in smoke
     for c in on_disk["correlations"].values():
         for target in ("value", "damage"):
