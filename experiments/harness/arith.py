@@ -22,7 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from experiments.harness.family import BOS, END_THINK, EOS, EQUALS, SPECIAL_TOKENS, THINK, Family, Mode, Target
+from experiments.harness.family import (
+    BOS,
+    END_THINK,
+    EOS,
+    EQUALS,
+    SPECIAL_TOKENS,
+    THINK,
+    Family,
+    Mode,
+    Target,
+    skipped_in_order,
+)
 
 ALL_OPS = ("+", "-", "*")
 
@@ -257,17 +268,6 @@ def _parse_trace(body: Sequence[str], p: int) -> tuple[int, tuple[Step, ...]] | 
     return _number(body[0], p), tuple(steps)
 
 
-def _count_skipped(problem: Problem, steps: Sequence[Step]) -> int:
-    matched, i = 0, 0
-    for step in steps:
-        while i < problem.k and (problem.ops[i], problem.operands[i]) != (step.op, step.operand):
-            i += 1
-        if i == problem.k:
-            break
-        matched, i = matched + 1, i + 1
-    return problem.k - matched
-
-
 def _count_wrong(r0: int, steps: Sequence[Step], problem: Problem) -> int:
     wrong, prev = int(r0 != problem.start), r0
     for step in steps:
@@ -304,7 +304,8 @@ def parse_completion(problem: Problem, words: Sequence[str]) -> Parsed:
         if trace is None or answer is None:
             return error
         r0, steps = trace
-        skipped, wrong = _count_skipped(problem, steps), _count_wrong(r0, steps, problem)
+        skipped = skipped_in_order(list(zip(problem.ops, problem.operands)), [(st.op, st.operand) for st in steps])
+        wrong = _count_wrong(r0, steps, problem)
     correct = answer == problem.answer
     copied = not correct and answer == problem.operands[-1]
     lucky = correct and (skipped + wrong > 0 if mode == "deliberate" else problem.k > SHORTCUT_K)

@@ -21,7 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from experiments.harness.family import BOS, END_THINK, EOS, EQUALS, SPECIAL_TOKENS, THINK, Family, Mode, Target
+from experiments.harness.family import (
+    BOS,
+    END_THINK,
+    EOS,
+    EQUALS,
+    SPECIAL_TOKENS,
+    THINK,
+    Family,
+    Mode,
+    Target,
+    skipped_in_order,
+)
 
 COUNT = "count"
 LETTERS = "abcdefgh"
@@ -127,7 +138,7 @@ class Problem:
             pairs = list(zip(body[::2], body[1::2]))
             if not all(s in LETTERS and c.isdigit() for s, c in pairs):
                 return error
-            skipped, wrong = self.k - _aligned(self.symbols, [s for s, _ in pairs]), _wrong(pairs, self.target)
+            skipped, wrong = skipped_in_order(self.symbols, [s for s, _ in pairs]), _wrong(pairs, self.target)
         correct = answer == self.running[-1]
         lucky = correct and (skipped + wrong > 0 if mode == "deliberate" else self.k > SHORTCUT_K)
         return Parsed(mode, answer, correct, False, skipped, wrong, not correct and answer == self.k, len(words), lucky)
@@ -159,18 +170,6 @@ class Problem:
                 computed = c <= 2 * self.k and c % 2 == 0
                 out.append(Target("computation" if computed else "deliberation", "deliberate", c, word, numbers if computed else None))
         return out
-
-
-def _aligned(truth: Sequence[str], written: Sequence[str]) -> int:
-    """Written symbols matched to the list in order (greedy), as arithmetic aligns its steps."""
-    matched, i = 0, 0
-    for s in written:
-        while i < len(truth) and truth[i] != s:
-            i += 1
-        if i == len(truth):
-            break
-        matched, i = matched + 1, i + 1
-    return matched
 
 
 def _wrong(pairs: Sequence[tuple[str, str]], target: str) -> int:

@@ -157,6 +157,19 @@ class Task(Protocol):
     def from_record(self, rec: Mapping[str, Any]) -> Problem: ...
 
 
+def skipped_in_order(truth: Sequence, written: Sequence) -> int:
+    """Items of ``truth`` a trace never wrote: written items are matched to it in order, greedily (each to the next
+    equal item not yet passed), and matching stops at the first written item with none left."""
+    matched, i = 0, 0
+    for item in written:
+        while i < len(truth) and truth[i] != item:
+            i += 1
+        if i == len(truth):
+            break
+        matched, i = matched + 1, i + 1
+    return len(truth) - matched
+
+
 @runtime_checkable
 class NoisyTraces(Protocol):
     """A task whose deliberate traces can be written with wrong steps (pretraining's ``trace_error``)."""
