@@ -157,6 +157,35 @@ class Task(Protocol):
     def from_record(self, rec: Mapping[str, Any]) -> Problem: ...
 
 
+class Posed:
+    """Base of a problem posed another way around ``inner`` (hedged, primed): what the problem is (its id, knob,
+    key, difficulty, record and read-out targets) is ``inner``'s; the subclass changes its words."""
+
+    inner: Problem
+
+    @property
+    def pid(self) -> str:
+        return self.inner.pid
+
+    @property
+    def k(self) -> int:
+        return self.inner.k
+
+    @property
+    def key(self) -> str:
+        return self.inner.key
+
+    @property
+    def difficulty(self) -> int:
+        return self.inner.difficulty
+
+    def targets(self, shortcut_k: int) -> list[Target]:
+        return self.inner.targets(shortcut_k)
+
+    def as_record(self) -> dict:
+        return self.inner.as_record()
+
+
 def skipped_in_order(truth: Sequence, written: Sequence) -> int:
     """Items of ``truth`` a trace never wrote: written items are matched to it in order, greedily (each to the next
     equal item not yet passed), and matching stops at the first written item with none left."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.harness.family import EOS, Mode, Target
+from experiments.harness.family import EOS, Mode, Posed
 
 CONF = "conf"
 ABSTAIN = "abstain"
@@ -91,28 +91,13 @@ class HedgedOutcome:
 
 
 @dataclasses.dataclass(frozen=True)
-class HedgedProblem:
-    """A family's problem whose completions state a confidence and may abstain."""
+class HedgedProblem(Posed):
+    """A family's problem whose completions state a confidence and may abstain (its read-out targets are the
+    family's: none reads <eos>, the only word the confidence tail moves)."""
 
     inner: Any
     confidence: bool = True
     abstain: bool = False
-
-    @property
-    def pid(self) -> str:
-        return self.inner.pid
-
-    @property
-    def k(self) -> int:
-        return self.inner.k
-
-    @property
-    def key(self) -> str:
-        return self.inner.key
-
-    @property
-    def difficulty(self) -> int:
-        return self.inner.difficulty
 
     def prompt_words(self) -> list[str]:
         return self.inner.prompt_words()
@@ -136,11 +121,6 @@ class HedgedProblem:
         roles, steps = self.inner.roles(completion[:-3] + [EOS])
         return roles[:-1] + ["special"] * 2 + roles[-1:], steps[:-1] + [-1, -1] + steps[-1:]
 
-    def targets(self, shortcut_k: int) -> list[Target]:
-        return self.inner.targets(shortcut_k)  # none reads <eos>, the only word the tail moves
-
-    def as_record(self) -> dict:
-        return self.inner.as_record()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-from experiments.harness.family import Mode, Outcome, Problem, Target
+from experiments.harness.family import Mode, Outcome, Posed, Problem
 
 
 @runtime_checkable
@@ -30,7 +30,7 @@ class Steppable(Protocol):
 
 
 @dataclasses.dataclass(frozen=True)
-class Primed:
+class Primed(Posed):
     """``inner`` posed with the first ``given`` steps of its canonical trace at the end of the prompt."""
 
     inner: Problem
@@ -39,22 +39,6 @@ class Primed:
     @property
     def prefix(self) -> list[str]:
         return self.inner.trace_prefix(self.given)  # type: ignore[attr-defined]
-
-    @property
-    def pid(self) -> str:
-        return self.inner.pid
-
-    @property
-    def k(self) -> int:
-        return self.inner.k
-
-    @property
-    def key(self) -> str:
-        return self.inner.key
-
-    @property
-    def difficulty(self) -> int:
-        return self.inner.difficulty
 
     def prompt_words(self) -> list[str]:
         return self.inner.prompt_words() + self.prefix
@@ -72,11 +56,6 @@ class Primed:
     def roles(self, completion: Sequence[str]) -> tuple[list[str], list[int]]:
         return self.inner.roles(self.prefix + list(completion))
 
-    def targets(self, shortcut_k: int) -> list[Target]:
-        return self.inner.targets(shortcut_k)
-
-    def as_record(self) -> dict:
-        return self.inner.as_record()
 
 
 def steps_given(n: int, t: int, anneal_steps: int) -> int:
