@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from experiments.harness import cli, seeds
+from experiments.harness.executors import usable_cpus
 from experiments.harness.family import MODES, Problem, Task
 from experiments.harness.model import build_tokenizer, save_model
 from experiments.harness.rollout import accuracy_by_k
@@ -103,13 +104,17 @@ class PretrainArgs:
     """fp32, or bf16: forward passes under bf16 autocast (mixed precision: weights and optimizer stay fp32)."""
     batch_workers: int = 0
     """Processes that build training batches ahead of the loop (0: the loop builds them); the same batches either way."""
+    processes: int = 0
+    """Processes (this one included) that share each step's chunks on a CPU (0: one per CPU this process may use);
+    the same weights, bit for bit, with any number."""
 
-    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("batch_workers",)  # how it runs, not what: not recorded, free on resume
+    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("batch_workers", "processes")  # how it runs, not what: not recorded, free on resume
 
     def __post_init__(self) -> None:
         cli.check_common(self)
-        if self.batch_workers < 0:
-            raise ValueError(f"batch_workers: must be >= 0, got {self.batch_workers}")
+        for name in ("batch_workers", "processes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         for name in ("steps", "batch_size", "eval_per_k", "checkpoint_every", "k_train_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -175,7 +180,7 @@ def train(args: PretrainArgs, state_path: Path):
             save_state(state_path, opt, step + 1, model)
 
     fit(model, opt, args.recipe, tokenizer.get_vocab(), range(start, args.steps), after=snapshot,
-        after_every=args.checkpoint_every, workers=args.batch_workers, desc="pretrain")  # fmt: skip
+        after_every=args.checkpoint_every, workers=args.batch_workers, processes=args.processes or usable_cpus(), desc="pretrain")  # fmt: skip
     return model.eval(), tokenizer
 
 

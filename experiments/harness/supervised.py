@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from experiments.harness import seeds
+from experiments.harness.chunk_pool import ChunkPool, chunk_pool
 from experiments.harness.family import PAD, Mode, NoisyTraces, Problem, Task
 from experiments.harness.hedging import Hedged
 from experiments.harness.model import ModelSpec, build_model
@@ -203,6 +204,7 @@ def fit(
     after_every: int = 1,
     width: int = 0,
     workers: int = 0,
+    processes: int = 1,
     desc: str = "supervised",
 ) -> None:
     """Train ``model`` over ``steps`` of the recipe's batch stream and lr schedule.
@@ -211,29 +213,32 @@ def fit(
     ``observe(step, logits, labels)`` sees their logits from that step's forward pass,
     before the update. ``before`` runs before each step (reading scores), ``after`` after every
     ``after_every``-th (snapshots), once every loss so far is known to be finite. ``workers``
-    processes build the recipe's batches ahead (the same batches).
+    processes build the recipe's batches ahead (the same batches); ``processes`` (this one included) share each
+    step's chunks on a CPU (``chunk_pool``: the same bytes).
     """
     bar = tqdm(steps, desc=desc, initial=steps.start, total=steps.stop, leave=extra is None)
     finite = torch.ones((), dtype=torch.bool, device=recipe.device)  # every loss so far, kept on the device
-    for step, stream in zip(bar, batches(recipe, vocab, steps, workers)):
-        if before:
-            before(step)
-        more = list(extra(step)) if extra else []
-        for group in opt.param_groups:
-            group["lr"] = recipe.lr_at(step)
-        opt.zero_grad(set_to_none=True)
-        loss = accumulate(model, stream, more, vocab, width=width, observe=observe and functools.partial(observe, step),
-                          device=recipe.device, autocast=recipe.autocast)  # fmt: skip
-        finite &= torch.isfinite(loss)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        snapshot = after is not None and (step + 1) % after_every == 0
-        if snapshot or (step + 1) % CHECK_EVERY == 0 or step + 1 == steps.stop:
-            if not finite:
-                raise FloatingPointError(f"{desc}: a loss was not finite by step {step}; last snapshot kept")
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if snapshot:
-            after(step)
+    max_chunks = math.ceil(recipe.batch_size / CHUNK_ROWS)
+    with chunk_pool(model, processes, max_chunks, recipe.autocast) as pool:
+        for step, stream in zip(bar, batches(recipe, vocab, steps, workers)):
+            if before:
+                before(step)
+            more = list(extra(step)) if extra else []
+            for group in opt.param_groups:
+                group["lr"] = recipe.lr_at(step)
+            opt.zero_grad(set_to_none=True)
+            loss = accumulate(model, stream, more, vocab, width=width, observe=observe and functools.partial(observe, step),
+                              device=recipe.device, autocast=recipe.autocast, pool=pool)  # fmt: skip
+            finite &= torch.isfinite(loss)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            snapshot = after is not None and (step + 1) % after_every == 0
+            if snapshot or (step + 1) % CHECK_EVERY == 0 or step + 1 == steps.stop:
+                if not finite:
+                    raise FloatingPointError(f"{desc}: a loss was not finite by step {step}; last snapshot kept")
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+            if snapshot:
+                after(step)
 
 
 def accumulate(
@@ -246,6 +251,7 @@ def accumulate(
     observe: Callable[[Tensor, Tensor], None] | None = None,
     device: str = "cpu",
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    pool: ChunkPool | None = None,
 ) -> Tensor:
     """Gradients of one step's token-mean loss over ``stream + more``, accumulated over chunks; returns the loss.
 
@@ -253,19 +259,30 @@ def accumulate(
     padded to its longest was two-thirds padding (chains drawn with weight 1/k), and this made pretraining steps 2.5x
     faster. Every chunk's loss is a sum divided by the whole batch's target count (``num_items_in_batch``), so the
     gradient is the whole batch's up to float rounding. ``more`` goes last, as one chunk padded to at least
-    ``width``; ``observe(logits, labels)`` sees its logits before the update.
+    ``width``; ``observe(logits, labels)`` sees its logits before the update. A ``pool``'s helpers compute the
+    stream's later chunks (the same floats, added in the same order).
     """
     order = sorted(range(len(stream)), key=lambda i: len(stream[i][0]))
-    chunks = [[stream[i] for i in order[lo : lo + CHUNK_ROWS]] for lo in range(0, len(order), CHUNK_ROWS)]
-    collated = [collate(c, vocab) for c in chunks] + ([collate(more, vocab, width)] if more else [])
-    n_items = sum(int((labels_BL[:, 1:] != NOT_TARGET).sum()) for _, labels_BL in collated)
+    chunks = [collate([stream[i] for i in order[lo : lo + CHUNK_ROWS]], vocab) for lo in range(0, len(order), CHUNK_ROWS)]
+    last = [collate(more, vocab, width)] if more else []
+    n_items = sum(int((labels_BL[:, 1:] != NOT_TARGET).sum()) for _, labels_BL in chunks + last)
+    here = pool.dispatch(chunks, n_items) if pool else len(chunks)  # the helpers run the later chunks meanwhile
     loss = torch.zeros((), device=device)
-    for c, (ids_BL, labels_BL) in enumerate(collated):
+
+    def backward(ids_BL: Tensor, labels_BL: Tensor):  # the model's output, its gradient added into .grad
         ids_BL, labels_BL = ids_BL.to(device, non_blocking=True), labels_BL.to(device, non_blocking=True)
         with autocast():
             out = model(input_ids=ids_BL, labels=labels_BL, num_items_in_batch=n_items)
-        if observe is not None and more and c == len(collated) - 1:
-            observe(out.logits.detach().float(), labels_BL)
         out.loss.backward()
+        return out
+
+    for ids_BL, labels_BL in chunks[:here]:
+        loss += backward(ids_BL, labels_BL).loss.detach()
+    if pool:
+        pool.collect(loss)
+    for ids_BL, labels_BL in last:
+        out = backward(ids_BL, labels_BL)
+        if observe is not None:
+            observe(out.logits.detach().float(), labels_BL.to(device))
         loss += out.loss.detach()
     return loss

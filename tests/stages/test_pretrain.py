@@ -140,13 +140,13 @@ def test_pretrain__resume_after_interrupt_matches_uninterrupted(tmp_path, monkey
     assert json.loads((tmp_path / "resumed" / "base" / "eval.json").read_text()) == straight
 
 
-def test_pretrain__batches_built_by_worker_processes_give_the_same_weights(tmp_path):
-    pretrain.main(smoke(tmp_path, name="loop"))
-    pretrain.main(smoke(tmp_path, name="workers", batch_workers=2))
+def test_pretrain__batches_built_by_worker_processes_and_steps_shared_by_helpers_give_the_same_weights(tmp_path):
+    pretrain.main(smoke(tmp_path, name="loop", processes=1))
+    pretrain.main(smoke(tmp_path, name="workers", batch_workers=2, processes=2))
     a = (tmp_path / "loop" / "base" / "model.safetensors").read_bytes()
     assert (tmp_path / "workers" / "base" / "model.safetensors").read_bytes() == a
     cfg = json.loads((tmp_path / "workers" / "config.json").read_text())["stages"]["pretrain"]
-    assert "batch_workers" not in cfg  # how it ran, not what it is: free to change on resume
+    assert "batch_workers" not in cfg and "processes" not in cfg  # how it ran, not what it is: free to change on resume
 
 
 def test_pretrain__a_loss_gone_non_finite_stops_the_run_before_its_next_snapshot(tmp_path, monkeypatch):
