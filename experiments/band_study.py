@@ -31,12 +31,12 @@ from experiments.band_steps.matching import match_stage, run_data
 from experiments.band_steps.sae_groups import feature_stage, hook_stage
 from experiments.harness import cli
 from experiments.harness.executors import EXECUTORS, run_jobs, torch_threads, usable_cpus
-from experiments.harness.labelling import summary
-from experiments.harness.model_diffing import DiffingSpec
-from experiments.harness.probe_sets import ProbeSetSpec
+from experiments.harness.reading.labelling import summary
+from experiments.harness.reading.model_diffing import DiffingSpec
+from experiments.harness.reading.probe_sets import ProbeSetSpec
+from experiments.harness.reading.sources import SourceSpec
 from experiments.harness.rundir import check_writable, init_run, write_json
-from experiments.harness.sources import SourceSpec
-from experiments.harness.tasks import TASKS, stage_preset
+from experiments.harness.tasks.registry import TASKS, stage_preset
 from probes.bands import BANDS
 from probes.layout import RunLayout, read_json, run_name
 from probes.saes.train import SAESpec

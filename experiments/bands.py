@@ -22,10 +22,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments.harness import cli, seeds
-from experiments.harness.family import Problem, Task
-from experiments.harness.rollout import sampled_completions
 from experiments.harness.rundir import init_run, write_json
-from experiments.harness.tasks import run_task, with_families
+from experiments.harness.tasks.family import Problem, Task
+from experiments.harness.tasks.registry import run_task, with_families
+from experiments.harness.training.rollout import sampled_completions
 from probes.bands import BANDS, Band, band_of
 from probes.layout import RunDirError, RunLayout, read_json
 from probes.models import load_hf, load_tokenizer

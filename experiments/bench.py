@@ -31,13 +31,13 @@ import torch
 import torch.nn.functional as F
 
 from experiments.harness import cli
-from experiments.harness.arith import TaskSpec
 from experiments.harness.executors import usable_cpus
-from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.harness.rollout import max_new_tokens
-from experiments.harness.sampling import sample
-from experiments.harness.supervised import accumulate, collate, example
-from experiments.harness.tasks import task_of_vocab
+from experiments.harness.tasks.arith import TaskSpec
+from experiments.harness.tasks.registry import task_of_vocab
+from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer, save_model
+from experiments.harness.training.rollout import max_new_tokens
+from experiments.harness.training.sampling import sample
+from experiments.harness.training.supervised import accumulate, collate, example
 from probes.models import load_bridge, load_hf, load_tokenizer
 from probes.padding import left_pad
 

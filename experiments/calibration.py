@@ -3,7 +3,7 @@
 
 On a run pretrained with ``--confidence`` (every completion ends ``conf q``, q drawn at random in pretraining:
 the format, not calibration) whose bands are measured: GRPO on one band's pool (medium by default) with each
-reward variant (binary, brier, log: ``experiments.harness.rewards``) and several seeds, everything else
+reward variant (binary, brier, log: ``experiments.harness.training.rewards``) and several seeds, everything else
 equal; everything lives in ``<run>/calibration/<band>/`` (the runs in ``<variant>/seed<s>/``), so the study
 runs once per band for all of them. Then the base model and every final
 checkpoint sample ``eval_samples`` completions at T = 1 per held-out problem (the band table's eval set; the
@@ -23,8 +23,9 @@ from pathlib import Path
 from experiments import grpo
 from experiments.analysis.calibration_report import write_report
 from experiments.analysis.calibration_results import CalibrationResult, Samples, analyse
-from experiments.harness import cli, reward_study, seeds
-from experiments.harness.reward_study import HeldOut, Sampled
+from experiments.harness import cli, seeds
+from experiments.harness.studies import reward_study
+from experiments.harness.studies.reward_study import HeldOut, Sampled
 from probes.bands import check_runs
 
 SCORED = ("binary", "brier", "log")

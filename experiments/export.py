@@ -6,7 +6,7 @@ Writes, under ``--out``:
   message as the bare prompt text (``engine_formats.CHAT_TEMPLATE``);
 * ``trl/train_<band>.jsonl`` and ``trl/eval.jsonl`` (``--format trl``), or ``verl/train_<band>.parquet`` and
   ``verl/eval.parquet`` (``--format verl``): one row per problem of each band's pool and of the shared held-out
-  set (``experiments.harness.engine_formats``);
+  set (``experiments.harness.engines.formats``);
 * ``reward_trl.py`` / ``reward_verl.py``: the engine's reward, calling bandlens's own verifier, with
   ``bandlens_task.json`` beside it (the task, the vocabulary, the completion limit);
 * ``trl_grpo.py`` / ``verl_grpo.sh``: launch files with bandlens's GRPO settings (``--steps`` ... below, whose
@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Literal
 
 from experiments.harness import cli
-from experiments.harness import engine_formats as ef
-from experiments.harness import engine_launch as el
-from experiments.harness.engine_runs import verifier_spec
+from experiments.harness.engines import formats as ef
+from experiments.harness.engines import launch as el
+from experiments.harness.engines.runs import verifier_spec
 from experiments.harness.rundir import (
     atomic_dir,
     check_writable,
@@ -36,7 +36,7 @@ from experiments.harness.rundir import (
     write_json,
     write_text,
 )
-from experiments.harness.tasks import task_of, with_families
+from experiments.harness.tasks.registry import task_of, with_families
 from probes.bands import BANDS
 from probes.layout import RunDirError, RunLayout, read_json
 from probes.models import load_tokenizer

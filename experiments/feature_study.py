@@ -2,7 +2,7 @@
 
 ``python -m experiments.feature_study --checkpoint DIR --sae DIR --out runs/mine`` writes
 ``<out>/features.json`` through the one label-and-check pipeline
-(``experiments.harness.labelling``), with the checkpoint's activations cached under ``<out>/acts/``.
+(``experiments.harness.reading.labelling``), with the checkpoint's activations cached under ``<out>/acts/``.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import dataclasses
 from pathlib import Path
 
 from experiments.harness import cli
-from experiments.harness.labelling import LabelSpec, label_and_check, split_problems, summary
-from experiments.harness.probe_sets import ProbeSetSpec
+from experiments.harness.reading.labelling import LabelSpec, label_and_check, split_problems, summary
+from experiments.harness.reading.probe_sets import ProbeSetSpec
+from experiments.harness.reading.sources import SourceSpec, open_source
 from experiments.harness.rundir import check_writable, init_run, write_json
-from experiments.harness.sources import SourceSpec, open_source
-from experiments.harness.tasks import task_of_vocab
+from experiments.harness.tasks.registry import task_of_vocab
 from probes.layout import FEATURES
 from probes.models import load_bridge
 from probes.saes.train import check_sae_fits, load_sae

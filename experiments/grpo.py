@@ -5,7 +5,7 @@ Trains from the run's base model on that band's pool only (bands/table.json) and
 every few steps), ``ledger.jsonl`` (one line per prompt visit) and ``checkpoint-<step>/`` (HF
 model dirs with the optimizer state beside the weights).
 
-The update loop is ``experiments.harness.rl``. Every random draw of update t comes from
+The update loop is ``experiments.harness.training.rl``. Every random draw of update t comes from
 generators seeded with (seed, t) (``experiments.harness.seeds.grpo_step``), so a run
 resumed from ``checkpoint-s`` repeats exactly what an uninterrupted run does after step s.
 ``args.json`` beside the run records its resolved arguments.
@@ -26,13 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from experiments.harness import cli, rl, seeds
-from experiments.harness.family import Problem, Task
-from experiments.harness.model import save_model
-from experiments.harness.reverse_curriculum import poser
-from experiments.harness.rewards import DEFAULT_PAYOFFS, Reward
-from experiments.harness.rl_loss import LossAgg
-from experiments.harness.rollout import eval_metrics, sampled_rollouts
+from experiments.harness import cli, seeds
+from experiments.harness.reading.sources import model_identity
 from experiments.harness.rundir import (
     append_jsonl,
     init_run,
@@ -42,9 +37,15 @@ from experiments.harness.rundir import (
     write_jsonl,
     write_text,
 )
-from experiments.harness.sources import model_identity
-from experiments.harness.tasks import hedged_task, task_of_table, with_families
-from experiments.harness.train_state import load_state, save_state
+from experiments.harness.tasks.family import Problem, Task
+from experiments.harness.tasks.registry import hedged_task, task_of_table, with_families
+from experiments.harness.tasks.reverse_curriculum import poser
+from experiments.harness.training import rl
+from experiments.harness.training.model import save_model
+from experiments.harness.training.rewards import DEFAULT_PAYOFFS, Reward
+from experiments.harness.training.rl_loss import LossAgg
+from experiments.harness.training.rollout import eval_metrics, sampled_rollouts
+from experiments.harness.training.train_state import load_state, save_state
 from probes.bands import BANDS, Band
 from probes.layout import (
     INGESTED,
@@ -107,13 +108,13 @@ class GRPOArgs:
     """Loss aggregation: token_mean (DAPO: every completion token weighs the same), seq_mean (original
     GRPO: per-sequence mean, a 1/|o| length bias), constant (Dr. GRPO: sum / batch constant)."""
     reward: Reward = "binary"
-    """What a completion is paid (``experiments.harness.rewards``): binary (right answer), brier (RLCR: right
+    """What a completion is paid (``experiments.harness.training.rewards``): binary (right answer), brier (RLCR: right
     minus the squared error of the stated confidence), log (right plus the log score: unbounded), utility (the
     payoffs below; abstaining pays). brier and log need a run pretrained with --confidence."""
     payoffs: tuple[float, float, float] = DEFAULT_PAYOFFS
     """The utility reward's payoffs for a right answer, a wrong one and an abstention."""
     reverse_curriculum: float = 0.0
-    """Reverse curriculum (``experiments.harness.reverse_curriculum``): the share of the run's updates over which
+    """Reverse curriculum (``experiments.harness.tasks.reverse_curriculum``): the share of the run's updates over which
     each drawn problem is posed with all but one of its trace steps already written, falling linearly to none
     (0: off, every problem as drawn). The reward is the task's own on the full problem."""
     eval_every: int = 20

@@ -1,7 +1,7 @@
 """Bring a GRPO run trained elsewhere into a run directory: ``python -m experiments.ingest --engine trl --path DIR
 --run runs/NAME --band medium --seed 0``.
 
-Reads the engine's checkpoint series (``experiments.harness.engine_runs``: TRL ``checkpoint-N``, verl
+Reads the engine's checkpoint series (``experiments.harness.engines.runs``: TRL ``checkpoint-N``, verl
 ``global_step_N`` with a merged HF directory, or plain HF directories with step numbers in their names), checks
 each speaks the run's vocabulary, and writes ``bands/<band>/seed<s>/`` as bandlens's own GRPO stage would:
 
@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from experiments import grpo
 from experiments.harness import cli
-from experiments.harness import engine_runs as er
-from experiments.harness.engine_formats import Verifier
+from experiments.harness.engines import runs as er
+from experiments.harness.engines.formats import Verifier
 from experiments.harness.rundir import atomic_dir, init_run, write_json, write_jsonl
 from probes.bands import BANDS
 from probes.layout import INGESTED, LEDGER, METRICS, RunDirError, RunLayout, checkpoint_dir, read_json

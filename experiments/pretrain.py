@@ -4,7 +4,7 @@
 ``runs/NAME/base/`` (HF model dir) and ``runs/NAME/base/eval.json`` (accuracy per k and
 per mode, greedy and sampled, over a k range reaching beyond the pretraining range).
 
-The training loop is ``experiments.harness.supervised``: batches are a pure function of
+The training loop is ``experiments.harness.training.supervised``: batches are a pure function of
 (seed, step), so a resumed run sees exactly the data an uninterrupted one would, and on
 CPU reproduces it bit for bit.
 """
@@ -17,13 +17,13 @@ from typing import ClassVar, Literal
 
 from experiments.harness import cli, seeds
 from experiments.harness.executors import usable_cpus
-from experiments.harness.family import MODES, Problem, Task
-from experiments.harness.model import build_tokenizer, save_model
-from experiments.harness.rollout import accuracy_by_k
 from experiments.harness.rundir import check_writable, clear_stale_temps, init_run, write_json
-from experiments.harness.supervised import Recipe, fit
-from experiments.harness.tasks import with_families
-from experiments.harness.train_state import load_state, save_state
+from experiments.harness.tasks.family import MODES, Problem, Task
+from experiments.harness.tasks.registry import with_families
+from experiments.harness.training.model import build_tokenizer, save_model
+from experiments.harness.training.rollout import accuracy_by_k
+from experiments.harness.training.supervised import Recipe, fit
+from experiments.harness.training.train_state import load_state, save_state
 from probes.layout import RunLayout, read_json
 from probes.models import load_hf, load_tokenizer
 
@@ -39,7 +39,7 @@ class PretrainArgs:
     seed: int = 0
     """Seeds model initialisation, training batches and sampled evaluation."""
     task: str = "arith"
-    """Task family, one of ``experiments.harness.tasks.TASKS``: arith (chained modular arithmetic, k = chain length),
+    """Task family, one of ``experiments.harness.tasks.registry.TASKS``: arith (chained modular arithmetic, k = chain length),
     maze (A* maze search, k = odd grid side), ...; a family's own parameters below, the others' ignored."""
     p: int = 11
     """Arithmetic: prime modulus."""
@@ -51,7 +51,7 @@ class PretrainArgs:
     """Mazes: chance that each passage the spanning tree left closed is opened (0: every maze a tree)."""
     confidence: bool = False
     """Completions state a confidence after the answer (``conf q``, q in 0.0, 0.1, ..., 1.0), drawn uniformly per
-    pretraining example: the format is learned, calibration is not (``experiments.harness.hedging``)."""
+    pretraining example: the format is learned, calibration is not (``experiments.harness.tasks.hedging``)."""
     abstain_frac: float = 0.0
     """Share of pretraining completions that abstain (``abstain <eos>``), at random whatever the problem (0: the
     word does not exist)."""

@@ -2,7 +2,7 @@
 
 Supervised part, on the run's pretraining task and recipe (Paul et al. 2021; Toneva et al. 2019; Sorscher
 et al. 2022). Datasets of several sizes (prefixes of one stream) are scored by EL2N, GraNd, forgetting and
-memorization from scoring runs on random halves (``experiments.harness.pruning_scores``), by the
+memorization from scoring runs on random halves (``experiments.harness.studies.pruning_scores``), by the
 intrinsic difficulty k, and by nothing (random). Fresh models then train on the kept fraction f under
 three policies: keep the hardest (highest score), the easiest, or a random subset. Every run trains for
 the same number of updates (equal compute; the kept set is seen for more epochs the smaller it is) and
@@ -26,13 +26,10 @@ import numpy as np
 
 from experiments.analysis.pruning_report import write_report
 from experiments.analysis.pruning_results import Design, analyse
-from experiments.harness import cli, fixed_data, rl, seeds
-from experiments.harness.arith import Arithmetic
+from experiments.harness import cli, seeds
 from experiments.harness.executors import EXECUTORS, run_jobs
-from experiments.harness.family import Problem
-from experiments.harness.fixed_data import Schedule
-from experiments.harness.model import ModelSpec, build_tokenizer
-from experiments.harness.pruning_scores import (
+from experiments.harness.rundir import cached_json, check_writable, init_run, write_json
+from experiments.harness.studies.pruning_scores import (
     SCORE_METRICS,
     combine,
     draw_dataset,
@@ -41,9 +38,13 @@ from experiments.harness.pruning_scores import (
     held_out,
     scoring_run,
 )
-from experiments.harness.rundir import cached_json, check_writable, init_run, write_json
-from experiments.harness.supervised import Recipe
-from experiments.harness.tasks import run_task
+from experiments.harness.tasks.arith import Arithmetic
+from experiments.harness.tasks.family import Problem
+from experiments.harness.tasks.registry import run_task
+from experiments.harness.training import fixed_data, rl
+from experiments.harness.training.fixed_data import Schedule
+from experiments.harness.training.model import ModelSpec, build_tokenizer
+from experiments.harness.training.supervised import Recipe
 from probes.bands import BANDS
 from probes.difficulty import learnability
 from probes.layout import PruningLayout, RunDirError, RunLayout, read_json

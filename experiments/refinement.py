@@ -51,16 +51,17 @@ from experiments.analysis.refinement_results import (
     tests,
     verdict,
 )
-from experiments.harness import cli, fixed_data, seeds
-from experiments.harness.arith import Arithmetic, unreliable_trace_words
-from experiments.harness.family import Problem
-from experiments.harness.fixed_data import Schedule, greedy_correct
-from experiments.harness.model import save_model
-from experiments.harness.refinements import REFINE, by_k, student_reads, teacher_traces
-from experiments.harness.rollout import max_new_tokens, sampled_completions
+from experiments.harness import cli, seeds
 from experiments.harness.rundir import cached_json, check_writable, init_run, write_json
-from experiments.harness.supervised import Example, Recipe, example, fit
-from experiments.harness.tasks import run_task
+from experiments.harness.studies.refinements import REFINE, by_k, student_reads, teacher_traces
+from experiments.harness.tasks.arith import Arithmetic, unreliable_trace_words
+from experiments.harness.tasks.family import Problem
+from experiments.harness.tasks.registry import run_task
+from experiments.harness.training import fixed_data
+from experiments.harness.training.fixed_data import Schedule, greedy_correct
+from experiments.harness.training.model import save_model
+from experiments.harness.training.rollout import max_new_tokens, sampled_completions
+from experiments.harness.training.supervised import Example, Recipe, example, fit
 from probes.layout import RefinementLayout, RunDirError, RunLayout, read_json
 from probes.models import load_hf, load_tokenizer
 from probes.selection import keep

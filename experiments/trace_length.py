@@ -34,10 +34,10 @@ from experiments.analysis.trace_length_results import (
     TraceRow,
 )
 from experiments.harness import cli, seeds
-from experiments.harness.family import END_THINK, EOS, Task
-from experiments.harness.rollout import EVAL_BATCH, rollouts
 from experiments.harness.rundir import check_writable, init_run, write_json
-from experiments.harness.tasks import task_of
+from experiments.harness.tasks.family import END_THINK, EOS, Task
+from experiments.harness.tasks.registry import task_of
+from experiments.harness.training.rollout import EVAL_BATCH, rollouts
 from probes.bands import BANDS
 from probes.layout import RunDirError, RunLayout, band_of_run, checkpoint_dir, latest_checkpoint, read_json
 from probes.models import load_hf, load_tokenizer

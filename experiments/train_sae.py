@@ -7,7 +7,7 @@ train.json (training time and throughput) and evals.json (reconstruction, sparsi
 spliced task accuracy and next-token loss vs clean and zero/mean ablation, the same on
 each --transfer checkpoint, and timing).
 
-The checkpoint is read through ``experiments.harness.sources``: its probe set and activation
+The checkpoint is read through ``experiments.harness.reading.sources``: its probe set and activation
 cache are made once and reused by every SAE on that (checkpoint, hook).
 """
 
@@ -21,11 +21,11 @@ from typing import Literal
 import torch
 
 from experiments.harness import cli
-from experiments.harness.probe_sets import ProbeSetSpec, eval_problems
-from experiments.harness.rollout import greedy_accuracy
+from experiments.harness.reading.probe_sets import ProbeSetSpec, eval_problems
+from experiments.harness.reading.sources import Source, SourceSpec, open_source
 from experiments.harness.rundir import atomic_dir, check_writable, init_run, write_json
-from experiments.harness.sources import Source, SourceSpec, open_source
-from experiments.harness.tasks import run_task, with_families
+from experiments.harness.tasks.registry import run_task, with_families
+from experiments.harness.training.rollout import greedy_accuracy
 from probes.layout import SAE_EVALS, SAE_TRAIN, RunLayout, read_json
 from probes.models import CheckpointError
 from probes.saes.eval import (

@@ -8,7 +8,7 @@ several seeds, in two arms, everything else equal:
 
 (a) direct: the utility itself is the reward (abstaining is learned);
 (b) post hoc: the symmetric binary reward, then each sampled answer is kept only where the model's own
-    probability of it (``experiments.harness.post_hoc.answer_probability``) reaches a threshold: 0.75 (right
+    probability of it (``experiments.harness.studies.post_hoc.answer_probability``) reaches a threshold: 0.75 (right
     for a calibrated probability), or the one with the best utility on half the held-out problems (fitted per
     seed; every utility is measured on the other half).
 
@@ -29,12 +29,13 @@ import numpy as np
 from experiments import grpo
 from experiments.analysis.utility_report import write_report
 from experiments.analysis.utility_results import DIRECT, SYMMETRIC, UtilityResult, analyse
-from experiments.harness import cli, reward_study, seeds
-from experiments.harness.labelling import split_problems
-from experiments.harness.post_hoc import answer_probability, computation_probe
-from experiments.harness.reward_study import HeldOut, Sampled
-from experiments.harness.rewards import DEFAULT_PAYOFFS
-from experiments.harness.rollout import EVAL_BATCH, rollouts
+from experiments.harness import cli, seeds
+from experiments.harness.reading.labelling import split_problems
+from experiments.harness.studies import reward_study
+from experiments.harness.studies.post_hoc import answer_probability, computation_probe
+from experiments.harness.studies.reward_study import HeldOut, Sampled
+from experiments.harness.training.rewards import DEFAULT_PAYOFFS
+from experiments.harness.training.rollout import EVAL_BATCH, rollouts
 from probes.bands import check_runs
 from probes.calibration import Utility
 from probes.models import load_bridge

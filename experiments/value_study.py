@@ -6,10 +6,10 @@ sample of each band's training pool it measures
 
 * difficulty metrics: base pass rate and learnability, ledger learnability / final pass
   rate / forgetting along the band runs, base loss, EL2N, GraNd and forgetting from early
-  supervised runs (experiments.harness.sft_scores), generated length, k, and optionally
+  supervised runs (experiments.harness.studies.sft_scores), generated length, k, and optionally
   memorization from GRPO on random halves of the sample;
 * true value: one-sample GRPO amplification from the base model, the change of held-out
-  accuracy, and damage (experiments.harness.one_shot); plus gradient alignment, blind (a
+  accuracy, and damage (experiments.harness.studies.one_shot); plus gradient alignment, blind (a
   disjoint validation set, independent rollouts) and target-aware (the eval set itself);
 
 and what the correlations may claim (experiments.analysis.value_inference: Spearman-Brown
@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 from experiments.analysis.value_report import write_report
 from experiments.analysis.value_results import ValueInputs, ValueSettings, analyse
 from experiments.harness import cli, seeds
-from experiments.harness.family import MODES, Problem, Task
-from experiments.harness.one_shot import (
+from experiments.harness.rundir import append_jsonl, cached_json, check_writable, init_run, write_json
+from experiments.harness.studies.one_shot import (
     EvalResult,
     EvalSet,
     alignment,
@@ -42,12 +42,12 @@ from experiments.harness.one_shot import (
     one_shot,
     value_of,
 )
-from experiments.harness.rl import PolicySpec
-from experiments.harness.rollout import sampled_completions
-from experiments.harness.rundir import append_jsonl, cached_json, check_writable, init_run, write_json
-from experiments.harness.sft_scores import scoring_run, target_batch
-from experiments.harness.supervised import Recipe
-from experiments.harness.tasks import run_task
+from experiments.harness.studies.sft_scores import scoring_run, target_batch
+from experiments.harness.tasks.family import MODES, Problem, Task
+from experiments.harness.tasks.registry import run_task
+from experiments.harness.training.rl import PolicySpec
+from experiments.harness.training.rollout import sampled_completions
+from experiments.harness.training.supervised import Recipe
 from probes.bands import BANDS
 from probes.difficulty import teacher_forced
 from probes.layout import LEDGER, RunDirError, RunLayout, ValueLayout, read_json, read_jsonl

@@ -1,7 +1,7 @@
 """Activations at one hook over labelled token sequences, cached on disk with token metadata.
 
 Sequences arrive as plain data (``LabelledSequence``: token ids plus per-token labels),
-built by ``experiments.harness.probe_sets``. ``write_cache`` runs them through a
+built by ``experiments.harness.reading.probe_sets``. ``write_cache`` runs them through a
 TransformerBridge in batches and streams each batch into a memory-mapped ``acts.npy``,
 so memory stays bounded by one batch however large the set. A cache directory holds
 

@@ -12,7 +12,7 @@ import argparse
 import math
 from pathlib import Path
 
-from experiments.harness.feature_groups import ATTRIBUTED
+from experiments.harness.reading.feature_groups import ATTRIBUTED
 from probes.bands import BANDS
 from probes.layout import RunLayout, read_json
 

@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from experiments import band_study, grpo, pretrain  # noqa: E402
-from experiments.harness import rl  # noqa: E402
 from experiments.harness.cli import preset_args  # noqa: E402
-from experiments.harness.model import build_tokenizer  # noqa: E402
 from experiments.harness.seeds import grpo_step  # noqa: E402
-from experiments.harness.supervised import fit  # noqa: E402
+from experiments.harness.training import rl  # noqa: E402
+from experiments.harness.training.model import build_tokenizer  # noqa: E402
+from experiments.harness.training.supervised import fit  # noqa: E402
 
 STAGE = re.compile(r"^\[band_study\s+(\d+) s\] (.*)$")
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from experiments.analysis.band_results import MatchPlan, decide
 from experiments.analysis.contrasts import PAIRS
-from experiments.harness.feature_groups import ATTRIBUTED, CONTRASTED
+from experiments.harness.reading.feature_groups import ATTRIBUTED, CONTRASTED
 from probes.bands import BANDS
 from probes.layout import run_name
 

@@ -36,6 +36,14 @@ def test_probes__never_import_experiments():
     assert offenders == {}
 
 
+def test_harness_subpackages__import_only_the_ones_before_them():
+    """harness's sub-packages follow the data: tasks, training, reading, engines, studies; none imports a later one."""
+    order = [f"experiments.harness.{p}" for p in ("tasks", "training", "reading", "engines", "studies")]
+    rank = lambda m: next((i for i, p in enumerate(order) if m.startswith(p + ".")), None)  # noqa: E731
+    offenders = sorted((m, d) for m, deps in graph().items() if rank(m) is not None for d in deps if (rank(d) or 0) > rank(m))
+    assert offenders == []
+
+
 def test_library_code__never_imports_a_stage():
     """harness/ and analysis/ take small specs; only an orchestrating study imports stages."""
     offenders = {m: sorted(d & STAGES) for m, d in graph().items() if m not in ORCHESTRATORS and d & STAGES}

@@ -14,9 +14,9 @@ from experiments.analysis.diffing_report import REMOVED, diffing_lines, fig_cros
 from experiments.analysis.figures import save_figure
 from experiments.analysis.profile import profile_lines
 from experiments.analysis.text import interval
-from experiments.harness.feature_groups import ATTRIBUTED, CONTRASTED
+from experiments.harness.reading.feature_groups import ATTRIBUTED, CONTRASTED
 from experiments.harness.rundir import write_text
-from experiments.harness.tasks import task_of
+from experiments.harness.tasks.registry import task_of
 from probes.bands import BANDS, COLORS
 from probes.layout import INGESTED, REPORT, RunLayout, band_of_run, point_step, read_json
 from probes.stats import Estimate

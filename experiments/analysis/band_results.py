@@ -16,7 +16,7 @@ import numpy as np
 from experiments.analysis.activity_results import success_gap
 from experiments.analysis.contrasts import MIN_SEEDS, ContrastResult, contrasts, verdict
 from experiments.analysis.gain_results import MEASURE, fraction_estimates, fraction_values, specific
-from experiments.harness.feature_groups import CONTRASTED
+from experiments.harness.reading.feature_groups import CONTRASTED
 from probes.bands import BANDS
 from probes.diff import VIEWS, change_vector, group_activity, matched_values, relative_change
 from probes.layout import band_of_run, point_name, run_name

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from experiments.harness.feature_groups import CONTRASTED
+from experiments.harness.reading.feature_groups import CONTRASTED
 from probes.stats import Contrast, holm, permutation_test
 
 PAIRS = (("easy", "medium"), ("medium", "hard"), ("easy", "hard"))

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from experiments.analysis.band_results import group_changes
-from experiments.harness.feature_groups import NAMES
+from experiments.harness.reading.feature_groups import NAMES
 from probes.layout import point_name
 from probes.saes.change import DICTIONARIES
 from probes.saes.crosscoder import SHARED, TUNED_ONLY

@@ -1,6 +1,6 @@
 """Gain attribution across bands: the share of each run's gain each feature group carries.
 
-The records are the runs' ``gain_attribution.json`` (``experiments.harness.gain_attribution``),
+The records are the runs' ``gain_attribution.json`` (``experiments.harness.reading.gain_attribution``),
 made at the matched checkpoints of the seeds that hit the target. Per band and group: the
 share carried, the mean share of its matched random groups (the control), and their difference
 (**specific**: what the group carries beyond any group of its size and activity); each a mean over
@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from experiments.harness.feature_groups import ATTRIBUTED
-from experiments.harness.gain_attribution import GainAttribution
+from experiments.harness.reading.feature_groups import ATTRIBUTED
+from experiments.harness.reading.gain_attribution import GainAttribution
 from probes.bands import BANDS
 from probes.layout import run_name
 from probes.stats import Estimate, t_mean

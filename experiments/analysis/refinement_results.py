@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from jaxtyping import Bool, Float, Int
 
-from experiments.harness.fixed_data import Schedule
+from experiments.harness.training.fixed_data import Schedule
 from probes.stats import accuracy_by_arm, welch_interval
 
 ALPHA = 0.05

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from jaxtyping import Bool, Float
 
-from experiments.harness.reward_study import JsonFields, in_and_beyond
+from experiments.harness.studies.reward_study import JsonFields, in_and_beyond
 from probes.calibration import Utility, best_threshold
 from probes.stats import seeds_then_rows
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from experiments.harness.family import MODES
+from experiments.harness.tasks.family import MODES
 from probes.bands import BANDS
 from probes.difficulty import forgetting_events
 from probes.stats import Reliability, disattenuated, holm, paired_spearman_difference, reliability, spearman, spearman_p

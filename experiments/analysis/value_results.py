@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from experiments.analysis.value_inference import STRATA, ceilings, forgetting, leakage, supervised, survivors, tests
-from experiments.harness.family import MODES
+from experiments.harness.tasks.family import MODES
 from probes.bands import BANDS, band_of, ledger_pass_rates, relabel, stale_fraction, stale_fractions, transitions
 from probes.difficulty import learnability, ledger_scores, memorization
 from probes.stats import binned_means, bootstrap_mean, quadratic_fit, spearman

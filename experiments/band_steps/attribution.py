@@ -14,9 +14,9 @@ from tqdm.auto import tqdm
 from experiments import grpo
 from experiments.band_steps.matching import matched_points, run_data
 from experiments.harness import seeds
-from experiments.harness.feature_groups import ATTRIBUTED
-from experiments.harness.gain_attribution import attribute_gain
-from experiments.harness.rollout_activity import rollout_activity
+from experiments.harness.reading.feature_groups import ATTRIBUTED
+from experiments.harness.reading.gain_attribution import attribute_gain
+from experiments.harness.reading.rollout_activity import rollout_activity
 from experiments.harness.rundir import write_json
 from probes.layout import GAIN_ATTRIBUTION, ROLLOUT_ACTIVITY, RunLayout, checkpoints, read_json, run_name
 from probes.models import load_bridge, load_tokenizer
@@ -62,7 +62,7 @@ def attribute_run(job: AttributionJob) -> dict:
 
 def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
     """At every hitting run's matched point, patch each group of the headline SAE back to base values, and each of
-    its matched random groups (``experiments.harness.gain_attribution``); every condition samples the run's own
+    its matched random groups (``experiments.harness.reading.gain_attribution``); every condition samples the run's own
     eval draws, so the shares divide by the matched gain itself. One job per run on the study's executor; each
     run's gain_attribution.json keeps the result, so a rerun reuses it. Returns the records per run (none without
     a target)."""

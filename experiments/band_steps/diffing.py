@@ -14,10 +14,10 @@ from experiments import grpo
 from experiments.analysis.contrasts import MIN_SEEDS
 from experiments.band_steps.matching import matched_points
 from experiments.band_steps.sae_groups import causal_problems
-from experiments.harness.diffing import means_tensors, read_all
-from experiments.harness.model_diffing import Pair, band_record
+from experiments.harness.reading.diffing import means_tensors, read_all
+from experiments.harness.reading.model_diffing import Pair, band_record
+from experiments.harness.reading.sources import cache_activations, open_source
 from experiments.harness.rundir import atomic_file, write_json
-from experiments.harness.sources import cache_activations, open_source
 from probes.bands import BANDS
 from probes.layout import MODEL_DIFFING, RunLayout, read_json, run_name
 from probes.saes.train import load_sae
@@ -92,7 +92,7 @@ def diffing_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, d
 
 
 def band_diffing(job: tuple[BandStudyArgs, str, int]) -> None:
-    """One band's change dictionaries, readings, labels and causal checks (``experiments.harness.model_diffing``),
+    """One band's change dictionaries, readings, labels and causal checks (``experiments.harness.reading.model_diffing``),
     written to its model_diffing.json; the other moved bands' pairs say which latents only this band has."""
     args, band, shortcut_k = job
     layout, spec, hook, claims = RunLayout(args.out), args.diffing_spec, args.diffing_source.hook, claim_checkpoints(args)

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 from experiments import train_sae
 from experiments.analysis.contrasts import SEQUENCE_GROUPS
-from experiments.harness.family import Problem
-from experiments.harness.labelling import LabelSpec, label_and_check, labelling_checks, split_problems
-from experiments.harness.probe_sets import ProbeSetSpec, probe_problems
+from experiments.harness.reading.labelling import LabelSpec, label_and_check, labelling_checks, split_problems
+from experiments.harness.reading.probe_sets import ProbeSetSpec, probe_problems
+from experiments.harness.reading.sources import open_source
 from experiments.harness.rundir import init_run, write_json
-from experiments.harness.sources import open_source
-from experiments.harness.tasks import run_task
+from experiments.harness.tasks.family import Problem
+from experiments.harness.tasks.registry import run_task
 from probes.layout import FEATURES, RunLayout, read_json
 from probes.saes.train import load_sae
 

@@ -38,7 +38,7 @@ from collections.abc import Collection
 import numpy as np
 import torch
 
-from experiments.harness.family import Problem, Task
+from experiments.harness.tasks.family import Problem, Task
 
 PROBLEM_STREAMS: tuple[str, ...] = (
     "band_candidates",  # band training pools are drawn from these
@@ -241,7 +241,7 @@ def band_eval_sampling(seed: int) -> int:
 
 
 def probe_sampling(seed: int) -> torch.Generator:
-    """Sampler of a probe set's own completions (``experiments.harness.probe_sets``, the set's seed)."""
+    """Sampler of a probe set's own completions (``experiments.harness.reading.probe_sets``, the set's seed)."""
     return sampler(affine_seed("probe_sampling", seed))
 
 

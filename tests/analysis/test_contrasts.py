@@ -11,7 +11,7 @@ import pytest
 
 from experiments.analysis.band_results import decide
 from experiments.analysis.contrasts import ALPHA, SEQUENCE, contrasts, verdict
-from experiments.harness.feature_groups import CONTRASTED
+from experiments.harness.reading.feature_groups import CONTRASTED
 from probes.bands import BANDS
 
 null_rate = runpy.run_path(str(Path(__file__).parents[2] / "scripts" / "verdict_null_rate.py"))  # the simulation, shared

@@ -5,8 +5,8 @@ import numpy as np
 
 from experiments.analysis.contrasts import SEQUENCE, contrasts
 from experiments.analysis.gain_results import fraction_estimates, fraction_values, specific
-from experiments.harness.feature_groups import CONTRASTED
-from experiments.harness.gain_attribution import GainAttribution
+from experiments.harness.reading.feature_groups import CONTRASTED
+from experiments.harness.reading.gain_attribution import GainAttribution
 from probes.layout import run_name
 
 

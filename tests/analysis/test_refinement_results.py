@@ -22,8 +22,8 @@ from experiments.analysis.refinement_results import (
     verdict,
 )
 from experiments.analysis.refinement_results import tests as decisions  # a name pytest would collect
-from experiments.harness.fixed_data import Schedule
 from experiments.harness.rundir import write_json
+from experiments.harness.training.fixed_data import Schedule
 from probes.layout import RefinementLayout, read_json
 
 

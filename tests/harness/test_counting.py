@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from experiments.harness.counting import Counting, CountSpec, Problem
-from experiments.harness.model import build_tokenizer
-from experiments.harness.tasks import task_of, task_of_vocab
+from experiments.harness.tasks.counting import Counting, CountSpec, Problem
+from experiments.harness.tasks.registry import task_of, task_of_vocab
+from experiments.harness.training.model import build_tokenizer
 
 LIST = Problem("p", "a", ("a", "b", "a"))  # count a in a b a: running counts 1 1 2
 

@@ -8,12 +8,13 @@ import pytest
 
 from experiments import pretrain
 from experiments.analysis.gain_results import fraction_values
-from experiments.harness import labelling, seeds
-from experiments.harness.feature_groups import ATTRIBUTED, BY_NAME, CONTRASTED, FEATURE_GROUPS, NAMES, READOUTS
-from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.harness.readouts import task_readouts
-from experiments.harness.rollout import BEHAVIOURS, behaviour_table
-from experiments.harness.tasks import task_of
+from experiments.harness import seeds
+from experiments.harness.reading import labelling
+from experiments.harness.reading.feature_groups import ATTRIBUTED, BY_NAME, CONTRASTED, FEATURE_GROUPS, NAMES, READOUTS
+from experiments.harness.reading.readouts import task_readouts
+from experiments.harness.tasks.registry import task_of
+from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer, save_model
+from experiments.harness.training.rollout import BEHAVIOURS, behaviour_table
 from probes.bands import BANDS
 from probes.causal import Expectation, check
 from probes.models import load_bridge

@@ -5,8 +5,8 @@ import pytest
 import torch
 from tests_toys import ANS, DELIB, NUMBERS, SHORT, STEP, A, B, D, IdentitySAE, ToyBridge
 
-from experiments.harness.gain_attribution import attribute_gain, slices
-from experiments.harness.patching import Lockstep
+from experiments.harness.reading.gain_attribution import attribute_gain, slices
+from experiments.harness.reading.patching import Lockstep
 from probes.causal import patch_hook
 
 IDS = torch.tensor([(0, A, 3), (0, B, 3)] * 10)
@@ -61,9 +61,9 @@ def test_lockstep__kv_cached_sampling_matches_full_forwards(smoke_study, group):
     """With a real model: greedy KV-cached decoding through the lockstep pair reproduces, token by
     token, the argmax of full (uncached) forwards of the same pair: the donor's cache stays in step."""
     from experiments.harness import seeds
-    from experiments.harness.arith import Arithmetic, TaskSpec, prompt_words
-    from experiments.harness.family import EOS, PAD
-    from experiments.harness.sampling import sample
+    from experiments.harness.tasks.arith import Arithmetic, TaskSpec, prompt_words
+    from experiments.harness.tasks.family import EOS, PAD
+    from experiments.harness.training.sampling import sample
     from probes.models import load_bridge, load_tokenizer
     from probes.saes.train import load_sae
 

@@ -5,14 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from experiments.harness.arith import Arithmetic, TaskSpec
-from experiments.harness.family import EOS, MODES
-from experiments.harness.hedging import ABSTAIN, CONF, LEVELS, Hedged
-from experiments.harness.maze import Mazes, MazeSpec
-from experiments.harness.model import build_tokenizer
-from experiments.harness.rewards import LOG_FLOOR, reward
-from experiments.harness.supervised import Recipe
-from experiments.harness.tasks import task_of, task_of_vocab
+from experiments.harness.tasks.arith import Arithmetic, TaskSpec
+from experiments.harness.tasks.family import EOS, MODES
+from experiments.harness.tasks.hedging import ABSTAIN, CONF, LEVELS, Hedged
+from experiments.harness.tasks.maze import Mazes, MazeSpec
+from experiments.harness.tasks.registry import task_of, task_of_vocab
+from experiments.harness.training.model import build_tokenizer
+from experiments.harness.training.rewards import LOG_FLOOR, reward
+from experiments.harness.training.supervised import Recipe
 from probes.calibration import Utility
 
 FAMILIES = {"arith": Arithmetic(TaskSpec(5, ("+", "*"))), "maze": Mazes(MazeSpec(5, 0.0))}

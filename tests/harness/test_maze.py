@@ -5,8 +5,8 @@ from collections import Counter, deque
 import numpy as np
 import pytest
 
-from experiments.harness.family import BOS, END_THINK, EOS, EQUALS, THINK
-from experiments.harness.maze import (
+from experiments.harness.tasks.family import BOS, END_THINK, EOS, EQUALS, THINK
+from experiments.harness.tasks.maze import (
     SHORTCUT_SIZE,
     Maze,
     MazeSpec,

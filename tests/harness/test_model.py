@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.harness.arith import TaskSpec, completion_words, generate_problems, prompt_words
-from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
+from experiments.harness.tasks.arith import TaskSpec, completion_words, generate_problems, prompt_words
+from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer, save_model
 from probes.models import CheckpointError, load_bridge, load_hf, load_tokenizer
 
 SPEC = TaskSpec()

@@ -12,8 +12,8 @@ import pytest
 import torch
 from tests_toys import ANS, NUMBERS, SHORT, A, B, D, ToyBridge, readouts
 
-from experiments.harness.model_diffing import DiffingSpec, read_dictionary
-from experiments.harness.patching import Lockstep
+from experiments.harness.reading.model_diffing import DiffingSpec, read_dictionary
+from experiments.harness.reading.patching import Lockstep
 from probes.attribution import attribute
 from probes.saes.change import ChangeDictionary, change_hook, kind_of, splice_hook
 from probes.saes.train import SAESpec, TrainSpec

@@ -1,10 +1,10 @@
 import numpy as np
 
 from experiments.harness import seeds
-from experiments.harness.arith import Arithmetic, TaskSpec, completion_words, prompt_words
-from experiments.harness.feature_groups import READOUTS
-from experiments.harness.model import build_tokenizer
-from experiments.harness.readouts import task_readouts
+from experiments.harness.reading.feature_groups import READOUTS
+from experiments.harness.reading.readouts import task_readouts
+from experiments.harness.tasks.arith import Arithmetic, TaskSpec, completion_words, prompt_words
+from experiments.harness.training.model import build_tokenizer
 
 
 def test_task_readouts__each_kind_reads_the_right_token_at_the_row_before_it():

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.harness import rl
-from experiments.harness.arith import Problem as Chain
-from experiments.harness.model import ModelSpec, build_model, build_tokenizer
-from experiments.harness.reverse_curriculum import Primed, poser, steps_given
-from experiments.harness.tasks import FAMILIES
+from experiments.harness.tasks.arith import Problem as Chain
+from experiments.harness.tasks.registry import FAMILIES
+from experiments.harness.tasks.reverse_curriculum import Primed, poser, steps_given
+from experiments.harness.training import rl
+from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer
 
 
 def test_primed__a_planted_chain_keeps_its_last_steps_to_compute():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from experiments.harness.rl_loss import (
+from experiments.harness.training.rl_loss import (
     aggregate,
     clipped_policy_loss,
     group_advantages,

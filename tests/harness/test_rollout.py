@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from experiments.harness.rollout import sampling_se
+from experiments.harness.training.rollout import sampling_se
 
 
 def test_sampling_se__matches_the_spread_of_repeated_evaluations():
@@ -24,9 +24,9 @@ def test_sampling_se__matches_the_spread_of_repeated_evaluations():
 
 def test_step_accuracy__counts_steps_against_the_operations_a_correct_trace_performs():
     """Arithmetic: k steps; mazes: A*'s op count, not the grid side (dividing by the side floored every maze at 0)."""
-    from experiments.harness.arith import Arithmetic, TaskSpec
-    from experiments.harness.maze import Mazes, MazeSpec
-    from experiments.harness.rollout import step_accuracy
+    from experiments.harness.tasks.arith import Arithmetic, TaskSpec
+    from experiments.harness.tasks.maze import Mazes, MazeSpec
+    from experiments.harness.training.rollout import step_accuracy
 
     chain = Arithmetic(TaskSpec(11)).problems(0, 3, 1)[0]
     words = chain.completion_words("deliberate")

@@ -1,9 +1,9 @@
 import torch
 
 from experiments import bench
-from experiments.harness.arith import TaskSpec, generate_problems, prompt_words
-from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.harness.sampling import sample
+from experiments.harness.tasks.arith import TaskSpec, generate_problems, prompt_words
+from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer, save_model
+from experiments.harness.training.sampling import sample
 from probes.models import load_bridge, load_hf
 
 

@@ -14,10 +14,10 @@ import pytest
 from experiments import band_study, refinement, value_study
 from experiments.band_steps import sae_groups
 from experiments.harness import seeds
-from experiments.harness.arith import Arithmetic, TaskSpec
-from experiments.harness.labelling import split_problems
-from experiments.harness.maze import Mazes
-from experiments.harness.probe_sets import probe_problems
+from experiments.harness.reading.labelling import split_problems
+from experiments.harness.reading.probe_sets import probe_problems
+from experiments.harness.tasks.arith import Arithmetic, TaskSpec
+from experiments.harness.tasks.maze import Mazes
 
 SMOKE_TASK = Arithmetic(TaskSpec(5, ("+",)))
 

@@ -3,10 +3,10 @@
 import numpy as np
 import torch
 
-from experiments.harness.arith import Arithmetic, TaskSpec
-from experiments.harness.chunk_pool import chunk_pool, split
-from experiments.harness.model import ModelSpec, build_model, build_tokenizer
-from experiments.harness.supervised import CHUNK_ROWS, accumulate, collate, example
+from experiments.harness.tasks.arith import Arithmetic, TaskSpec
+from experiments.harness.training.chunk_pool import chunk_pool, split
+from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer
+from experiments.harness.training.supervised import CHUNK_ROWS, accumulate, collate, example
 
 
 def test_accumulate__chunks_by_length_give_the_whole_batch_loss_gradient_and_extra_logits():

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from experiments.harness.arith import (
+from experiments.harness.tasks.arith import (
     TaskSpec,
     apply_op,
     completion_words,
@@ -10,7 +10,7 @@ from experiments.harness.arith import (
     parse_completion,
     prompt_words,
 )
-from experiments.harness.family import END_THINK, EOS, THINK
+from experiments.harness.tasks.family import END_THINK, EOS, THINK
 
 SPEC = TaskSpec()
 
@@ -136,7 +136,7 @@ def test_prompt_words__shape():
 def test_unreliable_trace__wrong_steps_at_the_given_rate_and_the_answer_follows_the_trace():
     import numpy as np
 
-    from experiments.harness.arith import unreliable_trace_words
+    from experiments.harness.tasks.arith import unreliable_trace_words
 
     rng = np.random.default_rng(0)
     problems = generate_problems(7, 5, 400, SPEC)

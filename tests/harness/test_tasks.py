@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from experiments.harness.family import MODES
-from experiments.harness.maze import MazeSpec
-from experiments.harness.model import build_tokenizer
 from experiments.harness.rundir import init_run
-from experiments.harness.tasks import FAMILIES, run_task, task_of, task_of_table
+from experiments.harness.tasks.family import MODES
+from experiments.harness.tasks.maze import MazeSpec
+from experiments.harness.tasks.registry import FAMILIES, run_task, task_of, task_of_table
+from experiments.harness.training.model import build_tokenizer
 from probes.activations import ROLES
 
 PARAMS = {"arith": ({"p": 5, "ops": ["+", "*"]}, {"p": 7}), "maze": ({"max_size": 7, "loop_frac": 0.3}, {"loop_frac": 0.5})}
@@ -102,7 +102,7 @@ def test_run_task__reads_the_recorded_section_then_the_vocabulary(task_ks, tmp_p
 
 
 def test_task__read_out_targets_point_at_words_of_the_canonical_completions(task_ks):
-    from experiments.harness.feature_groups import READOUTS
+    from experiments.harness.reading.feature_groups import READOUTS
 
     task, ks = task_ks
     vocab = set(task.vocab)
@@ -117,7 +117,7 @@ def test_task__read_out_targets_point_at_words_of_the_canonical_completions(task
 
 
 def test_maze_targets__computation_is_the_g_and_h_of_every_astar_op():
-    from experiments.harness.maze import astar
+    from experiments.harness.tasks.maze import astar
 
     task = TASKS["maze"]
     for p in task.problems(1, 5, 5):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from experiments.harness import seeds
-from experiments.harness.arith import (
+from experiments.harness.reading.probe_sets import ProbeSetSpec, build_probe_set
+from experiments.harness.tasks.arith import (
     Arithmetic,
     TaskSpec,
     completion_roles,
@@ -15,10 +16,9 @@ from experiments.harness.arith import (
     parse_completion,
     prompt_roles,
 )
-from experiments.harness.maze import Mazes, MazeSpec
-from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.harness.probe_sets import ProbeSetSpec, build_probe_set
-from experiments.harness.tasks import task_of_vocab
+from experiments.harness.tasks.maze import Mazes, MazeSpec
+from experiments.harness.tasks.registry import task_of_vocab
+from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer, save_model
 from probes.activations import (
     ROLES,
     LabelledSequence,

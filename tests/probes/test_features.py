@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.harness.arith import TaskSpec, completion_words, generate_problems
-from experiments.harness.model import build_tokenizer
-from experiments.harness.probe_sets import labelled
+from experiments.harness.reading.probe_sets import labelled
+from experiments.harness.tasks.arith import TaskSpec, completion_words, generate_problems
+from experiments.harness.training.model import build_tokenizer
 from probes.activations import ROLES, ActivationCache, unique_prefix_masks
 from probes.features import FeatureStats, feature_stats, spearman_rows, weighted_auroc
 

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from sae_lens import SAE, JumpReLUSAE
 from sae_lens.saes.sae import TrainStepInput
 
-from experiments.harness.arith import TaskSpec, completion_words, generate_problems, prompt_words
-from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
+from experiments.harness.tasks.arith import TaskSpec, completion_words, generate_problems, prompt_words
+from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer, save_model
 from probes.activations import ActivationCache
 from probes.models import load_bridge, load_hf
 from probes.saes.eval import (

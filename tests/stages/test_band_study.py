@@ -13,14 +13,16 @@ from experiments import band_study, grpo, train_sae
 from experiments.analysis import band_results, contrasts
 from experiments.band_steps import attribution, diffing, matching, sae_groups
 from experiments.band_study import PRESETS, BandStudyArgs
-from experiments.harness import cli, labelling, rl
-from experiments.harness.arith import Arithmetic, TaskSpec
+from experiments.harness import cli
 from experiments.harness.cli import preset_args
 from experiments.harness.executors import run_jobs
-from experiments.harness.feature_groups import ATTRIBUTED, CONTRASTED
-from experiments.harness.probe_sets import probe_problems
+from experiments.harness.reading import labelling
+from experiments.harness.reading.feature_groups import ATTRIBUTED, CONTRASTED
+from experiments.harness.reading.probe_sets import probe_problems
+from experiments.harness.reading.sources import cache_activations, checkpoint_tag, open_source
 from experiments.harness.rundir import write_json
-from experiments.harness.sources import cache_activations, checkpoint_tag, open_source
+from experiments.harness.tasks.arith import Arithmetic, TaskSpec
+from experiments.harness.training import rl
 from probes.diff import change_vector, group_activity, latent_means, relative_change, rows_of
 from probes.layout import RunLayout
 from probes.saes.train import load_sae
@@ -198,7 +200,7 @@ def test_activity_stage__reads_the_base_and_every_stored_hard_checkpoint_with_th
     """Each hard run gets one reading per stored checkpoint (not replays) and the base model; the success
     flags are those of the checkpoint's own rollouts with the stage's draws; a rerun reuses the file."""
     from experiments.harness import seeds
-    from experiments.harness.rollout import sampled_rollouts
+    from experiments.harness.training.rollout import sampled_rollouts
     from probes.layout import FEATURES, ROLLOUT_ACTIVITY, checkpoints, read_json
     from probes.models import load_hf, load_tokenizer
 
@@ -314,8 +316,8 @@ def test_band_study__the_device_flag_reaches_every_stage_and_the_readers(monkeyp
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_sample__a_cpu_seed_stream_gives_the_same_completions_on_cuda(smoke_run):
     from experiments.harness import seeds
-    from experiments.harness.arith import Arithmetic, TaskSpec
-    from experiments.harness.rollout import sampled_rollouts
+    from experiments.harness.tasks.arith import Arithmetic, TaskSpec
+    from experiments.harness.training.rollout import sampled_rollouts
     from probes.models import load_hf, load_tokenizer
 
     base = smoke_run / "base"

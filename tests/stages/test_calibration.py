@@ -6,9 +6,9 @@ import pytest
 
 from experiments import calibration
 from experiments.analysis.calibration_results import CalibrationResult
-from experiments.harness import rl
 from experiments.harness.cli import preset_args
 from experiments.harness.rundir import write_json
+from experiments.harness.training import rl
 from probes.layout import RUN_ARGS, RunDirError, RunLayout
 
 

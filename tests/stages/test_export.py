@@ -16,10 +16,10 @@ from transformers import AutoTokenizer
 
 from experiments import export, grpo
 from experiments.export import PRESETS, ExportArgs
-from experiments.harness import engine_formats as ef
 from experiments.harness.cli import preset_args
-from experiments.harness.rollout import max_new_tokens
-from experiments.harness.tasks import run_task, task_of
+from experiments.harness.engines import formats as ef
+from experiments.harness.tasks.registry import run_task, task_of
+from experiments.harness.training.rollout import max_new_tokens
 from probes.layout import RunDirError
 from probes.models import load_tokenizer
 

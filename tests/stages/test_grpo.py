@@ -9,11 +9,11 @@ from safetensors.torch import load_file
 
 from experiments import grpo
 from experiments.grpo import PRESETS, GRPOArgs
-from experiments.harness import rl
-from experiments.harness.arith import Problem, completion_words, parse_completion, prompt_words
-from experiments.harness.rl_loss import token_logprobs
-from experiments.harness.rollout import Rollout
-from experiments.harness.tasks import task_of_table
+from experiments.harness.tasks.arith import Problem, completion_words, parse_completion, prompt_words
+from experiments.harness.tasks.registry import task_of_table
+from experiments.harness.training import rl
+from experiments.harness.training.rl_loss import token_logprobs
+from experiments.harness.training.rollout import Rollout
 from probes.layout import RunLayout, latest_checkpoint, read_jsonl
 from probes.models import load_hf, load_tokenizer
 from probes.padding import right_pad
@@ -60,9 +60,9 @@ def test_policy_update__rewarded_completion_rises_and_unrewarded_falls(smoke_run
 def test_policy_update__brier_pays_the_confident_right_completion_and_binary_cannot_tell_them_apart(variant, tmp_path):
     """Two right completions, one stating 1.0 and one 0.2: Brier pays 1 and 0.36, so the confident one rises against
     the hesitant one; binary pays both 1, so the advantages are 0 and nothing moves."""
-    from experiments.harness.arith import Arithmetic, TaskSpec
-    from experiments.harness.hedging import CONF, Hedged, HedgedProblem
-    from experiments.harness.model import ModelSpec, build_model, build_tokenizer
+    from experiments.harness.tasks.arith import Arithmetic, TaskSpec
+    from experiments.harness.tasks.hedging import CONF, Hedged, HedgedProblem
+    from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer
 
     task = Hedged(Arithmetic(TaskSpec(5, ("+",))))
     tok = build_tokenizer(task)

@@ -6,8 +6,8 @@ import pytest
 from entry_points import run_entry, single_error_line
 
 from experiments import ingest
-from experiments.harness.arith import Arithmetic, TaskSpec
-from experiments.harness.model import build_tokenizer
+from experiments.harness.tasks.arith import Arithmetic, TaskSpec
+from experiments.harness.training.model import build_tokenizer
 from probes.layout import INGESTED, RunDirError, RunLayout, checkpoints, read_json, read_jsonl
 
 
@@ -71,9 +71,9 @@ def test_ledger__reads_verl_rollout_dumps_by_problem_and_rescores_them(run, tmp_
     tokens: each group becomes one ledger row keyed by the problem's id, right and wrong re-read by bandlens."""
     import json
 
-    from experiments.harness import engine_runs as er
-    from experiments.harness.engine_formats import Verifier
-    from experiments.harness.tasks import run_task
+    from experiments.harness.engines import runs as er
+    from experiments.harness.engines.formats import Verifier
+    from experiments.harness.tasks.registry import run_task
 
     task = run_task(run)
     pool = [task.from_record(r) for r in read_json(RunLayout(run).band_table)["pools"]["medium"][:2]]

@@ -6,8 +6,8 @@ import torch
 from safetensors.torch import load_file
 
 from experiments import pretrain
-from experiments.harness.model import build_tokenizer
-from experiments.harness.supervised import Recipe, collate
+from experiments.harness.training.model import build_tokenizer
+from experiments.harness.training.supervised import Recipe, collate
 from experiments.pretrain import BEYOND_RANGE, PRESETS, PretrainArgs
 from probes.layout import RunDirError
 

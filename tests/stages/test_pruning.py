@@ -7,8 +7,8 @@ import pytest
 from experiments import pruning
 from experiments.analysis.pruning_results import Analysis
 from experiments.harness.cli import preset_args
-from experiments.harness.pruning_scores import combine
 from experiments.harness.rundir import write_json
+from experiments.harness.studies.pruning_scores import combine
 from probes.layout import RunDirError, RunLayout, read_json
 
 

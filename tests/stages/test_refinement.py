@@ -8,10 +8,11 @@ from entry_points import run_entry, single_error_line
 
 from experiments import refinement
 from experiments.analysis.refinement_results import RefinementResult, frontier_bins, outcome
-from experiments.harness import fixed_data, refinements
 from experiments.harness.cli import preset_args
 from experiments.harness.rundir import write_json
-from experiments.harness.tasks import run_task
+from experiments.harness.studies import refinements
+from experiments.harness.tasks.registry import run_task
+from experiments.harness.training import fixed_data
 from probes.layout import RunDirError, RunLayout, read_json
 from probes.selection import ifd, reverse_ifd, student_filter
 

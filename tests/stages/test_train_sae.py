@@ -8,9 +8,9 @@ from sae_lens import SAE
 
 from experiments import train_sae
 from experiments.harness import cli
-from experiments.harness.arith import TaskSpec
-from experiments.harness.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.harness.sources import checkpoint_tag
+from experiments.harness.reading.sources import checkpoint_tag
+from experiments.harness.tasks.arith import TaskSpec
+from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer, save_model
 from experiments.train_sae import PRESETS, TrainSAEArgs
 from probes.models import CheckpointError
 

@@ -8,8 +8,8 @@ import pytest
 
 from experiments import band_study, export, ingest, pretrain
 from experiments.harness.cli import preset_args
-from experiments.harness.engine_formats import Verifier
-from experiments.harness.engine_runs import completion_rows, verifier_spec
+from experiments.harness.engines.formats import Verifier
+from experiments.harness.engines.runs import completion_rows, verifier_spec
 from probes.bands import BANDS
 from probes.layout import INGESTED, RunLayout, read_json, read_jsonl
 

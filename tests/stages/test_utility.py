@@ -8,15 +8,15 @@ import torch
 
 from experiments import utility
 from experiments.analysis.utility_results import UtilityResult
-from experiments.harness import rl
 from experiments.harness.cli import preset_args
-from experiments.harness.hedging import ABSTAIN, CONF
-from experiments.harness.labelling import split_problems
-from experiments.harness.post_hoc import answer_probability, computation_probe
-from experiments.harness.rl_loss import token_logprobs
-from experiments.harness.rollout import Rollout
+from experiments.harness.reading.labelling import split_problems
 from experiments.harness.rundir import write_json
-from experiments.harness.tasks import run_task
+from experiments.harness.studies.post_hoc import answer_probability, computation_probe
+from experiments.harness.tasks.hedging import ABSTAIN, CONF
+from experiments.harness.tasks.registry import run_task
+from experiments.harness.training import rl
+from experiments.harness.training.rl_loss import token_logprobs
+from experiments.harness.training.rollout import Rollout
 from probes.layout import RunDirError, RunLayout
 from probes.models import load_bridge, load_hf, load_tokenizer
 

@@ -10,14 +10,14 @@ import torch
 from experiments import value_study
 from experiments.analysis.value_results import METRICS, TARGET_AWARE, ValueStudyResult, degeneration, drift, verdict
 from experiments.harness import seeds
-from experiments.harness.arith import Arithmetic, TaskSpec, completion_words, generate_problems
 from experiments.harness.cli import preset_args
-from experiments.harness.model import build_tokenizer
-from experiments.harness.one_shot import EvalResult, EvalSet, alignment, one_shot, value_of
-from experiments.harness.rl import PolicySpec
 from experiments.harness.rundir import write_json
-from experiments.harness.sft_scores import presentation_steps, scoring_run, target_batch
-from experiments.harness.supervised import Recipe
+from experiments.harness.studies.one_shot import EvalResult, EvalSet, alignment, one_shot, value_of
+from experiments.harness.studies.sft_scores import presentation_steps, scoring_run, target_batch
+from experiments.harness.tasks.arith import Arithmetic, TaskSpec, completion_words, generate_problems
+from experiments.harness.training.model import build_tokenizer
+from experiments.harness.training.rl import PolicySpec
+from experiments.harness.training.supervised import Recipe
 from probes.layout import RunDirError, read_json
 from probes.models import load_hf, load_tokenizer
 

@@ -1,0 +1,1 @@
+"""Other RL engines (TRL, verl): the files an export writes and reading what the engine wrote back."""

@@ -1,0 +1,1 @@
+"""Reading checkpoints: sources and probe sets, feature groups, labelling and causal checks, patching, diffing."""

@@ -1,0 +1,1 @@
+"""Pieces that belong to one study each (value, pruning, refinement, the reward studies)."""

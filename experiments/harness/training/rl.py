@@ -1,0 +1,237 @@
+"""The GRPO update loop, shared by band runs and the value study's one-sample runs.
+
+Per update: draw prompts, sample G completions per prompt with the KV-cached sampler,
+score them with the task's reward, turn rewards into group-relative advantages, and take
+one or more PPO-clipped policy-gradient steps (``experiments.harness.training.rl_loss``) with an
+optional k3 KL penalty to a reference model (always logged). Every random draw of
+update t comes from generators the caller derives from (seed, t), so a resumed or
+replayed run repeats exactly what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from experiments.harness.tasks.family import Outcome, Problem
+from experiments.harness.training.rewards import DEFAULT_PAYOFFS, DEFAULT_UTILITY, REWARDS, Reward, reward
+from experiments.harness.training.rl_loss import (
+    LOSS_AGGS,
+    LossAgg,
+    clipped_policy_loss,
+    group_advantages,
+    kl_k3,
+    masked_mean,
+    token_entropy,
+    token_logprobs,
+)
+from experiments.harness.training.rollout import Rollout, rollouts
+from probes.behaviour import behaviour_rates
+from probes.calibration import Utility
+from probes.padding import right_pad
+
+Groups = list[list[Rollout]]
+Generators = Callable[[int], tuple[np.random.Generator, torch.Generator]]
+"""Update index -> (prompt-choice generator, sampling generator)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicySpec:
+    """How GRPO samples and updates."""
+
+    prompts_per_step: int = 16
+    """Distinct prompts (groups) per update."""
+    group_size: int = 8
+    """Completions sampled per prompt (G)."""
+    lr: float = 1e-4
+    """AdamW learning rate (no weight decay)."""
+    clip_eps: float = 0.2
+    """PPO ratio clip."""
+    inner_updates: int = 1
+    """Gradient steps per sampled batch; > 1 makes the ratio clip active."""
+    scale_std: bool = True
+    """Divide group-centred rewards by the group std (GRPO); off: Dr. GRPO-style centring only."""
+    kl_coef: float = 0.0
+    """Weight of the k3 KL penalty to the reference model."""
+    dynamic_sampling: bool = False
+    """Drop groups with zero reward variance and refill with fresh prompts (DAPO)."""
+    max_refills: int = 3
+    """With dynamic sampling, extra prompt draws per update before training on what is there."""
+    temperature: float = 1.0
+    """Sampling temperature of rollouts."""
+    rollout_batch: int = 64
+    """Completions sampled at once."""
+    loss_agg: LossAgg = "token_mean"
+    """How token terms are reduced: token_mean (DAPO), seq_mean (original GRPO), constant (Dr. GRPO)."""
+    reward: Reward = "binary"
+    """What a completion is paid (``experiments.harness.training.rewards``): binary, brier, log or utility."""
+    payoffs: tuple[float, float, float] = DEFAULT_PAYOFFS
+    """The utility reward's payoffs for a right answer, a wrong one and an abstention."""
+    device: str = "cpu"
+
+    @property
+    def utility(self) -> Utility:
+        return Utility(*self.payoffs)
+
+    def __post_init__(self) -> None:
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward: must be one of {', '.join(REWARDS)}, got {self.reward!r}")
+        self.utility  # noqa: B018 -- validate the payoffs now
+        if self.loss_agg not in LOSS_AGGS:
+            raise ValueError(f"loss_agg: must be one of {LOSS_AGGS}, got {self.loss_agg!r}")
+        if min(self.prompts_per_step, self.inner_updates, self.rollout_batch) < 1:
+            raise ValueError("prompts_per_step, inner_updates, rollout_batch: must be >= 1")
+        if self.group_size < 2:
+            raise ValueError(f"group_size: group-relative advantages need >= 2, got {self.group_size}")
+        if not (self.lr > 0 and self.clip_eps > 0 and self.temperature > 0 and self.kl_coef >= 0):
+            raise ValueError("lr, clip_eps, temperature: must be > 0; kl_coef: must be >= 0")
+
+
+def scores(groups: Groups, variant: Reward = "binary", utility: Utility = DEFAULT_UTILITY) -> Float[np.ndarray, "N G"]:
+    """Each rollout's reward under ``variant``."""
+    return np.array([[reward(r.parsed, variant, utility) for r in g] for g in groups], dtype=float) if groups else np.zeros((0, 0))
+
+
+def sample_groups(
+    model, tokenizer, pool: Sequence[Problem], spec: PolicySpec, rng, gen, pose: Callable[[Problem], Problem] | None = None
+) -> tuple[Groups, int]:
+    """G rollouts per drawn prompt, each prompt as ``pose`` poses it (None: as drawn); with dynamic sampling, only
+    groups with reward variance. Returns the groups to train on and how many groups were drawn in total."""
+    kept, drawn = [], 0
+    for _ in range(1 + (spec.max_refills if spec.dynamic_sampling else 0)):
+        need = spec.prompts_per_step - len(kept)
+        idx = rng.choice(len(pool), size=need, replace=len(pool) < need)
+        posed = [pool[i] if pose is None else pose(pool[i]) for i in idx]
+        batch = [pr for pr in posed for _ in range(spec.group_size)]
+        res = rollouts(model, tokenizer, batch, mode=None, temperature=spec.temperature, generator=gen, batch_size=spec.rollout_batch)
+        groups = [res[i : i + spec.group_size] for i in range(0, len(res), spec.group_size)]
+        drawn += len(groups)
+        kept += [g for g in groups if not spec.dynamic_sampling or np.ptp(scores([g], spec.reward, spec.utility)) > 0]
+        if len(kept) >= spec.prompts_per_step:
+            break
+    return kept, drawn
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupBatch:
+    """Sampled groups as one right-padded batch, with what the policy loss needs."""
+
+    ids_BL: Int[Tensor, "B L"]
+    mask_BL: Int[Tensor, "B L"]
+    comp_BT: Bool[Tensor, "B L-1"]
+    """Targets that are completion tokens (the loss runs over these only)."""
+    adv_B: Float[Tensor, " B"]
+
+
+def group_batch(groups: Groups, rewards_NG: Float[np.ndarray, "N G"], scale_std: bool, device: str) -> GroupBatch:
+    flat = [r for g in groups for r in g]
+    ids_BL, mask_BL = (t.to(device) for t in right_pad([list(r.prompt_ids) + list(r.completion_ids) for r in flat]))
+    n_prompt = torch.tensor([len(r.prompt_ids) for r in flat], device=device)
+    pos_L = torch.arange(1, ids_BL.shape[1], device=device)
+    comp_BT = (pos_L[None] >= n_prompt[:, None]) & mask_BL[:, 1:].bool()
+    adv_B = group_advantages(torch.as_tensor(rewards_NG, dtype=torch.float32), scale_std).flatten().to(device)
+    return GroupBatch(ids_BL, mask_BL, comp_BT, adv_B)
+
+
+def policy_update(model, ref_model, opt, groups: Groups, spec: PolicySpec) -> dict[str, float]:
+    """One or more clipped policy-gradient steps on the sampled groups; returns loss stats."""
+    b = group_batch(groups, scores(groups, spec.reward, spec.utility), spec.scale_std, spec.device)
+    ids_BL, mask_BL, comp_BT, adv_B = b.ids_BL, b.mask_BL, b.comp_BT, b.adv_B
+    logp_old_BT = None
+    with torch.no_grad():
+        logp_ref_BT = token_logprobs(ref_model(input_ids=ids_BL, attention_mask=mask_BL).logits, ids_BL)
+        if spec.inner_updates > 1:
+            logp_old_BT = token_logprobs(model(input_ids=ids_BL, attention_mask=mask_BL).logits, ids_BL)
+    for _ in range(spec.inner_updates):
+        logits_BLV = model(input_ids=ids_BL, attention_mask=mask_BL).logits
+        logp_BT = token_logprobs(logits_BLV, ids_BL)
+        old_BT = logp_BT.detach() if logp_old_BT is None else logp_old_BT
+        pg = clipped_policy_loss(logp_BT, old_BT, adv_B, comp_BT, spec.clip_eps, spec.loss_agg)
+        kl = masked_mean(kl_k3(logp_BT, logp_ref_BT), comp_BT)
+        loss = pg + spec.kl_coef * kl
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"grpo: loss is {loss.item()}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    entropy = masked_mean(token_entropy(logits_BLV.detach()), comp_BT)
+    return {"grpo/loss": loss.item(), "grpo/kl": kl.item(), "grpo/entropy": entropy.item(), "grpo/grad_norm": grad_norm.item()}
+
+
+def optimizer(model, spec: PolicySpec) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Update:
+    """What one update saw and did (handed to the caller after the update)."""
+
+    step: int
+    """Updates done so far, this one included."""
+    groups: Groups
+    drawn: int
+    """Groups drawn (more than ``len(groups)`` when dynamic sampling dropped some)."""
+    loss: dict[str, float]
+    """``policy_update``'s statistics (empty when no group was kept)."""
+    rewards_NG: Float[np.ndarray, "N G"]
+    """The groups' rewards (the run's variant)."""
+
+
+def train(
+    model,
+    ref_model,
+    opt,
+    tokenizer,
+    pool: Sequence[Problem],
+    spec: PolicySpec,
+    generators: Generators,
+    steps: Sequence[int],
+    pose: Callable[[Problem, int], Problem] | None = None,
+):
+    """Run GRPO updates ``steps`` (indices t; update t draws from ``generators(t)`` and poses each drawn problem as
+    ``pose(problem, t)``, None: as drawn), yielding each ``Update``.
+
+    The model is in eval mode while sampling and between updates, in train mode while updating."""
+    for t in steps:
+        rng, gen = generators(t)
+        posed = None if pose is None else functools.partial(pose, t=t)
+        groups, drawn = sample_groups(model.eval(), tokenizer, pool, spec, rng, gen, posed)
+        loss = policy_update(model.train(), ref_model, opt, groups, spec) if groups else {}
+        model.eval()
+        yield Update(t + 1, groups, drawn, loss, scores(groups, spec.reward, spec.utility))
+
+
+def rollout_metrics(update: Update) -> dict[str, float]:
+    rewards_NG = update.rewards_NG
+    flat = [r.parsed for g in update.groups for r in g]
+    return {
+        "grpo/reward_mean": float(rewards_NG.mean()),
+        "grpo/reward_std": float(rewards_NG.std()),
+        "grpo/frac_zero_std": float((rewards_NG.std(1) == 0).mean()),
+        "grpo/groups_drawn": update.drawn,
+        **{f"behaviour/{k}": v for k, v in behaviour_rates(flat).items()},
+    }
+
+
+def ledger_row(step: int, problem: Problem, parsed: Sequence[Outcome]) -> dict:
+    """One group's ledger row: which prompt, how often it was solved (and by luck), how long, which modes."""
+    modes = [p.mode or "invalid" for p in parsed]
+    return {
+        "step": step, "pid": problem.pid, "k": problem.k,
+        "successes": sum(p.correct for p in parsed), "lucky_successes": sum(p.lucky_success for p in parsed),
+        "group_size": len(parsed),
+        "mean_length": float(np.mean([p.length for p in parsed])),
+        "modes": {m: modes.count(m) for m in ("deliberate", "direct", "invalid")},
+    }  # fmt: skip
+
+
+def ledger_rows(update: Update) -> list[dict]:
+    """One row per sampled group (``ledger_row``)."""
+    return [ledger_row(update.step, g[0].problem, [r.parsed for r in g]) for g in update.groups]
