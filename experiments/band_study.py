@@ -49,7 +49,12 @@ STAGES: dict[str, tuple[type, dict]] = {
 }
 """The stages the study runs, with their argument classes and presets (config-file sections)."""
 
-SET_BY_STUDY = {"pretrain": ("out", "task"), "bands": ("run",), "grpo": ("run", "band", "seed", "steps"), "train_sae": ("run", "arch")}
+SET_BY_STUDY = {
+    "pretrain": ("out", "task"),
+    "bands": ("run",),
+    "grpo": ("run", "band", "seed", "steps"),
+    "train_sae": ("run", "arch"),
+}
 """Stage fields the study sets itself (a config section may not)."""
 
 
@@ -58,7 +63,8 @@ class BandStudyArgs:
     """Run the whole band study and write results.json and report.md."""
 
     SECTIONS: ClassVar[dict[str, type]] = {name: cls for name, (cls, _) in STAGES.items()}
-    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("executor", "workers", "gpus_per_job")  # how it runs, not what: not recorded, free on resume
+    # how it runs, not what: not recorded, free on resume
+    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("executor", "workers", "gpus_per_job")
 
     out: Path = Path("runs/default")
     """Run directory."""
@@ -68,7 +74,8 @@ class BandStudyArgs:
     """Task family: arith (chained modular arithmetic) or maze (A* search traces); picks each stage's preset
     for that family (its parameters go in the pretrain section of --config)."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    """GRPO seeds per band: with 5, an exact permutation test of two bands can reach p = 0.008; with 3, never below 0.1."""
+    """GRPO seeds per band: with 5, an exact permutation test of two bands can reach p = 0.008; with 3, never below
+    0.1."""
     grpo_steps: int = 40
     """GRPO updates per run (the same budget for every band)."""
     sae_archs: tuple[str, ...] = ("batchtopk", "temporal")
@@ -151,7 +158,20 @@ class BandStudyArgs:
             raise ValueError(f"gpus_per_job: must be a fraction in (0, 1] or a whole number, got {self.gpus_per_job}")
         if self.workers < 0:
             raise ValueError(f"workers: must be >= 0 (0: one per usable CPU), got {self.workers}")
-        for name in ("grpo_steps", "job_threads", "diffing_samples", "diffing_per_k", "diffing_rollouts", "activity_problems", "activity_samples", "causal_per_k", "causal_shortcut_per_k", "n_random", "diff_per_k", "replicate"):
+        for name in (
+            "grpo_steps",
+            "job_threads",
+            "diffing_samples",
+            "diffing_per_k",
+            "diffing_rollouts",
+            "activity_problems",
+            "activity_samples",
+            "causal_per_k",
+            "causal_shortcut_per_k",
+            "n_random",
+            "diff_per_k",
+            "replicate",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         for stage, values in self.stages.items():
@@ -176,7 +196,8 @@ class BandStudyArgs:
 
     @property
     def run_device(self) -> str:
-        """Where the study's own readers (features, gain attribution, activity, model diffing) run: the SAE stage's device."""
+        """Where the study's own readers (features, gain attribution, activity, model diffing) run: the SAE stage's
+        device."""
         return self.sae_args(self.sae_archs[0]).device
 
     @property
@@ -212,7 +233,9 @@ class BandStudyArgs:
         """The change dictionaries' tokens: the SAE probe set's problems, canonical completions only
         (the tokens every checkpoint reads the same way)."""
         sae = self.sae_args(self.sae_archs[0])
-        return SourceSpec(self.out, sae.hook, dataclasses.replace(sae.probe_spec, n_samples=0), sae.collect_batch_size, sae.device)
+        return SourceSpec(
+            self.out, sae.hook, dataclasses.replace(sae.probe_spec, n_samples=0), sae.collect_batch_size, sae.device
+        )
 
     @property
     def diffing_spec(self) -> DiffingSpec:
@@ -223,15 +246,40 @@ class BandStudyArgs:
     @property
     def settings(self) -> StudySettings:
         loss_agg = self.grpo_args("easy", self.seeds[0]).loss_agg
-        return StudySettings(self.preset, self.seeds, self.matched_key, self.target_gain, self.matched_tol, loss_agg, self.grpo_steps)
+        return StudySettings(
+            self.preset, self.seeds, self.matched_key, self.target_gain, self.matched_tol, loss_agg, self.grpo_steps
+        )
 
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(seeds=(0, 1, 2, 3), grpo_steps=8, model_diffing=True, diffing_samples=16_384, diffing_seeds=2, diffing_per_k=2, activity_problems=4, activity_samples=2, causal_per_k=4, causal_shortcut_per_k=4, n_random=3, diff_per_k=3),
-    "gpu": dict(seeds=tuple(range(8)), grpo_steps=200, model_diffing=True, causal_per_k=100, causal_shortcut_per_k=100, n_random=50, diff_per_k=50,
-                diffing_samples=2_000_000, diffing_per_k=1_000),
+    "smoke": dict(
+        seeds=(0, 1, 2, 3),
+        grpo_steps=8,
+        model_diffing=True,
+        diffing_samples=16_384,
+        diffing_seeds=2,
+        diffing_per_k=2,
+        activity_problems=4,
+        activity_samples=2,
+        causal_per_k=4,
+        causal_shortcut_per_k=4,
+        n_random=3,
+        diff_per_k=3,
+    ),
+    "gpu": dict(
+        seeds=tuple(range(8)),
+        grpo_steps=200,
+        model_diffing=True,
+        causal_per_k=100,
+        causal_shortcut_per_k=100,
+        n_random=50,
+        diff_per_k=50,
+        diffing_samples=2_000_000,
+        diffing_per_k=1_000,
+    ),
 }
+
 
 def train_stages(args: BandStudyArgs) -> None:
     """Base model, bands, and one GRPO run per band x seed (each resumable), on the chosen executor."""
@@ -245,7 +293,11 @@ def train_stages(args: BandStudyArgs) -> None:
 
 
 def results(
-    args: BandStudyArgs, features: dict[str, dict], readings: dict[str, dict], attributions: dict[str, dict], activity: dict[str, dict],
+    args: BandStudyArgs,
+    features: dict[str, dict],
+    readings: dict[str, dict],
+    attributions: dict[str, dict],
+    activity: dict[str, dict],
     diffing: dict[str, dict],
 ) -> BandAnalysis:
     labels = {name: summary(feats) for name, feats in features.items()}
@@ -253,7 +305,9 @@ def results(
     model_diffing = summarise(diffing, readings, head, features[head]["groups"])
     path = RunLayout(args.out).hook_choice
     hook_choice = read_json(path) if path.exists() else {}
-    return analyse(args.settings, run_data(args), features, labels, readings, attributions, activity, model_diffing, hook_choice)
+    return analyse(
+        args.settings, run_data(args), features, labels, readings, attributions, activity, model_diffing, hook_choice
+    )
 
 
 def replicate(args: BandStudyArgs) -> dict:
@@ -261,7 +315,9 @@ def replicate(args: BandStudyArgs) -> dict:
     runs = []
     for seed in range(args.replicate):
         pre = {**args.stages.get("pretrain", {}), "seed": seed}
-        sub = dataclasses.replace(args, out=args.out / f"pretrain-seed{seed}", replicate=1, stages={**args.stages, "pretrain": pre})
+        sub = dataclasses.replace(
+            args, out=args.out / f"pretrain-seed{seed}", replicate=1, stages={**args.stages, "pretrain": pre}
+        )
         res = main(sub)
         runs.append({"pretrain_seed": seed, "verdict_class": res["verdict_class"], "verdict": res["verdict"]})
     classes = Counter(r["verdict_class"] for r in runs)
@@ -307,7 +363,10 @@ def main(args: BandStudyArgs) -> dict:
     write_report(args.out, analysis)  # its profile, not results.json, holds wall times: they vary
     res = analysis.result.to_json()
     write_json(layout.results, res)
-    print(f"Verdict ({analysis.result.verdict_class}): {analysis.result.verdict}\nReport, figures and every number behind it: {layout.report}")
+    print(
+        f"Verdict ({analysis.result.verdict_class}): {analysis.result.verdict}\nReport, figures and every number "
+        f"behind it: {layout.report}"
+    )
     return res
 
 

@@ -65,18 +65,26 @@ class BandArgs:
         if self.n_samples < 8:
             raise ValueError(f"n_samples: pass rates need >= 8 samples, got {self.n_samples}")
         if not 0 <= self.hard_max < self.easy_min <= 1:
-            raise ValueError(f"hard_max/easy_min: need 0 <= hard_max < easy_min <= 1, got {self.hard_max}, {self.easy_min}")
+            raise ValueError(
+                f"hard_max/easy_min: need 0 <= hard_max < easy_min <= 1, got {self.hard_max}, {self.easy_min}"
+            )
 
 
-PRESETS: dict[str, dict] = with_families("bands", {
-    "default": {},
-    "smoke": dict(candidates_per_k=24, eval_per_k=24, pool_size=8, n_samples=8),
-    "gpu": dict(candidates_per_k=256, eval_per_k=128, n_samples=16, pool_size=256, device="cuda"),
-})
+PRESETS: dict[str, dict] = with_families(
+    "bands",
+    {
+        "default": {},
+        "smoke": dict(candidates_per_k=24, eval_per_k=24, pool_size=8, n_samples=8),
+        "gpu": dict(candidates_per_k=256, eval_per_k=128, n_samples=16, pool_size=256, device="cuda"),
+    },
+)
+
 
 def pass_rates(model, tokenizer, problems: Sequence[Problem], n: int, seed: int, bar: tqdm | None = None) -> np.ndarray:
     """Fraction of n free-choice completions at T = 1 that are correct, per problem (``bar`` counts the samples)."""
-    parsed = sampled_completions(model, tokenizer, problems, n, seed, on_batch=None if bar is None else lambda rows: bar.update(len(rows)))
+    parsed = sampled_completions(
+        model, tokenizer, problems, n, seed, on_batch=None if bar is None else lambda rows: bar.update(len(rows))
+    )
     return np.array([[p.correct for p in ps] for ps in parsed], dtype=float).mean(1)
 
 
@@ -93,7 +101,10 @@ def draw_pools(bands: Sequence[Band], size: int, seed: int) -> dict[Band, list[i
 
 def composition(records: Sequence[dict]) -> dict[str, dict[str, int]]:
     """Count of problems per k within each band."""
-    return {b: dict(sorted(Counter(str(r["k"]) for r in records if r["band"] == b).items(), key=lambda kv: int(kv[0]))) for b in BANDS}
+    return {
+        b: dict(sorted(Counter(str(r["k"]) for r in records if r["band"] == b).items(), key=lambda kv: int(kv[0])))
+        for b in BANDS
+    }
 
 
 def _labelled(model, tokenizer, problems, args: BandArgs, seed: int, bar: tqdm) -> list[dict]:
@@ -120,7 +131,11 @@ def main(args: BandArgs) -> dict:
     candidates = [pr for k in ks for pr in seeds.problems("band_candidates", args.seed, k, args.candidates_per_k, task)]
     held_out = [pr for k in ks for pr in seeds.problems("band_eval", args.seed, k, args.eval_per_k, task)]
     total = (len(candidates) + len(held_out)) * args.n_samples
-    with tqdm(total=total, desc=f"bands: pass rates of {len(candidates) + len(held_out)} problems x {args.n_samples}", unit="sample") as bar:
+    with tqdm(
+        total=total,
+        desc=f"bands: pass rates of {len(candidates) + len(held_out)} problems x {args.n_samples}",
+        unit="sample",
+    ) as bar:
         cand = _labelled(model, tokenizer, candidates, args, seeds.band_candidates_sampling(args.seed), bar)
         evals = _labelled(model, tokenizer, held_out, args, seeds.band_eval_sampling(args.seed), bar)
     pools = draw_pools([r["band"] for r in cand], args.pool_size, args.seed)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import tempfile
 import time
@@ -34,10 +35,11 @@ from experiments.harness import cli
 from experiments.harness.executors import usable_cpus
 from experiments.harness.tasks.arith import TaskSpec
 from experiments.harness.tasks.registry import task_of_vocab
+from experiments.harness.training.chunk_pool import chunk_pool
 from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer, save_model
 from experiments.harness.training.rollout import max_new_tokens
 from experiments.harness.training.sampling import sample
-from experiments.harness.training.supervised import accumulate, collate, example
+from experiments.harness.training.supervised import CHUNK_ROWS, accumulate, collate, example
 from probes.models import load_bridge, load_hf, load_tokenizer
 from probes.padding import left_pad
 
@@ -158,7 +160,8 @@ def ragged_ratios(model, tok, args: BenchArgs) -> dict[str, float]:
     - evaluation sampling at T = 1 stopping at <eos>, with per-row uniforms (finished rows leave the batch) over a
       shared generator (they keep feeding <pad>): the two draw different samples of the same distribution;
     - a supervised step (forward and backward) on those examples in length chunks (``supervised.accumulate``)
-      over one batch padded to its longest.
+      over one batch padded to its longest, and (with more than one usable CPU) the chunks shared by helper
+      processes over one process.
     """
     vocab = tok.get_vocab()
     family = task_of_vocab(vocab)
@@ -166,9 +169,15 @@ def ragged_ratios(model, tok, args: BenchArgs) -> dict[str, float]:
     prompts = [tok.convert_tokens_to_ids(pr.prompt_words()) for pr in problems]
     n_new, eos, pad = max_new_tokens(problems), tok.eos_token_id, tok.pad_token_id
     uniforms = torch.rand(len(prompts), n_new, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    leave = best_time(lambda: sample(model, prompts, max_new=n_new, eos_id=eos, pad_id=pad, uniforms_BT=uniforms), args.repeats)
-    stay = best_time(lambda: sample(model, prompts, max_new=n_new, eos_id=eos, pad_id=pad, generator=torch.Generator().manual_seed(0)),
-                     args.repeats)  # fmt: skip
+    leave = best_time(
+        lambda: sample(model, prompts, max_new=n_new, eos_id=eos, pad_id=pad, uniforms_BT=uniforms), args.repeats
+    )
+    stay = best_time(
+        lambda: sample(
+            model, prompts, max_new=n_new, eos_id=eos, pad_id=pad, generator=torch.Generator().manual_seed(0)
+        ),
+        args.repeats,
+    )
     examples = [example(pr, mode, vocab) for i, pr in enumerate(problems) for mode in [("deliberate", "direct")[i % 2]]]
     trained = copy.deepcopy(model).train()
 
@@ -177,7 +186,16 @@ def ragged_ratios(model, tok, args: BenchArgs) -> dict[str, float]:
         trained(input_ids=ids_BL, labels=labels_BL).loss.backward()
 
     chunked = best_time(lambda: accumulate(trained, examples, [], vocab), args.repeats)
-    return {"eval/rows_leave_over_stay": stay / leave, "train/chunked_over_whole": best_time(whole, args.repeats) / chunked}
+    ratios = {
+        "eval/rows_leave_over_stay": stay / leave,
+        "train/chunked_over_whole": best_time(whole, args.repeats) / chunked,
+    }
+    if usable_cpus() > 1:  # the same chunks shared by helper processes (chunk_pool: the same bytes)
+        chunks = math.ceil(len(examples) / CHUNK_ROWS)
+        with chunk_pool(trained, usable_cpus(), chunks) as pool:
+            shared = best_time(lambda: accumulate(trained, examples, [], vocab, pool=pool), args.repeats)
+        ratios[f"train/{min(usable_cpus(), chunks)}_processes_over_1"] = chunked / shared
+    return ratios
 
 
 def kilo(x: float) -> str:
@@ -261,8 +279,13 @@ def main(args: BenchArgs) -> dict[str, float]:
     print(f"  cached / naive        {result['sample/cached_over_naive']:6.2f}x")
     print(f"  cached / TL generate  {result['sample/cached_over_tl_generate']:6.2f}x")
     print(f"ragged work, k = 1..{args.k} in both modes (about {args.batch} rows):")
-    print(f"  evaluation sampling: finished rows leave / stay in the batch   {result['eval/rows_leave_over_stay']:6.2f}x")
+    print(
+        f"  evaluation sampling: finished rows leave / stay in the batch   {result['eval/rows_leave_over_stay']:6.2f}x"
+    )
     print(f"  supervised step: length chunks / one padded batch            {result['train/chunked_over_whole']:6.2f}x")
+    for key in (k for k in result if k.endswith("_processes_over_1")):
+        n = key.split("/")[1].split("_")[0]
+        print(f"  supervised step: chunks on {n} processes / on 1 (same bytes)   {result[key]:6.2f}x")
     return result
 
 

@@ -65,15 +65,25 @@ class CalibrationArgs:
         if not self.rewards or set(self.rewards) - set(SCORED):
             raise ValueError(f"rewards: must be from binary, brier, log; got {self.rewards}")
         if self.tested not in self.rewards[1:]:
-            raise ValueError(f"tested: must be one of the rewards after the reference {self.rewards[0]!r}, "
-                             f"got {self.tested!r}")  # fmt: skip
+            raise ValueError(
+                f"tested: must be one of the rewards after the reference {self.rewards[0]!r}, got {self.tested!r}"
+            )
         if min(self.grpo_steps, self.eval_samples, self.n_boot) < 1:
             raise ValueError("grpo_steps, eval_samples, n_boot: must be >= 1")
 
     def grpo_args(self, reward: str, seed: int) -> grpo.GRPOArgs:
-        return cli.preset_args(grpo.GRPOArgs, grpo.PRESETS, self.grpo_preset, run=self.run, band=self.band, seed=seed,
-                               steps=self.grpo_steps, reward=reward, study=f"calibration/{self.band}/{reward}",
-                               device=self.device)  # fmt: skip
+        return cli.preset_args(
+            grpo.GRPOArgs,
+            grpo.PRESETS,
+            self.grpo_preset,
+            run=self.run,
+            band=self.band,
+            seed=seed,
+            steps=self.grpo_steps,
+            reward=reward,
+            study=f"calibration/{self.band}/{reward}",
+            device=self.device,
+        )
 
     @property
     def level(self) -> float:
@@ -89,25 +99,45 @@ PRESETS: dict[str, dict] = {
 
 def read_rows(s: Sampled, held: HeldOut) -> list[dict]:
     """What the study keeps of a model's samples: per sample (problem-major), correctness, stated q, the answer."""
-    return [{"pid": r.problem.pid, "k": r.problem.k, "correct": r.parsed.correct, "q": r.parsed.q,
-             "answer": "" if r.parsed.inner is None or r.parsed.format_error else str(r.parsed.inner.answer)}
-            for r in s.rollouts]  # fmt: skip
+    return [
+        {
+            "pid": r.problem.pid,
+            "k": r.problem.k,
+            "correct": r.parsed.correct,
+            "q": r.parsed.q,
+            "answer": "" if r.parsed.inner is None or r.parsed.format_error else str(r.parsed.inner.answer),
+        }
+        for r in s.rollouts
+    ]
 
 
 def analyse_rows(args: CalibrationArgs, rows: dict[str, list[dict]], held: HeldOut) -> CalibrationResult:
     """The result from every model's rows: the base model beside each variant's runs, in seed order."""
     samples = {m: Samples.of_rows(r, args.eval_samples) for m, r in rows.items()}
     runs = {"base": [samples["base"]]} | {r: [samples[f"{r}/seed{s}"] for s in args.seeds] for r in args.rewards}
-    return analyse(runs, held.k_P, held.k_train_max, preset=args.preset, band=args.band, seeds=args.seeds,
-                   tested=args.tested, level=args.level, n_boot=args.n_boot)  # fmt: skip
+    return analyse(
+        runs,
+        held.k_P,
+        held.k_train_max,
+        preset=args.preset,
+        band=args.band,
+        seeds=args.seeds,
+        tested=args.tested,
+        level=args.level,
+        n_boot=args.n_boot,
+    )
 
 
 def main(args: CalibrationArgs) -> CalibrationResult:
     """Train (or resume) every variant's runs, sample the evaluations, write results.json and report.md."""
     study = reward_study.RewardStudy(
-        "calibration", needs="confidence", arms=args.rewards, arm_kind="rewards", eval_seed=seeds.calibration_eval(0),
+        "calibration",
+        needs="confidence",
+        arms=args.rewards,
+        arm_kind="rewards",
+        eval_seed=seeds.calibration_eval(0),
         reading=f"sample {args.eval_samples} completions per held-out problem: base model and every final checkpoint",
-    )  # fmt: skip
+    )
     return reward_study.run(args, study, grpo.main, read_rows, functools.partial(analyse_rows, args), write_report)
 
 

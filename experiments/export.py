@@ -89,11 +89,14 @@ class ExportArgs:
 
 
 _GPU = dict(steps=200, prompts_per_step=64, group_size=16, checkpoint_every=20)
-PRESETS: dict[str, dict] = with_families("export", {
-    "default": {},
-    "smoke": dict(steps=8, prompts_per_step=8, group_size=8, lr=3e-4, checkpoint_every=2),
-    "gpu": _GPU,
-})
+PRESETS: dict[str, dict] = with_families(
+    "export",
+    {
+        "default": {},
+        "smoke": dict(steps=8, prompts_per_step=8, group_size=8, lr=3e-4, checkpoint_every=2),
+        "gpu": _GPU,
+    },
+)
 """experiments.grpo's presets, restricted to the fields an export sets (tests/stages/test_export.py keeps them
 equal; a stage imports no other stage)."""
 
@@ -160,9 +163,18 @@ def main(args: ExportArgs) -> Path:
     manifest = args.out / MANIFEST
     before = read_json(manifest) if manifest.is_file() else {}
     formats = sorted({*before.get("formats", []), args.format})
-    record = {"run": str(args.run.resolve()), "formats": formats, args.format: resolved(args), "git_sha": git_sha(), "versions": package_versions()}
+    record = {
+        "run": str(args.run.resolve()),
+        "formats": formats,
+        args.format: resolved(args),
+        "git_sha": git_sha(),
+        "versions": package_versions(),
+    }
     write_json(manifest, {**before, **record})
-    print(f"{args.out}: {args.format} export of {args.run} ({', '.join(f'{s} {len(r)}' for s, r in splits.items())} problems)")
+    print(
+        f"{args.out}: {args.format} export of {args.run} ({', '.join(f'{s} {len(r)}' for s, r in splits.items())} "
+        "problems)"
+    )
     return args.out
 
 

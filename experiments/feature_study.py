@@ -52,9 +52,10 @@ class FeatureStudyArgs:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
 
-
     def source_spec(self, hook: str) -> SourceSpec:
-        return SourceSpec(self.out, hook, ProbeSetSpec(k_max=self.probe_k_max, per_k=self.probe_per_k, n_samples=self.probe_samples))
+        return SourceSpec(
+            self.out, hook, ProbeSetSpec(k_max=self.probe_k_max, per_k=self.probe_per_k, n_samples=self.probe_samples)
+        )
 
 
 PRESETS: dict[str, dict] = {

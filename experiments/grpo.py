@@ -45,6 +45,7 @@ from experiments.harness.training.model import save_model
 from experiments.harness.training.rewards import DEFAULT_PAYOFFS, Reward
 from experiments.harness.training.rl_loss import LossAgg
 from experiments.harness.training.rollout import eval_metrics, sampled_rollouts
+from experiments.harness.training.shaping import Shaper
 from experiments.harness.training.train_state import load_state, save_state
 from probes.bands import BANDS, Band
 from probes.layout import (
@@ -117,6 +118,13 @@ class GRPOArgs:
     """Reverse curriculum (``experiments.harness.tasks.reverse_curriculum``): the share of the run's updates over which
     each drawn problem is posed with all but one of its trace steps already written, falling linearly to none
     (0: off, every problem as drawn). The reward is the task's own on the full problem."""
+    shaping: str = ""
+    """Feature-guided credit (``experiments.harness.training.shaping``): a band study's ``sae/<name>/features.json``,
+    whose group pays failed rollouts for the share of their tokens where it fires (empty: off; binary reward only)."""
+    shaping_group: str = "deliberation"
+    """The feature group that pays (one of the features file's groups)."""
+    shaping_weight: float = 0.1
+    """A failed rollout's bonus when the group fires on all its tokens (fixed December 2026, before any result)."""
     eval_every: int = 20
     """Steps between evaluations on the shared held-out set (also at step 0 and the end). One evaluation
     costs about 10 updates on 2 CPU cores; the band study measures steps in between only where matching needs them."""
@@ -130,11 +138,25 @@ class GRPOArgs:
 
     def __post_init__(self) -> None:
         cli.check_common(self)
-        for name in ("steps", "prompts_per_step", "rollout_batch", "eval_every", "checkpoint_every", "inner_updates", "eval_samples"):
+        for name in (
+            "steps",
+            "prompts_per_step",
+            "rollout_batch",
+            "eval_every",
+            "checkpoint_every",
+            "inner_updates",
+            "eval_samples",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.reverse_curriculum <= 1.0:
             raise ValueError(f"reverse_curriculum: must lie in [0, 1], got {self.reverse_curriculum}")
+        if self.shaping and self.reward != "binary":
+            raise ValueError(
+                f"shaping: needs the binary reward (a bonus below a success's), got reward {self.reward!r}"
+            )
+        if not 0.0 < self.shaping_weight < 1.0:
+            raise ValueError(f"shaping_weight: must lie in (0, 1), got {self.shaping_weight}")
         if self.band not in BANDS:
             raise ValueError(f"band: must be one of {BANDS}, got {self.band!r}")
         self.policy  # noqa: B018 -- validate the derived policy spec now
@@ -143,6 +165,12 @@ class GRPOArgs:
     def pose(self) -> Callable[[Problem, int], Problem] | None:
         """How update t poses a drawn problem (None: as drawn)."""
         return poser(round(self.reverse_curriculum * self.steps)) if self.reverse_curriculum else None
+
+    def shaper(self) -> Shaper | None:
+        """The feature-guided credit this run pays (None: off), or a one-line RunDirError naming what is missing."""
+        if not self.shaping:
+            return None
+        return Shaper.of(Path(self.shaping), self.shaping_group, self.shaping_weight, self.device)
 
     @property
     def out(self) -> Path:
@@ -160,12 +188,17 @@ class GRPOArgs:
 
 # Smoke: enough prompts, updates and eval samples for a tiny model to gain measurably (lr 1e-3 collapsed it).
 _SMOKE = dict(steps=8, prompts_per_step=8, group_size=8, lr=3e-4, eval_every=4, checkpoint_every=2, eval_samples=8)
-_GPU = dict(steps=200, prompts_per_step=64, group_size=16, rollout_batch=1024, eval_every=20, checkpoint_every=20, device="cuda")
-PRESETS: dict[str, dict] = with_families("grpo", {
-    "default": {},
-    "smoke": _SMOKE,
-    "gpu": _GPU,
-})
+_GPU = dict(
+    steps=200, prompts_per_step=64, group_size=16, rollout_batch=1024, eval_every=20, checkpoint_every=20, device="cuda"
+)
+PRESETS: dict[str, dict] = with_families(
+    "grpo",
+    {
+        "default": {},
+        "smoke": _SMOKE,
+        "gpu": _GPU,
+    },
+)
 
 
 def save_checkpoint(out: Path, step: int, model, tokenizer, opt, band: Band) -> None:
@@ -194,23 +227,40 @@ class RunInputs:
     def eval_per_k(self, n: int) -> RunInputs:
         """The same inputs with only the first n held-out problems of each chain length."""
         count: Counter = Counter()
-        return dataclasses.replace(self, eval_set=[r for r in self.eval_set if count.update([r["k"]]) or count[r["k"]] <= n])
+        return dataclasses.replace(
+            self, eval_set=[r for r in self.eval_set if count.update([r["k"]]) or count[r["k"]] <= n]
+        )
 
 
-def evaluate(model, tokenizer, args: GRPOArgs, inputs: RunInputs, reference=None, greedy: bool = True) -> dict[str, float]:
+def evaluate(
+    model, tokenizer, args: GRPOArgs, inputs: RunInputs, reference=None, greedy: bool = True
+) -> dict[str, float]:
     """The held-out evaluation of a run (the same sampling draws at every step: common random numbers); with the
     base model as ``reference``, also the KL to it on the samples; ``greedy=False`` skips the greedy pass."""
-    return eval_metrics(model.eval(), tokenizer, inputs.eval_set, inputs.task, seeds.eval_sampling(args.seed), args.eval_samples,
-                        reference, greedy)  # fmt: skip
+    return eval_metrics(
+        model.eval(),
+        tokenizer,
+        inputs.eval_set,
+        inputs.task,
+        seeds.eval_sampling(args.seed),
+        args.eval_samples,
+        reference,
+        greedy,
+    )
 
 
 def step0_evaluation(model, tokenizer, args: GRPOArgs, inputs: RunInputs, reference) -> dict[str, float]:
     """``evaluate`` of the base model, which every band run of one seed makes on the same draws: made by the first
     and read by the others from ``RunLayout.step0_eval`` (keyed by everything it depends on; NaN kept as JSON NaN)."""
     path = RunLayout(args.run).step0_eval(args.seed)
-    key = {"seed": args.seed, "eval_samples": args.eval_samples, "device": args.device, "threads": torch.get_num_threads(),
-           "base": model_identity(RunLayout(args.run).base),
-           "eval_set": hashlib.sha256(json.dumps(inputs.eval_set, sort_keys=True).encode()).hexdigest()}  # fmt: skip
+    key = {
+        "seed": args.seed,
+        "eval_samples": args.eval_samples,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "base": model_identity(RunLayout(args.run).base),
+        "eval_set": hashlib.sha256(json.dumps(inputs.eval_set, sort_keys=True).encode()).hexdigest(),
+    }
     cached = json.loads(path.read_text()) if path.is_file() else {}
     if cached.get("key") != key:
         cached = {"key": key, "metrics": evaluate(model, tokenizer, args, inputs, reference)}
@@ -218,7 +268,9 @@ def step0_evaluation(model, tokenizer, args: GRPOArgs, inputs: RunInputs, refere
     return cached["metrics"]
 
 
-def sampled_correct(model, tokenizer, args: GRPOArgs, inputs: RunInputs, n_samples: int, rows=None, on_batch=None) -> np.ndarray:
+def sampled_correct(
+    model, tokenizer, args: GRPOArgs, inputs: RunInputs, n_samples: int, rows=None, on_batch=None
+) -> np.ndarray:
     """Per sample row (problem-major), whether a free-choice completion at T = 1 on the held-out set is right,
     with the run's evaluation draws (every row its own random numbers, the same for every model), for all rows or
     only ``rows``; no greedy pass or behaviour rates. What a patched model is scored by."""
@@ -253,7 +305,18 @@ def replay(args: GRPOArgs, step: int) -> Path:
         model, tokenizer, opt = load_at(args, start)
         ref_model = load_hf(RunLayout(args.run).base, args.device)
         gens = functools.partial(seeds.grpo_step, args.seed)
-        for _ in rl.train(model, ref_model, opt, tokenizer, inputs.pool, args.policy, gens, range(start, step), args.pose):
+        for _ in rl.train(
+            model,
+            ref_model,
+            opt,
+            tokenizer,
+            inputs.pool,
+            args.policy,
+            gens,
+            range(start, step),
+            args.pose,
+            args.shaper(),
+        ):
             pass
         save_checkpoint(args.out, step, model, tokenizer, opt, args.band)
     return checkpoint_dir(args.out, step)
@@ -266,7 +329,10 @@ def blended(args: GRPOArgs, step: float):
     if args.inner_updates != 1:
         raise RunDirError(f"{args.out}: a fractional step blends one update; inner_updates is {args.inner_updates}")
     t = math.floor(step)
-    model, before = load_hf(replay(args, t + 1), args.device), load_hf(replay(args, t) if t else RunLayout(args.run).base, args.device)
+    model, before = (
+        load_hf(replay(args, t + 1), args.device),
+        load_hf(replay(args, t) if t else RunLayout(args.run).base, args.device),
+    )
     with torch.no_grad():
         for p_after, p_before in zip(model.parameters(), before.parameters(), strict=True):
             p_after.copy_(torch.lerp(p_before, p_after, step - t))
@@ -281,7 +347,9 @@ def at_step(args: GRPOArgs, step: float) -> Path:
     path = args.out / point_name(step)
     if not (path / "model.safetensors").exists():
         tokenizer = load_tokenizer(replay(args, math.floor(step) + 1))
-        save_model(blended(args, step), tokenizer, path, meta={"stage": "grpo", "band": args.band, "step": step, "blend": True})
+        save_model(
+            blended(args, step), tokenizer, path, meta={"stage": "grpo", "band": args.band, "step": step, "blend": True}
+        )
     return path
 
 
@@ -301,6 +369,7 @@ def main(args: GRPOArgs) -> Path:
         return args.out
     model, tokenizer, opt = load_at(args, start)
     ref_model = load_hf(RunLayout(args.run).base, args.device)  # KL to base is logged even when not penalised
+    shaper = args.shaper()
     metrics_path, ledger_path = args.out / METRICS, args.out / LEDGER
     for path in (metrics_path, ledger_path):
         truncate_jsonl(path, start)
@@ -310,7 +379,9 @@ def main(args: GRPOArgs) -> Path:
     bar = tqdm(total=args.steps, initial=start, desc=f"grpo {args.band} s{args.seed}")
     last_acc = math.nan
     gens = functools.partial(seeds.grpo_step, args.seed)
-    for u in rl.train(model, ref_model, opt, tokenizer, inputs.pool, args.policy, gens, range(start, args.steps), args.pose):
+    for u in rl.train(
+        model, ref_model, opt, tokenizer, inputs.pool, args.policy, gens, range(start, args.steps), args.pose, shaper
+    ):
         row = {"step": u.step, **rl.rollout_metrics(u), **u.loss}
         if u.step % args.eval_every == 0 or u.step == args.steps:
             row.update(evaluate(model, tokenizer, args, inputs, ref_model))

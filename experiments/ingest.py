@@ -67,7 +67,9 @@ class IngestArgs:
     @property
     def grpo_args(self) -> grpo.GRPOArgs:
         """The band run's GRPO arguments: where it lives and how it is evaluated."""
-        return cli.preset_args(grpo.GRPOArgs, grpo.PRESETS, self.preset, run=self.run, band=self.band, seed=self.seed, device=self.device)
+        return cli.preset_args(
+            grpo.GRPOArgs, grpo.PRESETS, self.preset, run=self.run, band=self.band, seed=self.seed, device=self.device
+        )
 
 
 PRESETS: dict[str, dict] = {"default": {}, "smoke": {}, "gpu": dict(device="cuda")}
@@ -77,7 +79,9 @@ def copy_checkpoint(src: Path, dest: Path, record: dict) -> None:
     """The HF files of one checkpoint (no optimizer or RNG state), marked as ingested."""
     with atomic_dir(dest) as tmp:
         for f in src.iterdir():
-            if f.is_file() and (f.suffix in (".json", ".safetensors", ".jinja", ".txt", ".model") or f.name == "tokenizer.json"):
+            if f.is_file() and (
+                f.suffix in (".json", ".safetensors", ".jinja", ".txt", ".model") or f.name == "tokenizer.json"
+            ):
                 shutil.copy2(f, tmp / f.name)
         write_json(tmp / INGESTED, record)
 
@@ -100,8 +104,10 @@ def main(args: IngestArgs) -> Path:
     others = recorded_eval_samples(layout, f"ingest/{args.band}/seed{args.seed}")
     if others and set(others.values()) != {gargs.eval_samples}:
         name, n = next((k, v) for k, v in others.items() if v != gargs.eval_samples)
-        raise RunDirError(f"{args.run}: {name} was evaluated with {n} samples per problem, --preset {args.preset} gives "
-                          f"{gargs.eval_samples}; ingest with the preset the run's other band runs used")  # fmt: skip
+        raise RunDirError(
+            f"{args.run}: {name} was evaluated with {n} samples per problem, --preset {args.preset} gives "
+            f"{gargs.eval_samples}; ingest with the preset the run's other band runs used"
+        )
     out = gargs.out
     if (out / METRICS).exists() and not (out / INGESTED).exists():
         raise RunDirError(f"{out}: holds a run bandlens trained; ingest into another --seed or --band")
@@ -126,10 +132,22 @@ def main(args: IngestArgs) -> Path:
     write_jsonl(out / METRICS, rows)
     verifier = Verifier(spec)
     problems = {" ".join(p.prompt_words()): p for p in inputs.pool}
-    write_jsonl(out / LEDGER, er.ledger(er.completion_rows(args.engine, Path(args.logs or args.path)), problems, verifier.words))
-    write_json(out / INGESTED, {**source, "checkpoints": {str(s): str(p.resolve()) for s, p in series.items()},
-                                "logged_steps": len(logged), "ledger": (out / LEDGER).stat().st_size > 0})  # fmt: skip
-    print(f"{out}: {len(series)} {args.engine} checkpoints (steps {min(series)}..{max(series)}), {len(logged)} logged steps")
+    write_jsonl(
+        out / LEDGER, er.ledger(er.completion_rows(args.engine, Path(args.logs or args.path)), problems, verifier.words)
+    )
+    write_json(
+        out / INGESTED,
+        {
+            **source,
+            "checkpoints": {str(s): str(p.resolve()) for s, p in series.items()},
+            "logged_steps": len(logged),
+            "ledger": (out / LEDGER).stat().st_size > 0,
+        },
+    )
+    print(
+        f"{out}: {len(series)} {args.engine} checkpoints (steps {min(series)}..{max(series)}), {len(logged)} logged "
+        "steps"
+    )
     return out
 
 

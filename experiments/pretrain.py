@@ -39,8 +39,8 @@ class PretrainArgs:
     seed: int = 0
     """Seeds model initialisation, training batches and sampled evaluation."""
     task: str = "arith"
-    """Task family, one of ``experiments.harness.tasks.registry.TASKS``: arith (chained modular arithmetic, k = chain length),
-    maze (A* maze search, k = odd grid side), ...; a family's own parameters below, the others' ignored."""
+    """Task family, one of ``experiments.harness.tasks.registry.TASKS``: arith (chained modular arithmetic, k = chain
+    length), maze (A* maze search, k = odd grid side), ...; a family's own parameters below, the others' ignored."""
     p: int = 11
     """Arithmetic: prime modulus."""
     ops: tuple[str, ...] = ("+", "-", "*")
@@ -103,12 +103,14 @@ class PretrainArgs:
     precision: str = "fp32"
     """fp32, or bf16: forward passes under bf16 autocast (mixed precision: weights and optimizer stay fp32)."""
     batch_workers: int = 0
-    """Processes that build training batches ahead of the loop (0: the loop builds them); the same batches either way."""
+    """Processes that build training batches ahead of the loop (0: the loop builds them); the same batches either
+    way."""
     processes: int = 0
     """Processes (this one included) that share each step's chunks on a CPU (0: one per CPU this process may use);
     the same weights, bit for bit, with any number."""
 
-    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("batch_workers", "processes")  # how it runs, not what: not recorded, free on resume
+    # how it runs, not what: not recorded, free on resume
+    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("batch_workers", "processes")
 
     def __post_init__(self) -> None:
         cli.check_common(self)
@@ -150,23 +152,53 @@ IN_RANGE = dict(k_train_max=10, trace_error=0.2, trace_error_from=1500, steps=25
 """The default base model: pretraining covers every chain length the bands use (k = 1..10), 1500 steps on clean
 traces and 1000 more whose written results are wrong with chance 0.2 (later steps follow them), so sampled traces
 decay with k inside the range and "hard" means rarely solved, not unseen (the literature's hard band)."""
-BEYOND_RANGE = {"default": dict(k_train_max=6, trace_error=0.0, trace_error_from=0, steps=1500),
-                "smoke": dict(k_train_max=3, trace_error=0.0, trace_error_from=0)}  # fmt: skip
+BEYOND_RANGE = {
+    "default": dict(k_train_max=6, trace_error=0.0, trace_error_from=0, steps=1500),
+    "smoke": dict(k_train_max=3, trace_error=0.0, trace_error_from=0),
+}
 """The second, reported setting, over each preset: clean traces on k = 1..6 of the 1..10 evaluated (smoke: 1..3 of
 1..5), so "hard" is mostly beyond the pretraining range (docs/configs/hard_beyond_range.json is the default's)."""
 
-PRESETS: dict[str, dict] = with_families("pretrain", {
-    "default": IN_RANGE,
-    # A smaller language (Z_5, '+' only, k <= 5) that a tiny model learns in seconds, in range like the default:
-    # clean traces for the first 60% of steps, then the same trace noise.
-    "smoke": dict(
-        p=5, ops=("+",), k_train_max=5, k_eval_max=5, trace_error=0.2, trace_error_from=240, steps=400, batch_size=64,
-        lr=3e-3, warmup=20, d_model=64, n_layers=2, d_mlp=128, eval_per_k=16, checkpoint_every=100,
-    ),  # fmt: skip
-    # In range like the default, trace noise from the same share of the run (unmeasured on a GPU when set).
-    "gpu": dict(IN_RANGE, trace_error_from=2400, steps=4000, batch_size=256, d_model=256, n_layers=4, d_mlp=1024, n_heads=8, eval_per_k=500, device="cuda",
-                precision="bf16", batch_workers=4),
-})
+PRESETS: dict[str, dict] = with_families(
+    "pretrain",
+    {
+        "default": IN_RANGE,
+        # A smaller language (Z_5, '+' only, k <= 5) that a tiny model learns in seconds, in range like the default:
+        # clean traces for the first 60% of steps, then the same trace noise.
+        "smoke": dict(
+            p=5,
+            ops=("+",),
+            k_train_max=5,
+            k_eval_max=5,
+            trace_error=0.2,
+            trace_error_from=240,
+            steps=400,
+            batch_size=64,
+            lr=3e-3,
+            warmup=20,
+            d_model=64,
+            n_layers=2,
+            d_mlp=128,
+            eval_per_k=16,
+            checkpoint_every=100,
+        ),
+        # In range like the default, trace noise from the same share of the run (unmeasured on a GPU when set).
+        "gpu": dict(
+            IN_RANGE,
+            trace_error_from=2400,
+            steps=4000,
+            batch_size=256,
+            d_model=256,
+            n_layers=4,
+            d_mlp=1024,
+            n_heads=8,
+            eval_per_k=500,
+            device="cuda",
+            precision="bf16",
+            batch_workers=4,
+        ),
+    },
+)
 
 
 def train(args: PretrainArgs, state_path: Path):
@@ -179,15 +211,29 @@ def train(args: PretrainArgs, state_path: Path):
         if step + 1 < args.steps:
             save_state(state_path, opt, step + 1, model)
 
-    fit(model, opt, args.recipe, tokenizer.get_vocab(), range(start, args.steps), after=snapshot,
-        after_every=args.checkpoint_every, workers=args.batch_workers, processes=args.processes or usable_cpus(), desc="pretrain")  # fmt: skip
+    fit(
+        model,
+        opt,
+        args.recipe,
+        tokenizer.get_vocab(),
+        range(start, args.steps),
+        after=snapshot,
+        after_every=args.checkpoint_every,
+        workers=args.batch_workers,
+        processes=args.processes or usable_cpus(),
+        desc="pretrain",
+    )
     return model.eval(), tokenizer
 
 
 def eval_problems(args: PretrainArgs) -> list[Problem]:
     """The base evaluation's problems at every knob up to k_eval_max (a stream training never draws from)."""
     task = args.family
-    return [pr for k in task.knobs(args.k_eval_max) for pr in seeds.problems("pretrain_eval", args.seed, k, args.eval_per_k, task)]
+    return [
+        pr
+        for k in task.knobs(args.k_eval_max)
+        for pr in seeds.problems("pretrain_eval", args.seed, k, args.eval_per_k, task)
+    ]
 
 
 def format_table(table: dict[str, dict], chance: float) -> str:

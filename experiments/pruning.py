@@ -17,7 +17,6 @@ Every run writes its own file (``pruning/arms/<arm>/seed<s>.json``), so a rerun 
 """
 
 import dataclasses
-import functools
 import zlib
 from pathlib import Path
 from typing import ClassVar
@@ -29,26 +28,31 @@ from experiments.analysis.pruning_results import Design, analyse
 from experiments.harness import cli, seeds
 from experiments.harness.executors import EXECUTORS, run_jobs
 from experiments.harness.rundir import cached_json, check_writable, init_run, write_json
+from experiments.harness.studies.pruning_jobs import (
+    RLJob,
+    ScoringJob,
+    SupervisedJob,
+    run_rl,
+    run_scoring,
+    run_supervised,
+)
 from experiments.harness.studies.pruning_scores import (
     SCORE_METRICS,
     combine,
     draw_dataset,
-    examples,
     excluded,
     held_out,
-    scoring_run,
 )
 from experiments.harness.tasks.arith import Arithmetic
 from experiments.harness.tasks.family import Problem
 from experiments.harness.tasks.registry import run_task
-from experiments.harness.training import fixed_data, rl
+from experiments.harness.training import rl
 from experiments.harness.training.fixed_data import Schedule
-from experiments.harness.training.model import ModelSpec, build_tokenizer
+from experiments.harness.training.model import ModelSpec
 from experiments.harness.training.supervised import Recipe
 from probes.bands import BANDS
 from probes.difficulty import learnability
 from probes.layout import PruningLayout, RunDirError, RunLayout, read_json
-from probes.models import load_hf, load_tokenizer
 from probes.selection import keep
 
 RL_METRICS = ("failure_rate", "learnability")
@@ -59,7 +63,8 @@ RL_METRICS = ("failure_rate", "learnability")
 class PruningArgs:
     """Prune datasets and RL pools by difficulty scores; compare with random pruning across data sizes."""
 
-    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("executor", "workers")  # how it runs, not what: not recorded, free on resume
+    # how it runs, not what: not recorded, free on resume
+    HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("executor", "workers")
 
     run: Path = Path("runs/default")
     """Run directory with base/ and config.json (the pretraining recipe); bands/table.json for the RL part."""
@@ -128,7 +133,11 @@ class PruningArgs:
 
     def __post_init__(self) -> None:
         cli.check_common(self)
-        if len(self.sizes) < 2 or min(self.sizes) < 10 or any(not 0 < f <= 1 for f in (*self.fractions, *self.other_fractions, *self.rl_fractions)):
+        if (
+            len(self.sizes) < 2
+            or min(self.sizes) < 10
+            or any(not 0 < f <= 1 for f in (*self.fractions, *self.other_fractions, *self.rl_fractions))
+        ):
             raise ValueError("sizes: need at least two, each >= 10; fractions: must lie in (0, 1]")
         if not set(self.other_sizes) <= set(self.sizes):
             raise ValueError(f"other_sizes: {list(self.other_sizes)} must be among sizes {list(self.sizes)}")
@@ -145,103 +154,105 @@ class PruningArgs:
 
     @property
     def design(self) -> Design:
-        return Design(self.sizes, self.fractions, self.headline, self.metrics, self.other_fractions, self.other_sizes or self.sizes,
-                      self.seeds, self.rl_fractions, self.rl_seeds, self.n_boot)  # fmt: skip
+        return Design(
+            self.sizes,
+            self.fractions,
+            self.headline,
+            self.metrics,
+            self.other_fractions,
+            self.other_sizes or self.sizes,
+            self.seeds,
+            self.rl_fractions,
+            self.rl_seeds,
+            self.n_boot,
+        )
 
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(sizes=(40, 80), other_sizes=(), fractions=(0.5, 1.0), metrics=("grand", "forgetting", "memorization", "k"), seeds=(0, 1),
-                  score_seeds=(0, 1), steps=12, batch_size=8, score_step=2, eval_per_k=6, k_max=3, d_model=32, n_layers=1,
-                  rl_seeds=(0,), rl_steps=2, rl_prompts=2, group_size=4, n_boot=100, executor="local"),
-    "gpu": dict(p=0, k_max=0, d_model=128, n_layers=3, sizes=(2000, 4000, 8000, 16000), other_fractions=(0.3, 0.5, 0.7), other_sizes=(),
-                seeds=(0, 1, 2, 3, 4), score_seeds=tuple(range(8)), steps=3000, batch_size=128, score_step=300,
-                rl_fractions=(0.3, 0.5, 0.7), rl_seeds=(0, 1, 2), rl_steps=40, rl_prompts=16, device="cuda"),
-}  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True)
-class SupervisedJob:
-    """One pruning run: train a fresh model on ``records`` and write its held-out correctness to ``out``."""
-
-    recipe: Recipe
-    records: list[dict]
-    rows: list[int]
-    """Which rows of the dataset ``records`` are (written with the result)."""
-    schedule: Schedule
-    seed: int
-    problems: list[Problem]
-    out: Path
-
-
-def run_supervised(job: SupervisedJob) -> None:
-    model = fixed_data.train(job.recipe, examples(job.recipe, job.records), job.schedule, job.seed, desc=job.out.parent.name)
-    correct = fixed_data.greedy_correct(model, build_tokenizer(job.recipe.task), job.problems)
-    write_json(job.out, {"correct": correct.tolist(), "n_train": len(job.records), "rows": job.rows})
-
-
-@dataclasses.dataclass(frozen=True)
-class RLJob:
-    """One GRPO run from the base model on a kept pool, evaluated on the band eval set."""
-
-    base: Path
-    pool: list[Problem]
-    policy: rl.PolicySpec
-    steps: int
-    seed: int
-    stream: int
-    """Key of the run's draw stream (a hash of the arm's name: stable whatever else the grid holds)."""
-    problems: list[Problem]
-    out: Path
-
-
-def run_rl(job: RLJob) -> None:
-    model, ref, tokenizer = load_hf(job.base, job.policy.device), load_hf(job.base, job.policy.device), load_tokenizer(job.base)
-    generators = functools.partial(seeds.pruning_rl_step, job.seed, job.stream)
-    for _ in rl.train(model, ref, rl.optimizer(model, job.policy), tokenizer, job.pool, job.policy, generators, range(job.steps)):
-        pass
-    correct = fixed_data.greedy_correct(model, tokenizer, job.problems)
-    write_json(job.out, {"correct": correct.tolist(), "n_train": len(job.pool), "pids": [pr.pid for pr in job.pool]})
+    "smoke": dict(
+        sizes=(40, 80),
+        other_sizes=(),
+        fractions=(0.5, 1.0),
+        metrics=("grand", "forgetting", "memorization", "k"),
+        seeds=(0, 1),
+        score_seeds=(0, 1),
+        steps=12,
+        batch_size=8,
+        score_step=2,
+        eval_per_k=6,
+        k_max=3,
+        d_model=32,
+        n_layers=1,
+        rl_seeds=(0,),
+        rl_steps=2,
+        rl_prompts=2,
+        group_size=4,
+        n_boot=100,
+        executor="local",
+    ),
+    "gpu": dict(
+        p=0,
+        k_max=0,
+        d_model=128,
+        n_layers=3,
+        sizes=(2000, 4000, 8000, 16000),
+        other_fractions=(0.3, 0.5, 0.7),
+        other_sizes=(),
+        seeds=(0, 1, 2, 3, 4),
+        score_seeds=tuple(range(8)),
+        steps=3000,
+        batch_size=128,
+        score_step=300,
+        rl_fractions=(0.3, 0.5, 0.7),
+        rl_seeds=(0, 1, 2),
+        rl_steps=40,
+        rl_prompts=16,
+        device="cuda",
+    ),
+}
 
 
 def study_recipe(args: PruningArgs, run: RunLayout) -> Recipe:
     """The run's pretraining recipe with this study's task modulus, chain range and model size."""
     recipe = Recipe.of(read_json(run.config)["stages"]["pretrain"])
     if not isinstance(recipe.task, Arithmetic):
-        raise RunDirError(f"{run.root}: the pruning study's datasets are arithmetic chains; this run's task is {recipe.task.name}")
-    task = dataclasses.replace(recipe.task, spec=dataclasses.replace(recipe.task.spec, p=args.p)) if args.p else recipe.task
-    model = ModelSpec(recipe.model.arch, args.d_model, args.n_layers, recipe.model.n_heads, 2 * args.d_model, recipe.model.max_len)
-    return dataclasses.replace(recipe, task=task, model=model, k_train_max=args.k_max or recipe.k_train_max, device=args.device)
-
-
-@dataclasses.dataclass(frozen=True)
-class ScoringJob:
-    """One scoring run on a dataset, written to ``out``."""
-
-    recipe: Recipe
-    records: list[dict]
-    schedule: Schedule
-    seed: int
-    score_step: int
-    out: Path
-
-
-def run_scoring(job: ScoringJob) -> None:
-    write_json(job.out, scoring_run(job.recipe, job.records, job.schedule, job.seed, job.score_step))
+        raise RunDirError(
+            f"{run.root}: the pruning study's datasets are arithmetic chains; this run's task is {recipe.task.name}"
+        )
+    task = (
+        dataclasses.replace(recipe.task, spec=dataclasses.replace(recipe.task.spec, p=args.p))
+        if args.p
+        else recipe.task
+    )
+    model = ModelSpec(
+        recipe.model.arch, args.d_model, args.n_layers, recipe.model.n_heads, 2 * args.d_model, recipe.model.max_len
+    )
+    return dataclasses.replace(
+        recipe, task=task, model=model, k_train_max=args.k_max or recipe.k_train_max, device=args.device
+    )
 
 
 def datasets(args: PruningArgs, recipe: Recipe, exclude: set[str]) -> dict[int, list[dict]]:
     """Every dataset (prefixes of the largest), scored by every scoring run not yet written."""
     out = RunLayout(args.run).pruning
-    largest = cached_json(out.dataset(max(args.sizes)), lambda: draw_dataset(recipe, max(args.sizes), args.seed, exclude))
+    largest = cached_json(
+        out.dataset(max(args.sizes)), lambda: draw_dataset(recipe, max(args.sizes), args.seed, exclude)
+    )
     data = {size: largest[:size] for size in args.sizes}
-    jobs = [ScoringJob(recipe, data[size], args.schedule, s, args.score_step, out.scores(size, s))
-            for size in args.sizes for s in args.score_seeds if not out.scores(size, s).exists()]  # fmt: skip
+    jobs = [
+        ScoringJob(recipe, data[size], args.schedule, s, args.score_step, out.scores(size, s))
+        for size in args.sizes
+        for s in args.score_seeds
+        if not out.scores(size, s).exists()
+    ]
     run_jobs(run_scoring, jobs, args.executor, args.workers)
     return data
 
 
-def supervised_jobs(args: PruningArgs, recipe: Recipe, data: dict[int, list[dict]], problems: list[Problem]) -> list[SupervisedJob]:
+def supervised_jobs(
+    args: PruningArgs, recipe: Recipe, data: dict[int, list[dict]], problems: list[Problem]
+) -> list[SupervisedJob]:
     """One job per size x arm x seed not yet written."""
     out = RunLayout(args.run).pruning
     jobs = []
@@ -253,7 +264,11 @@ def supervised_jobs(args: PruningArgs, recipe: Recipe, data: dict[int, list[dict
                 kept = keep(scores[metric], f, policy, seeds_of(args.seed, s, size, metric))
                 path = out.arm(PruningLayout.arm_name(size, metric, policy, f), s)
                 if not path.exists():
-                    jobs.append(SupervisedJob(recipe, [records[i] for i in kept], kept.tolist(), args.schedule, s, problems, path))
+                    jobs.append(
+                        SupervisedJob(
+                            recipe, [records[i] for i in kept], kept.tolist(), args.schedule, s, problems, path
+                        )
+                    )
     return jobs
 
 
@@ -267,12 +282,18 @@ def rl_jobs(args: PruningArgs, run: RunLayout) -> list[RLJob]:
     if not args.rl_fractions:
         return []
     if not run.band_table.exists():
-        raise RunDirError(f"{run.band_table}: missing; the RL part prunes the band pools (run experiments.bands, or set --rl-fractions '')")
+        raise RunDirError(
+            f"{run.band_table}: missing; the RL part prunes the band pools (run experiments.bands, or set "
+            "--rl-fractions '')"
+        )
     table, task = read_json(run.band_table), run_task(run.root)
     pool = [r for band in BANDS for r in table["pools"][band]]
     rate = np.array([r["pass_rate"] for r in pool])
     scores = {"failure_rate": 1 - rate, "learnability": learnability(rate), "random": np.zeros(len(pool))}
-    problems, policy = [task.from_record(r) for r in table["eval_set"]], rl.PolicySpec(args.rl_prompts, args.group_size, args.rl_lr, device=args.device)
+    problems, policy = (
+        [task.from_record(r) for r in table["eval_set"]],
+        rl.PolicySpec(args.rl_prompts, args.group_size, args.rl_lr, device=args.device),
+    )
     arms = [("base", "random", 1.0), ("all", "random", 1.0)] + [("random", "random", f) for f in args.rl_fractions]
     arms += [(m, pol, f) for m in RL_METRICS for f in args.rl_fractions for pol in ("keep_high", "keep_low")]
     jobs = []
@@ -281,8 +302,18 @@ def rl_jobs(args: PruningArgs, run: RunLayout) -> list[RLJob]:
         for s in (0,) if metric == "base" else args.rl_seeds:
             kept = keep(scores.get(metric, scores["random"]), f, pol, seeds_of(args.seed, s, len(pool), metric))
             if not run.pruning.arm(name, s).exists():
-                jobs.append(RLJob(run.base, [task.from_record(pool[i]) for i in kept], policy, 0 if metric == "base" else args.rl_steps,
-                                  s, zlib.crc32(name.encode()), problems, run.pruning.arm(name, s)))  # fmt: skip
+                jobs.append(
+                    RLJob(
+                        run.base,
+                        [task.from_record(pool[i]) for i in kept],
+                        policy,
+                        0 if metric == "base" else args.rl_steps,
+                        s,
+                        zlib.crc32(name.encode()),
+                        problems,
+                        run.pruning.arm(name, s),
+                    )
+                )
     return jobs
 
 
@@ -290,7 +321,9 @@ def main(args: PruningArgs) -> dict:
     """Run or resume every stage; returns results.json's content."""
     run = RunLayout(args.run)
     if not run.config.exists() or not run.base.exists():
-        raise RunDirError(f"{run.root}: needs base/ and config.json (run experiments.pretrain or experiments.band_study first)")
+        raise RunDirError(
+            f"{run.root}: needs base/ and config.json (run experiments.pretrain or experiments.band_study first)"
+        )
     out = run.pruning
     check_writable(out.root)
     init_run(args.run, "pruning", args)

@@ -25,8 +25,7 @@ three tests. Every setting was fixed before any result was seen; a rerun resumes
 """
 
 import dataclasses
-import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,34 +36,34 @@ from tqdm.auto import tqdm
 from experiments.analysis.refinement_report import write_report
 from experiments.analysis.refinement_results import (
     LEVELS,
-    MAIN_ARMS,
-    Frontier,
     FrontierBin,
     RefinementResult,
-    decide,
+    analyse,
     frontier_arm,
     frontier_bins,
-    level_of,
-    read_summary,
-    split_rows,
-    split_tables,
-    tests,
-    verdict,
 )
 from experiments.harness import cli, seeds
 from experiments.harness.rundir import cached_json, check_writable, init_run, write_json
-from experiments.harness.studies.refinements import REFINE, by_k, student_reads, teacher_traces
-from experiments.harness.tasks.arith import Arithmetic, unreliable_trace_words
+from experiments.harness.studies.refinements import (
+    by_k,
+    check_fits,
+    eval_problems,
+    random_subset,
+    sample_rows,
+    student_reads,
+    teacher_traces,
+    train_problems,
+)
+from experiments.harness.tasks.arith import Arithmetic
 from experiments.harness.tasks.family import Problem
 from experiments.harness.tasks.registry import run_task
 from experiments.harness.training import fixed_data
 from experiments.harness.training.fixed_data import Schedule, greedy_correct
 from experiments.harness.training.model import save_model
-from experiments.harness.training.rollout import max_new_tokens, sampled_completions
+from experiments.harness.training.rollout import sampled_completions
 from experiments.harness.training.supervised import Example, Recipe, example, fit
 from probes.layout import RefinementLayout, RunDirError, RunLayout, read_json
 from probes.models import load_hf, load_tokenizer
-from probes.selection import keep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +79,8 @@ class RefinementArgs:
     problem space allows), the original traces' errors, the teacher's batches, the student's sampling and the random
     subsets."""
     teacher_k_max: int = 10
-    """The teacher trains on, and the study draws problems at, k = 1..teacher_k_max (must exceed the run's k_train_max)."""
+    """The teacher trains on, and the study draws problems at, k = 1..teacher_k_max (must exceed the run's
+    k_train_max)."""
     teacher_steps: int = 400
     """Updates of the pretraining recipe, from the student's weights, that make the teacher."""
     teacher_warmup: int = 20
@@ -138,15 +138,38 @@ PRESETS: dict[str, dict] = {
     # Measured on 2 CPU cores against a default run (see the README's wall times); counts chosen for time alone.
     "default": {},
     # The conftest smoke run (Z_5, '+', k <= 3): beyond is k = 4..6; the smoke band study's (k <= 5): k = 6.
-    "smoke": dict(teacher_k_max=6, teacher_steps=60, teacher_warmup=5, train_per_k=6, eval_per_k=8, n_pass=4, ft_steps=8,
-                  ft_batch=8, ft_warmup=2, frontier_bins=2, seeds=(0, 1), n_boot=50),  # fmt: skip
-    "gpu": dict(teacher_steps=2000, teacher_warmup=50, train_per_k=200, eval_per_k=200, n_pass=16, ft_steps=600, ft_batch=64,
-                ft_warmup=30, seeds=(0, 1, 2, 3, 4), device="cuda"),  # fmt: skip
+    "smoke": dict(
+        teacher_k_max=6,
+        teacher_steps=60,
+        teacher_warmup=5,
+        train_per_k=6,
+        eval_per_k=8,
+        n_pass=4,
+        ft_steps=8,
+        ft_batch=8,
+        ft_warmup=2,
+        frontier_bins=2,
+        seeds=(0, 1),
+        n_boot=50,
+    ),
+    "gpu": dict(
+        teacher_steps=2000,
+        teacher_warmup=50,
+        train_per_k=200,
+        eval_per_k=200,
+        n_pass=16,
+        ft_steps=600,
+        ft_batch=64,
+        ft_warmup=30,
+        seeds=(0, 1, 2, 3, 4),
+        device="cuda",
+    ),
 }
 
 ORIGINAL, PASS, TEACHER, SUBSET, BINS = range(1, 6)
 """Purposes of the study's draws from the "refinement" stream, keyed (seed, 0, purpose, ...); problem draws use
 (seed, k) with k >= 1."""
+
 
 def draws(args: RefinementArgs, purpose: int, *key: int) -> np.random.Generator:
     return seeds.rng("refinement", args.seed, 0, purpose, *key)
@@ -170,46 +193,16 @@ def student_recipe(args: RefinementArgs) -> Recipe:
         raise RunDirError(f"{layout.config}: no pretrain stage recorded; run experiments.pretrain first")
     task = run_task(args.run)
     if not isinstance(task, Arithmetic):
-        raise RunDirError(f"{args.run}: the refinement study rewrites arithmetic traces and needs a plain arithmetic run, not {task.params}")
+        raise RunDirError(
+            f"{args.run}: the refinement study rewrites arithmetic traces and needs a plain arithmetic run, not "
+            f"{task.params}"
+        )
     recipe = dataclasses.replace(Recipe.of(pretrain), device=args.device)
     if args.teacher_k_max <= recipe.k_train_max:
-        raise RunDirError(f"{args.run}: teacher_k_max {args.teacher_k_max} must exceed the run's k_train_max {recipe.k_train_max}")
+        raise RunDirError(
+            f"{args.run}: teacher_k_max {args.teacher_k_max} must exceed the run's k_train_max {recipe.k_train_max}"
+        )
     return recipe
-
-
-def eval_problems(recipe: Recipe, args: RefinementArgs) -> list[Problem]:
-    """The held-out set: eval_per_k problems per k of the refinement_eval stream, whose problems no pretrain_eval
-    set (the base model's table, at any seed) holds where the problem space allows (``seeds.partitioned``)."""
-    task = recipe.task
-    ks = task.knobs(args.teacher_k_max)
-    return [pr for k in ks for pr in seeds.problems("refinement_eval", args.seed, k, args.eval_per_k, task)]
-
-
-def check_fits(problems: Sequence[Problem], recipe: Recipe) -> None:
-    """The longest read (question and trace, or a rollout with its slack) fits the model's positions."""
-    longest = max(len(pr.prompt_words()) for pr in problems) + max_new_tokens(problems)
-    if longest > recipe.model.max_len:
-        raise RunDirError(f"teacher_k_max: its sequences ({longest} tokens) exceed the model's max_len {recipe.model.max_len}")
-
-
-def fresh_problems(recipe: Recipe, k: int, args: RefinementArgs, exclude: set[str]) -> Iterator[Problem]:
-    """Problems of length k from the study's stream at (seed, k), none whose content is in ``exclude``."""
-    if len(exclude) >= recipe.task.n_distinct(k):
-        raise RunDirError(f"eval_per_k: the held-out set holds every problem of length {k}; none is left to train on")
-    rng = seeds.rng("refinement", args.seed, k)
-    for i in itertools.count():
-        pr = recipe.task.draw(rng, k, pid=f"refinement-s{args.seed}-k{k}-{i}")
-        if pr.key not in exclude:
-            yield pr
-
-
-def train_problems(recipe: Recipe, args: RefinementArgs, held_out: Sequence[Problem]) -> list[Problem]:
-    """train_per_k problems per k in 1..teacher_k_max, none in the held-out set (repeats among them allowed)."""
-    out = []
-    for k in recipe.task.knobs(args.teacher_k_max):
-        exclude = {pr.key for pr in held_out if pr.k == k}
-        out += itertools.islice(fresh_problems(recipe, k, args, exclude), args.train_per_k)
-    return out
 
 
 # --- the teacher -----------------------------------------------------------------------------------------------------
@@ -220,26 +213,30 @@ def train_teacher(layout: RunLayout, recipe: Recipe, args: RefinementArgs) -> No
     out = layout.refinement.teacher
     if (out / "model.safetensors").exists():  # save_model writes the directory atomically
         return
-    run = dataclasses.replace(recipe, k_train_max=args.teacher_k_max, steps=args.teacher_steps, warmup=args.teacher_warmup,
-                              seed=draw_seed(args, TEACHER))  # fmt: skip
+    run = dataclasses.replace(
+        recipe,
+        k_train_max=args.teacher_k_max,
+        steps=args.teacher_steps,
+        warmup=args.teacher_warmup,
+        seed=draw_seed(args, TEACHER),
+    )
     tokenizer, model = load_tokenizer(layout.base), load_hf(layout.base, args.device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     fit(model, opt, run, tokenizer.get_vocab(), range(run.steps), desc="teacher")
-    save_model(model.eval(), tokenizer, out, meta={"stage": "refinement teacher", "k_train_max": args.teacher_k_max,
-                                                   "steps": args.teacher_steps, "from": "base"})  # fmt: skip
+    save_model(
+        model.eval(),
+        tokenizer,
+        out,
+        meta={
+            "stage": "refinement teacher",
+            "k_train_max": args.teacher_k_max,
+            "steps": args.teacher_steps,
+            "from": "base",
+        },
+    )
 
 
 # --- samples: originals, refinements, the student's reads -----------------------------------------------------------
-
-
-def sample_rows(problems: Sequence[Problem], traces: Sequence[list[str] | None], args: RefinementArgs) -> list[dict]:
-    """Per problem its original (unreliable) trace, then the three refinements of its verified teacher trace."""
-    rng = draws(args, ORIGINAL)
-    rows = []
-    for i, (pr, trace) in enumerate(zip(problems, traces)):
-        rows.append({"problem": i, "k": pr.k, "level": "original", "words": unreliable_trace_words(pr, rng, args.original_error)})
-        rows += [{"problem": i, "k": pr.k, "level": level, "words": REFINE[level](trace)} for level in LEVELS if trace]
-    return rows
 
 
 def read_samples(layout: RunLayout, recipe: Recipe, args: RefinementArgs, held_out: Sequence[Problem]) -> dict:
@@ -247,27 +244,31 @@ def read_samples(layout: RunLayout, recipe: Recipe, args: RefinementArgs, held_o
     the student's reads, and both models' competence per k on the held-out set."""
     tokenizer = load_tokenizer(layout.base)
     student, teacher = load_hf(layout.base, args.device), load_hf(layout.refinement.teacher, args.device)
-    problems = train_problems(recipe, args, held_out)
+    problems = train_problems(recipe.task, args.seed, args.teacher_k_max, args.train_per_k, held_out)
     traces = teacher_traces(teacher, tokenizer, problems)
-    rows = sample_rows(problems, traces, args)
+    rows = sample_rows(problems, traces, draws(args, ORIGINAL), args.original_error)
     student_reads(student, tokenizer.get_vocab(), problems, rows)
     outcomes = sampled_completions(student, tokenizer, problems, args.n_pass, draw_seed(args, PASS))
-    competence = {"student, deliberate": by_k(held_out, greedy_correct(student, tokenizer, held_out, "deliberate")),
-                  "teacher, deliberate": by_k(held_out, greedy_correct(teacher, tokenizer, held_out, "deliberate")),
-                  "student, free choice": by_k(held_out, greedy_correct(student, tokenizer, held_out))}  # fmt: skip
+    competence = {
+        "student, deliberate": by_k(held_out, greedy_correct(student, tokenizer, held_out, "deliberate")),
+        "teacher, deliberate": by_k(held_out, greedy_correct(teacher, tokenizer, held_out, "deliberate")),
+        "student, free choice": by_k(held_out, greedy_correct(student, tokenizer, held_out)),
+    }
     return {
-        "problems": [{**pr.as_record(), "pass_rate": float(np.mean([o.correct for o in outs])), "teacher_verified": t is not None}
-                     for pr, outs, t in zip(problems, outcomes, traces)],
-        "samples": rows, "competence": competence,
-    }  # fmt: skip
+        "problems": [
+            {
+                **pr.as_record(),
+                "pass_rate": float(np.mean([o.correct for o in outs])),
+                "teacher_verified": t is not None,
+            }
+            for pr, outs, t in zip(problems, outcomes, traces)
+        ],
+        "samples": rows,
+        "competence": competence,
+    }
 
 
 # --- arms ------------------------------------------------------------------------------------------------------------
-
-
-def random_subset(rows: Int[np.ndarray, " N"], size: int, seed: int) -> Int[np.ndarray, " M"]:
-    """``size`` of ``rows`` drawn at random (all of them when size >= their number)."""
-    return rows if size >= rows.size else rows[keep(np.zeros(rows.size), size / rows.size, "random", seed)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,13 +287,20 @@ def plan_arms(reads: Mapping, args: RefinementArgs) -> Arms:
     level = np.array([s["level"] for s in samples])
     original, refined = np.flatnonzero(level == "original"), np.flatnonzero(level != "original")
     if refined.size < args.frontier_bins:
-        raise RunDirError(f"{args.run}: the teacher verified {refined.size // len(LEVELS)} traces, too few to study; train it longer (--teacher-steps)")
+        raise RunDirError(
+            f"{args.run}: the teacher verified {refined.size // len(LEVELS)} traces, too few to study; train it longer "
+            "(--teacher-steps)"
+        )
     kept = refined[[bool(samples[i]["keep_by_student"]) for i in refined]]
     if kept.size == 0:
         raise RunDirError(f"{args.run}: the student's filter kept no refinement, so self-filtering cannot be compared")
     same = lambda rows: [rows] * len(args.seeds)  # noqa: E731
-    out = {"original": same(original), "all_refinements": same(refined), "student_filtered": same(kept),
-           "random_same_size": [random_subset(refined, kept.size, draw_seed(args, SUBSET, s)) for s in args.seeds]}  # fmt: skip
+    out = {
+        "original": same(original),
+        "all_refinements": same(refined),
+        "student_filtered": same(kept),
+        "random_same_size": [random_subset(refined, kept.size, draw_seed(args, SUBSET, s)) for s in args.seeds],
+    }
     pass_rate = np.array([problems[samples[i]["problem"]]["pass_rate"] for i in refined])
     bin_N = frontier_bins(pass_rate, args.frontier_bins, draw_seed(args, BINS))
     size = int(np.bincount(bin_N, minlength=args.frontier_bins).min())
@@ -300,14 +308,26 @@ def plan_arms(reads: Mapping, args: RefinementArgs) -> Arms:
     for b in range(args.frontier_bins):
         members = refined[bin_N == b]
         out[frontier_arm(b)] = [random_subset(members, size, draw_seed(args, BINS, b, s)) for s in args.seeds]
-        bins.append(FrontierBin(frontier_arm(b), int(members.size), float(1 - pass_rate[bin_N == b].mean()),
-                                float(np.mean([samples[i]["k"] for i in members]))))  # fmt: skip
+        bins.append(
+            FrontierBin(
+                frontier_arm(b),
+                int(members.size),
+                float(1 - pass_rate[bin_N == b].mean()),
+                float(np.mean([samples[i]["k"] for i in members])),
+            )
+        )
     return Arms(out, bins)
 
 
 def train_arm(
-    path: Path, data: list[Example], seed: int, recipe: Recipe, layout: RunLayout, args: RefinementArgs,
-    held_out: Sequence[Problem], tokenizer,
+    path: Path,
+    data: list[Example],
+    seed: int,
+    recipe: Recipe,
+    layout: RunLayout,
+    args: RefinementArgs,
+    held_out: Sequence[Problem],
+    tokenizer,
 ) -> None:
     """Fine-tune a fresh copy of the student on ``data``; write its held-out correctness (atomically)."""
     model = load_hf(layout.base, args.device)
@@ -331,42 +351,11 @@ def run_arms(
     return {a: [read_json(out.arm(a, s)) for s in args.seeds] for a in plan.rows}
 
 
-# --- statistics ------------------------------------------------------------------------------------------------------
-
-
-def analyse(files: Mapping[str, list[dict]], plan: Arms, reads: Mapping, recipe: Recipe, args: RefinementArgs,
-            held_out: Sequence[Problem]) -> RefinementResult:  # fmt: skip
-    """The competence tables, read summary, arm and frontier tables, the claims and the verdict."""
-    runs = {a: [np.array(f["correct"], dtype=bool) for f in fs] for a, fs in files.items()}
-    k_P = np.array([pr.k for pr in held_out])
-    splits = split_rows(k_P, recipe.k_train_max)
-    free = reads["competence"]["student, free choice"]  # per k, so a split's accuracy weighs each k by its problems
-    decided = tests(args.frontier_bins)
-    level = level_of(len(decided))
-    bins = [frontier_arm(b) for b in range(args.frontier_bins)]
-    claims = [decide(t, runs, splits, level) for t in decided]
-    in_range = decide(dataclasses.replace(decided[0], split="in range"), runs, splits, level)  # reported only
-    samples = reads["samples"]
-    return RefinementResult(
-        preset=args.preset, k_train_max=recipe.k_train_max, teacher_k_max=args.teacher_k_max, seeds=list(args.seeds),
-        ft=args.schedule, teacher_steps=args.teacher_steps, level=level, n_tests=len(decided),
-        n_eval={s: int(rows.size) for s, rows in splits.items()}, competence=reads["competence"],
-        student_before={s: float(np.mean([free[str(k)] for k in k_P[rows]])) for s, rows in splits.items()},
-        teacher_verified=sum(p["teacher_verified"] for p in reads["problems"]), n_problems=len(reads["problems"]),
-        reads=read_summary([s["level"] for s in samples], np.array([s["k"] for s in samples]), np.array([s["ifd"] for s in samples]),
-                           np.array([s["rifd"] for s in samples]), np.array([bool(s["keep_by_student"]) for s in samples])),
-        n_train={a: [f["n_train"] for f in fs] for a, fs in files.items()},
-        arms=split_tables({a: runs[a] for a in MAIN_ARMS}, splits, MAIN_ARMS[0], level, args.n_boot, seed=0),
-        frontier=Frontier(plan.bins, split_tables({b: runs[b] for b in bins}, splits, bins[0], level, args.n_boot, seed=10)),
-        claims=claims, reported=[in_range], verdict=verdict(claims, level),
-    )  # fmt: skip
-
-
 def main(args: RefinementArgs) -> RefinementResult:
     """Train (or reuse) the teacher, read the samples, fine-tune every arm, write results.json and report.md."""
     recipe, layout = student_recipe(args), RunLayout(args.run)
-    held_out = eval_problems(recipe, args)
-    check_fits(held_out, recipe)
+    held_out = eval_problems(recipe.task, args.seed, args.teacher_k_max, args.eval_per_k)
+    check_fits(held_out, recipe.model.max_len)
     check_writable(layout.refinement.root)
     init_run(args.run, "refinement", args)
     stage = cli.StageClock("refinement", layout.refinement.profile)
@@ -378,7 +367,15 @@ def main(args: RefinementArgs) -> RefinementResult:
     stage(f"fine-tune {len(plan.rows)} arms x {len(args.seeds)} seeds, {args.ft_steps} updates each")
     files = run_arms(plan, reads, recipe, layout, args, held_out)
     stage("statistics, figures and report")
-    result = analyse(files, plan, reads, recipe, args, held_out)
+    header = dict(
+        preset=args.preset,
+        teacher_k_max=args.teacher_k_max,
+        seeds=list(args.seeds),
+        ft=args.schedule,
+        teacher_steps=args.teacher_steps,
+    )
+    k_P = np.array([pr.k for pr in held_out])
+    result = analyse(files, plan.bins, reads, k_P, recipe.k_train_max, args.frontier_bins, args.n_boot, header)
     write_json(layout.refinement.results, result.to_json())
     stage.finish()
     write_report(layout.refinement, result)

@@ -102,8 +102,11 @@ def settings(pre: dict, loop_fracs: tuple[float, ...]) -> list[Setting]:
     if task.variant:
         field, label = task.variant
         base = pre.get(field, 0.0)
-        out += [Setting(f"{label} {f:g}", task_of({**pre, field: f}), train, "density", abs(f - base))
-                for f in loop_fracs if f != base]  # fmt: skip
+        out += [
+            Setting(f"{label} {f:g}", task_of({**pre, field: f}), train, "density", abs(f - base))
+            for f in loop_fracs
+            if f != base
+        ]
     return out
 
 
@@ -119,8 +122,15 @@ def measure(model, tokenizer, sets: list[Setting], n: int, seed: int) -> list[di
     rows = {}
     for (task, k), m in need.items():
         problems = task.problems(seed + seeds.TRACE_LENGTH_SEED, k, m)
-        rows[task, k] = [_row(r, tokenizer) for r in rollouts(model, tokenizer, problems, mode="deliberate", temperature=0.0, batch_size=EVAL_BATCH)]
-    return [{"setting": s.name, **row} for s, per_k in plans for row in [r for k in s.ks for r in rows[s.task, k][:per_k]][:n]]
+        rows[task, k] = [
+            _row(r, tokenizer)
+            for r in rollouts(model, tokenizer, problems, mode="deliberate", temperature=0.0, batch_size=EVAL_BATCH)
+        ]
+    return [
+        {"setting": s.name, **row}
+        for s, per_k in plans
+        for row in [r for k in s.ks for r in rows[s.task, k][:per_k]][:n]
+    ]
 
 
 def _row(r, tokenizer) -> dict:
@@ -128,11 +138,14 @@ def _row(r, tokenizer) -> dict:
     generated = words.index(END_THINK) if END_THINK in words else len(words) - (words[-1:] == [EOS])
     out = r.parsed
     return {
-        "pid": r.problem.pid, "k": r.problem.k, "difficulty": r.problem.difficulty,
-        "generated": generated, "canonical": r.problem.completion_words("deliberate").index(END_THINK) - 1,
+        "pid": r.problem.pid,
+        "k": r.problem.k,
+        "difficulty": r.problem.difficulty,
+        "generated": generated,
+        "canonical": r.problem.completion_words("deliberate").index(END_THINK) - 1,
         "valid_trace": not out.format_error and out.n_wrong_steps == 0 and out.n_skipped_steps == 0,
         "correct": out.correct,
-    }  # fmt: skip
+    }
 
 
 def summarise(rows: list[TraceRow], sets: list[Setting], n_boot: int, seed: int) -> list[SettingSummary]:
@@ -145,15 +158,28 @@ def summarise(rows: list[TraceRow], sets: list[Setting], n_boot: int, seed: int)
     for s in sets:
         g, d = col(s.name, "generated"), col(s.name, "difficulty")
         rho = spearman(g, d, n_boot, seed)
-        gap = (np.nan,) * 3 if s.name == ref else spearman_gap(col(ref, "generated"), col(ref, "difficulty"), g, d, n_boot, seed, level)
-        out.append(SettingSummary(
-            setting=s.name, axis=s.axis, distance=s.distance, knobs=list(s.ks), n=len(g),
-            rho=rho, gap_to_in_distribution=Gap(gap[0], (gap[1], gap[2]), level),
-            constant_difficulty=len(set(d)) < 2,
-            mean_generated=float(np.mean(g)), mean_canonical=float(np.mean(col(s.name, "canonical"))),
-            mean_difficulty=float(np.mean(d)), valid_trace_rate=float(np.mean(col(s.name, "valid_trace"))),
-            accuracy=float(np.mean(col(s.name, "correct"))),
-        ))  # fmt: skip
+        gap = (
+            (np.nan,) * 3
+            if s.name == ref
+            else spearman_gap(col(ref, "generated"), col(ref, "difficulty"), g, d, n_boot, seed, level)
+        )
+        out.append(
+            SettingSummary(
+                setting=s.name,
+                axis=s.axis,
+                distance=s.distance,
+                knobs=list(s.ks),
+                n=len(g),
+                rho=rho,
+                gap_to_in_distribution=Gap(gap[0], (gap[1], gap[2]), level),
+                constant_difficulty=len(set(d)) < 2,
+                mean_generated=float(np.mean(g)),
+                mean_canonical=float(np.mean(col(s.name, "canonical"))),
+                mean_difficulty=float(np.mean(d)),
+                valid_trace_rate=float(np.mean(col(s.name, "valid_trace"))),
+                accuracy=float(np.mean(col(s.name, "correct"))),
+            )
+        )
     return out
 
 
@@ -179,7 +205,9 @@ def by_band(base_rho: dict[str, float], after_rl: dict[str, dict[str, float]]) -
         for setting, rho in cells.items():
             finite = [r for r in rho if np.isfinite(r)]
             mean = float(np.mean(finite)) if finite else float("nan")
-            out.setdefault(band, {})[setting] = BandCell(rho, mean, bootstrap_mean([r - base_rho[setting] for r in finite]))
+            out.setdefault(band, {})[setting] = BandCell(
+                rho, mean, bootstrap_mean([r - base_rho[setting] for r in finite])
+            )
     return out
 
 
@@ -190,7 +218,12 @@ def study_run(run: Path, args: TraceLengthArgs) -> RunLengths:
     sets = settings(pre, args.loop_fracs)
     models = models_of(layout, args.band_runs)
     cache = layout.trace_length / "rows.json"
-    key = {"per_setting": args.per_setting, "seed": args.seed, "settings": [s.name for s in sets], "models": {m: str(p) for m, p in models.items()}}
+    key = {
+        "per_setting": args.per_setting,
+        "seed": args.seed,
+        "settings": [s.name for s in sets],
+        "models": {m: str(p) for m, p in models.items()},
+    }
     cached = read_json(cache) if cache.exists() else {}
     if cached.get("key") != key:
         rows = []
@@ -204,8 +237,15 @@ def study_run(run: Path, args: TraceLengthArgs) -> RunLengths:
     after_rl = {m: v for m, v in summaries.items() if m != "base"}
     rho = lambda summary: {s.setting: s.rho.mean for s in summary}  # noqa: E731
     bands = by_band(rho(summaries["base"]), {m: rho(v) for m, v in after_rl.items()})
-    return RunLengths(str(run), task_of(pre).params, pre["k_train_max"], summaries["base"], after_rl, bands,
-                      [r for r in measured if r.model == "base"])  # fmt: skip
+    return RunLengths(
+        str(run),
+        task_of(pre).params,
+        pre["k_train_max"],
+        summaries["base"],
+        after_rl,
+        bands,
+        [r for r in measured if r.model == "base"],
+    )
 
 
 def main(args: TraceLengthArgs) -> TraceLengthResult:
@@ -221,19 +261,35 @@ def main(args: TraceLengthArgs) -> TraceLengthResult:
     plot(result, out / "trace_length.png")
     for res in result.runs:
         print(f"{res.run} ({res.task['task']}, pretrained up to k = {res.k_train_max})")
-        print(f"  {'setting':<16} {'n':>4} {'rho (95% CI)':>24} {'gap to in-dist (CI)':>28} {'length gen/right':>17} {'valid':>6} {'acc':>5}")
+        print(
+            f"  {'setting':<16} {'n':>4} {'rho (95% CI)':>24} {'gap to in-dist (CI)':>28} {'length gen/right':>17} "
+            f"{'valid':>6} {'acc':>5}"
+        )
         for s in res.settings:
             rho, gap = s.rho, s.gap_to_in_distribution
             r = "constant" if s.constant_difficulty else f"{rho.mean:+.2f} [{rho.ci95[0]:+.2f}, {rho.ci95[1]:+.2f}]"
-            g = "" if s.axis == "none" or np.isnan(gap.mean) else f"{gap.mean:+.2f} [{gap.ci[0]:+.2f}, {gap.ci[1]:+.2f}]"
+            g = (
+                ""
+                if s.axis == "none" or np.isnan(gap.mean)
+                else f"{gap.mean:+.2f} [{gap.ci[0]:+.2f}, {gap.ci[1]:+.2f}]"
+            )
             lengths = f"{s.mean_generated:.1f} / {s.mean_canonical:.1f}"
-            print(f"  {s.setting:<16} {s.n:>4} {r:>24} {g:>28} {lengths:>17} {s.valid_trace_rate:>6.2f} {s.accuracy:>5.2f}")
+            print(
+                f"  {s.setting:<16} {s.n:>4} {r:>24} {g:>28} {lengths:>17} {s.valid_trace_rate:>6.2f} "
+                f"{s.accuracy:>5.2f}"
+            )
         if res.by_band:
             names = [s.setting for s in res.settings if not s.constant_difficulty]
-            print("  after GRPO, rho of each band's runs (final checkpoints; mean over seeds, change from base [95% CI over seeds]):")
+            print(
+                "  after GRPO, rho of each band's runs (final checkpoints; mean over seeds, change from base [95% CI "
+                "over seeds]):"
+            )
             for band, cells in res.by_band.items():
-                parts = [f"{n}: {cells[n].mean:+.2f} ({cells[n].change.mean:+.2f} [{cells[n].change.ci95[0]:+.2f}, "
-                         f"{cells[n].change.ci95[1]:+.2f}])" for n in names]  # fmt: skip
+                parts = [
+                    f"{n}: {cells[n].mean:+.2f} ({cells[n].change.mean:+.2f} [{cells[n].change.ci95[0]:+.2f}, "
+                    f"{cells[n].change.ci95[1]:+.2f}])"
+                    for n in names
+                ]
                 print(f"    {band:<8}" + "  ".join(parts))
     return result
 

@@ -133,14 +133,30 @@ class TrainSAEArgs:
         return TrainSpec(self.train_samples, self.batch_size, self.lr, self.dead_window, self.device, self.seed)
 
 
-_SMOKE = dict(hook="blocks.0.hook_resid_post", k_max=4, per_k=10, n_samples=1, d_sae=64, top_k=4.0, train_samples=16_384,
-              batch_size=512, dead_window=8, threshold_lr=0.1, collect_batch_size=64)  # fmt: skip
-_GPU = dict(per_k=1000, n_samples=8, d_sae=2048, top_k=20.0, train_samples=30_000_000, batch_size=8192, lr=1e-3, device="cuda")
-PRESETS: dict[str, dict] = with_families("train_sae", {
-    "default": {},
-    "smoke": _SMOKE,
-    "gpu": _GPU,
-})
+_SMOKE = dict(
+    hook="blocks.0.hook_resid_post",
+    k_max=4,
+    per_k=10,
+    n_samples=1,
+    d_sae=64,
+    top_k=4.0,
+    train_samples=16_384,
+    batch_size=512,
+    dead_window=8,
+    threshold_lr=0.1,
+    collect_batch_size=64,
+)
+_GPU = dict(
+    per_k=1000, n_samples=8, d_sae=2048, top_k=20.0, train_samples=30_000_000, batch_size=8192, lr=1e-3, device="cuda"
+)
+PRESETS: dict[str, dict] = with_families(
+    "train_sae",
+    {
+        "default": {},
+        "smoke": _SMOKE,
+        "gpu": _GPU,
+    },
+)
 
 
 def check_same_shape(a: Path, b: Path) -> None:
@@ -225,9 +241,7 @@ def main(args: TrainSAEArgs) -> dict:
     for other in args.transfer:
         check_same_shape(args.checkpoint_dir, Path(other))
     src = open_source(args.source_spec, args.checkpoint_dir)
-    record = (
-        read_json(sae_dir / SAE_TRAIN) if (sae_dir / "cfg.json").is_file() else train_and_save(args, src, sae_dir)
-    )
+    record = read_json(sae_dir / SAE_TRAIN) if (sae_dir / "cfg.json").is_file() else train_and_save(args, src, sae_dir)
     sae = load_sae(sae_dir, device=args.device)
     start = time.perf_counter()
     metrics = evaluate(sae, src, args)
@@ -255,8 +269,10 @@ def main(args: TrainSAEArgs) -> dict:
     }
     write_json(sae_dir / SAE_EVALS, evals)
     m = evals["metrics"]
-    print(f"{args.sae_name}: FVE {m['sae/fve']:.3f}, L0 {m['sae/l0']:.1f}, dead {m['sae/dead_frac']:.2f}, spliced accuracy "
-          f"{m['splice/acc_sae']:.3f} (clean {m['splice/acc_clean']:.3f}); every metric in {sae_dir / SAE_EVALS}")  # fmt: skip
+    print(
+        f"{args.sae_name}: FVE {m['sae/fve']:.3f}, L0 {m['sae/l0']:.1f}, dead {m['sae/dead_frac']:.2f}, spliced "
+        f"accuracy {m['splice/acc_sae']:.3f} (clean {m['splice/acc_clean']:.3f}); every metric in {sae_dir / SAE_EVALS}"
+    )
     if transfer:  # asked for by --transfer: the checkpoints side by side
         print(format_table({"trained on": {**m, **timing}, **transfer}))
     return evals

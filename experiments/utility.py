@@ -89,15 +89,32 @@ class UtilityArgs:
         return 1 - 0.05 / 5
 
     def grpo_args(self, arm: str, seed: int) -> grpo.GRPOArgs:
-        return cli.preset_args(grpo.GRPOArgs, grpo.PRESETS, self.grpo_preset, run=self.run, band=self.band, seed=seed,
-                               steps=self.grpo_steps, reward=ARMS[arm], payoffs=self.payoffs,
-                               study=f"utility/{self.band}/{arm}", device=self.device)  # fmt: skip
+        return cli.preset_args(
+            grpo.GRPOArgs,
+            grpo.PRESETS,
+            self.grpo_preset,
+            run=self.run,
+            band=self.band,
+            seed=seed,
+            steps=self.grpo_steps,
+            reward=ARMS[arm],
+            payoffs=self.payoffs,
+            study=f"utility/{self.band}/{arm}",
+            device=self.device,
+        )
 
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(seeds=(0, 1), grpo_steps=2, grpo_preset="smoke", eval_samples=2, probe_per_k=4, n_boot=50,
-                  hook="blocks.0.hook_resid_post"),  # fmt: skip
+    "smoke": dict(
+        seeds=(0, 1),
+        grpo_steps=2,
+        grpo_preset="smoke",
+        eval_samples=2,
+        probe_per_k=4,
+        n_boot=50,
+        hook="blocks.0.hook_resid_post",
+    ),
 }
 
 
@@ -105,8 +122,14 @@ def read_model(args: UtilityArgs, s: Sampled, held: HeldOut) -> dict:
     """A model's held-out samples (correct, abstained, p), forced-deliberate greedy correctness per problem, and
     the computation probe's accuracies (on one split of the causal stream, the same for every model)."""
     p = answer_probability(s.model, s.tokenizer, s.rollouts)
-    rows = [{"correct": r.parsed.correct, "abstained": bool(getattr(r.parsed, "abstained", False)),
-             "p": None if np.isnan(v) else float(v)} for r, v in zip(s.rollouts, p)]  # fmt: skip
+    rows = [
+        {
+            "correct": r.parsed.correct,
+            "abstained": bool(getattr(r.parsed, "abstained", False)),
+            "p": None if np.isnan(v) else float(v),
+        }
+        for r, v in zip(s.rollouts, p)
+    ]
     forced = rollouts(s.model, s.tokenizer, held.problems, mode="deliberate", temperature=0.0, batch_size=EVAL_BATCH)
     probe_split = split_problems(0, held.task.knobs(held.k_train_max), args.probe_per_k, held.task)
     pr = computation_probe(load_bridge(s.path, args.device), s.tokenizer, args.hook, *probe_split)
@@ -115,17 +138,30 @@ def read_model(args: UtilityArgs, s: Sampled, held: HeldOut) -> dict:
 
 def analyse_reads(args: UtilityArgs, reads: dict[str, dict], held: HeldOut) -> UtilityResult:
     """The result from what was read of every model."""
-    return analyse(reads, held.k_P, held.k_train_max, preset=args.preset, band=args.band, seeds=args.seeds,
-                   eval_samples=args.eval_samples, payoffs=args.payoffs, level=args.level,
-                   n_boot=args.n_boot)  # fmt: skip
+    return analyse(
+        reads,
+        held.k_P,
+        held.k_train_max,
+        preset=args.preset,
+        band=args.band,
+        seeds=args.seeds,
+        eval_samples=args.eval_samples,
+        payoffs=args.payoffs,
+        level=args.level,
+        n_boot=args.n_boot,
+    )
 
 
 def main(args: UtilityArgs) -> UtilityResult:
     """Train (or resume) both arms, read every final checkpoint, write results.json and report.md."""
     study = reward_study.RewardStudy(
-        "utility", needs="abstain", arms=tuple(ARMS), arm_kind="arms", eval_seed=seeds.utility_eval(0),
+        "utility",
+        needs="abstain",
+        arms=tuple(ARMS),
+        arm_kind="arms",
+        eval_seed=seeds.utility_eval(0),
         reading="read every final checkpoint: held-out samples, forced-deliberate accuracy, computation probe",
-    )  # fmt: skip
+    )
     read, analysed = functools.partial(read_model, args), functools.partial(analyse_reads, args)
     return reward_study.run(args, study, grpo.main, read, analysed, write_report)
 

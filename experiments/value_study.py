@@ -13,7 +13,8 @@ sample of each band's training pool it measures
   disjoint validation set, independent rollouts) and target-aware (the eval set itself);
 
 and what the correlations may claim (experiments.analysis.value_inference: Spearman-Brown
-ceilings, Holm-corrected permutation tests, the leakage of the target-aware estimate), then writes ``value/examples.json`` (one row per problem), ``value/results.json``,
+ceilings, Holm-corrected permutation tests, the leakage of the target-aware estimate), then
+writes ``value/examples.json`` (one row per problem), ``value/results.json``,
 ``value/report.md`` and ``value/figures/``. Stages persist as they finish (one-shot runs
 line by line), so rerunning the same command resumes.
 """
@@ -109,8 +110,18 @@ class ValueArgs:
 
     def __post_init__(self) -> None:
         cli.check_common(self)
-        for name in ("per_band", "n_base_samples", "one_shot_steps", "copies", "eval_samples", "sft_steps", "presentations",
-                     "memo_steps", "drift_window", "n_boot"):  # fmt: skip
+        for name in (
+            "per_band",
+            "n_base_samples",
+            "one_shot_steps",
+            "copies",
+            "eval_samples",
+            "sft_steps",
+            "presentations",
+            "memo_steps",
+            "drift_window",
+            "n_boot",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.group_size < 2:
@@ -121,7 +132,9 @@ class ValueArgs:
             raise ValueError(f"presentations: {self.presentations} exceeds sft_steps {self.sft_steps}")
         for step in self.read_steps:
             if not 0 <= step <= self.sft_steps:
-                raise ValueError(f"score_step, sensitivity_steps: must lie in [0, sft_steps={self.sft_steps}], got {step}")
+                raise ValueError(
+                    f"score_step, sensitivity_steps: must lie in [0, sft_steps={self.sft_steps}], got {step}"
+                )
         if self.memo_subsets < 0 or not self.lr > 0:
             raise ValueError("memo_subsets: must be >= 0; lr: must be > 0")
 
@@ -140,8 +153,16 @@ class ValueArgs:
 
     @property
     def settings(self) -> ValueSettings:
-        return ValueSettings(self.preset, self.value_seeds, self.sft_seeds, self.one_shot_steps, self.drift_window, self.n_boot,
-                             self.score_step, self.read_steps)  # fmt: skip
+        return ValueSettings(
+            self.preset,
+            self.value_seeds,
+            self.sft_seeds,
+            self.one_shot_steps,
+            self.drift_window,
+            self.n_boot,
+            self.score_step,
+            self.read_steps,
+        )
 
     def policy(self, prompts_per_step: int | None = None) -> PolicySpec:
         """The one-sample runs' GRPO settings (``prompts_per_step`` differs for memorization runs)."""
@@ -150,13 +171,39 @@ class ValueArgs:
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "smoke": dict(per_band=4, n_base_samples=8, value_seeds=(0, 1), one_shot_steps=2, copies=2, group_size=4, eval_samples=1,
-                  sft_seeds=(0, 1), sft_steps=12, score_step=2, sensitivity_steps=(6,), presentations=4, memo_subsets=2,
-                  memo_steps=2, drift_window=2, n_boot=200),
-    "gpu": dict(per_band=128, n_base_samples=64, value_seeds=(0, 1, 2, 3), one_shot_steps=20, eval_samples=8,
-                sft_seeds=tuple(range(10)), sft_steps=4000, score_step=600, sensitivity_steps=(200, 1800, 4000),
-                presentations=100, memo_subsets=32, device="cuda"),
-}  # fmt: skip
+    "smoke": dict(
+        per_band=4,
+        n_base_samples=8,
+        value_seeds=(0, 1),
+        one_shot_steps=2,
+        copies=2,
+        group_size=4,
+        eval_samples=1,
+        sft_seeds=(0, 1),
+        sft_steps=12,
+        score_step=2,
+        sensitivity_steps=(6,),
+        presentations=4,
+        memo_subsets=2,
+        memo_steps=2,
+        drift_window=2,
+        n_boot=200,
+    ),
+    "gpu": dict(
+        per_band=128,
+        n_base_samples=64,
+        value_seeds=(0, 1, 2, 3),
+        one_shot_steps=20,
+        eval_samples=8,
+        sft_seeds=tuple(range(10)),
+        sft_steps=4000,
+        score_step=600,
+        sensitivity_steps=(200, 1800, 4000),
+        presentations=100,
+        memo_subsets=32,
+        device="cuda",
+    ),
+}
 
 
 def draw_sample(table: dict, per_band: int, seed: int) -> list[dict]:
@@ -247,9 +294,13 @@ def grad_stage(args: ValueArgs, model, tokenizer, problems: list[Problem], ev: E
     g_val = eval_gradient(model, tokenizer, val, args.group_size, seeds.blind_gradient(args.seed, -1)[1], args.device)
     rows = []
     for i, pr in enumerate(tqdm(problems, desc="gradient alignment (target-aware, blind)")):
-        target = alignment(example_gradient(model, tokenizer, pr, policy, seeds.one_shot_step(value_seed, i, 0)), g_eval)
+        target = alignment(
+            example_gradient(model, tokenizer, pr, policy, seeds.one_shot_step(value_seed, i, 0)), g_eval
+        )
         blind = alignment(example_gradient(model, tokenizer, pr, policy, seeds.blind_gradient(args.seed, i)), g_val)
-        rows.append({**{f"{k}/target_aware": v for k, v in target.items()}, **{f"{k}/blind": v for k, v in blind.items()}})
+        rows.append(
+            {**{f"{k}/target_aware": v for k, v in target.items()}, **{f"{k}/blind": v for k, v in blind.items()}}
+        )
     return rows
 
 
@@ -260,7 +311,9 @@ def memo_stage(args: ValueArgs, problems: list[Problem], r: int) -> dict:
     inside = seeds.rng("memo_subset", args.seed, r).permutation(len(problems)) < len(problems) // 2
     pool = [pr for pr, x in zip(problems, inside) if x]
     policy = args.policy(prompts_per_step=max(1, min(16, len(pool))))
-    one_shot(model, ref_model, tokenizer, pool, len(problems) + r, args.seed, policy, args.memo_steps)  # index past the one-sample runs'
+    one_shot(
+        model, ref_model, tokenizer, pool, len(problems) + r, args.seed, policy, args.memo_steps
+    )  # index past the one-sample runs'
     parsed = sampled_completions(model, tokenizer, problems, args.group_size, seeds.memo_sampling(args.seed, r))
     rates = [float(np.mean([p.correct for p in ps])) for ps in parsed]
     return {"inside": inside.tolist(), "pass_rate": rates}
@@ -285,18 +338,32 @@ def main(args: ValueArgs) -> dict:
     sample = cached_json(out.sample, lambda: draw_sample(table, args.per_band, args.seed))
     task = run_task(run.root)
     problems = [task.from_record(r) for r in sample]
-    ev = EvalSet([task.from_record(r) for r in table["eval_set"]], [r["band"] for r in table["eval_set"]],
-                 args.eval_samples, seeds.value_eval_sampling(args.seed))  # fmt: skip
+    ev = EvalSet(
+        [task.from_record(r) for r in table["eval_set"]],
+        [r["band"] for r in table["eval_set"]],
+        args.eval_samples,
+        seeds.value_eval_sampling(args.seed),
+    )
     model, tokenizer = load_hf(run.base, args.device), load_tokenizer(run.base)
     stage(f"base model: pass rates ({args.n_base_samples} samples), lengths, losses, eval set")
     base = cached_json(out.base, lambda: base_stage(args, model, tokenizer, problems, ev))
-    base_eval = EvalResult(np.array(base["eval"]["greedy"]), np.array(base["eval"]["sampled"]), base["eval"]["behaviour"])
-    stage(f"supervised scoring runs (seeds {list(args.sft_seeds)}, {args.sft_steps} steps, scores at {list(args.read_steps)})")
+    base_eval = EvalResult(
+        np.array(base["eval"]["greedy"]), np.array(base["eval"]["sampled"]), base["eval"]["behaviour"]
+    )
+    stage(
+        f"supervised scoring runs (seeds {list(args.sft_seeds)}, {args.sft_steps} steps, scores at "
+        f"{list(args.read_steps)})"
+    )
     recipe = dataclasses.replace(Recipe.of(read_json(run.config)["stages"]["pretrain"]), device=args.device)
     if args.sft_steps > recipe.steps:
         raise RunDirError(f"sft_steps: {args.sft_steps} exceeds the run's pretraining length {recipe.steps}")
-    sft = [cached_json(out.sft(s), lambda s=s: scoring_run(recipe, s, problems, args.sft_steps, args.presentations, args.read_steps))
-           for s in args.sft_seeds]  # fmt: skip
+    sft = [
+        cached_json(
+            out.sft(s),
+            lambda s=s: scoring_run(recipe, s, problems, args.sft_steps, args.presentations, args.read_steps),
+        )
+        for s in args.sft_seeds
+    ]
     stage(f"one-sample GRPO runs ({len(problems)} problems x {len(args.value_seeds)} seeds)")
     shots = one_shot_stage(args, problems, ev, base_eval)
     stage("gradient alignment")

@@ -53,7 +53,9 @@ class Readouts:
         new_S = np.cumsum(keep_S) - 1
         rows = keep_S[self.seq_R]
         seqs = tuple(s for s, k in zip(self.sequences, keep_S) if k)
-        return Readouts(seqs, new_S[self.seq_R[rows]], self.pos_R[rows], self.num_RV[rows], self.den_RV[rows], self.label_R[rows])
+        return Readouts(
+            seqs, new_S[self.seq_R[rows]], self.pos_R[rows], self.num_RV[rows], self.den_RV[rows], self.label_R[rows]
+        )
 
 
 @dataclasses.dataclass(frozen=True)

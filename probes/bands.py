@@ -67,9 +67,14 @@ def stale_fraction(before: Mapping[str, Band], after: Mapping[str, Band], band: 
 
 
 def stale_fractions(
-    ledgers: Sequence[Sequence[Mapping]], static: Mapping[str, Band], band: Band, step: int, window: int,
-    hard_max: float, easy_min: float,
-) -> list[float]:  # fmt: skip
+    ledgers: Sequence[Sequence[Mapping]],
+    static: Mapping[str, Band],
+    band: Band,
+    step: int,
+    window: int,
+    hard_max: float,
+    easy_min: float,
+) -> list[float]:
     """Per run's ledger: of the problems statically labelled ``band``, the fraction whose pass
     rate over steps (step - window, step] puts them in another band (nan: none measured)."""
     now = [relabel(ledger_pass_rates(lg, step, window), hard_max, easy_min) for lg in ledgers]

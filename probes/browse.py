@@ -134,7 +134,12 @@ def contexts_html(contexts: list[Context], words_of: Callable[[list[int]], list[
         n = c.labels["n_prompt"]
         words = words_of(list(c.token_ids))
         words, values = words[:n] + ["|"] + words[n:], [*c.values[:n], 0.0, *c.values[n:]]
-        meta = f"{c.value:.3f} · k={c.labels['k']} · {c.labels['mode']} · {c.labels['source']} · {'correct' if c.labels['correct'] else 'wrong'}"
-        lines.append(f"<div style='margin:2px 0'><code style='display:inline-block;width:22em'>{html.escape(meta)}</code>"
-                     f"{coloured_html(words, values, vmax, c.pos + (c.pos >= n))}</div>")  # fmt: skip
+        meta = (
+            f"{c.value:.3f} · k={c.labels['k']} · {c.labels['mode']} · {c.labels['source']} · "
+            f"{'correct' if c.labels['correct'] else 'wrong'}"
+        )
+        lines.append(
+            f"<div style='margin:2px 0'><code style='display:inline-block;width:22em'>{html.escape(meta)}</code>"
+            f"{coloured_html(words, values, vmax, c.pos + (c.pos >= n))}</div>"
+        )
     return "".join(lines)

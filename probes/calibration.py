@@ -36,15 +36,24 @@ class ReliabilityBin:
     """Share right in the bin (nan when empty)."""
 
 
-def reliability_bins(q_N: Float[np.ndarray, " N"], correct_N: Bool[np.ndarray, " N"], n_bins: int = N_BINS) -> list[ReliabilityBin]:
+def reliability_bins(
+    q_N: Float[np.ndarray, " N"], correct_N: Bool[np.ndarray, " N"], n_bins: int = N_BINS
+) -> list[ReliabilityBin]:
     """The reliability diagram's points: per equal-width bin of q, its mean q and its accuracy."""
     q, c, b = np.asarray(q_N, dtype=float), np.asarray(correct_N, dtype=float), _bins(q_N, n_bins)
     out = []
     for i in range(n_bins):
         sel = b == i
         n = int(sel.sum())
-        out.append(ReliabilityBin(i / n_bins, (i + 1) / n_bins, n, float(q[sel].mean()) if n else np.nan,
-                                  float(c[sel].mean()) if n else np.nan))  # fmt: skip
+        out.append(
+            ReliabilityBin(
+                i / n_bins,
+                (i + 1) / n_bins,
+                n,
+                float(q[sel].mean()) if n else np.nan,
+                float(c[sel].mean()) if n else np.nan,
+            )
+        )
     return out
 
 
@@ -71,8 +80,12 @@ def calibration_summary(q: Sequence[float | None], correct: Sequence[bool]) -> d
     stated = np.array([v is not None for v in q], dtype=bool)
     q_N = np.array([v for v in q if v is not None], dtype=float)
     c_N = np.asarray(correct, dtype=bool)[stated] if len(q) else np.zeros(0, bool)
-    return {"ece": ece(q_N, c_N), "brier": brier(q_N, c_N), "auroc": auroc(q_N, c_N) if q_N.size else float("nan"),
-            "stated": float(stated.mean()) if len(q) else float("nan")}  # fmt: skip
+    return {
+        "ece": ece(q_N, c_N),
+        "brier": brier(q_N, c_N),
+        "auroc": auroc(q_N, c_N) if q_N.size else float("nan"),
+        "stated": float(stated.mean()) if len(q) else float("nan"),
+    }
 
 
 def weighted_vote(answers: Sequence[Hashable], weights: Sequence[float]) -> Hashable:

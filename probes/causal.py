@@ -53,7 +53,9 @@ def patch_hook(sae, latents: Sequence[int], donor: Sequence[Tensor]) -> HookFn:
 
     def hook(acts_BLD: Tensor, hook: object) -> Tensor:
         with torch.no_grad():
-            delta = group_contribution(sae, donor[-1].to(acts_BLD.device), latents) - group_contribution(sae, acts_BLD, latents)
+            delta = group_contribution(sae, donor[-1].to(acts_BLD.device), latents) - group_contribution(
+                sae, acts_BLD, latents
+            )
         return acts_BLD + delta.to(acts_BLD.dtype)
 
     return hook
@@ -73,7 +75,13 @@ def row_patch_hook(sae, mask: Callable[[], Tensor], donor: Sequence[Tensor]) -> 
 
 
 def matched_random_groups(
-    group: Sequence[int], candidates: Sequence[int], fire_F: np.ndarray, mass_F: np.ndarray, n: int, seed: int, pool: int = 8
+    group: Sequence[int],
+    candidates: Sequence[int],
+    fire_F: np.ndarray,
+    mass_F: np.ndarray,
+    n: int,
+    seed: int,
+    pool: int = 8,
 ) -> list[list[int]]:
     """``n`` random groups as large as ``group``, each member's stand-in drawn from the ``pool``
     candidates nearest to it in (firing-rate rank, activation-mass rank): a random group that
@@ -154,10 +162,18 @@ def check(
     if expect.off_target:
         d = expect.sign * (delta - _delta(clean, ablated, expect.off_target))
         dissociation = bootstrap_mean(d[np.isfinite(d)], seed=seed)
-    passed = bool(signed(effect.mean) > 0 and ci_ok and percentile == 1.0 and (dissociation is None or dissociation.ci95[0] > 0))
+    passed = bool(
+        signed(effect.mean) > 0 and ci_ok and percentile == 1.0 and (dissociation is None or dissociation.ci95[0] > 0)
+    )
     return CheckResult(
-        expect.behaviour, effect, rand, percentile, dissociation,
+        expect.behaviour,
+        effect,
+        rand,
+        percentile,
+        dissociation,
         effects={b: mean(_delta(clean, ablated, b)) for b in clean},
-        random_mean_effects={b: float(np.mean([mean(_delta(clean, r, b)) for r in randoms])) if randoms else float("nan") for b in clean},
+        random_mean_effects={
+            b: float(np.mean([mean(_delta(clean, r, b)) for r in randoms])) if randoms else float("nan") for b in clean
+        },
         passed=passed,
-    )  # fmt: skip
+    )

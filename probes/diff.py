@@ -36,7 +36,9 @@ VIEWS = ("canonical", "sampled")
 
 
 @torch.no_grad()
-def latent_means(sae, cache: ActivationCache, rows_R: Int[np.ndarray, " R"], chunk_rows: int = 1 << 14) -> Float[Tensor, " F"]:
+def latent_means(
+    sae, cache: ActivationCache, rows_R: Int[np.ndarray, " R"], chunk_rows: int = 1 << 14
+) -> Float[Tensor, " F"]:
     """Mean code of every latent over the rows, streamed in chunks."""
     total_F = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
     for lo in range(0, len(rows_R), chunk_rows):
@@ -52,7 +54,9 @@ def group_activity(means_F: Float[Tensor, " F"], groups: Mapping[str, Sequence[i
 
 
 @torch.no_grad()
-def sequence_activity(sae, acts_BLD: Float[Tensor, "B L D"], mask_BL: Tensor, group: Sequence[int]) -> Float[Tensor, " B"]:
+def sequence_activity(
+    sae, acts_BLD: Float[Tensor, "B L D"], mask_BL: Tensor, group: Sequence[int]
+) -> Float[Tensor, " B"]:
     """Per sequence: the mean code of the group's latents, averaged over the masked positions (0 where none),
     computed on the SAE's device and returned on the CPU."""
     codes_BL = sae.encode(acts_BLD.to(sae.W_dec.device))[..., list(group)].mean(-1)

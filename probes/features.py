@@ -37,7 +37,17 @@ from probes.stats import correlation_ratio, spearman_rows, weighted_auroc
 
 LIFT_EPS = 1e-8
 """Added to both sides of a lift: a latent silent on both sides has lift 1."""
-STATS = ("fire_rate", "mean", "choice_auc", "result_eta2", "answer_eta2", "trace_lift", "direct_lift", "decision_lift", "k_corr")
+STATS = (
+    "fire_rate",
+    "mean",
+    "choice_auc",
+    "result_eta2",
+    "answer_eta2",
+    "trace_lift",
+    "direct_lift",
+    "decision_lift",
+    "k_corr",
+)
 """Per-latent statistics (``FeatureStats.<name>_F``) in the evidence."""
 MIN_ROWS_PER_VALUE = 5
 """eta^2 needs support: with no association it is about (V - 1) / (n - 1), so it is only
@@ -91,7 +101,9 @@ class FeatureStats:
         """Every statistic of one latent as plain floats."""
         out = {name: float(getattr(self, f"{name}_F")[latent]) for name in STATS}
         by_role = {"role_mean": self.role_mean_FR, "role_share": self.role_share_FR}
-        return out | {f"{kind}/{r}": float(x[latent, i]) for kind, x in by_role.items() for i, r in enumerate(self.roles)}
+        return out | {
+            f"{kind}/{r}": float(x[latent, i]) for kind, x in by_role.items() for i, r in enumerate(self.roles)
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,8 +170,11 @@ def _plan(cache: ActivationCache, rows_R: Int[np.ndarray, " R"] | None) -> _Plan
         k_N=np.where(trace_N, np.searchsorted(k_values, k_N), -1),
         value_N=np.where(result_N, np.searchsorted(values, next_N), -1),
         answer_N=np.where(answer_N, np.searchsorted(values, next_N), -1),
-        decision_rows_P=decision_rows_P, k_values=tuple(int(k) for k in k_values), n_values=len(values),
-        w_deliberate_P=w_deliberate_P, w_direct_P=w_direct_P,
+        decision_rows_P=decision_rows_P,
+        k_values=tuple(int(k) for k in k_values),
+        n_values=len(values),
+        w_deliberate_P=w_deliberate_P,
+        w_direct_P=w_direct_P,
     )
 
 
@@ -191,9 +206,19 @@ def _chunk_sums(codes_NF: Float[Tensor, "N F"], plan: _Plan, idx: np.ndarray) ->
     on_value = torch.from_numpy(value_N >= 0).to(codes_NF.device)
     on_answer = torch.from_numpy(plan.answer_N[idx] >= 0).to(codes_NF.device)
     fires_F = (codes_NF[torch.from_numpy(role_N >= 0)] > 0).double().sum(0)  # over rows with a role
-    return dict(role_RF=role_RF, role_n_R=role_n_R, fires_F=fires_F, k_KF=k_KF, k_n_K=k_n_K, value_VF=value_VF,
-                value_n_V=value_n_V, value_sq_F=codes_NF[on_value].pow(2).sum(0),
-                answer_VF=answer_VF, answer_n_V=answer_n_V, answer_sq_F=codes_NF[on_answer].pow(2).sum(0))
+    return dict(
+        role_RF=role_RF,
+        role_n_R=role_n_R,
+        fires_F=fires_F,
+        k_KF=k_KF,
+        k_n_K=k_n_K,
+        value_VF=value_VF,
+        value_n_V=value_n_V,
+        value_sq_F=codes_NF[on_value].pow(2).sum(0),
+        answer_VF=answer_VF,
+        answer_n_V=answer_n_V,
+        answer_sq_F=codes_NF[on_answer].pow(2).sum(0),
+    )
 
 
 def feature_stats(
@@ -235,11 +260,14 @@ def _finish(t: Mapping[str, np.ndarray], plan: _Plan) -> FeatureStats:
     w_P = plan.w_direct_P + plan.w_deliberate_P
     decision_F = _ratio(w_P @ decision_PF, w_P.sum())
     return FeatureStats(
-        n_rows=int(n), fire_rate_F=t["fires_F"] / max(n, 1), mean_F=mean_F,
+        n_rows=int(n),
+        fire_rate_F=t["fires_F"] / max(n, 1),
+        mean_F=mean_F,
         role_mean_FR=_ratio(t["role_RF"], t["role_n_R"][:, None]).T,
         role_share_FR=np.nan_to_num(_ratio(t["role_RF"], sum_F[None, :]).T),
         choice_auc_F=weighted_auroc(decision_PF, plan.w_deliberate_P, plan.w_direct_P),
-        n_choice_deliberate=int(plan.w_deliberate_P.sum()), n_choice_direct=int(plan.w_direct_P.sum()),
+        n_choice_deliberate=int(plan.w_deliberate_P.sum()),
+        n_choice_direct=int(plan.w_direct_P.sum()),
         result_eta2_F=_supported_eta2(t["value_VF"], t["value_n_V"], t["value_sq_F"]),
         n_result_rows=int(t["value_n_V"].sum()),
         answer_eta2_F=_supported_eta2(t["answer_VF"], t["answer_n_V"], t["answer_sq_F"]),
@@ -247,7 +275,8 @@ def _finish(t: Mapping[str, np.ndarray], plan: _Plan) -> FeatureStats:
         trace_lift_F=_lift(_ratio(trace_sum_F, n_trace), _ratio(sum_F - trace_sum_F, n - n_trace)),
         direct_lift_F=_lift(_ratio(plan.w_direct_P @ decision_PF, plan.w_direct_P.sum()), decision_F),
         decision_lift_F=_lift(decision_F, mean_F),
-        k_values=plan.k_values, k_mean_FK=k_mean_FK,
+        k_values=plan.k_values,
+        k_mean_FK=k_mean_FK,
         k_corr_F=spearman_rows(np.asarray(plan.k_values, dtype=float), k_mean_FK),
     )
 

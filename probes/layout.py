@@ -247,7 +247,6 @@ class RunLayout(_StudyOutputs):
     def latent_means(self) -> Path:
         return self.root / "latent_means.safetensors"
 
-
     @property
     def value(self) -> ValueLayout:
         return ValueLayout(self.root / "value")
@@ -359,4 +358,3 @@ class ValueLayout(_StudyOutputs):
     @property
     def examples(self) -> Path:
         return self.root / "examples.json"
-

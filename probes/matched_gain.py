@@ -122,7 +122,9 @@ class CommonTarget:
     """Groups whose reach is at least the floor."""
 
 
-def common_target(curves: Mapping[str, GainCurve], group_of: Mapping[str, str], floor: float, min_runs: int) -> CommonTarget:
+def common_target(
+    curves: Mapping[str, GainCurve], group_of: Mapping[str, str], floor: float, min_runs: int
+) -> CommonTarget:
     """The largest gain that ``quorum`` runs of every matchable group reach at a measured step after 0.
 
     A group (a band) is matchable when its quorum reaches ``floor``: a band that never improves
@@ -149,6 +151,8 @@ def matched_points(results: Mapping) -> dict[str, MatchedPoint]:
     matched gain hit the target within the tolerance count as reached)."""
     out = {}
     for band, rec in results["bands"].items():
-        for seed, step, gain, hit in zip(results["seeds"], rec["matched_step"], rec["matched_gain"], rec["matched_hit"]):
+        for seed, step, gain, hit in zip(
+            results["seeds"], rec["matched_step"], rec["matched_gain"], rec["matched_hit"]
+        ):
             out[f"bands/{band}/seed{seed}"] = MatchedPoint(bool(hit), step, gain, math.nan, bool(hit))
     return out

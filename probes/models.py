@@ -52,7 +52,9 @@ def load_hf(model_dir: str | Path, device: str = "cpu") -> PreTrainedModel:
             model_dir, local_files_only=True, use_safetensors=True, dtype=torch.float32
         )
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:
-        raise CheckpointError(f"{model_dir / 'model.safetensors'}: cannot load model ({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"{model_dir / 'model.safetensors'}: cannot load model ({type(e).__name__}: {e})"
+        ) from None
     return model.to(device).eval()
 
 

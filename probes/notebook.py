@@ -10,7 +10,10 @@ import torch
 from probes.layout import RunDirError, RunLayout
 from probes.models import offline_mode
 
-SIGNALS_BASE = (("pretrain", "--preset", "smoke", "--confidence", "--abstain-frac", "0.1", "--out"), ("bands", "--preset", "smoke", "--run"))
+SIGNALS_BASE = (
+    ("pretrain", "--preset", "smoke", "--confidence", "--abstain-frac", "0.1", "--out"),
+    ("bands", "--preset", "smoke", "--run"),
+)
 """A base model whose completions state a confidence and may abstain, and its bands (finished steps are skipped)."""
 MAKE_SMOKE: dict[str, tuple[tuple[str, ...], ...]] = {
     "band_study": (("band_study", "--preset", "smoke", "--out"),),
@@ -37,13 +40,23 @@ def open_run(path: str | Path | None = None, needs: tuple[str, ...] = ("band_stu
     offline_mode()
     root = Path(path or os.environ.get("BANDLENS_RUN", "runs/smoke"))
     layout = RunLayout(root if root.is_absolute() else REPO / root)
-    done = {"band_study": layout.results, "value_study": layout.value.results, "trace_length": layout.trace_length / "trace_length.json",
-            "calibration": layout.calibration().results, "utility": layout.utility().results,
-            "pruning": layout.pruning.results, "refinement": layout.refinement.results}  # fmt: skip
+    done = {
+        "band_study": layout.results,
+        "value_study": layout.value.results,
+        "trace_length": layout.trace_length / "trace_length.json",
+        "calibration": layout.calibration().results,
+        "utility": layout.utility().results,
+        "pruning": layout.pruning.results,
+        "refinement": layout.refinement.results,
+    }
     missing = [study for study in needs if not done[study].exists()]
     if missing:
-        commands = dict.fromkeys(f"python -m experiments.{m} {' '.join(flags)} {layout.root}" for s in missing for m, *flags in MAKE_SMOKE[s])
-        raise RunDirError(f"{layout.root}: no {', '.join(missing)} results, and a notebook only reads; make them from the repository "
-                          f"root with: {' && '.join(commands)}")  # fmt: skip
+        commands = dict.fromkeys(
+            f"python -m experiments.{m} {' '.join(flags)} {layout.root}" for s in missing for m, *flags in MAKE_SMOKE[s]
+        )
+        raise RunDirError(
+            f"{layout.root}: no {', '.join(missing)} results, and a notebook only reads; make them from the repository "
+            f"root with: {' && '.join(commands)}"
+        )
     print(layout.root)
     return layout

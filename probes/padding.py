@@ -16,7 +16,9 @@ NOT_TARGET = -100
 """Label of positions that are not training targets (prompt, padding), as Hugging Face uses it."""
 
 
-def _pad(seqs: Sequence[Sequence[int]], pad_id: int, width: int, left: bool) -> tuple[Int[Tensor, "B L"], Int[Tensor, "B L"]]:
+def _pad(
+    seqs: Sequence[Sequence[int]], pad_id: int, width: int, left: bool
+) -> tuple[Int[Tensor, "B L"], Int[Tensor, "B L"]]:
     # One scatter of all tokens, no per-row copies: filling a boolean mask walks it row by row,
     # the order of the concatenated sequences, whichever side the padding is on.
     lens_B = torch.tensor([len(s) for s in seqs], dtype=torch.long)

@@ -105,8 +105,13 @@ def spearman(x: Sequence[float], y: Sequence[float], n_boot: int = 1000, seed: i
 
 
 def spearman_gap(
-    x_a: Sequence[float], y_a: Sequence[float], x_b: Sequence[float], y_b: Sequence[float],
-    n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+    x_a: Sequence[float],
+    y_a: Sequence[float],
+    x_b: Sequence[float],
+    y_b: Sequence[float],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> tuple[float, float, float]:
     """rho_a - rho_b of two independent samples, with a percentile-bootstrap interval at ``level``
     (each sample resampled on its own); nan where either rho is undefined."""
@@ -173,7 +178,10 @@ def binned_means(x: Sequence[float], y: Sequence[float], edges: Sequence[float])
 
 
 def weighted_auroc(
-    scores_PF: Float[np.ndarray, "P F"], w_pos_P: Float[np.ndarray, " P"], w_neg_P: Float[np.ndarray, " P"], block: int = 256
+    scores_PF: Float[np.ndarray, "P F"],
+    w_pos_P: Float[np.ndarray, " P"],
+    w_neg_P: Float[np.ndarray, " P"],
+    block: int = 256,
 ) -> Float[np.ndarray, " F"]:
     """Per column, P(pos > neg) + P(pos = neg) / 2 (Mann-Whitney U), a point of weight w counting w times.
 
@@ -213,7 +221,8 @@ def correlation_ratio(
 
 
 def spearman_rows(x_K: Float[np.ndarray, " K"], y_FK: Float[np.ndarray, "F K"]) -> Float[np.ndarray, " F"]:
-    """Spearman correlation of x with each row of y (average ranks for ties); nan below 3 points, nan or constant rows."""
+    """Spearman correlation of x with each row of y (average ranks for ties); nan below 3 points, nan or constant
+    rows."""
     if len(x_K) < 3:
         return np.full(len(y_FK), np.nan)
     centre = (len(x_K) + 1) / 2
@@ -373,7 +382,9 @@ def reliability(values_SN: Float[np.ndarray, "S N"], n_boot: int = 1000, seed: i
     return Reliability(est(lambda x: x), est(of_mean), est(lambda x: np.sqrt(np.clip(of_mean(x), 0, None))), m)
 
 
-def disattenuated(x_N: Sequence[float], values_SN: Float[np.ndarray, "S N"], n_boot: int = 1000, seed: int = 0) -> Estimate:
+def disattenuated(
+    x_N: Sequence[float], values_SN: Float[np.ndarray, "S N"], n_boot: int = 1000, seed: int = 0
+) -> Estimate:
     """Spearman rho of x with the seed mean of the values, divided by the square root of that mean's
     Spearman-Brown reliability: the correlation x would have with an error-free value (x itself
     taken as exact). Percentile-bootstrap CI over examples, resampling both parts together."""
@@ -425,14 +436,23 @@ def seeds_then_rows(
     for a in arms:
         d = {m: np.array([x[m] for x in draws[a]]) for m in point[a]}
         ref = {m: np.array([x[m] for x in draws[reference]]) for m in point[a]}
-        out[a] = {m: {"mean": point[a][m], "ci": interval(d[m]),
-                      "diff": {"mean": point[a][m] - point[reference][m], "ci": interval(d[m] - ref[m])}}
-                  for m in point[a]}  # fmt: skip
+        out[a] = {
+            m: {
+                "mean": point[a][m],
+                "ci": interval(d[m]),
+                "diff": {"mean": point[a][m] - point[reference][m], "ci": interval(d[m] - ref[m])},
+            }
+            for m in point[a]
+        }
     return out
 
 
 def accuracy_by_arm(
-    arms: Mapping[str, Sequence[np.ndarray]], rows: np.ndarray, reference: str, level: float = 0.95, n_boot: int = 1000,
+    arms: Mapping[str, Sequence[np.ndarray]],
+    rows: np.ndarray,
+    reference: str,
+    level: float = 0.95,
+    n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, dict]:
     """Per arm, mean correctness over its seeds' 0/1 arrays on ``rows``, with its difference from ``reference``

@@ -37,28 +37,51 @@ def table(names: list[str], runs: list[Path]) -> list[str]:
     tasks = [read_json(RunLayout(r).config).get("task", {"task": "arith"})["task"] for r in runs]
     lines = [row("", names), "|---|" + "---|" * len(names), row("task", tasks)]
     for i in range(max(map(len, knobs))):
-        cells = [f"k = {ks[i]}: {b[ks[i]]['direct']['greedy']:.2f}" if i < len(ks) else "—" for b, ks in zip(base, knobs)]
+        cells = [
+            f"k = {ks[i]}: {b[ks[i]]['direct']['greedy']:.2f}" if i < len(ks) else "—" for b, ks in zip(base, knobs)
+        ]
         lines.append(row(f"base direct accuracy, greedy, knob {i + 1}", cells))
     for i in range(max(map(len, knobs))):
-        cells = [f"k = {ks[i]}: {b[ks[i]]['free']['deliberate_rate_sampled']:.2f}" if i < len(ks) else "—" for b, ks in zip(base, knobs)]
+        cells = [
+            f"k = {ks[i]}: {b[ks[i]]['free']['deliberate_rate_sampled']:.2f}" if i < len(ks) else "—"
+            for b, ks in zip(base, knobs)
+        ]
         lines.append(row(f"base chooses `<think>` (sampled), knob {i + 1}", cells))
     lines.append(row("verdict class", [r["verdict_class"] for r in res]))
-    lines.append(row("matched target ± tolerance", [f"{r['matched_gain_target']:+.3f} ± {r['matched_tol']:.3f}" for r in res]))
+    lines.append(
+        row("matched target ± tolerance", [f"{r['matched_gain_target']:+.3f} ± {r['matched_tol']:.3f}" for r in res])
+    )
     for band in BANDS:
-        lines.append(row(f"{band}: seeds hitting the target", [f"{sum(r['bands'][band]['matched_hit'])}/{len(r['seeds'])}" for r in res]))
+        lines.append(
+            row(
+                f"{band}: seeds hitting the target",
+                [f"{sum(r['bands'][band]['matched_hit'])}/{len(r['seeds'])}" for r in res],
+            )
+        )
     for band in BANDS:
         lines.append(row(f"{band}: final gain", [_ci(r["bands"][band]["gain"]) for r in res]))
     for band in BANDS:
         for g in ATTRIBUTED:
             shares = [r["bands"][band].get("gain_share", {}).get(g) for r in res]
             if any(s and s["carried"]["n"] for s in shares):
-                cells = [f"{_ci(s['carried'], '+.2f')} vs random {_ci(s['random'], '+.2f')}" if s and s["carried"]["n"] else "—"
-                         for s in shares]  # fmt: skip
+                cells = [
+                    f"{_ci(s['carried'], '+.2f')} vs random {_ci(s['random'], '+.2f')}"
+                    if s and s["carried"]["n"]
+                    else "—"
+                    for s in shares
+                ]
                 lines.append(row(f"{band}: share of gain carried by {g}", cells))
     for g in ATTRIBUTED:
         labels = [r["labels_by_sae"][r["headline_sae"]][g] for r in res]
-        lines.append(row(f"{g} group ({res[0]['headline_sae'].split('-')[0]})",
-                         [f"{x['n']} latents, {x['metric']} {x['effect']:+.3f}, {'passes' if x['passed'] else 'fails'}" for x in labels]))  # fmt: skip
+        lines.append(
+            row(
+                f"{g} group ({res[0]['headline_sae'].split('-')[0]})",
+                [
+                    f"{x['n']} latents, {x['metric']} {x['effect']:+.3f}, {'passes' if x['passed'] else 'fails'}"
+                    for x in labels
+                ],
+            )
+        )
     return lines
 
 

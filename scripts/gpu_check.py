@@ -66,7 +66,9 @@ def utilization(path: Path, t0: float) -> list[dict]:
     for line in path.read_text().splitlines() if path.exists() else []:
         parts = [p.strip() for p in line.split(",")]
         with contextlib.suppress(ValueError, IndexError):
-            rows.append({"t_s": round(float(parts[0]) - t0, 1), "util_pct": float(parts[1]), "mem_mib": float(parts[2])})
+            rows.append(
+                {"t_s": round(float(parts[0]) - t0, 1), "util_pct": float(parts[1]), "mem_mib": float(parts[2])}
+            )
     return rows
 
 
@@ -91,18 +93,28 @@ def throughput(preset: str, device: str, steps: int) -> list[dict]:
         recipe = dataclasses.replace(base, precision=precision).recipe
         model, opt = recipe.init(tokenizer)
         fit(model, opt, recipe, vocab, range(20), workers=workers, desc="warm-up")
-        return timed(lambda: fit(model, opt, recipe, vocab, range(20, 20 + steps), workers=workers, desc="timed"), device)
+        return timed(
+            lambda: fit(model, opt, recipe, vocab, range(20, 20 + steps), workers=workers, desc="timed"), device
+        )
 
     for precision, workers in (("fp32", 0), ("fp32", 4), (base.precision, base.batch_workers)):
         s = pretrain_seconds(precision, workers)
-        rows.append({"what": f"pretrain {precision}, {workers} batch workers", "per_s": round(steps / s, 1), "unit": "steps/s"})
+        rows.append(
+            {"what": f"pretrain {precision}, {workers} batch workers", "per_s": round(steps / s, 1), "unit": "steps/s"}
+        )
     g = preset_args(grpo.GRPOArgs, grpo.PRESETS, preset, device=device)
     pool = base.family.problems(0, base.family.knobs(base.k_train_max)[-1], g.prompts_per_step)
     model = base.recipe.init(tokenizer)[0]
     for batch in sorted({64, g.rollout_batch}):
         spec = dataclasses.replace(g.policy, rollout_batch=batch)
         s = timed(lambda spec=spec: rl.sample_groups(model.eval(), tokenizer, pool, spec, *grpo_step(0, 0)), device)
-        rows.append({"what": f"GRPO sampling {spec.prompts_per_step} x {spec.group_size}, rollout batch {batch}", "per_s": round(1 / s, 2), "unit": "updates/s"})
+        rows.append(
+            {
+                "what": f"GRPO sampling {spec.prompts_per_step} x {spec.group_size}, rollout batch {batch}",
+                "per_s": round(1 / s, 2),
+                "unit": "updates/s",
+            }
+        )
     print(f"\n{'speed-up (same process, one after another)':<60} {'rate':>10}  ratio")
     for row in rows:
         first = next(r for r in rows if r["unit"] == row["unit"])
@@ -126,10 +138,20 @@ def main() -> None:
     samples = a.out / "nvidia_smi.csv"
     poll = None
     if smi:
-        script = f"while true; do echo \"$(date +%s.%N), $({smi} --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits | head -1)\"; sleep {a.every}; done"
+        script = (
+            f'while true; do echo "$(date +%s.%N), $({smi} --query-gpu=utilization.gpu,memory.used '
+            f'--format=csv,noheader,nounits | head -1)"; sleep {a.every}; done'
+        )
         poll = subprocess.Popen(["bash", "-c", script], stdout=samples.open("w"))
-    args = preset_args(band_study.BandStudyArgs, band_study.PRESETS, a.preset, out=a.out / "run", seeds=tuple(a.seeds),
-                       grpo_steps=a.grpo_steps, device=a.device)  # fmt: skip
+    args = preset_args(
+        band_study.BandStudyArgs,
+        band_study.PRESETS,
+        a.preset,
+        out=a.out / "run",
+        seeds=tuple(a.seeds),
+        grpo_steps=a.grpo_steps,
+        device=a.device,
+    )
     speed = throughput(a.preset, a.device, a.bench_steps) if a.bench_steps else []
     tee = Tee(sys.stdout)
     t0, start = time.time(), time.perf_counter()  # utilization samples count from the study's start
@@ -142,25 +164,37 @@ def main() -> None:
             poll.terminate()
         util = [u for u in utilization(samples, t0) if u["t_s"] >= 0]
         report = {
-            "device": a.device, "preset": a.preset, "seeds": a.seeds, "grpo_steps": a.grpo_steps, "total_s": round(total, 1),
+            "device": a.device,
+            "preset": a.preset,
+            "seeds": a.seeds,
+            "grpo_steps": a.grpo_steps,
+            "total_s": round(total, 1),
             "gpu": torch.cuda.get_device_name() if a.device.startswith("cuda") and torch.cuda.is_available() else None,
             "torch": torch.__version__,
-            "peak_torch_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None,
+            "peak_torch_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20)
+            if torch.cuda.is_available()
+            else None,
             "peak_nvidia_smi_mib": max((u["mem_mib"] for u in util), default=None),
             "mean_util_pct": round(sum(u["util_pct"] for u in util) / len(util), 1) if util else None,
             "speed_ups": speed,
             "stages": stages("".join(tee.lines), total),
             "utilization": util,
-        }  # fmt: skip
+        }
         for st in report["stages"]:
             inside = [u["util_pct"] for u in util if st["start_s"] <= u["t_s"] < st["start_s"] + st["seconds"]]
             st["mean_util_pct"] = round(sum(inside) / len(inside), 1) if inside else None
         (a.out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
         print(f"\n{'stage':<80} {'s':>6} {'util %':>7}")
         for st in report["stages"]:
-            print(f"{st['stage'][:80]:<80} {st['seconds']:>6} {st['mean_util_pct'] if st['mean_util_pct'] is not None else '–':>7}")
-        print(f"total {report['total_s']} s on {report['gpu'] or a.device}; mean utilization {report['mean_util_pct']}%; "
-              f"peak GPU memory {report['peak_torch_gpu_mib']} MiB (torch), {report['peak_nvidia_smi_mib']} MiB (nvidia-smi)")  # fmt: skip
+            print(
+                f"{st['stage'][:80]:<80} {st['seconds']:>6} "
+                f"{st['mean_util_pct'] if st['mean_util_pct'] is not None else '–':>7}"
+            )
+        print(
+            f"total {report['total_s']} s on {report['gpu'] or a.device}; mean utilization {report['mean_util_pct']}%; "
+            f"peak GPU memory {report['peak_torch_gpu_mib']} MiB (torch), {report['peak_nvidia_smi_mib']} MiB "
+            "(nvidia-smi)"
+        )
 
 
 if __name__ == "__main__":

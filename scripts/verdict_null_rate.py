@@ -27,11 +27,22 @@ CONFIRMED = {g: {"n": 5, "passed": True} for g in CONTRASTED}
 SCENARIOS = {
     "global null, every seed hits": (dict.fromkeys(BANDS, 5), {}, 0.0),
     "global null, 5/4/3 hitting seeds, 5% nan shares": ({"easy": 5, "medium": 4, "hard": 3}, {}, 0.05),
-    "global null, hard unmatched (2 seeds): the sequence skips to easy vs medium": ({"easy": 5, "medium": 4, "hard": 2}, {}, 0.0),
-    "partial null: medium's deliberation differs": ({"easy": 5, "medium": 4, "hard": 5}, {("medium", "deliberation"): 0.6}, 0.0),
+    "global null, hard unmatched (2 seeds): the sequence skips to easy vs medium": (
+        {"easy": 5, "medium": 4, "hard": 2},
+        {},
+        0.0,
+    ),
+    "partial null: medium's deliberation differs": (
+        {"easy": 5, "medium": 4, "hard": 5},
+        {("medium", "deliberation"): 0.6},
+        0.0,
+    ),
     "partial null: easy differs on two groups, so Holm runs on the rest": (
-        {"easy": 5, "medium": 5, "hard": 4}, {("easy", "deliberation"): 0.6, ("easy", "shortcut"): 0.6}, 0.0),
-}  # fmt: skip
+        {"easy": 5, "medium": 5, "hard": 4},
+        {("easy", "deliberation"): 0.6, ("easy", "shortcut"): 0.6},
+        0.0,
+    ),
+}
 
 
 def records(rng, hits: dict[str, int], shift: dict | None = None, n_random: int = 3, nan_frac: float = 0.0) -> dict:
@@ -47,11 +58,14 @@ def records(rng, hits: dict[str, int], shift: dict | None = None, n_random: int 
             rand = (tuned - gain * (0.05 + 0.1 * z[1 + groups :])).reshape(groups, n_random).tolist()
             missing = rng.random(groups) < nan_frac
             out[run_name(band, seed)] = {
-                "acc_base": base, "matched_acc": tuned, "acc_tuned": tuned,
+                "acc_base": base,
+                "matched_acc": tuned,
+                "acc_tuned": tuned,
                 "patched": {g: tuned - s * gain for g, s in zip(ATTRIBUTED, share.tolist())},
                 "random_patched": {g: [] if m else r for g, r, m in zip(ATTRIBUTED, rand, missing)},
-                "random_tuned": {g: [] if m else [tuned] * n_random for g, m in zip(ATTRIBUTED, missing)}, "path_agreement": 1.0,
-            }  # fmt: skip
+                "random_tuned": {g: [] if m else [tuned] * n_random for g, m in zip(ATTRIBUTED, missing)},
+                "path_agreement": 1.0,
+            }
     return out
 
 

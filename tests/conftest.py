@@ -29,7 +29,9 @@ offline_mode()
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("smoke") / "run"
-    pretrain.main(preset_args(pretrain.PretrainArgs, pretrain.PRESETS, "smoke", out=run, **pretrain.BEYOND_RANGE["smoke"]))
+    pretrain.main(
+        preset_args(pretrain.PretrainArgs, pretrain.PRESETS, "smoke", out=run, **pretrain.BEYOND_RANGE["smoke"])
+    )
     bands.main(preset_args(bands.BandArgs, bands.PRESETS, "smoke", run=run))
     return run
 
@@ -56,8 +58,17 @@ def copy_run(smoke_run):
 def signals_run(tmp_path_factory) -> Path:
     """A smoke run whose completions state a confidence and may abstain (10% in pretraining), with bands."""
     run = tmp_path_factory.mktemp("signals") / "run"
-    pretrain.main(preset_args(pretrain.PretrainArgs, pretrain.PRESETS, "smoke", out=run, confidence=True, abstain_frac=0.1,
-                              **pretrain.BEYOND_RANGE["smoke"]))
+    pretrain.main(
+        preset_args(
+            pretrain.PretrainArgs,
+            pretrain.PRESETS,
+            "smoke",
+            out=run,
+            confidence=True,
+            abstain_frac=0.1,
+            **pretrain.BEYOND_RANGE["smoke"],
+        )
+    )
     bands.main(preset_args(bands.BandArgs, bands.PRESETS, "smoke", run=run))
     return run
 
@@ -70,5 +81,7 @@ def smoke_study(tmp_path_factory) -> tuple[Path, dict, float]:
 
     out = tmp_path_factory.mktemp("study") / "run"
     start = time.perf_counter()
-    res = band_study.main(preset_args(band_study.BandStudyArgs, band_study.PRESETS, "smoke", out=out, executor="pool", workers=2))
+    res = band_study.main(
+        preset_args(band_study.BandStudyArgs, band_study.PRESETS, "smoke", out=out, executor="pool", workers=2)
+    )
     return out, res, time.perf_counter() - start

@@ -15,7 +15,11 @@ from experiments.harness import cli
 def run_entry(module: str, *argv: str) -> subprocess.CompletedProcess:
     """Exit code and stderr of ``python -m experiments.<module> *argv``."""
     mod = importlib.import_module(f"experiments.{module}")
-    args_cls = next(v for k, v in vars(mod).items() if k.endswith("Args") and dataclasses.is_dataclass(v) and v.__module__ == mod.__name__)
+    args_cls = next(
+        v
+        for k, v in vars(mod).items()
+        if k.endswith("Args") and dataclasses.is_dataclass(v) and v.__module__ == mod.__name__
+    )
     err, code, saved = io.StringIO(), 0, sys.argv
     sys.argv = [module, *argv]
     try:

@@ -21,8 +21,18 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from import_graph import graph  # noqa: E402
 
 STAGES = {f"experiments.{p.stem}" for p in (ROOT / "experiments").glob("*.py") if p.stem != "__init__"}
-STEPS = {f"experiments.band_steps.{p.stem}" for p in (ROOT / "experiments" / "band_steps").glob("*.py") if p.stem != "__init__"}
-ORCHESTRATORS = {"experiments.band_study", "experiments.calibration", "experiments.utility", "experiments.ingest", *STEPS}
+STEPS = {
+    f"experiments.band_steps.{p.stem}"
+    for p in (ROOT / "experiments" / "band_steps").glob("*.py")
+    if p.stem != "__init__"
+}
+ORCHESTRATORS = {
+    "experiments.band_study",
+    "experiments.calibration",
+    "experiments.utility",
+    "experiments.ingest",
+    *STEPS,
+}
 """Studies that run other stages through their ``main`` (and so may import them), and the band study's steps."""
 STUDIES = ["band_study", "calibration", "pruning", "refinement", "trace_length", "utility", "value_study"]
 """Every study, one visible unit: ``experiments/<s>.py``, its typed result in ``analysis/<a>_results.py`` and its
@@ -32,7 +42,11 @@ SECTIONS = {"experiments.analysis.diffing_report"}
 
 
 def test_probes__never_import_experiments():
-    offenders = {m: sorted(d) for m, d in graph().items() if m.startswith("probes") and any(x.startswith("experiments") for x in d)}
+    offenders = {
+        m: sorted(d)
+        for m, d in graph().items()
+        if m.startswith("probes") and any(x.startswith("experiments") for x in d)
+    }
     assert offenders == {}
 
 
@@ -40,8 +54,16 @@ def test_harness_subpackages__import_only_the_ones_before_them():
     """harness's sub-packages follow the data: tasks, training, reading, engines, studies; none imports a later one."""
     order = [f"experiments.harness.{p}" for p in ("tasks", "training", "reading", "engines", "studies")]
     rank = lambda m: next((i for i, p in enumerate(order) if m.startswith(p + ".")), None)  # noqa: E731
-    offenders = sorted((m, d) for m, deps in graph().items() if rank(m) is not None for d in deps if (rank(d) or 0) > rank(m))
+    offenders = sorted(
+        (m, d) for m, deps in graph().items() if rank(m) is not None for d in deps if (rank(d) or 0) > rank(m)
+    )
     assert offenders == []
+
+
+def test_stages__stay_under_400_lines():
+    """A stage is thin (Args, presets, main and the steps only it takes); what grows moves into a library module."""
+    long = {p.name: n for p in (ROOT / "experiments").glob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}
 
 
 def test_library_code__never_imports_a_stage():
@@ -73,7 +95,11 @@ def test_stages__frozen_args_with_documented_fields_presets_and_main(name):
     from experiments.harness.cli import field_docs
 
     module = importlib.import_module(name)
-    args = [v for k, v in vars(module).items() if k.endswith("Args") and dataclasses.is_dataclass(v) and v.__module__ == name]
+    args = [
+        v
+        for k, v in vars(module).items()
+        if k.endswith("Args") and dataclasses.is_dataclass(v) and v.__module__ == name
+    ]
     assert len(args) == 1 and args[0].__dataclass_params__.frozen
     assert set(field_docs(args[0])) == {f.name for f in dataclasses.fields(args[0])}
     assert isinstance(module.PRESETS, dict) and "default" in module.PRESETS and "smoke" in module.PRESETS
@@ -90,19 +116,40 @@ def test_studies__a_stage_a_typed_result_that_round_trips_json_and_a_report_that
     ``from_json`` classmethod (each study's round trip is tested beside its results or its smoke run); the report
     imports no stage and writes nothing but its report file (``write_text``; figures through ``save_figure``)."""
     stage = importlib.import_module(f"experiments.{study}")
-    args = [v for k, v in vars(stage).items() if k.endswith("Args") and dataclasses.is_dataclass(v) and v.__module__ == stage.__name__]
-    assert len(args) == 1 and args[0].__dataclass_params__.frozen and isinstance(stage.PRESETS, dict) and callable(stage.main)
+    args = [
+        v
+        for k, v in vars(stage).items()
+        if k.endswith("Args") and dataclasses.is_dataclass(v) and v.__module__ == stage.__name__
+    ]
+    assert (
+        len(args) == 1
+        and args[0].__dataclass_params__.frozen
+        and isinstance(stage.PRESETS, dict)
+        and callable(stage.main)
+    )
 
     results = importlib.import_module(analysis_module(study, "results"))
-    typed = [v for v in vars(results).values() if isinstance(v, type) and v.__module__ == results.__name__ and dataclasses.is_dataclass(v)
-             and v.__dataclass_params__.frozen and callable(getattr(v, "to_json", None))
-             and isinstance(inspect.getattr_static(v, "from_json", None), classmethod)]  # fmt: skip
+    typed = [
+        v
+        for v in vars(results).values()
+        if isinstance(v, type)
+        and v.__module__ == results.__name__
+        and dataclasses.is_dataclass(v)
+        and v.__dataclass_params__.frozen
+        and callable(getattr(v, "to_json", None))
+        and isinstance(inspect.getattr_static(v, "from_json", None), classmethod)
+    ]
     assert typed, f"{results.__name__}: no frozen result dataclass with to_json and a from_json classmethod"
 
     report = analysis_module(study, "report")
     assert not graph()[report] & STAGES
     tree = ast.parse((ROOT / f"{report.replace('.', '/')}.py").read_text())
-    writers = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "experiments.harness.rundir" for a in n.names}
+    writers = {
+        a.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module == "experiments.harness.rundir"
+        for a in n.names
+    }
     assert writers <= {"write_text"}
 
 
@@ -128,7 +175,9 @@ def test_repository__refers_to_no_file_outside_it():
         assert "DESIGN.md" not in text.replace("docs/DESIGN.md", ""), path
 
 
-@pytest.mark.parametrize("name", sorted(n for n in STAGES if "ClassVar" in (ROOT / f"{n.replace('.', '/')}.py").read_text()))
+@pytest.mark.parametrize(
+    "name", sorted(n for n in STAGES if "ClassVar" in (ROOT / f"{n.replace('.', '/')}.py").read_text())
+)
 def test_stages__load_as_a_spawned_workers_main_module(name):
     """A pool worker (spawn) re-runs the parent's ``python -m`` module as ``__mp_main__`` while no module of
     that name is registered; a ClassVar written as a string annotation (``from __future__ import annotations``)

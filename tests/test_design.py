@@ -28,7 +28,9 @@ def modules(package: str) -> set[str]:
 def test_design__names_every_module_in_its_packages_part():
     parts = layout_parts()
     missing = {pkg: sorted(modules(pkg) - set(MODULE.findall(parts[pkg]))) for pkg in PACKAGES}
-    assert missing == {pkg: [] for pkg in PACKAGES}, f"modules without a line in docs/DESIGN.md Package layout: {missing}"
+    assert missing == {pkg: [] for pkg in PACKAGES}, (
+        f"modules without a line in docs/DESIGN.md Package layout: {missing}"
+    )
 
 
 def test_design__names_no_module_that_does_not_exist():

@@ -28,6 +28,13 @@ def success_gap(records: Mapping[str, Mapping[str, Mapping]]) -> dict[str, dict]
                 on_success.append(float(a[c].mean()))
                 on_failure.append(float(a[~c].mean()))
         gap = [s - f for s, f in zip(on_success, on_failure)]
-        out[str(step)] = {name: t_mean(v).as_dict() for name, v in
-                          (("success_rate", rate), ("on_success", on_success), ("on_failure", on_failure), ("gap", gap))}  # fmt: skip
+        out[str(step)] = {
+            name: t_mean(v).as_dict()
+            for name, v in (
+                ("success_rate", rate),
+                ("on_success", on_success),
+                ("on_failure", on_failure),
+                ("gap", gap),
+            )
+        }
     return out

@@ -31,8 +31,17 @@ from probes.matched_gain import (
 )
 from probes.stats import Estimate, cosine, noise_floor, t_mean
 
-BEHAVIOURS = ("deliberate_rate", "direct_rate", "format_error_rate", "skipped_step_rate", "wrong_step_rate",
-              "copied_answer_rate", "lucky_success_rate", "mean_length", "trace_length")  # fmt: skip
+BEHAVIOURS = (
+    "deliberate_rate",
+    "direct_rate",
+    "format_error_rate",
+    "skipped_step_rate",
+    "wrong_step_rate",
+    "copied_answer_rate",
+    "lucky_success_rate",
+    "mean_length",
+    "trace_length",
+)
 
 
 MIN_TARGET_SE = 3.0
@@ -85,7 +94,9 @@ def plan(curve_by_run: Mapping[str, GainCurve], se_gain: float, target: float | 
     return MatchPlan(goal, tol, se_gain, bool(goal >= floor), common.reach, common.matchable)
 
 
-def matching(curve_by_run: Mapping[str, GainCurve], extra: Mapping[str, Mapping[float, float]], p: MatchPlan) -> Matching:
+def matching(
+    curve_by_run: Mapping[str, GainCurve], extra: Mapping[str, Mapping[float, float]], p: MatchPlan
+) -> Matching:
     """Each run's matched point on its curve plus the steps measured in between (``extra``)."""
     points = {n: first_reaching(with_points(c, extra.get(n, {})), p.target, p.tol) for n, c in curve_by_run.items()}
     return Matching(p.target, points)
@@ -99,10 +110,15 @@ def final_gain(rows: Sequence[dict], key: str) -> float:
 def behaviour(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
     """Eval-set behaviour rates at the first and the last evaluation."""
     evaluated = [r for r in rows if "eval/behaviour/deliberate_rate" in r]
-    return {b: {"start": evaluated[0][f"eval/behaviour/{b}"], "end": evaluated[-1][f"eval/behaviour/{b}"]} for b in BEHAVIOURS}
+    return {
+        b: {"start": evaluated[0][f"eval/behaviour/{b}"], "end": evaluated[-1][f"eval/behaviour/{b}"]}
+        for b in BEHAVIOURS
+    }
 
 
-def group_changes(readings: Mapping[str, dict], sae: str, groups: Mapping[str, Sequence[int]], ckpt: str, view: str = VIEWS[0]) -> dict[str, float]:
+def group_changes(
+    readings: Mapping[str, dict], sae: str, groups: Mapping[str, Sequence[int]], ckpt: str, view: str = VIEWS[0]
+) -> dict[str, float]:
     """Relative change of each group's activity at ``ckpt`` vs the base model."""
     base = group_activity(readings["base"][sae]["means"][view], groups)
     return relative_change(group_activity(readings[ckpt][sae]["means"][view], groups), base)
@@ -119,7 +135,9 @@ def matched_changes(readings, sae: str, groups, m: Matching, seeds: Sequence[int
 def changes_at_step(readings, sae: str, groups, step: int, seeds: Sequence[int]) -> dict[str, dict[str, list[float]]]:
     """Per band and group: every seed's change after ``step`` updates (the step-matched reading)."""
     at = {run_name(b, s): f"{run_name(b, s)}/{point_name(step)}" for b in BANDS for s in seeds}
-    points = {n: MatchedPoint(c in readings, step, None, math.nan, c in readings) for n, c in at.items()}  # ingested: other steps
+    points = {
+        n: MatchedPoint(c in readings, step, None, math.nan, c in readings) for n, c in at.items()
+    }  # ingested: other steps
     changes = {c: group_changes(readings, sae, groups, c) for c in at.values() if c in readings}
     return matched_values(changes, points, list(groups))
 
@@ -172,10 +190,16 @@ def sae_block(readings, name: str, feats: dict, m: Matching, seeds: Sequence[int
     vectors = {}
     for band in BANDS:
         names = [run_name(band, s) for s in seeds if hit(m.points[run_name(band, s)]).reached]
-        vs = [change_vector(readings[f"{n}/{point_name(m.points[n].step)}"][name]["means"][VIEWS[0]], base, live) for n in names]
+        vs = [
+            change_vector(readings[f"{n}/{point_name(m.points[n].step)}"][name]["means"][VIEWS[0]], base, live)
+            for n in names
+        ]
         vectors[band] = sum(vs) / len(vs) if vs else None
-    cos = {f"{a}~{b}": cosine(vectors[a], vectors[b]) for a, b in (("easy", "medium"), ("medium", "hard"), ("easy", "hard"))
-           if vectors[a] is not None and vectors[b] is not None}  # fmt: skip
+    cos = {
+        f"{a}~{b}": cosine(vectors[a], vectors[b])
+        for a, b in (("easy", "medium"), ("medium", "hard"), ("easy", "hard"))
+        if vectors[a] is not None and vectors[b] is not None
+    }
     fve = {ckpt: r[name]["fve"] for ckpt, r in readings.items()}
     return SaeBlock(groups, values, estimates(values), floors(values, CONTRASTED), cos, fve, labels)
 
@@ -210,18 +234,64 @@ class BandResult:
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         nested = lambda x: {a: {b: e.as_dict() for b, e in v.items()} for a, v in x.items()}  # noqa: E731
-        return {**d, "gain": self.gain.as_dict(), "feature_change": {g: e.as_dict() for g, e in self.feature_change.items()},
-                "feature_change_by_sae": nested(self.feature_change_by_sae), "gain_share": nested(self.gain_share),
-                "at_final_step": {g: e.as_dict() for g, e in self.at_final_step.items()}}  # fmt: skip
+        return {
+            **d,
+            "gain": self.gain.as_dict(),
+            "feature_change": {g: e.as_dict() for g, e in self.feature_change.items()},
+            "feature_change_by_sae": nested(self.feature_change_by_sae),
+            "gain_share": nested(self.gain_share),
+            "at_final_step": {g: e.as_dict() for g, e in self.at_final_step.items()},
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> BandResult:
         est = Estimate.from_dict
         nested = lambda x: {a: {b: est(e) for b, e in v.items()} for a, v in x.items()}  # noqa: E731
         flat = lambda x: {g: est(e) for g, e in x.items()}  # noqa: E731
-        return cls(**{**d, "gain": est(d["gain"]), "feature_change": flat(d["feature_change"]),
-                      "feature_change_by_sae": nested(d["feature_change_by_sae"]), "gain_share": nested(d["gain_share"]),
-                      "at_final_step": flat(d["at_final_step"])})  # fmt: skip
+        return cls(
+            **{
+                **d,
+                "gain": est(d["gain"]),
+                "feature_change": flat(d["feature_change"]),
+                "feature_change_by_sae": nested(d["feature_change_by_sae"]),
+                "gain_share": nested(d["gain_share"]),
+                "at_final_step": flat(d["at_final_step"]),
+            }
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class BandDiffing:
+    """One band's model diffing in results.json: its claim checkpoints, each change dictionary's summary, the three
+    readings side by side and the faithfulness table."""
+
+    claim: str
+    """matched (every run of the band hit the target: its matched points) or final (the last step: equal budget)."""
+    steps: dict[str, float]
+    """Per run diffed, its claim checkpoint's step (fractional at a sub-step matched point)."""
+    n_rollouts: int
+    """Rollouts per held-out problem behind each spliced accuracy and causal effect."""
+    crosscoder: dict
+    """The crosscoder's summary: its band's latents, labels, effects (steer base, ablate tuned) and norm classes."""
+    difference: dict
+    """The difference SAE's summary, the same way."""
+    readings: dict
+    """The three readings (base SAE, crosscoder, difference SAE) per group, each's top group, and whether they agree."""
+    faithfulness: list[dict]
+    """Per seed, dictionary and model: FVE, L0, dead fraction, clean vs spliced accuracy and loss, and the flag."""
+    removed: list[str]
+    """Dictionaries unfaithful for the band (flagged on most of its spliced models): their readings are left out."""
+
+    def dictionary(self, kind: str) -> dict:
+        """The summary of one kind of change dictionary (``probes.saes.change.DICTIONARIES``)."""
+        return {"crosscoder": self.crosscoder, "difference": self.difference}[kind]
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> BandDiffing:
+        return cls(**d)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +309,8 @@ class BandStudyResult:
     gain_se: float
     """Typical standard error of one measured gain."""
     reach: dict[str, float]
-    """Per band: the largest gain all but one of its seeds (at least 3) reach; the target is the smallest matchable one."""
+    """Per band: the largest gain all but one of its seeds (at least 3) reach; the target is the smallest matchable
+    one."""
     matchable_bands: list[str]
     """Bands whose reach is at least 3 standard errors of a gain."""
     diff_view: str
@@ -271,7 +342,7 @@ class BandStudyResult:
     hard_success_activity: dict = dataclasses.field(default_factory=dict)
     """Per checkpoint step of the hard-band runs: success rate and the deliberation group's activity on
     successful and failed rollouts, with the gap (``experiments.analysis.activity_results``)."""
-    model_diffing: dict = dataclasses.field(default_factory=dict)
+    model_diffing: dict[str, BandDiffing] = dataclasses.field(default_factory=dict)
     """Per band: crosscoder and difference-SAE readings of its claim checkpoints beside the base SAE's,
     with faithfulness per dictionary and checkpoint (``experiments.analysis.diffing_results``)."""
     hook_choice: dict = dataclasses.field(default_factory=dict)
@@ -279,12 +350,18 @@ class BandStudyResult:
 
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {**d, "bands": {b: r.to_json() for b, r in self.bands.items()}}
+        md = {b: r.to_json() for b, r in self.model_diffing.items()}
+        return {**d, "bands": {b: r.to_json() for b, r in self.bands.items()}, "model_diffing": md}
 
     @classmethod
     def from_json(cls, d: dict) -> BandStudyResult:
-        fields = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}  # a missing required one still fails
-        return cls(**{**fields, "bands": {b: BandResult.from_json(r) for b, r in d["bands"].items()}})
+        fields = {
+            f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d
+        }  # a missing required one still fails
+        md = {b: BandDiffing.from_json(r) for b, r in d.get("model_diffing", {}).items()}
+        return cls(
+            **{**fields, "bands": {b: BandResult.from_json(r) for b, r in d["bands"].items()}, "model_diffing": md}
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,7 +405,10 @@ class RunData:
     @property
     def extra(self) -> dict[str, dict[float, float]]:
         """Per run, gains at the steps measured while matching."""
-        return {n: {r["step"]: r[self.key] - self.metrics[n][0][self.key] for r in rows} for n, rows in self.measured.items()}
+        return {
+            n: {r["step"]: r[self.key] - self.metrics[n][0][self.key] for r in rows}
+            for n, rows in self.measured.items()
+        }
 
     def row_at(self, name: str, step: float) -> dict:
         """The evaluation of run ``name`` after ``step`` updates (its metrics line or a matching one)."""
@@ -345,17 +425,30 @@ def planned(runs: RunData, s: StudySettings) -> tuple[dict[str, GainCurve], Matc
 
 def gain_check(attributions: Mapping[str, Mapping], tol: float) -> dict[str, dict]:
     """Per attributed run: its matched gain, the gain measured again on the same draws for attribution, whether
-    they agree within the tolerance, and how often the patching path with nothing patched gives the model's own outcome."""
+    they agree within the tolerance, and how often the patching path with nothing patched gives the model's own
+    outcome."""
     out = {}
     for name, rec in attributions.items():
         matched, again = rec["matched_acc"] - rec["acc_base"], rec["acc_tuned"] - rec["acc_base"]
-        out[name] = {"matched": matched, "measured_again": again, "agree": abs(matched - again) <= tol,
-                     "path_agreement": rec["path_agreement"]}  # fmt: skip
+        out[name] = {
+            "matched": matched,
+            "measured_again": again,
+            "agree": abs(matched - again) <= tol,
+            "path_agreement": rec["path_agreement"],
+        }
     return out
 
 
-def band_result(runs: RunData, s: StudySettings, m: Matching, blocks: dict[str, SaeBlock], head: str, band: str,
-                share_est: dict, readings) -> BandResult:  # fmt: skip
+def band_result(
+    runs: RunData,
+    s: StudySettings,
+    m: Matching,
+    blocks: dict[str, SaeBlock],
+    head: str,
+    band: str,
+    share_est: dict,
+    readings,
+) -> BandResult:
     names = [run_name(band, seed) for seed in s.seeds]
     beh = [behaviour(runs.metrics[n]) for n in names]
     at_point = [runs.row_at(n, m.points[n].step) if m.points[n].reached else {} for n in names]
@@ -376,7 +469,11 @@ def band_result(runs: RunData, s: StudySettings, m: Matching, blocks: dict[str, 
 
 
 def decide(
-    attributions: Mapping[str, Mapping], seeds: Sequence[int], labels: Mapping[str, dict], n_hit: Mapping[str, int], p: MatchPlan
+    attributions: Mapping[str, Mapping],
+    seeds: Sequence[int],
+    labels: Mapping[str, dict],
+    n_hit: Mapping[str, int],
+    p: MatchPlan,
 ) -> tuple[list[ContrastResult], str, str]:
     """The verdict's family (specific shares of the hitting runs' attribution records, contrasted by serial
     gatekeeping) and its class and sentence: the one decision path, which the null simulations run too."""
@@ -392,7 +489,7 @@ def analyse(
     readings: dict[str, dict],
     attributions: Mapping[str, Mapping],
     activity: Mapping[str, Mapping] | None = None,
-    model_diffing: dict | None = None,
+    model_diffing: dict[str, BandDiffing] | None = None,
     hook_choice: dict | None = None,
 ) -> BandAnalysis:
     """Every number of the band study from the band runs, the labels and the diff readings."""
@@ -406,24 +503,51 @@ def analyse(
     share_est = fraction_estimates(shares)
     bands = {b: band_result(runs, s, m, blocks, head_name, b, share_est, readings) for b in BANDS}
     issues = group_issues(head.labels)
-    tests, vclass, sentence = decide(attributions, s.seeds, head.labels, {b: sum(bands[b].matched_hit) for b in BANDS}, p)
+    tests, vclass, sentence = decide(
+        attributions, s.seeds, head.labels, {b: sum(bands[b].matched_hit) for b in BANDS}, p
+    )
     final = changes_at_step(readings, head_name, head.groups, s.final_step, s.seeds)
     res = BandStudyResult(
-        s.preset, list(s.seeds), bands, s.matched_key, p.target, p.tol, p.se_gain, p.reach, list(p.matchable), VIEWS[0],
-        s.loss_agg, s.final_step, head.noise_floor, {n: blk.noise_floor for n, blk in blocks.items()},
-        {n: blk.cosine for n, blk in blocks.items()}, {n: blk.labels for n, blk in blocks.items()}, head_name,
-        [dataclasses.asdict(c) for c in tests], [dataclasses.asdict(c) for c in contrasts(head.values, issues)],
-        [dataclasses.asdict(c) for c in contrasts(final, issues)], gain_check(attributions, p.tol), vclass, sentence,
-        success_gap(activity or {}), model_diffing or {}, hook_choice or {},
-    )  # fmt: skip
+        s.preset,
+        list(s.seeds),
+        bands,
+        s.matched_key,
+        p.target,
+        p.tol,
+        p.se_gain,
+        p.reach,
+        list(p.matchable),
+        VIEWS[0],
+        s.loss_agg,
+        s.final_step,
+        head.noise_floor,
+        {n: blk.noise_floor for n, blk in blocks.items()},
+        {n: blk.cosine for n, blk in blocks.items()},
+        {n: blk.labels for n, blk in blocks.items()},
+        head_name,
+        [dataclasses.asdict(c) for c in tests],
+        [dataclasses.asdict(c) for c in contrasts(head.values, issues)],
+        [dataclasses.asdict(c) for c in contrasts(final, issues)],
+        gain_check(attributions, p.tol),
+        vclass,
+        sentence,
+        success_gap(activity or {}),
+        model_diffing or {},
+        hook_choice or {},
+    )
     return BandAnalysis(res, runs.metrics, runs.extra, m, p, blocks, readings)
 
 
 def diff_record(analysis: BandAnalysis) -> dict:
     """diff.json: per SAE and checkpoint, transfer quality and each group's change vs base, in both views."""
     return {
-        name: {ckpt: {"fve": r[name]["fve"], "l0": r[name]["l0"],
-                      **{f"change/{view}": group_changes(analysis.readings, name, blk.groups, ckpt, view) for view in VIEWS}}
-               for ckpt, r in analysis.readings.items()}
+        name: {
+            ckpt: {
+                "fve": r[name]["fve"],
+                "l0": r[name]["l0"],
+                **{f"change/{view}": group_changes(analysis.readings, name, blk.groups, ckpt, view) for view in VIEWS},
+            }
+            for ckpt, r in analysis.readings.items()
+        }
         for name, blk in analysis.blocks.items()
-    }  # fmt: skip
+    }

@@ -21,8 +21,9 @@ def fig_reliability(out: RewardStudyLayout, result: CalibrationResult) -> str:
     """Per split: accuracy against mean stated confidence per bin, one line per variant (top), and how the
     stated confidences spread over the bins (bottom)."""
     splits = list(result.reliability)
-    fig, axes = plt.subplots(2, len(splits), figsize=(4.6 * len(splits), 7.0), squeeze=False, height_ratios=(3, 1.4),
-                             sharex=True)  # fmt: skip
+    fig, axes = plt.subplots(
+        2, len(splits), figsize=(4.6 * len(splits), 7.0), squeeze=False, height_ratios=(3, 1.4), sharex=True
+    )
     for col, split in enumerate(splits):
         per_variant = result.reliability[split]
         colors = _colors(list(per_variant))
@@ -30,8 +31,14 @@ def fig_reliability(out: RewardStudyLayout, result: CalibrationResult) -> str:
         top.plot([0, 1], [0, 1], color="0.8", ls="--", lw=1, label="calibrated")
         for v, bins in per_variant.items():
             shown = [b for b in bins if b["n"]]
-            top.plot([b["confidence"] for b in shown], [b["accuracy"] for b in shown], marker="o", ms=3,
-                     color=colors[v], label=v)  # fmt: skip
+            top.plot(
+                [b["confidence"] for b in shown],
+                [b["accuracy"] for b in shown],
+                marker="o",
+                ms=3,
+                color=colors[v],
+                label=v,
+            )
             total = sum(b["n"] for b in bins) or 1
             centres = [(b["lo"] + b["hi"]) / 2 for b in bins]
             bottom.plot(centres, [b["n"] / total for b in bins], marker=".", color=colors[v], label=v)
@@ -50,9 +57,16 @@ def fig_accuracy_ece(out: RewardStudyLayout, result: CalibrationResult) -> str:
         colors = _colors(list(table))
         for v, row in table.items():
             a, e = row["accuracy"], row["ece"]
-            ax.errorbar(e["mean"], a["mean"], xerr=np.abs(np.subtract(e["ci"], e["mean"]))[:, None],
-                        yerr=np.abs(np.subtract(a["ci"], a["mean"]))[:, None], fmt="o", color=colors[v], label=v,
-                        capsize=3)  # fmt: skip
+            ax.errorbar(
+                e["mean"],
+                a["mean"],
+                xerr=np.abs(np.subtract(e["ci"], e["mean"]))[:, None],
+                yerr=np.abs(np.subtract(a["ci"], a["mean"]))[:, None],
+                fmt="o",
+                color=colors[v],
+                label=v,
+                capsize=3,
+            )
         ax.set(title=split, xlabel="ECE (lower is better calibrated)", ylabel="accuracy (sampled, T = 1)")
     axes[0][-1].legend(fontsize=8)
     return save_figure(fig, out.figures / "accuracy_vs_ece.png")
@@ -65,14 +79,19 @@ def _cell(m: dict) -> str:
 def table_lines(result: CalibrationResult) -> list[str]:
     lines = []
     for split, table in result.splits.items():
-        lines += [f"**{split}**", "",
-                  "| variant | accuracy | ECE | Brier | AUROC | states q | vote | q-weighted vote |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"**{split}**",
+            "",
+            "| variant | accuracy | ECE | Brier | AUROC | states q | vote | q-weighted vote |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for v, row in table.items():
             cells = [_cell(row[m]) for m in ("accuracy", "ece", "brier", "auroc")]
             votes = row["votes"]
-            lines.append(f"| {v} | {' | '.join(cells)} | {row['stated']['mean']:.2f} | {votes['majority']:.3f} | "
-                         f"{votes['weighted']:.3f} |")  # fmt: skip
+            lines.append(
+                f"| {v} | {' | '.join(cells)} | {row['stated']['mean']:.2f} | {votes['majority']:.3f} | "
+                f"{votes['weighted']:.3f} |"
+            )
         lines.append("")
     return lines
 
@@ -80,8 +99,10 @@ def table_lines(result: CalibrationResult) -> list[str]:
 def write_report(out: RewardStudyLayout, result: CalibrationResult) -> None:
     figs = {"reliability": fig_reliability(out, result), "accuracy_ece": fig_accuracy_ece(out, result)}
     lines = [
-        "# Calibration: binary vs Brier-augmented vs log rewards", "",
-        f"**Verdict.** {result.verdict}", "",
+        "# Calibration: binary vs Brier-augmented vs log rewards",
+        "",
+        f"**Verdict.** {result.verdict}",
+        "",
         f"GRPO on the {result.band} pool with rewards {', '.join(result.rewards)} (seeds {result.seeds}), every other "
         f"knob equal; the base model beside them. In distribution: k <= {result.k_train_max} (the pretraining range); "
         "beyond: larger k. Accuracy pools every sampled completion (an abstention, where the run can abstain, is not "
@@ -89,10 +110,15 @@ def write_report(out: RewardStudyLayout, result: CalibrationResult) -> None:
         "ECE (10 equal-width bins of q), Brier and AUROC pool those that state a confidence. Intervals: "
         f"{result.level:.1%} (95% Bonferroni-adjusted over 2 metrics x 2 splits), two-level bootstrap over seeds then "
         "problems; with few seeds the seed level is coarse. Votes: the share of problems whose plain majority (or "
-        "q-weighted) answer over its samples is right, mean over seeds.", "",
+        "q-weighted) answer over its samples is right, mean over seeds.",
+        "",
         *table_lines(result),
-        f"![reliability diagrams]({figs['reliability']})", "",
-        f"![accuracy against ECE]({figs['accuracy_ece']})", "",
-        "## Profile", "", *profile_lines(out.profile),
-    ]  # fmt: skip
+        f"![reliability diagrams]({figs['reliability']})",
+        "",
+        f"![accuracy against ECE]({figs['accuracy_ece']})",
+        "",
+        "## Profile",
+        "",
+        *profile_lines(out.profile),
+    ]
     write_text(out.report, "\n".join(lines))

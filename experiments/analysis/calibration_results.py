@@ -49,9 +49,13 @@ def metrics(correct: np.ndarray, q: np.ndarray) -> dict[str, float]:
     c, v = correct.ravel(), q.ravel()
     stated = np.isfinite(v)
     cs, vs = c[stated], v[stated]
-    return {"accuracy": float(c.mean()) if c.size else np.nan, "ece": ece(vs, cs), "brier": brier(vs, cs),
-            "auroc": auroc(vs, cs) if vs.size else np.nan,
-            "stated": float(stated.mean()) if c.size else np.nan}  # fmt: skip
+    return {
+        "accuracy": float(c.mean()) if c.size else np.nan,
+        "ece": ece(vs, cs),
+        "brier": brier(vs, cs),
+        "auroc": auroc(vs, cs) if vs.size else np.nan,
+        "stated": float(stated.mean()) if c.size else np.nan,
+    }
 
 
 def vote_accuracy(s: Samples, rows: np.ndarray) -> dict[str, float]:
@@ -77,7 +81,11 @@ def _pool(runs: Sequence[Samples], seeds_S, rows: np.ndarray) -> tuple[np.ndarra
 
 
 def split_table(
-    runs_by_variant: Mapping[str, Sequence[Samples]], rows: np.ndarray, n_boot: int, seed: int, reference: str,
+    runs_by_variant: Mapping[str, Sequence[Samples]],
+    rows: np.ndarray,
+    n_boot: int,
+    seed: int,
+    reference: str,
     level: float,
 ) -> dict[str, dict]:
     """Per variant: each metric (seeds pooled) with a two-level bootstrap interval at ``level`` and its difference
@@ -106,8 +114,10 @@ def verdict(tables: Mapping[str, Mapping[str, dict]], reference: str, tested: st
         calibrates = e["ci"][1] < 0
         costs = a["ci"][1] < 0
         classes.append("trade_off" if calibrates and costs else "no_trade_off" if calibrates else "no_calibration_gain")
-        parts.append(f"{split}: ECE {e['mean']:+.3f} [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}], accuracy {a['mean']:+.3f} "
-                     f"[{a['ci'][0]:+.3f}, {a['ci'][1]:+.3f}]")  # fmt: skip
+        parts.append(
+            f"{split}: ECE {e['mean']:+.3f} [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}], accuracy {a['mean']:+.3f} "
+            f"[{a['ci'][0]:+.3f}, {a['ci'][1]:+.3f}]"
+        )
     cls = classes[0] if len(set(classes)) == 1 else "mixed"
     head = {
         "no_trade_off": f"The {tested} reward lowered ECE against {reference} without lowering accuracy in every split",
@@ -142,18 +152,37 @@ class CalibrationResult(JsonFields):
 
 
 def analyse(
-    runs: Mapping[str, Sequence[Samples]], k_P: np.ndarray, k_train_max: int, *,
-    preset: str, band: str, seeds: Sequence[int], tested: str, level: float, n_boot: int,
-) -> CalibrationResult:  # fmt: skip
+    runs: Mapping[str, Sequence[Samples]],
+    k_P: np.ndarray,
+    k_train_max: int,
+    *,
+    preset: str,
+    band: str,
+    seeds: Sequence[int],
+    tested: str,
+    level: float,
+    n_boot: int,
+) -> CalibrationResult:
     """Every number of the study from the models' samples: ``runs`` holds the base model's (one run) and each
     reward variant's (one run per seed, in ``seeds`` order), the first variant after the base model the
     reference; ``k_P`` is each held-out problem's knob."""
     rewards = [v for v in runs if v != "base"]
     splits = in_and_beyond(k_P, k_train_max)
-    tables = {name: split_table(runs, rows, n_boot, seed=i, reference=rewards[0], level=level)
-              for i, (name, rows) in enumerate(splits.items())}  # fmt: skip
+    tables = {
+        name: split_table(runs, rows, n_boot, seed=i, reference=rewards[0], level=level)
+        for i, (name, rows) in enumerate(splits.items())
+    }
     diagrams = {name: {v: reliability(r, rows) for v, r in runs.items()} for name, rows in splits.items()}
     cls, sentence = verdict(tables, rewards[0], tested, level)
-    return CalibrationResult(preset=preset, band=band, rewards=rewards, seeds=list(seeds), k_train_max=k_train_max,
-                             level=level, splits=tables, reliability=diagrams, verdict_class=cls,
-                             verdict=sentence)  # fmt: skip
+    return CalibrationResult(
+        preset=preset,
+        band=band,
+        rewards=rewards,
+        seeds=list(seeds),
+        k_train_max=k_train_max,
+        level=level,
+        splits=tables,
+        reliability=diagrams,
+        verdict_class=cls,
+        verdict=sentence,
+    )

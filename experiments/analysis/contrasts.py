@@ -85,14 +85,18 @@ def _blocker(values: Mapping[str, Mapping[str, list[float]]], group_issue: Mappi
     return f"fewer than {MIN_SEEDS} seeds hit the target ({', '.join(short)})" if short else None
 
 
-def _result(key, c: Contrast | None, p_adj: float, significant: bool, order: int | None, status: str, counts) -> ContrastResult:
+def _result(
+    key, c: Contrast | None, p_adj: float, significant: bool, order: int | None, status: str, counts
+) -> ContrastResult:
     g, a, b = key
     if c is None:
         return ContrastResult(g, a, b, math.nan, math.nan, math.nan, *counts, False, order, status)
     return ContrastResult(g, a, b, c.diff, c.p, p_adj, c.n_a, c.n_b, significant, order, status)
 
 
-def contrasts(values: Mapping[str, Mapping[str, list[float]]], group_issue: Mapping[str, str | None]) -> list[ContrastResult]:
+def contrasts(
+    values: Mapping[str, Mapping[str, list[float]]], group_issue: Mapping[str, str | None]
+) -> list[ContrastResult]:
     """Every group x band-pair contrast, the sequence first, decided by serial gatekeeping (module doc).
 
     ``values[band][group]`` are seed-level values at matched checkpoints (hitting seeds only);
@@ -106,16 +110,30 @@ def contrasts(values: Mapping[str, Mapping[str, list[float]]], group_issue: Mapp
         if blocked[key]:
             out.append(_result(key, None, math.nan, False, i, f"untestable: {blocked[key]}", counts[key]))
         elif closed_at:
-            out.append(_result(key, None, math.nan, False, i, f"not tested: the gate closed at {closed_at}", counts[key]))
+            out.append(
+                _result(key, None, math.nan, False, i, f"not tested: the gate closed at {closed_at}", counts[key])
+            )
         else:
             c, tested = permutation_test(values[key[1]][key[0]], values[key[2]][key[0]]), True
-            out.append(_result(key, c, c.p, c.p <= ALPHA, i, "rejected" if c.p <= ALPHA else "not rejected", counts[key]))
+            out.append(
+                _result(key, c, c.p, c.p <= ALPHA, i, "rejected" if c.p <= ALPHA else "not rejected", counts[key])
+            )
             closed_at = None if c.p <= ALPHA else out[-1].name
     rest = keys[len(SEQUENCE) :]
     if closed_at or not tested:
         why = f"the gate closed at {closed_at}" if closed_at else "no contrast of the sequence was tested"
-        return out + [_result(k, None, math.nan, False, None, f"untestable: {blocked[k]}" if blocked[k] else f"not tested: {why}", counts[k])
-                      for k in rest]  # fmt: skip
+        return out + [
+            _result(
+                k,
+                None,
+                math.nan,
+                False,
+                None,
+                f"untestable: {blocked[k]}" if blocked[k] else f"not tested: {why}",
+                counts[k],
+            )
+            for k in rest
+        ]
     raw = {k: permutation_test(values[k[1]][k[0]], values[k[2]][k[0]]) for k in rest if not blocked[k]}
     adjusted = dict(zip(raw, holm([c.p for c in raw.values()])))
     for k in rest:
@@ -132,7 +150,12 @@ VerdictClass = str
 
 
 def verdict(
-    target: float, tol: float, noise_ok: bool, n_hit: Mapping[str, int], n_seeds: int, results: list[ContrastResult],
+    target: float,
+    tol: float,
+    noise_ok: bool,
+    n_hit: Mapping[str, int],
+    n_seeds: int,
+    results: list[ContrastResult],
     measure: str = "feature change",
 ) -> tuple[VerdictClass, str]:
     """(class, one sentence) stating what the numbers show (computed, never hand-written). The class comes from
@@ -146,13 +169,22 @@ def verdict(
         )
     sequence = [r for r in results if r.order is not None]
     first = next((r for r in sequence if r.tested), None)
-    skipped = [f"{r.name} ({r.status.removeprefix('untestable: ')})" for r in sequence[: sequence.index(first) if first else None]]
+    skipped = [
+        f"{r.name} ({r.status.removeprefix('untestable: ')})"
+        for r in sequence[: sequence.index(first) if first else None]
+    ]
     if first is None:
         return "untestable", f"{head}, no pre-registered contrast can be tested: {'; '.join(skipped)}."
     before = f" (skipped before it: {'; '.join(skipped)})" if skipped else ""
-    said = f"{measure}, {first.name}: difference {first.diff:+.3f} (permutation p = {first.p:.3f}, n = {first.n_a}+{first.n_b} seeds)"
+    said = (
+        f"{measure}, {first.name}: difference {first.diff:+.3f} (permutation p = {first.p:.3f}, n = "
+        f"{first.n_a}+{first.n_b} seeds)"
+    )
     if not first.significant:
-        return "no_difference", f"{head}, the first testable pre-registered contrast{before} shows no difference in {said}."
+        return (
+            "no_difference",
+            f"{head}, the first testable pre-registered contrast{before} shows no difference in {said}.",
+        )
     more = [f"{r.name} {r.diff:+.3f} (p = {r.p_adjusted:.3f})" for r in results if r.significant and r is not first]
     tail = f"; also {'; '.join(more)}" if more else "; no further contrast shows one"
     return "differs", f"{head}, the first testable pre-registered contrast{before} shows a difference in {said}{tail}."

@@ -24,7 +24,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 
-from experiments.analysis.band_results import group_changes
+from experiments.analysis.band_results import BandDiffing, group_changes
 from experiments.harness.reading.feature_groups import NAMES
 from probes.layout import point_name
 from probes.saes.change import DICTIONARIES
@@ -32,16 +32,19 @@ from probes.saes.crosscoder import SHARED, TUNED_ONLY
 from probes.stats import t_mean
 
 FLAG_SE = 2.0
-"""Spliced accuracy this many standard errors from clean flags the dictionary on that checkpoint (set before results)."""
+"""Spliced accuracy this many standard errors from clean flags the dictionary on that checkpoint (set before
+results)."""
 UNFAITHFUL_SHARE = 0.5
-"""A dictionary flagged on more than this share of a band's spliced models loses its reading there (set before results)."""
+"""A dictionary flagged on more than this share of a band's spliced models loses its reading there (set before
+results)."""
 INTERVENTIONS = {"steer": "base", "ablate": "tuned"}
 """Intervention -> the model it acts on."""
 
 
 def flagged(clean: float, spliced: float, n: int) -> bool:
     """The splice changes task accuracy, either way, by more than FLAG_SE binomial standard errors of the
-    two accuracies (a splice that pulls a checkpoint toward the other model is no more faithful than one that breaks it)."""
+    two accuracies (a splice that pulls a checkpoint toward the other model is no more faithful than one that breaks
+    it)."""
     se = math.sqrt((clean * (1 - clean) + spliced * (1 - spliced)) / max(n, 1))
     return abs(clean - spliced) > FLAG_SE * max(se, 1 / max(n, 1))
 
@@ -57,10 +60,23 @@ def faithfulness(band: str, rec: dict, readings: Mapping[str, dict], sae_name: s
         for name, (fve, l0, dead) in fits.items():
             for model in ("base", "tuned") if name != "base_sae" else ("tuned",):
                 clean, spliced = eff[f"acc/{model}"], eff[f"acc/{model}/{name}"]
-                rows.append({"band": band, "run": run, "checkpoint": ckpt if model == "tuned" else "base", "dictionary": name,
-                             "model": model, "fve": fve, "l0": l0, "dead_frac": dead, "acc_clean": clean, "acc_spliced": spliced,
-                             "ce_clean": eff[f"ce/{model}"], "ce_spliced": eff[f"ce/{model}/{name}"],
-                             "flagged": flagged(clean, spliced, n)})  # fmt: skip
+                rows.append(
+                    {
+                        "band": band,
+                        "run": run,
+                        "checkpoint": ckpt if model == "tuned" else "base",
+                        "dictionary": name,
+                        "model": model,
+                        "fve": fve,
+                        "l0": l0,
+                        "dead_frac": dead,
+                        "acc_clean": clean,
+                        "acc_spliced": spliced,
+                        "ce_clean": eff[f"ce/{model}"],
+                        "ce_spliced": eff[f"ce/{model}/{name}"],
+                        "flagged": flagged(clean, spliced, n),
+                    }
+                )
     return rows
 
 
@@ -77,9 +93,13 @@ def effects(rec: dict, kind: str, faith: list[dict]) -> dict[str, dict]:
     out = {}
     for name, model in INTERVENTIONS.items():
         sign = 1.0 if model == "base" else -1.0
-        runs = [run for run, e in rec["effects"].items() if f"acc/{model}/{kind}/group" in e and (run, model) not in bad]
-        per = {g: [sign * (rec["effects"][r][f"acc/{model}/{kind}/{g}"] - rec["effects"][r][f"acc/{model}"]) for r in runs]
-               for g in ("group", "random")}  # fmt: skip
+        runs = [
+            run for run, e in rec["effects"].items() if f"acc/{model}/{kind}/group" in e and (run, model) not in bad
+        ]
+        per = {
+            g: [sign * (rec["effects"][r][f"acc/{model}/{kind}/{g}"] - rec["effects"][r][f"acc/{model}"]) for r in runs]
+            for g in ("group", "random")
+        }
         out[name] = {g: t_mean(v).as_dict() for g, v in per.items()} | {"seeds": len(runs)}
     return out
 
@@ -92,13 +112,23 @@ def dictionary_summary(rec: dict, kind: str, faith: list[dict]) -> dict:
     shares = Counter({lab: 0.0 for lab in labels.values()})
     for j, m in mass.items():
         shares[labels[j]] += m / total if total > 0 else 0.0
-    out = {"n": len(d["group"]), "n_unique": len(d["unique"]), "labels": dict(Counter(labels[j] for j in d["group"])),
-           "unique_labels": dict(Counter(labels[j] for j in d["unique"])), "label_share": dict(shares),
-           "effects": effects(rec, kind, faith)}  # fmt: skip
+    out = {
+        "n": len(d["group"]),
+        "n_unique": len(d["unique"]),
+        "labels": dict(Counter(labels[j] for j in d["group"])),
+        "unique_labels": dict(Counter(labels[j] for j in d["unique"])),
+        "label_share": dict(shares),
+        "effects": effects(rec, kind, faith),
+    }
     if kind == "crosscoder":
         live = [r for r, f in zip(d["relative_norm"], d["fire_rate"]) if f > 0]
-        out["norm_classes"] = {"base_only": sum(r < 1 - TUNED_ONLY for r in live), "shared": sum(SHARED[0] <= r <= SHARED[1] for r in live),
-                               "tuned_only": sum(r > TUNED_ONLY for r in live), "confirmed": len(d["group"]), "live": len(live)}  # fmt: skip
+        out["norm_classes"] = {
+            "base_only": sum(r < 1 - TUNED_ONLY for r in live),
+            "shared": sum(SHARED[0] <= r <= SHARED[1] for r in live),
+            "tuned_only": sum(r > TUNED_ONLY for r in live),
+            "confirmed": len(d["group"]),
+            "live": len(live),
+        }
     return out
 
 
@@ -109,7 +139,12 @@ def _top(scores: Mapping[str, float]) -> str | None:
 
 
 def three_readings(
-    rec: dict, summary: dict, readings: Mapping[str, dict], sae_name: str, groups: Mapping[str, list[int]], removed: list[str]
+    rec: dict,
+    summary: dict,
+    readings: Mapping[str, dict],
+    sae_name: str,
+    groups: Mapping[str, list[int]],
+    removed: list[str],
 ) -> dict:
     """Per behaviour group: the base SAE's activity change at the claim checkpoints (CI over seeds), the
     crosscoder's confirmed new latents with that label, and the share of the difference SAE's group change
@@ -120,29 +155,47 @@ def three_readings(
     ckpts = [c for c in (f"{run}/{point_name(step)}" for run, step in rec["steps"].items()) if c in readings]
     per_group, base_scores = {}, {}
     for g in NAMES:
-        est = t_mean([group_changes(readings, sae_name, groups, c)[g] for c in ckpts]) if groups.get(g) and ckpts else None
+        est = (
+            t_mean([group_changes(readings, sae_name, groups, c)[g] for c in ckpts])
+            if groups.get(g) and ckpts
+            else None
+        )
         if est is not None and not est.ci95[0] <= 0 <= est.ci95[1]:
             base_scores[g] = abs(est.mean)
-        read = {"base_sae": est.as_dict() if est else None, "crosscoder": summary["crosscoder"]["labels"].get(g, 0),
-                "difference": summary["difference"]["label_share"].get(g, 0.0)}  # fmt: skip
+        read = {
+            "base_sae": est.as_dict() if est else None,
+            "crosscoder": summary["crosscoder"]["labels"].get(g, 0),
+            "difference": summary["difference"]["label_share"].get(g, 0.0),
+        }
         per_group[g] = {k: None if k in removed else v for k, v in read.items()}
-    top = {"base_sae": _top(base_scores), "crosscoder": _top(summary["crosscoder"]["labels"]), "difference": _top(summary["difference"]["label_share"])}
+    top = {
+        "base_sae": _top(base_scores),
+        "crosscoder": _top(summary["crosscoder"]["labels"]),
+        "difference": _top(summary["difference"]["label_share"]),
+    }
     top = {k: None if k in removed else v for k, v in top.items()}
     named = [v for v in top.values() if v is not None]
     return {"groups": per_group, "top": top, "agree": len(set(named)) == 1 if len(named) >= 2 else None}
 
 
-def summarise(records: Mapping[str, dict], readings: Mapping[str, dict], sae_name: str, groups: Mapping[str, list[int]]) -> dict:
-    """results.json's model_diffing: per band whose claim checkpoints changed the model, its claim, each
-    dictionary's summary, the three readings side by side (less the unfaithful ones, named in ``removed``),
-    and the faithfulness table."""
+def summarise(
+    records: Mapping[str, dict], readings: Mapping[str, dict], sae_name: str, groups: Mapping[str, list[int]]
+) -> dict[str, BandDiffing]:
+    """results.json's model_diffing: per band whose claim checkpoints changed the model, its ``BandDiffing``
+    (the readings less the unfaithful ones, named in ``removed``)."""
     out = {}
     for band, rec in records.items():
         if rec.get("unchanged"):
             continue  # no claim checkpoint moved: the report names the band as not diffed
         faith = faithfulness(band, rec, readings, sae_name)
         summary, removed = {k: dictionary_summary(rec, k, faith) for k in DICTIONARIES}, unfaithful(faith)
-        out[band] = {"claim": rec["claim"], "steps": rec["steps"], "n_rollouts": rec["n_rollouts"], **summary,
-                     "readings": three_readings(rec, summary, readings, sae_name, groups, removed), "faithfulness": faith,
-                     "removed": removed}  # fmt: skip
+        out[band] = BandDiffing(
+            rec["claim"],
+            rec["steps"],
+            rec["n_rollouts"],
+            **summary,
+            readings=three_readings(rec, summary, readings, sae_name, groups, removed),
+            faithfulness=faith,
+            removed=removed,
+        )
     return out

@@ -28,7 +28,9 @@ def attribution_of(record: Mapping) -> GainAttribution:
     return GainAttribution(**{f.name: record[f.name] for f in dataclasses.fields(GainAttribution)})
 
 
-def fraction_values(records: Mapping[str, Mapping], seeds: Sequence[int]) -> dict[str, dict[str, dict[str, list[float]]]]:
+def fraction_values(
+    records: Mapping[str, Mapping], seeds: Sequence[int]
+) -> dict[str, dict[str, dict[str, list[float]]]]:
     """Per band, group and fraction: the values over the band's seeds that have a record."""
     out = {b: {g: {k: [] for k in FRACTIONS} for g in ATTRIBUTED} for b in BANDS}
     for band in BANDS:
@@ -43,7 +45,9 @@ def fraction_values(records: Mapping[str, Mapping], seeds: Sequence[int]) -> dic
     return out
 
 
-def fraction_estimates(values: Mapping[str, Mapping[str, Mapping[str, list[float]]]]) -> dict[str, dict[str, dict[str, Estimate]]]:
+def fraction_estimates(
+    values: Mapping[str, Mapping[str, Mapping[str, list[float]]]],
+) -> dict[str, dict[str, dict[str, Estimate]]]:
     return {b: {g: {k: t_mean(v) for k, v in per.items()} for g, per in groups.items()} for b, groups in values.items()}
 
 

@@ -41,12 +41,14 @@ class Design:
     n_boot: int
 
     def cells(self, size: int) -> list[tuple[str, float]]:
-        """(metric, fraction) of the pruned cells run at ``size``: the headline's fractions, the others' where they run."""
+        """(metric, fraction) of the pruned cells run at ``size``: the headline's fractions, the others' where they
+        run."""
         others = [(m, f) for m in self.metrics for f in self.other_fractions] if size in self.other_sizes else []
         return [(m, f) for m, f in [(self.headline, f) for f in self.fractions] + others if f < 1]
 
     def grid(self, size: int) -> list[tuple[str, str, float]]:
-        """(metric, policy, fraction) of every pruned arm at ``size``; ``random`` is one metric-free arm per fraction."""
+        """(metric, policy, fraction) of every pruned arm at ``size``; ``random`` is one metric-free arm per
+        fraction."""
         out = [("random", "random", f) for f in sorted({f for _, f in self.cells(size)})]
         return out + [(m, p, f) for m, f in self.cells(size) for p in ("keep_high", "keep_low")]
 
@@ -64,7 +66,8 @@ class Analysis:
     design: Design
     """What was run."""
     table: list[dict]
-    """Per size, fraction, metric and policy: accuracy and its difference from random pruning at that size and fraction."""
+    """Per size, fraction, metric and policy: accuracy and its difference from random pruning at that size and
+    fraction."""
     crossover: list[dict]
     """Per metric, fraction and size: keep-hard minus keep-easy accuracy."""
     power_law: dict
@@ -102,12 +105,19 @@ def _arms_table(arms: dict[str, list[np.ndarray]], reference: str, n_boot: int) 
     return accuracy_by_arm(arms, np.arange(next(iter(arms.values()))[0].size), reference, n_boot=n_boot)
 
 
-def composition(root: Path, records: Sequence[dict], d: Design, size: int, metric: str, policy: str, f: float) -> dict[str, float]:
+def composition(
+    root: Path, records: Sequence[dict], d: Design, size: int, metric: str, policy: str, f: float
+) -> dict[str, float]:
     """What an arm kept, mean over seeds: the share of deliberate completions and the mean k (the metrics may rank
     by mode or length rather than by difficulty within them)."""
-    kept = [read_json(PruningLayout(root).arm(PruningLayout.arm_name(size, metric, policy, f), s))["rows"] for s in d.seeds]
+    kept = [
+        read_json(PruningLayout(root).arm(PruningLayout.arm_name(size, metric, policy, f), s))["rows"] for s in d.seeds
+    ]
     rows = [records[i] for r in kept for i in r]
-    return {"deliberate": float(np.mean([r["mode"] == "deliberate" for r in rows])), "k": float(np.mean([r["k"] for r in rows]))}
+    return {
+        "deliberate": float(np.mean([r["mode"] == "deliberate" for r in rows])),
+        "k": float(np.mean([r["k"] for r in rows])),
+    }
 
 
 def supervised_table(root: Path, d: Design) -> list[dict]:
@@ -117,13 +127,28 @@ def supervised_table(root: Path, d: Design) -> list[dict]:
         grid = [("random", "random", 1.0), *d.grid(size)]
         for f in sorted({f for _, _, f in grid}):
             cells = [(m, p) for m, p, g in grid if g == f]
-            arms = {f"{m}/{p}": runs for m, p in cells if (runs := _load(root, PruningLayout.arm_name(size, m, p, f), d.seeds)) is not None}
+            arms = {
+                f"{m}/{p}": runs
+                for m, p in cells
+                if (runs := _load(root, PruningLayout.arm_name(size, m, p, f), d.seeds)) is not None
+            }
             if not arms:
                 continue
             stats = _arms_table(arms, "random/random", d.n_boot)
-            out += [{"size": size, "fraction": f, "kept": round(size * f), "metric": "all" if f == 1 else a.split("/")[0],
-                     "policy": "all" if f == 1 else a.split("/")[1], "acc": s["mean"], "ci": s["ci"], "vs_random": s["diff"],
-                     "composition": composition(root, records, d, size, *a.split("/"), f)} for a, s in stats.items()]  # fmt: skip
+            out += [
+                {
+                    "size": size,
+                    "fraction": f,
+                    "kept": round(size * f),
+                    "metric": "all" if f == 1 else a.split("/")[0],
+                    "policy": "all" if f == 1 else a.split("/")[1],
+                    "acc": s["mean"],
+                    "ci": s["ci"],
+                    "vs_random": s["diff"],
+                    "composition": composition(root, records, d, size, *a.split("/"), f),
+                }
+                for a, s in stats.items()
+            ]
     return out
 
 
@@ -139,8 +164,17 @@ def crossover_rows(root: Path, d: Design) -> list[dict]:
         if hi is None or lo is None:
             continue
         diff, ci = welch_interval([c.mean() for c in hi], [c.mean() for c in lo], level)
-        out.append({"metric": metric, "fraction": f, "size": size, "hard_minus_easy": diff, "ci": list(ci),
-                    "level": level, "headline": headline})  # fmt: skip
+        out.append(
+            {
+                "metric": metric,
+                "fraction": f,
+                "size": size,
+                "hard_minus_easy": diff,
+                "ci": list(ci),
+                "level": level,
+                "headline": headline,
+            }
+        )
     return out
 
 
@@ -159,15 +193,31 @@ def rl_table(root: Path, d: Design) -> list[dict]:
     base = _load(root, "rl/base", (0,))
     out = []
     for f in d.rl_fractions:
-        cells = {"random/random": "random"} | {f"{m}/{p}": m for m in ("failure_rate", "learnability") for p in ("keep_high", "keep_low")}
-        arms = {a: runs for a in cells if (runs := _load(root, PruningLayout.arm_name("rl", *a.split("/"), f), d.rl_seeds)) is not None}
+        cells = {"random/random": "random"} | {
+            f"{m}/{p}": m for m in ("failure_rate", "learnability") for p in ("keep_high", "keep_low")
+        }
+        arms = {
+            a: runs
+            for a in cells
+            if (runs := _load(root, PruningLayout.arm_name("rl", *a.split("/"), f), d.rl_seeds)) is not None
+        }
         full = _load(root, "rl/all", d.rl_seeds)
         if not arms or base is None or full is None:
             continue
         stats = _arms_table({**arms, "all": full, "base": base}, "random/random", d.n_boot)
         gains = _arms_table({**arms, "all": full, "base": base}, "base", d.n_boot)
-        out += [{"fraction": f if a != "all" else 1.0, "arm": a, "acc": s["mean"], "ci": s["ci"], "vs_random": s["diff"],
-                 "gain": gains[a]["diff"]} for a, s in stats.items() if a != "base"]  # fmt: skip
+        out += [
+            {
+                "fraction": f if a != "all" else 1.0,
+                "arm": a,
+                "acc": s["mean"],
+                "ci": s["ci"],
+                "vs_random": s["diff"],
+                "gain": gains[a]["diff"],
+            }
+            for a, s in stats.items()
+            if a != "base"
+        ]
     return out
 
 
@@ -176,7 +226,8 @@ def _fmt(x: float, ci: Sequence[float]) -> str:
 
 
 def verdict(crossover: Sequence[dict], table: Sequence[dict], d: Design) -> tuple[str, str]:
-    """The crossover finding of the headline metric, in computed sentences (with what the two policies kept), and its class."""
+    """The crossover finding of the headline metric, in computed sentences (with what the two policies kept), and its
+    class."""
     rows = {r["size"]: r for r in crossover if r["headline"]}
     small, large = min(d.sizes), max(d.sizes)
     if small not in rows or large not in rows:
@@ -185,18 +236,35 @@ def verdict(crossover: Sequence[dict], table: Sequence[dict], d: Design) -> tupl
     easy_small = s["ci"][1] < 0
     hard_large = g["ci"][0] > 0
     cls = {(True, True): "crossover", (True, False): "easy_wins_small_only", (False, True): "hard_wins_large_only"}.get(
-        (easy_small, hard_large), "no_crossover")
-    said = {"crossover": "Sorscher's crossover reproduces: keeping easy examples wins on the smallest dataset and keeping hard ones on the largest",
-            "easy_wins_small_only": "keeping easy examples wins on the smallest dataset, but keeping hard ones does not win on the largest",
-            "hard_wins_large_only": "keeping hard examples wins on the largest dataset, but keeping easy ones does not win on the smallest",
-            "no_crossover": "Sorscher's crossover does not reproduce here: neither end shows the predicted winner"}[cls]  # fmt: skip
-    head = (f"Pruning by {d.headline} to f = {d.crossover_fraction:g} (keep-hard minus keep-easy accuracy, "
-            f"{100 * (1 - ALPHA / 2):.1f}% intervals): n = {small}: {_fmt(s['hard_minus_easy'], s['ci'])}; "
-            f"n = {large}: {_fmt(g['hard_minus_easy'], g['ci'])}. ")  # fmt: skip
-    kept = {(r["size"], r["policy"]): r["composition"] for r in table if (r["metric"], r["fraction"]) == (d.headline, d.crossover_fraction)}
-    mix = "; ".join(f"n = {n}: {kept[n, 'keep_high']['deliberate']:.2f} vs {kept[n, 'keep_low']['deliberate']:.2f}"
-                    for n in (small, large) if (n, "keep_high") in kept and (n, "keep_low") in kept)  # fmt: skip
-    return head + said[0].upper() + said[1:] + f". Share of deliberate completions kept (keep-hard vs keep-easy): {mix}.", cls
+        (easy_small, hard_large), "no_crossover"
+    )
+    said = {
+        "crossover": "Sorscher's crossover reproduces: keeping easy examples wins on the smallest dataset and keeping "
+        "hard ones on the largest",
+        "easy_wins_small_only": "keeping easy examples wins on the smallest dataset, but keeping hard ones does not "
+        "win on the largest",
+        "hard_wins_large_only": "keeping hard examples wins on the largest dataset, but keeping easy ones does not win "
+        "on the smallest",
+        "no_crossover": "Sorscher's crossover does not reproduce here: neither end shows the predicted winner",
+    }[cls]
+    head = (
+        f"Pruning by {d.headline} to f = {d.crossover_fraction:g} (keep-hard minus keep-easy accuracy, "
+        f"{100 * (1 - ALPHA / 2):.1f}% intervals): n = {small}: {_fmt(s['hard_minus_easy'], s['ci'])}; "
+        f"n = {large}: {_fmt(g['hard_minus_easy'], g['ci'])}. "
+    )
+    kept = {
+        (r["size"], r["policy"]): r["composition"]
+        for r in table
+        if (r["metric"], r["fraction"]) == (d.headline, d.crossover_fraction)
+    }
+    mix = "; ".join(
+        f"n = {n}: {kept[n, 'keep_high']['deliberate']:.2f} vs {kept[n, 'keep_low']['deliberate']:.2f}"
+        for n in (small, large)
+        if (n, "keep_high") in kept and (n, "keep_low") in kept
+    )
+    return head + said[0].upper() + said[
+        1:
+    ] + f". Share of deliberate completions kept (keep-hard vs keep-easy): {mix}.", cls
 
 
 def analyse(root: Path, d: Design, overlap_ks: Sequence[int]) -> Analysis:

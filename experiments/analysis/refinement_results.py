@@ -52,8 +52,10 @@ def tests(n_bins: int) -> tuple[Test, ...]:
     random subset of the same size), and refinements beyond the frontier hurt, in each split (the furthest bin
     against the nearest)."""
     far, near = frontier_arm(n_bins - 1), frontier_arm(0)
-    return (Test("self-filtering helps", "beyond", "student_filtered", "random_same_size", +1),
-            *(Test("beyond the frontier hurts", split, far, near, -1) for split in SPLITS))  # fmt: skip
+    return (
+        Test("self-filtering helps", "beyond", "student_filtered", "random_same_size", +1),
+        *(Test("beyond the frontier hurts", split, far, near, -1) for split in SPLITS),
+    )
 
 
 def level_of(n_tests: int) -> float:
@@ -67,11 +69,17 @@ def split_rows(k_P: Int[np.ndarray, " P"], k_train_max: int) -> dict[str, Int[np
 
 
 def split_tables(
-    runs: Mapping[str, Sequence[Bool[np.ndarray, " P"]]], splits: Mapping[str, np.ndarray], reference: str, level: float,
-    n_boot: int, seed: int,
+    runs: Mapping[str, Sequence[Bool[np.ndarray, " P"]]],
+    splits: Mapping[str, np.ndarray],
+    reference: str,
+    level: float,
+    n_boot: int,
+    seed: int,
 ) -> dict[str, dict[str, dict]]:
     """``probes.stats.accuracy_by_arm`` in each split (split -> arm -> cell); each split its own bootstrap stream."""
-    return {s: accuracy_by_arm(runs, rows, reference, level, n_boot, seed + i) for i, (s, rows) in enumerate(splits.items())}
+    return {
+        s: accuracy_by_arm(runs, rows, reference, level, n_boot, seed + i) for i, (s, rows) in enumerate(splits.items())
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +115,9 @@ def outcome(ci: Sequence[float], direction: int) -> str:
     return "holds" if (lo > 0) == (direction > 0) else "opposite"
 
 
-def decide(test: Test, runs: Mapping[str, Sequence[Bool[np.ndarray, " P"]]], splits: Mapping[str, np.ndarray], level: float) -> Claim:
+def decide(
+    test: Test, runs: Mapping[str, Sequence[Bool[np.ndarray, " P"]]], splits: Mapping[str, np.ndarray], level: float
+) -> Claim:
     """The test's difference on the split's problems, with a Welch interval over the two arms' seeds."""
     rows = splits[test.split]
     acc = {a: [float(np.mean(np.asarray(c)[rows])) for c in runs[a]] for a in (test.arm, test.against)}
@@ -119,10 +129,17 @@ def verdict(claims: Sequence[Claim], level: float) -> str:
     """One computed sentence: per claim and split, its difference, interval and outcome."""
     parts = []
     for name in dict.fromkeys(c.claim for c in claims):
-        said = [f"{c.split}: {c.outcome} ({c.arm} - {c.against} {c.diff:+.3f} [{c.ci[0]:+.3f}, {c.ci[1]:+.3f}])"
-                for c in claims if c.claim == name]  # fmt: skip
+        said = [
+            f"{c.split}: {c.outcome} ({c.arm} - {c.against} {c.diff:+.3f} [{c.ci[0]:+.3f}, {c.ci[1]:+.3f}])"
+            for c in claims
+            if c.claim == name
+        ]
         parts.append(f"{name[0].upper()}{name[1:]}? " + "; ".join(said) + ".")
-    return " ".join(parts) + f" Accuracy differences, {level:.1%} intervals (95% Bonferroni-adjusted over {len(claims)} tests), Welch over seeds."
+    return (
+        " ".join(parts)
+        + f" Accuracy differences, {level:.1%} intervals (95% Bonferroni-adjusted over {len(claims)} tests), Welch "
+        "over seeds."
+    )
 
 
 def frontier_bins(pass_rate_N: Float[np.ndarray, " N"], n_bins: int, seed: int) -> Int[np.ndarray, " N"]:
@@ -174,7 +191,10 @@ def _mean(x: np.ndarray) -> float | None:
 
 
 def read_summary(
-    level_N: Sequence[str], k_N: Int[np.ndarray, " N"], ifd_N: Float[np.ndarray, " N"], rifd_N: Float[np.ndarray, " N"],
+    level_N: Sequence[str],
+    k_N: Int[np.ndarray, " N"],
+    ifd_N: Float[np.ndarray, " N"],
+    rifd_N: Float[np.ndarray, " N"],
     kept_N: Bool[np.ndarray, " N"],
 ) -> dict[str, LevelReads]:
     """Per level (``original`` and each of ``LEVELS`` present): samples, the share the student filter keeps, mean IFD
@@ -186,10 +206,19 @@ def read_summary(
         sel = level_N == level
         if not sel.any():
             continue
-        per_k = {str(k): ReadsAtK(int((sel & (k_N == k)).sum()), _mean(ifd_N[sel & (k_N == k)]), _mean(rifd_N[sel & (k_N == k)]))
-                 for k in sorted(set(k_N[sel].tolist()))}  # fmt: skip
-        out[level] = LevelReads(int(sel.sum()), None if level == "original" else _mean(kept_N[sel]), _mean(ifd_N[sel]),
-                                _mean(rifd_N[sel]), per_k)  # fmt: skip
+        per_k = {
+            str(k): ReadsAtK(
+                int((sel & (k_N == k)).sum()), _mean(ifd_N[sel & (k_N == k)]), _mean(rifd_N[sel & (k_N == k)])
+            )
+            for k in sorted(set(k_N[sel].tolist()))
+        }
+        out[level] = LevelReads(
+            int(sel.sum()),
+            None if level == "original" else _mean(kept_N[sel]),
+            _mean(ifd_N[sel]),
+            _mean(rifd_N[sel]),
+            per_k,
+        )
     return out
 
 
@@ -252,7 +281,8 @@ class RefinementResult:
     n_train: dict[str, list[int]]
     """Per arm: examples trained on, per seed."""
     arms: dict[str, dict[str, dict]]
-    """Per split and arm (a)-(d): accuracy with its interval and its difference from the originals (``split_tables``)."""
+    """Per split and arm (a)-(d): accuracy with its interval and its difference from the originals
+    (``split_tables``)."""
     frontier: Frontier
     claims: list[Claim]
     """The verdict's decisions, in ``tests`` order."""
@@ -269,6 +299,61 @@ class RefinementResult:
         """From ``to_json``'s dict or from results.json; a missing field is refused."""
         fields = {f.name: d[f.name] for f in dataclasses.fields(cls)}
         frontier = Frontier([FrontierBin(**b) for b in d["frontier"]["bins"]], d["frontier"]["splits"])
-        return cls(**{**fields, "ft": Schedule(**d["ft"]), "reads": {lv: LevelReads.from_json(r) for lv, r in d["reads"].items()},
-                      "frontier": frontier, "claims": [Claim.from_json(c) for c in d["claims"]],
-                      "reported": [Claim.from_json(c) for c in d["reported"]]})  # fmt: skip
+        return cls(
+            **{
+                **fields,
+                "ft": Schedule(**d["ft"]),
+                "reads": {lv: LevelReads.from_json(r) for lv, r in d["reads"].items()},
+                "frontier": frontier,
+                "claims": [Claim.from_json(c) for c in d["claims"]],
+                "reported": [Claim.from_json(c) for c in d["reported"]],
+            }
+        )
+
+
+def analyse(
+    files: Mapping[str, list[dict]],
+    bins: list[FrontierBin],
+    reads: Mapping,
+    k_P: Int[np.ndarray, " P"],
+    k_train_max: int,
+    n_bins: int,
+    n_boot: int,
+    header: Mapping,
+) -> RefinementResult:
+    """The competence tables, read summary, arm and frontier tables, the claims and the verdict, from every arm's
+    files (held-out correctness per seed), the frontier bins, the cached reads and the held-out problems' k;
+    ``header`` holds the result's settings (preset, teacher_k_max, seeds, ft, teacher_steps)."""
+    runs = {a: [np.array(f["correct"], dtype=bool) for f in fs] for a, fs in files.items()}
+    splits = split_rows(k_P, k_train_max)
+    free = reads["competence"]["student, free choice"]  # per k, so a split's accuracy weighs each k by its problems
+    decided = tests(n_bins)
+    level = level_of(len(decided))
+    arms = [frontier_arm(b) for b in range(n_bins)]
+    claims = [decide(t, runs, splits, level) for t in decided]
+    in_range = decide(dataclasses.replace(decided[0], split="in range"), runs, splits, level)  # reported only
+    samples = reads["samples"]
+    return RefinementResult(
+        **header,
+        k_train_max=k_train_max,
+        level=level,
+        n_tests=len(decided),
+        n_eval={s: int(rows.size) for s, rows in splits.items()},
+        competence=reads["competence"],
+        student_before={s: float(np.mean([free[str(k)] for k in k_P[rows]])) for s, rows in splits.items()},
+        teacher_verified=sum(p["teacher_verified"] for p in reads["problems"]),
+        n_problems=len(reads["problems"]),
+        reads=read_summary(
+            [s["level"] for s in samples],
+            np.array([s["k"] for s in samples]),
+            np.array([s["ifd"] for s in samples]),
+            np.array([s["rifd"] for s in samples]),
+            np.array([bool(s["keep_by_student"]) for s in samples]),
+        ),
+        n_train={a: [f["n_train"] for f in fs] for a, fs in files.items()},
+        arms=split_tables({a: runs[a] for a in MAIN_ARMS}, splits, MAIN_ARMS[0], level, n_boot, seed=0),
+        frontier=Frontier(bins, split_tables({b: runs[b] for b in arms}, splits, arms[0], level, n_boot, seed=10)),
+        claims=claims,
+        reported=[in_range],
+        verdict=verdict(claims, level),
+    )

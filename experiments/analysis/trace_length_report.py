@@ -28,12 +28,23 @@ def plot(result: TraceLengthResult, path: Path) -> str:
         for s in shown:
             rows = [r for r in res.rows if r.setting == s.setting]
             d = np.array([r.difficulty for r in rows], float)
-            scatter.scatter(d + jitter.uniform(-0.2, 0.2, d.size), [r.generated for r in rows], s=9, alpha=0.5,
-                            color=colors[s.setting], label=s.setting)  # fmt: skip
+            scatter.scatter(
+                d + jitter.uniform(-0.2, 0.2, d.size),
+                [r.generated for r in rows],
+                s=9,
+                alpha=0.5,
+                color=colors[s.setting],
+                label=s.setting,
+            )
         rows = sorted(res.rows, key=lambda r: r.difficulty)
-        scatter.plot([r.difficulty for r in rows], [r.canonical for r in rows], color="black", lw=1, label="correct trace")
-        scatter.set(xlabel="intrinsic difficulty (operations a correct trace performs)", ylabel="generated trace length (tokens)",
-                    title=f"{res.task['task']}: {Path(res.run).name}")  # fmt: skip
+        scatter.plot(
+            [r.difficulty for r in rows], [r.canonical for r in rows], color="black", lw=1, label="correct trace"
+        )
+        scatter.set(
+            xlabel="intrinsic difficulty (operations a correct trace performs)",
+            ylabel="generated trace length (tokens)",
+            title=f"{res.task['task']}: {Path(res.run).name}",
+        )
         scatter.legend(fontsize=7)
         for axis in ("none", "knob", "density"):
             pts = [s for s in res.settings if s.axis == axis and not s.constant_difficulty]
@@ -45,8 +56,11 @@ def plot(result: TraceLengthResult, path: Path) -> str:
             label = {"none": "in distribution", "knob": "larger problems", "density": "other loop density"}[axis]
             corr.errorbar(x, y, yerr=err, fmt=MARKERS[axis], capsize=3, label=label)
         corr.axhline(0, color="grey", lw=0.8)
-        corr.set(xlabel="distance from pretraining (knob steps, or loop-density difference)",
-                 ylabel="Spearman rho, generated length vs difficulty (95% CI)", ylim=(-1.05, 1.05))  # fmt: skip
+        corr.set(
+            xlabel="distance from pretraining (knob steps, or loop-density difference)",
+            ylabel="Spearman rho, generated length vs difficulty (95% CI)",
+            ylim=(-1.05, 1.05),
+        )
         corr.legend(fontsize=7)
         if cols == 3:
             after(row[2], res)

@@ -83,7 +83,13 @@ class SettingSummary:
     @classmethod
     def from_json(cls, d: Mapping) -> SettingSummary:
         fields = {f.name: d[f.name] for f in dataclasses.fields(cls)}
-        return cls(**{**fields, "rho": Estimate.from_dict(d["rho"]), "gap_to_in_distribution": Gap.from_json(d["gap_to_in_distribution"])})
+        return cls(
+            **{
+                **fields,
+                "rho": Estimate.from_dict(d["rho"]),
+                "gap_to_in_distribution": Gap.from_json(d["gap_to_in_distribution"]),
+            }
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,9 +130,15 @@ class RunLengths:
     @classmethod
     def from_json(cls, d: Mapping) -> RunLengths:
         summaries = lambda xs: [SettingSummary.from_json(s) for s in xs]  # noqa: E731
-        return cls(d["run"], d["task"], d["k_train_max"], summaries(d["settings"]), {m: summaries(v) for m, v in d["after_rl"].items()},
-                   {b: {s: BandCell.from_json(c) for s, c in cells.items()} for b, cells in d["by_band"].items()},
-                   [TraceRow(**r) for r in d["rows"]])  # fmt: skip
+        return cls(
+            d["run"],
+            d["task"],
+            d["k_train_max"],
+            summaries(d["settings"]),
+            {m: summaries(v) for m, v in d["after_rl"].items()},
+            {b: {s: BandCell.from_json(c) for s, c in cells.items()} for b, cells in d["by_band"].items()},
+            [TraceRow(**r) for r in d["rows"]],
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,8 +26,12 @@ def fig_utility(out: RewardStudyLayout, result: UtilityResult) -> str:
         ax.bar(x, [c["mean"] for c in cells], width, yerr=err, capsize=3, color=f"C{j}", label=arm)
     ax.axhline(0, color="0.4", lw=1)
     right, wrong, abstain = result.payoffs
-    ax.set(xticks=np.arange(len(splits)), xticklabels=splits, ylabel="mean utility per sample",
-           title=f"payoffs: right {right:+g}, wrong {wrong:+g}, abstain {abstain:+g}")
+    ax.set(
+        xticks=np.arange(len(splits)),
+        xticklabels=splits,
+        ylabel="mean utility per sample",
+        title=f"payoffs: right {right:+g}, wrong {wrong:+g}, abstain {abstain:+g}",
+    )
     ax.legend(fontsize=7)
     return save_figure(fig, out.figures / "utility.png")
 
@@ -41,35 +45,54 @@ def write_report(out: RewardStudyLayout, result: UtilityResult) -> None:
     fig = fig_utility(out, result)
     fitted = ", ".join(f"{t:.3f}" for t in result.thresholds_fitted)
     lines = [
-        "# Utility-weighted training vs symmetric training with a post-hoc threshold", "",
-        f"**Verdict.** {result.verdict}", "",
+        "# Utility-weighted training vs symmetric training with a post-hoc threshold",
+        "",
+        f"**Verdict.** {result.verdict}",
+        "",
         f"GRPO on the {result.band} pool, seeds {result.seeds}: (a) rewarded with the utility itself (payoffs right, "
         f"wrong, abstain = {result.payoffs}), (b) with the symmetric binary reward, then answering only where the "
         "model's probability of its own answer reaches a threshold: the utility's own "
         f"{result.threshold_theory:.2f}, or one fitted on the even-numbered held-out problems (per seed: {fitted}); "
         "every utility is on the odd-numbered ones. Intervals: "
         f"{result.level:.1%} (95% Bonferroni-adjusted over five comparisons), two-level bootstrap over seeds then "
-        "problems.", "",
-    ]  # fmt: skip
+        "problems.",
+        "",
+    ]
     for split, table in result.splits.items():
-        lines += [f"**{split}** (base model's sampled accuracy {result.base[split]:.3f})", "",
-                  "| arm | utility | minus direct | answers | accuracy of answers |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"**{split}** (base model's sampled accuracy {result.base[split]:.3f})",
+            "",
+            "| arm | utility | minus direct | answers | accuracy of answers |",
+            "|---|---|---|---|---|",
+        ]
         for arm, row in table.items():
-            lines.append(f"| {arm} | {_cell(row['utility'])} | {_cell(row['utility'], diff=True)} | "
-                         f"{row['answer_rate']['mean']:.2f} | {row['answer_accuracy']['mean']:.3f} |")  # fmt: skip
+            lines.append(
+                f"| {arm} | {_cell(row['utility'])} | {_cell(row['utility'], diff=True)} | "
+                f"{row['answer_rate']['mean']:.2f} | {row['answer_accuracy']['mean']:.3f} |"
+            )
         lines.append("")
-    lines += ["**Feature acquisition** (what the seed note says utility-weighted training loses):", "",
-              "| measure | utility-trained | symmetric | symmetric minus utility-trained |",
-              "|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "**Feature acquisition** (what the seed note says utility-weighted training loses):",
+        "",
+        "| measure | utility-trained | symmetric | symmetric minus utility-trained |",
+        "|---|---|---|---|",
+    ]
     for name, table in result.features.items():
         u, s = table[DIRECT][name], table[SYMMETRIC][name]
         lines.append(f"| {name} | {_cell(u)} | {_cell(s)} | {_cell(s, diff=True)} |")
     controls = result.probe_controls
     shuffled = max(c["shuffled_accuracy"] for c in controls.values())
-    lines += ["", "The computation probe: a linear read-out of the residual stream predicting each computation target "
-              "(running results) on teacher-forced canonical traces of held-out problems, test accuracy; the base "
-              f"model's is {controls['base']['accuracy']:.3f}, and the same probe on shuffled labels reaches at most "
-              f"{shuffled:.3f} on any model (always the most common value: {controls['base']['majority']:.3f}).", "",
-              f"![utility per arm]({fig})", "", "## Profile", "", *profile_lines(out.profile)]  # fmt: skip
+    lines += [
+        "",
+        "The computation probe: a linear read-out of the residual stream predicting each computation target "
+        "(running results) on teacher-forced canonical traces of held-out problems, test accuracy; the base "
+        f"model's is {controls['base']['accuracy']:.3f}, and the same probe on shuffled labels reaches at most "
+        f"{shuffled:.3f} on any model (always the most common value: {controls['base']['majority']:.3f}).",
+        "",
+        f"![utility per arm]({fig})",
+        "",
+        "## Profile",
+        "",
+        *profile_lines(out.profile),
+    ]
     write_text(out.report, "\n".join(lines))

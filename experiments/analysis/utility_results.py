@@ -33,6 +33,7 @@ class Decisions:
     @classmethod
     def of_rows(cls, rows: Sequence[Mapping], n: int) -> Decisions:
         P = len(rows) // n
+
         def col(key: str, dtype: type) -> np.ndarray:
             return np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=dtype).reshape(P, n)
 
@@ -55,8 +56,11 @@ def fitted_threshold(d: Decisions, fit_rows: np.ndarray, utility: Utility) -> fl
 def payoff_stats(payoff: np.ndarray, answered: np.ndarray, correct: np.ndarray) -> dict[str, float]:
     """Mean utility, share answered, accuracy of the answers."""
     n = answered.sum()
-    return {"utility": float(payoff.mean()), "answer_rate": float(answered.mean()),
-            "answer_accuracy": float((correct & answered).sum() / n) if n else np.nan}  # fmt: skip
+    return {
+        "utility": float(payoff.mean()),
+        "answer_rate": float(answered.mean()),
+        "answer_accuracy": float((correct & answered).sum() / n) if n else np.nan,
+    }
 
 
 def utility_arms(
@@ -64,6 +68,7 @@ def utility_arms(
 ) -> tuple[dict, list[float]]:
     """Per arm, each seed's (payoff, answered, correct) arrays: the utility-trained runs as sampled, and the
     symmetric runs under each of DECISIONS. Returns them with the symmetric runs' fitted thresholds."""
+
     def arrays(d: Decisions, t: float | None):
         answered = d.answered(t)
         return utility.of(answered, d.correct_PN), answered, d.correct_PN
@@ -79,8 +84,9 @@ def utility_arms(
 def utility_table(
     arms: Mapping[str, Sequence[tuple]], rows: np.ndarray, level: float, n_boot: int, seed: int
 ) -> dict[str, dict]:
-    return seeds_then_rows(arms, rows, payoff_stats, reference="direct (utility reward)", level=level, n_boot=n_boot,
-                           seed=seed)  # fmt: skip
+    return seeds_then_rows(
+        arms, rows, payoff_stats, reference="direct (utility reward)", level=level, n_boot=n_boot, seed=seed
+    )
 
 
 def verdict(
@@ -100,34 +106,44 @@ def verdict(
     cls = classes[0] if len(set(classes)) == 1 else "mixed"
     lead = {
         "post_hoc_better": "Training on the symmetric reward and thresholding its answer probability beat training on "
-                           "the utility directly",
+        "the utility directly",
         "direct_better": "Training on the utility directly beat thresholding a symmetric-trained model",
         "no_difference": "Thresholding a symmetric-trained model and training on the utility directly did not differ "
-                         "in utility",
+        "in utility",
         "mixed": "Thresholding a symmetric-trained model against training on the utility directly differed between "
-                 "splits",
-    }[cls]  # fmt: skip
-    return cls, (f"{lead} ({'; '.join(head)}); feature acquisition, symmetric minus utility-trained: "
-                 f"{', '.join(feats)} ({level:.1%} intervals over seeds and problems).")  # fmt: skip
+        "splits",
+    }[cls]
+    return cls, (
+        f"{lead} ({'; '.join(head)}); feature acquisition, symmetric minus utility-trained: "
+        f"{', '.join(feats)} ({level:.1%} intervals over seeds and problems)."
+    )
 
 
-def feature_tables(reads: Mapping[str, Mapping], seeds: Sequence[int], splits: Mapping[str, np.ndarray], level: float,
-                   n_boot: int) -> dict[str, dict]:  # fmt: skip
+def feature_tables(
+    reads: Mapping[str, Mapping], seeds: Sequence[int], splits: Mapping[str, np.ndarray], level: float, n_boot: int
+) -> dict[str, dict]:
     """Symmetric against utility-trained runs: forced-deliberate accuracy per split (paired on problems), and the
     computation probe's test accuracy (one value per seed)."""
+
     def runs(arm: str, key: str):
         return [(np.asarray(reads[f"{arm}/seed{s}"][key], dtype=float).reshape(-1),) for s in seeds]
 
     out = {}
     for name, rows in splits.items():
         stat = f"forced-deliberate accuracy, {name}"
-        out[stat] = seeds_then_rows({a: runs(a, "forced_deliberate") for a in (DIRECT, SYMMETRIC)}, rows,
-                                    lambda x, stat=stat: {stat: float(x.mean())}, reference=DIRECT, level=level,
-                                    n_boot=n_boot)  # fmt: skip
+        out[stat] = seeds_then_rows(
+            {a: runs(a, "forced_deliberate") for a in (DIRECT, SYMMETRIC)},
+            rows,
+            lambda x, stat=stat: {stat: float(x.mean())},
+            reference=DIRECT,
+            level=level,
+            n_boot=n_boot,
+        )
     stat = "computation probe accuracy"
     probe = {a: [(np.array([reads[f"{a}/seed{s}"]["probe"]["accuracy"]]),) for s in seeds] for a in (DIRECT, SYMMETRIC)}
-    out[stat] = seeds_then_rows(probe, np.array([0]), lambda x: {stat: float(x.mean())}, reference=DIRECT, level=level,
-                                n_boot=n_boot)  # fmt: skip
+    out[stat] = seeds_then_rows(
+        probe, np.array([0]), lambda x: {stat: float(x.mean())}, reference=DIRECT, level=level, n_boot=n_boot
+    )
     return out
 
 
@@ -163,18 +179,30 @@ class UtilityResult(JsonFields):
 
 
 def analyse(
-    reads: Mapping[str, Mapping], k_P: np.ndarray, k_train_max: int, *,
-    preset: str, band: str, seeds: Sequence[int], eval_samples: int, payoffs: Sequence[float], level: float,
+    reads: Mapping[str, Mapping],
+    k_P: np.ndarray,
+    k_train_max: int,
+    *,
+    preset: str,
+    band: str,
+    seeds: Sequence[int],
+    eval_samples: int,
+    payoffs: Sequence[float],
+    level: float,
     n_boot: int,
-) -> UtilityResult:  # fmt: skip
+) -> UtilityResult:
     """Every number of the study from what was read of each model (``base`` and ``<arm>/seed<s>``: its sampled
     ``rows``, ``forced_deliberate`` correctness per problem and ``probe`` accuracies); ``k_P`` is each held-out
     problem's knob. Thresholds are fitted on the even-numbered held-out problems, utilities measured on the others."""
     utility = Utility(*payoffs)
     decisions = {m: Decisions.of_rows(r["rows"], eval_samples) for m, r in reads.items()}
     fit_rows, eval_rows = np.arange(0, k_P.size, 2), np.arange(1, k_P.size, 2)
-    arms, thresholds = utility_arms([decisions[f"{DIRECT}/seed{s}"] for s in seeds],
-                                    [decisions[f"{SYMMETRIC}/seed{s}"] for s in seeds], fit_rows, utility)  # fmt: skip
+    arms, thresholds = utility_arms(
+        [decisions[f"{DIRECT}/seed{s}"] for s in seeds],
+        [decisions[f"{SYMMETRIC}/seed{s}"] for s in seeds],
+        fit_rows,
+        utility,
+    )
     splits = in_and_beyond(k_P, k_train_max, eval_rows)
     tables = {name: utility_table(arms, rows, level, n_boot, seed=i) for i, (name, rows) in enumerate(splits.items())}
     every_row = in_and_beyond(k_P, k_train_max)
@@ -182,8 +210,18 @@ def analyse(
     cls, sentence = verdict(tables, features, level)
     controls = {m: {k: r["probe"][k] for k in ("accuracy", "shuffled_accuracy", "majority")} for m, r in reads.items()}
     return UtilityResult(
-        preset=preset, band=band, seeds=list(seeds), payoffs=list(payoffs), threshold_theory=utility.threshold,
-        thresholds_fitted=thresholds, k_train_max=k_train_max, level=level, splits=tables, features=features,
+        preset=preset,
+        band=band,
+        seeds=list(seeds),
+        payoffs=list(payoffs),
+        threshold_theory=utility.threshold,
+        thresholds_fitted=thresholds,
+        k_train_max=k_train_max,
+        level=level,
+        splits=tables,
+        features=features,
         base={name: float(decisions["base"].correct_PN[rows].mean()) for name, rows in splits.items()},
-        probe_controls=controls, verdict_class=cls, verdict=sentence,
-    )  # fmt: skip
+        probe_controls=controls,
+        verdict_class=cls,
+        verdict=sentence,
+    )

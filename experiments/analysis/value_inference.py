@@ -61,7 +61,11 @@ def _stratum(bands: Sequence[str], stratum: str) -> np.ndarray:
 
 
 def tests(
-    cols: Mapping[str, np.ndarray], metrics: Sequence[str], family: Sequence[str], seeds: Sequence[int], bands: Sequence[str],
+    cols: Mapping[str, np.ndarray],
+    metrics: Sequence[str],
+    family: Sequence[str],
+    seeds: Sequence[int],
+    bands: Sequence[str],
     n_boot: int,
 ) -> dict[str, dict[str, dict]]:
     """Per metric and stratum: Spearman rho with value (bootstrap CI), its permutation p, the Holm-adjusted
@@ -74,8 +78,12 @@ def tests(
             sel = _stratum(bands, s)
             x, y = cols[m][sel], cols["value"][sel]
             dis = disattenuated(x, runs_SN[:, sel], n_boot) if len(seeds) > 1 else None
-            out[m][s] = {**spearman(x, y, n_boot).as_dict(), "p": spearman_p(x, y, N_PERM), "p_holm": None,
-                         "disattenuated": dis.as_dict() if dis else None}  # fmt: skip
+            out[m][s] = {
+                **spearman(x, y, n_boot).as_dict(),
+                "p": spearman_p(x, y, N_PERM),
+                "p_holm": None,
+                "disattenuated": dis.as_dict() if dis else None,
+            }
     keys = [(m, s) for m in family for s in STRATA]
     for (m, s), adj in zip(keys, holm([out[m][s]["p"] for m, s in keys])):
         out[m][s]["p_holm"] = adj
@@ -85,7 +93,9 @@ def tests(
 def survivors(table: Mapping[str, Mapping[str, dict]], corrected: bool = True) -> list[tuple[str, str]]:
     """The family's (metric, stratum) tests that reject at ALPHA (Holm-adjusted, or raw for ``corrected=False``)."""
     key = "p_holm" if corrected else "p"
-    return [(m, s) for m, per in table.items() for s, t in per.items() if t.get("p_holm") is not None and t[key] <= ALPHA]
+    return [
+        (m, s) for m, per in table.items() for s, t in per.items() if t.get("p_holm") is not None and t[key] <= ALPHA
+    ]
 
 
 def leakage(cols: Mapping[str, np.ndarray], n_boot: int) -> dict[str, dict]:
@@ -94,16 +104,20 @@ def leakage(cols: Mapping[str, np.ndarray], n_boot: int) -> dict[str, dict]:
     out = {}
     for name in ("grad_cos", "grad_adam"):
         aware, blind = cols[f"{name}/target_aware"], cols[f"{name}/blind"]
-        out[name] = {"target_aware": spearman(aware, cols["value"], n_boot).as_dict(),
-                     "blind": spearman(blind, cols["value"], n_boot).as_dict(),
-                     "difference": paired_spearman_difference(aware, blind, cols["value"], n_boot).as_dict()}  # fmt: skip
+        out[name] = {
+            "target_aware": spearman(aware, cols["value"], n_boot).as_dict(),
+            "blind": spearman(blind, cols["value"], n_boot).as_dict(),
+            "difference": paired_spearman_difference(aware, blind, cols["value"], n_boot).as_dict(),
+        }
     return out
 
 
 def forgetting(sft: Sequence[Mapping], stride: int = 1) -> dict[str, np.ndarray]:
     """Per mode: forgetting events counted over every ``stride``-th presentation, the median over
     scoring runs (a run that never learns a problem counts inf, which ranks last)."""
-    return {m: np.median([forgetting_events(np.array(run[f"correct/{m}"])[:, ::stride]) for run in sft], 0) for m in MODES}
+    return {
+        m: np.median([forgetting_events(np.array(run[f"correct/{m}"])[:, ::stride]) for run in sft], 0) for m in MODES
+    }
 
 
 def supervised(sft: Sequence[Mapping], cols: Mapping[str, np.ndarray], read_steps: Sequence[int], n_boot: int) -> dict:
@@ -111,11 +125,25 @@ def supervised(sft: Sequence[Mapping], cols: Mapping[str, np.ndarray], read_step
     each score's rho with value per read step and per presentations counted."""
     learned = {m: float(np.mean([np.array(run[f"correct/{m}"]).any(1) for run in sft])) for m in MODES}
     counts = forgetting(sft)
-    spread = {m: {("inf" if np.isinf(v) else str(int(v))): int(n) for v, n in zip(*np.unique(c, return_counts=True))}
-              for m, c in counts.items()}  # fmt: skip
-    by_step = {str(step): {f"{name}/{m}": spearman(np.mean([run[f"{name}/{m}@{step}"] for run in sft], 0), cols["value"], n_boot).as_dict()
-                           for name in ("el2n", "grand") for m in MODES} for step in read_steps}  # fmt: skip
+    spread = {
+        m: {("inf" if np.isinf(v) else str(int(v))): int(n) for v, n in zip(*np.unique(c, return_counts=True))}
+        for m, c in counts.items()
+    }
+    by_step = {
+        str(step): {
+            f"{name}/{m}": spearman(
+                np.mean([run[f"{name}/{m}@{step}"] for run in sft], 0), cols["value"], n_boot
+            ).as_dict()
+            for name in ("el2n", "grand")
+            for m in MODES
+        }
+        for step in read_steps
+    }
     n_pres = len(sft[0][f"correct/{MODES[0]}"][0])
-    by_pres = {str(len(range(0, n_pres, s))): {f"forgetting/{m}": spearman(c, cols["value"], n_boot).as_dict()
-                                               for m, c in forgetting(sft, s).items()} for s in PRESENTATION_STRIDES}  # fmt: skip
+    by_pres = {
+        str(len(range(0, n_pres, s))): {
+            f"forgetting/{m}": spearman(c, cols["value"], n_boot).as_dict() for m, c in forgetting(sft, s).items()
+        }
+        for s in PRESENTATION_STRIDES
+    }
     return {"ever_learned": learned, "forgetting_counts": spread, "by_read_step": by_step, "by_presentations": by_pres}

@@ -41,7 +41,8 @@ METRICS = {
     "ledger/forgetting": "solved->unsolved flips over band-run visits (never solved = inf)",
     "grad_cos/blind": "cosine(example GRPO gradient, validation-set policy gradient), independent rollouts",
     "grad_adam/blind": "validation gain of Adam's first step on the example (first order), independent rollouts",
-    "grad_cos/target_aware": "cosine(example gradient, policy gradient of the eval set value is measured on), value run's rollouts",
+    "grad_cos/target_aware": "cosine(example gradient, policy gradient of the eval set value is measured on), value "
+    "run's rollouts",
     "grad_adam/target_aware": "eval gain of Adam's first step on the example, value run's own rollouts",
     "memorization": "own pass rate trained with - without it (GRPO on random halves)",
 }
@@ -113,9 +114,11 @@ def value_curve(cols: Mapping[str, np.ndarray], n_boot: int) -> dict:
     return {
         "bins": binned_means(cols["pass_rate"], cols["value"], PASS_RATE_EDGES),
         "damage_bins": binned_means(cols["pass_rate"], cols["damage"], PASS_RATE_EDGES),
-        "curvature": fit.curvature.as_dict(), "vertex": fit.vertex.as_dict(), "coef": list(fit.coef),
+        "curvature": fit.curvature.as_dict(),
+        "vertex": fit.vertex.as_dict(),
+        "coef": list(fit.coef),
         "inverted_u": bool(fit.curvature.ci95[1] < 0 and 0 < fit.vertex.mean < 1),
-    }  # fmt: skip
+    }
 
 
 def drift(
@@ -139,11 +142,21 @@ def drift(
         for step in range(window, last + 1, window):
             fracs = stale_fractions(ledgers[band], static, band, step, window, th["hard_max"], th["easy_min"])
             curve.append(
-                {"step": step, "stale": float(np.nanmean(fracs)), "measured": float(np.mean([len(ledger_pass_rates(lg, step, window)) for lg in ledgers[band]]))}
+                {
+                    "step": step,
+                    "stale": float(np.nanmean(fracs)),
+                    "measured": float(np.mean([len(ledger_pass_rates(lg, step, window)) for lg in ledgers[band]])),
+                }
             )
-            trans = transitions(static, relabel(ledger_pass_rates(ledgers[band][0], step, window), th["hard_max"], th["easy_min"]))
-        out[band] = {"curve": curve, "transitions_first_run_last_window": trans,
-                     "label_noise": stale_fraction({p: band for p in noise}, noise, band), "label_noise_n": len(noise)}  # fmt: skip
+            trans = transitions(
+                static, relabel(ledger_pass_rates(ledgers[band][0], step, window), th["hard_max"], th["easy_min"])
+            )
+        out[band] = {
+            "curve": curve,
+            "transitions_first_run_last_window": trans,
+            "label_noise": stale_fraction({p: band for p in noise}, noise, band),
+            "label_noise_n": len(noise),
+        }
     return out
 
 
@@ -161,11 +174,21 @@ def degeneration(shots: Mapping[int, list[dict]], sample: Sequence[dict], base_b
             "runs": len(rows),
             "inert_frac": float(np.mean(inert)),
             "reward_curve": np.mean([r["reward"] for r in rows], 0).tolist(),
-            **{f"rollout/{b}": {"first": _nanmean([r["behaviour_first"].get(b) for r in rows]),
-                                "last": _nanmean([r["behaviour_last"].get(b) for r in rows])} for b in BEHAVIOURS},
-            **{f"eval/{b}": {"base": base_behaviour.get(b, math.nan), "after": _nanmean([r["eval_behaviour"].get(b) for r in rows])}
-               for b in BEHAVIOURS},
-        }  # fmt: skip
+            **{
+                f"rollout/{b}": {
+                    "first": _nanmean([r["behaviour_first"].get(b) for r in rows]),
+                    "last": _nanmean([r["behaviour_last"].get(b) for r in rows]),
+                }
+                for b in BEHAVIOURS
+            },
+            **{
+                f"eval/{b}": {
+                    "base": base_behaviour.get(b, math.nan),
+                    "after": _nanmean([r["eval_behaviour"].get(b) for r in rows]),
+                }
+                for b in BEHAVIOURS
+            },
+        }
     return out
 
 
@@ -199,24 +222,39 @@ def verdict(tested: dict, rel: dict, leak: dict, curve: dict, bands: dict, degen
     t = tested[best]["all"]
     text = f"The best difficulty metric for one-sample value is {best} (Spearman {_rho(t)}, {_p(t)}, n = {t['n']}"
     if rel:
-        text += (f"; disattenuated {_rho(t['disattenuated'])}, against a ceiling of {rel['value']['ceiling']['mean']:.2f} "
-                 f"for value's {rel['value']['m']}-seed mean")  # fmt: skip
+        text += (
+            f"; disattenuated {_rho(t['disattenuated'])}, against a ceiling of {rel['value']['ceiling']['mean']:.2f} "
+            f"for value's {rel['value']['m']}-seed mean"
+        )
     n_tests = len(family) * len(STRATA)
-    text += f"); {len(survivors(tested))} of {n_tests} metric x stratum tests survive Holm's correction ({len(survivors(tested, False))} uncorrected)"
+    text += (
+        f"); {len(survivors(tested))} of {n_tests} metric x stratum tests survive Holm's correction "
+        f"({len(survivors(tested, False))} uncorrected)"
+    )
     best_mid = _best({m: tested[m]["medium"] for m in family})
     if best_mid is not None:
         ceiling = f", ceiling {rel['value_within_bands']['medium']['ceiling']['mean']:.2f}" if rel else ""
-        text += f"; inside the medium band{ceiling}, the best is {best_mid} ({_rho(tested[best_mid]['medium'])}, {_p(tested[best_mid]['medium'])})"
+        text += (
+            f"; inside the medium band{ceiling}, the best is {best_mid} ({_rho(tested[best_mid]['medium'])}, "
+            f"{_p(tested[best_mid]['medium'])})"
+        )
     g = leak["grad_cos"]
-    text += (f"; gradient alignment that sees the eval set reaches {_rho(g['target_aware'])} against {_rho(g['blind'])} blind "
-             f"(difference {_rho(g['difference'])})")  # fmt: skip
+    text += (
+        f"; gradient alignment that sees the eval set reaches {_rho(g['target_aware'])} against {_rho(g['blind'])} "
+        f"blind (difference {_rho(g['difference'])})"
+    )
     cv = curve["curvature"]
-    text += (f"; value is an inverted U in base pass rate (peak near {curve['vertex']['mean']:.2f}, curvature {_rho(cv)})"
-             if curve["inverted_u"] else f"; value is not an inverted U in base pass rate (curvature {_rho(cv)})")  # fmt: skip
+    text += (
+        f"; value is an inverted U in base pass rate (peak near {curve['vertex']['mean']:.2f}, curvature {_rho(cv)})"
+        if curve["inverted_u"]
+        else f"; value is not an inverted U in base pass rate (curvature {_rho(cv)})"
+    )
     hard = bands["hard"]["value"]
     inert = degen.get("hard", {}).get("inert_frac", math.nan)
-    return text + (f"; hard problems are worth {hard['mean']:+.3f} [{hard['ci95'][0]:+.3f}, {hard['ci95'][1]:+.3f}] "
-                   f"held-out accuracy ({inert:.0%} of their one-sample runs never updated).")  # fmt: skip
+    return text + (
+        f"; hard problems are worth {hard['mean']:+.3f} [{hard['ci95'][0]:+.3f}, {hard['ci95'][1]:+.3f}] "
+        f"held-out accuracy ({inert:.0%} of their one-sample runs never updated)."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,15 +359,33 @@ def analyse(inputs: ValueInputs, settings: ValueSettings) -> ValueAnalysis:
     curve = value_curve(cols, n_boot)
     per_band = by_band(cols, bands)
     degen = degeneration(x.shots, x.sample, x.base["eval"]["behaviour"])
-    drifted = drift(x.ledgers, x.table, settings.drift_window, {r["pid"]: v for r, v in zip(x.sample, x.base["pass_rate"])})
+    drifted = drift(
+        x.ledgers, x.table, settings.drift_window, {r["pid"]: v for r, v in zip(x.sample, x.base["pass_rate"])}
+    )
     res = ValueStudyResult(
-        settings.preset, len(x.sample), list(settings.value_seeds), list(settings.sft_seeds), settings.one_shot_steps,
-        settings.score_step, any(x.ledgers.values()), corr, tested, survivors(tested), rel, leak,
-        supervised(x.sft, cols, settings.read_steps, n_boot), curve, per_band, drifted, degen,
+        settings.preset,
+        len(x.sample),
+        list(settings.value_seeds),
+        list(settings.sft_seeds),
+        settings.one_shot_steps,
+        settings.score_step,
+        any(x.ledgers.values()),
+        corr,
+        tested,
+        survivors(tested),
+        rel,
+        leak,
+        supervised(x.sft, cols, settings.read_steps, n_boot),
+        curve,
+        per_band,
+        drifted,
+        degen,
         verdict(tested, rel, leak, curve, per_band, degen),
-    )  # fmt: skip
-    examples = [{"pid": r["pid"], "band": r["band"], "chain": _chain(r), **{k: _plain(v[i]) for k, v in cols.items()}}
-                for i, r in enumerate(x.sample)]  # fmt: skip
+    )
+    examples = [
+        {"pid": r["pid"], "band": r["band"], "chain": _chain(r), **{k: _plain(v[i]) for k, v in cols.items()}}
+        for i, r in enumerate(x.sample)
+    ]
     return ValueAnalysis(res, cols, bands, examples)
 
 

@@ -51,10 +51,22 @@ def attribute_run(job: AttributionJob) -> dict:
     record = read_json(path) if path.exists() else {}
     if {k: record.get(name, {}).get(k) for k in job.made} != job.made:
         ckpt, inputs = grpo.at_step(g, job.step), grpo.RunInputs.read(g)
-        score = functools.partial(grpo.sampled_correct, tokenizer=load_tokenizer(ckpt), args=g, inputs=inputs, n_samples=g.eval_samples)
+        score = functools.partial(
+            grpo.sampled_correct, tokenizer=load_tokenizer(ckpt), args=g, inputs=inputs, n_samples=g.eval_samples
+        )
         base = load_bridge(RunLayout(g.run).base, job.device)
-        res = attribute_gain(score, len(inputs.eval_set) * g.eval_samples, job.acc_base, job.matched_acc, load_bridge(ckpt, job.device),
-                             base, load_sae(job.sae_dir, job.device), job.hook, job.groups, job.randoms)  # fmt: skip
+        res = attribute_gain(
+            score,
+            len(inputs.eval_set) * g.eval_samples,
+            job.acc_base,
+            job.matched_acc,
+            load_bridge(ckpt, job.device),
+            base,
+            load_sae(job.sae_dir, job.device),
+            job.hook,
+            job.groups,
+            job.randoms,
+        )
         record[name] = {**job.made, **dataclasses.asdict(res)}
         write_json(path, record)
     return record[name]
@@ -73,11 +85,22 @@ def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
     feats = features[sae_name]
     groups = {g: feats["groups"][g] for g in ATTRIBUTED}
     randoms = {g: c["random_groups"] for g, c in feats["causal"]["checks"].items()}
-    jobs = {n: AttributionJob(g, points[n], layout.sae(sae_name), feats["meta"]["hook"], groups, randoms, runs.metrics[n][0][args.matched_key],
-                              runs.row_at(n, points[n])[args.matched_key],
-                              {"step": points[n], "n_samples": g.eval_samples, "groups": groups, "random_groups": randoms},
-                              args.run_device)
-            for n, g in args.band_runs.items() if n in points}  # fmt: skip
+    jobs = {
+        n: AttributionJob(
+            g,
+            points[n],
+            layout.sae(sae_name),
+            feats["meta"]["hook"],
+            groups,
+            randoms,
+            runs.metrics[n][0][args.matched_key],
+            runs.row_at(n, points[n])[args.matched_key],
+            {"step": points[n], "n_samples": g.eval_samples, "groups": groups, "random_groups": randoms},
+            args.run_device,
+        )
+        for n, g in args.band_runs.items()
+        if n in points
+    }
     return dict(zip(jobs, args.run_jobs(attribute_run, list(jobs.values()))))
 
 
@@ -103,7 +126,16 @@ def activity_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, 
         sampling = seeds.rollout_activity(seed)  # the same draws at every checkpoint of the run
         for step, ckpt in {0: layout.base, **stored}.items():
             if str(step) not in record["steps"]:
-                reading = rollout_activity(load_bridge(ckpt, args.run_device), load_tokenizer(ckpt), sae, hook, group, problems, args.activity_samples, sampling)
+                reading = rollout_activity(
+                    load_bridge(ckpt, args.run_device),
+                    load_tokenizer(ckpt),
+                    sae,
+                    hook,
+                    group,
+                    problems,
+                    args.activity_samples,
+                    sampling,
+                )
                 record["steps"][str(step)] = reading
                 write_json(path, record)
         out[run_name("hard", seed)] = record["steps"]

@@ -32,7 +32,11 @@ def diff_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
     Activation caches persist under acts/, so a rerun only re-encodes them; the missing ones are made first, one
     job per checkpoint on the study's executor."""
     layout = RunLayout(args.out)
-    blends = [grpo.at_step(args.band_runs[n], step) for n, step in matched_points(args).items() if not float(step).is_integer()]
+    blends = [
+        grpo.at_step(args.band_runs[n], step)
+        for n, step in matched_points(args).items()
+        if not float(step).is_integer()
+    ]
     ckpts = [*layout.checkpoints(), *blends]
     args.run_jobs(cache_activations, [(args.diff_source, c) for c in ckpts])  # reading them after only encodes
     saes = {name: load_sae(layout.sae(name), args.run_device) for name in features}
@@ -61,16 +65,25 @@ def claim_checkpoints(args: BandStudyArgs) -> dict[str, tuple[str, dict[str, flo
 def made_with(args: BandStudyArgs, claims: dict[str, tuple[str, dict[str, float]]], band: str) -> dict:
     """What a band's model_diffing.json is made with; a record that says otherwise is redone."""
     held_out = grpo.RunInputs.read(args.grpo_args(BANDS[0], args.seeds[0])).eval_per_k(args.diffing_per_k).eval_set
-    made = {"claim": claims[band][0], "steps": claims[band][1], "spec": dataclasses.asdict(args.diffing_spec),
-            "n_rollouts": len(held_out) * args.diffing_rollouts}  # fmt: skip
+    made = {
+        "claim": claims[band][0],
+        "steps": claims[band][1],
+        "spec": dataclasses.asdict(args.diffing_spec),
+        "n_rollouts": len(held_out) * args.diffing_rollouts,
+    }
     return json.loads(json.dumps(made))
 
 
 def claim_pairs(args: BandStudyArgs, claims: dict[str, tuple[str, dict[str, float]]]) -> dict[str, list[Pair]]:
     """Per band: its (base, claim checkpoint) pairs as sources at the diffing hook (caches made where missing)."""
     base, gargs = open_source(args.diffing_source, RunLayout(args.out).base), args.band_runs
-    return {b: [Pair(n, base, open_source(args.diffing_source, grpo.at_step(gargs[n], step))) for n, step in claims[b][1].items()]
-            for b in BANDS}  # fmt: skip
+    return {
+        b: [
+            Pair(n, base, open_source(args.diffing_source, grpo.at_step(gargs[n], step)))
+            for n, step in claims[b][1].items()
+        ]
+        for b in BANDS
+    }
 
 
 def diffing_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
@@ -79,7 +92,10 @@ def diffing_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, d
     diffing/<band>/model_diffing.json keeps each band, so a rerun reuses it. Returns the records per band."""
     layout, claims = RunLayout(args.out), claim_checkpoints(args)
     path = lambda band: layout.diffing(band) / MODEL_DIFFING  # noqa: E731
-    done, made = {b: read_json(path(b)) for b in BANDS if path(b).exists()}, {b: made_with(args, claims, b) for b in BANDS}
+    done, made = (
+        {b: read_json(path(b)) for b in BANDS if path(b).exists()},
+        {b: made_with(args, claims, b) for b in BANDS},
+    )
     todo = [b for b in BANDS if {k: done.get(b, {}).get(k) for k in made[b]} != made[b]]
     if todo:
         pairs = claim_pairs(args, claims)  # every activation cache made here, once, before any worker reads it
@@ -92,10 +108,16 @@ def diffing_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, d
 
 
 def band_diffing(job: tuple[BandStudyArgs, str, int]) -> None:
-    """One band's change dictionaries, readings, labels and causal checks (``experiments.harness.reading.model_diffing``),
-    written to its model_diffing.json; the other moved bands' pairs say which latents only this band has."""
+    """One band's change dictionaries, readings, labels and causal checks
+    (``experiments.harness.reading.model_diffing``), written to its model_diffing.json; the other moved bands' pairs say
+    which latents only this band has."""
     args, band, shortcut_k = job
-    layout, spec, hook, claims = RunLayout(args.out), args.diffing_spec, args.diffing_source.hook, claim_checkpoints(args)
+    layout, spec, hook, claims = (
+        RunLayout(args.out),
+        args.diffing_spec,
+        args.diffing_source.hook,
+        claim_checkpoints(args),
+    )
     pairs, gargs = claim_pairs(args, claims), args.band_runs
     sae_name = args.sae_args(args.sae_archs[0]).sae_name
     label_split, _ = causal_problems(args, args.sae_args(args.sae_archs[0]).probe_spec)
@@ -107,7 +129,12 @@ def band_diffing(job: tuple[BandStudyArgs, str, int]) -> None:
 
     others = {b: pairs[b] for b in BANDS if b != band and any(p.changed for p in pairs[b])}
     sae = load_sae(layout.sae(sae_name), args.run_device)
-    record = band_record(pairs[band], others, spec, hook, label_split, shortcut_k, accuracy_of, sae, layout.diffing(band))
+    record = band_record(
+        pairs[band], others, spec, hook, label_split, shortcut_k, accuracy_of, sae, layout.diffing(band)
+    )
     base = pairs[band][0].base
-    caches = {"base": layout.name_of(base.cache.path), **{p.run: layout.name_of(p.tuned.cache.path) for p in pairs[band]}}
+    caches = {
+        "base": layout.name_of(base.cache.path),
+        **{p.run: layout.name_of(p.tuned.cache.path) for p in pairs[band]},
+    }
     write_json(layout.diffing(band) / MODEL_DIFFING, {**made_with(args, claims, band), **record, "caches": caches})

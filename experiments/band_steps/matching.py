@@ -25,7 +25,9 @@ def run_data(args: BandStudyArgs) -> RunData:
     names = [run_name(b, s) for b in BANDS for s in args.seeds]
     metrics = {n: read_jsonl(layout.root / n / METRICS) for n in names}
     measured = {n: read_jsonl(layout.root / n / MATCH) for n in names}
-    return RunData(metrics, {n: set(checkpoints(layout.root / n)) for n in names}, measured, args.matched_key)  # curves use evaluated ones
+    return RunData(
+        metrics, {n: set(checkpoints(layout.root / n)) for n in names}, measured, args.matched_key
+    )  # curves use evaluated ones
 
 
 def matched_points(args: BandStudyArgs) -> dict[str, float]:
@@ -77,7 +79,21 @@ def match_stage(args: BandStudyArgs) -> None:
     curve_by_run, p = planned(runs, args.settings)
     if not p.noise_ok:
         return
-    jobs = [MatchJob(g, p.target, p.tol, args.matched_key, with_points(curve_by_run[n], runs.extra[n]), runs.metrics[n][0][args.matched_key])
-            for n, g in args.band_runs.items() if not (g.out / INGESTED).is_file()]  # ingested: matched on its evaluated checkpoints only
-    jobs = [j for j in jobs if not first_reaching(j.curve, p.target, p.tol).within_tol and first_reaching(j.curve, p.target, p.tol).reached]
+    jobs = [
+        MatchJob(
+            g,
+            p.target,
+            p.tol,
+            args.matched_key,
+            with_points(curve_by_run[n], runs.extra[n]),
+            runs.metrics[n][0][args.matched_key],
+        )
+        for n, g in args.band_runs.items()
+        if not (g.out / INGESTED).is_file()
+    ]  # ingested: matched on its evaluated checkpoints only
+    jobs = [
+        j
+        for j in jobs
+        if not first_reaching(j.curve, p.target, p.tol).within_tol and first_reaching(j.curve, p.target, p.tol).reached
+    ]
     args.run_jobs(match_run, jobs)

@@ -34,7 +34,9 @@ def causal_problems(args: BandStudyArgs, sae_probe: ProbeSetSpec) -> tuple[list[
 
 
 def label_spec(args: BandStudyArgs) -> LabelSpec:
-    return LabelSpec(n_random=args.n_random, shortcut_k=max(args.pretrain_args.family.shortcut_k, args.pretrain_args.direct_k_max))
+    return LabelSpec(
+        n_random=args.n_random, shortcut_k=max(args.pretrain_args.family.shortcut_k, args.pretrain_args.direct_k_max)
+    )
 
 
 def feature_stage(args: BandStudyArgs) -> dict[str, dict]:
@@ -57,7 +59,9 @@ def sae_features(job: tuple[BandStudyArgs, str]) -> dict:
         return cached  # made with this spec and split (an older format or another spec is redone)
     src = open_source(sae_args.source_spec, sae_args.checkpoint_dir)
     meta = {"sae": sae_args.sae_name, "hook": sae_args.hook, "checkpoint": str(sae_args.checkpoint_dir)}
-    record = label_and_check(load_sae(sae_dir, args.run_device), src, sae_args.hook, label_split, test_split, spec, meta)
+    record = label_and_check(
+        load_sae(sae_dir, args.run_device), src, sae_args.hook, label_split, test_split, spec, meta
+    )
     write_json(path, record)
     return record
 
@@ -76,7 +80,10 @@ def hook_scores(job: tuple[BandStudyArgs, str]) -> dict:
     sae_args = args.sae_args(args.sae_archs[0], hook=hook)
     train_sae.main(sae_args)
     label_split, _ = causal_problems(args, sae_args.probe_spec)
-    sae, src = load_sae(RunLayout(args.out).sae(sae_args.sae_name), args.run_device), open_source(sae_args.source_spec, sae_args.checkpoint_dir)
+    sae, src = (
+        load_sae(RunLayout(args.out).sae(sae_args.sae_name), args.run_device),
+        open_source(sae_args.source_spec, sae_args.checkpoint_dir),
+    )
     return labelling_checks(sae, src, hook, label_split, SEQUENCE_GROUPS, label_spec(args))
 
 
@@ -92,7 +99,10 @@ def hook_stage(args: BandStudyArgs) -> BandStudyArgs:
         hooks = candidate_hooks(args)
         init_saes(args, [args.sae_args(args.sae_archs[0], hook=h) for h in hooks])
         scores = dict(zip(hooks, args.run_jobs(hook_scores, [(args, h) for h in hooks])))
-        rank = lambda h: (sum(c["passed"] for c in scores[h].values()), sum(c["percentile"] for c in scores[h].values()))  # noqa: E731
+        rank = lambda h: (  # noqa: E731
+            sum(c["passed"] for c in scores[h].values()),
+            sum(c["percentile"] for c in scores[h].values()),
+        )
         write_json(path, {"hook": max(scores, key=rank), "kinds": list(SEQUENCE_GROUPS), "scores": scores})
     return dataclasses.replace(args, hook=read_json(path)["hook"])
 

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import matplotlib
 import torch
 
+from experiments.harness import tally
 from experiments.harness.rundir import append_jsonl
 from probes.layout import RunDirError
 from probes.models import CheckpointError, offline_mode
@@ -43,7 +44,9 @@ def check_device(name: str) -> None:
     except (RuntimeError, TypeError):
         raise ValueError(f"device: {name!r} is not a torch device (cpu, cuda, cuda:1, mps ...)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r}, but this torch build or machine has no CUDA device (torch {torch.__version__})")
+        raise ValueError(
+            f"device: {name!r}, but this torch build or machine has no CUDA device (torch {torch.__version__})"
+        )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ValueError(f"device: {name!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
     if dev.type == "mps" and not torch.backends.mps.is_available():
@@ -177,14 +180,16 @@ def run(main: Callable[[A], Any], cls: type[A], presets: Mapping[str, Mapping[st
 
 class StageClock:
     """Progress lines of a multi-stage study (``[band_study     12 s] diff every checkpoint``) and, given a ``log``,
-    one JSON line per finished stage appended to it (``probes.layout.PROFILE``): a resumed study adds its own lines
-    beside the first invocation's instead of replacing its time."""
+    one JSON line per finished stage appended to it (``probes.layout.PROFILE``), with the tokens its model passes
+    processed (``tally``) and their rate: a resumed study adds its own lines beside the first invocation's instead of
+    replacing its time."""
 
     def __init__(self, study: str, log: Path | None = None) -> None:
         self.study, self.log = study, log
         self.start = self._mark = time.perf_counter()
         self.invocation = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         self._stage: str | None = None
+        self._tokens = tally.snapshot()
 
     @property
     def seconds(self) -> float:
@@ -198,8 +203,14 @@ class StageClock:
 
     def finish(self) -> None:
         """Close the running stage (its line goes to the log)."""
-        now = time.perf_counter()
+        now, tokens = time.perf_counter(), tally.snapshot()
         if self._stage is not None and self.log is not None:
-            row = {"study": self.study, "invocation": self.invocation, "stage": self._stage, "seconds": round(now - self._mark, 3)}
+            row = {
+                "study": self.study,
+                "invocation": self.invocation,
+                "stage": self._stage,
+                "seconds": round(now - self._mark, 3),
+                "tokens": {k: n - self._tokens[k] for k, n in tokens.items()},
+            }
             append_jsonl(self.log, [row])
-        self._stage, self._mark = None, now
+        self._stage, self._mark, self._tokens = None, now, tokens

@@ -23,6 +23,8 @@ from typing import TypeVar
 
 import torch
 
+from experiments.harness import tally
+
 EXECUTORS = ("local", "pool", "ray")
 """local: in this process, in order; pool: worker processes on this machine; ray: Ray tasks."""
 
@@ -47,7 +49,8 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _init_worker(threads: int, n_gpus: int, counter) -> None:
+def _init_worker(threads: int, n_gpus: int, counter, tallies: dict) -> None:
+    tally.adopt(tallies)  # the parent's token counts, for its profile
     with counter.get_lock():
         index = counter.value
         counter.value += 1
@@ -73,7 +76,11 @@ def _ray(fn: Callable[[Job], Out], jobs: Sequence[Job], workers: int, gpus_per_j
 
 
 def run_jobs(
-    fn: Callable[[Job], Out], jobs: Sequence[Job], executor: str = "local", workers: int = 2, gpus_per_job: float = 1.0,
+    fn: Callable[[Job], Out],
+    jobs: Sequence[Job],
+    executor: str = "local",
+    workers: int = 2,
+    gpus_per_job: float = 1.0,
     threads: int | None = None,
 ) -> list[Out]:
     """``[fn(job) for job in jobs]``, in order, on the chosen executor (``fn`` must be importable by name), each job
@@ -89,6 +96,6 @@ def run_jobs(
             return [fn(job) for job in jobs]
     ctx = mp.get_context("spawn")
     counter = ctx.Value("i", 0)
-    init = (threads, torch.cuda.device_count() if torch.cuda.is_available() else 0, counter)
+    init = (threads, torch.cuda.device_count() if torch.cuda.is_available() else 0, counter, tally.counters())
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
         return list(pool.map(fn, jobs))

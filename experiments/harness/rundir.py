@@ -189,7 +189,13 @@ def init_run(out: Path, stage: str, args: object, task: Mapping[str, Any] | None
     else:
         existing = {"format": RUN_FORMAT, "stages": {}}
     section = {"task": dict(task)} if task is not None else {}
-    updated = {**existing, **section, "stages": {**existing["stages"], stage: record}, "versions": package_versions(), "git_sha": git_sha()}
+    updated = {
+        **existing,
+        **section,
+        "stages": {**existing["stages"], stage: record},
+        "versions": package_versions(),
+        "git_sha": git_sha(),
+    }
     if updated != existing:  # unchanged: no write (parallel workers of one study all find their stage recorded)
         write_json(config_path, updated)
     return updated

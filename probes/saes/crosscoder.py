@@ -41,7 +41,8 @@ ARCHITECTURE = "crosscoder_batchtopk"
 MODELS = ("base", "tuned")
 """The halves of a crosscoder row, in order."""
 SHARED, TUNED_ONLY = (0.3, 0.7), 0.9
-"""Relative decoder norm bands: shared inside SHARED; fine-tune-only above TUNED_ONLY (base-only below 1 - TUNED_ONLY)."""
+"""Relative decoder norm bands: shared inside SHARED; fine-tune-only above TUNED_ONLY (base-only below
+1 - TUNED_ONLY)."""
 NU_MAX = 0.3
 """A fine-tune-only latent counts only when both Latent Scaling ratios stay below this (set before any result)."""
 
@@ -80,7 +81,9 @@ def register() -> None:
 def paired(base_ND: Float[Tensor, "N D"], tuned_ND: Float[Tensor, "N D"]) -> Float[Tensor, "N two_D"]:
     """Crosscoder rows from the two models' activations at the same tokens."""
     if base_ND.shape != tuned_ND.shape:
-        raise ValueError(f"paired activations must match in shape, got {tuple(base_ND.shape)} and {tuple(tuned_ND.shape)}")
+        raise ValueError(
+            f"paired activations must match in shape, got {tuple(base_ND.shape)} and {tuple(tuned_ND.shape)}"
+        )
     return torch.cat([base_ND, tuned_ND], dim=-1)
 
 
@@ -114,7 +117,9 @@ def relative_norm(W_dec: Float[Tensor, "F two_D"]) -> Float[Tensor, " F"]:
     return torch.where(total_F > 0, norms_2F[1] / total_F.clamp(min=1e-12), torch.full_like(total_F, 0.5))
 
 
-def latent_scaling(codes_N: Float[Tensor, " N"], target_ND: Float[Tensor, "N D"], vector_D: Float[Tensor, " D"]) -> float:
+def latent_scaling(
+    codes_N: Float[Tensor, " N"], target_ND: Float[Tensor, "N D"], vector_D: Float[Tensor, " D"]
+) -> float:
     """beta minimising sum_n |target_n - beta code_n vector|^2: how much of ``vector``, scaled by the
     latent's code, the targets hold (closed form; nan when the latent never fires)."""
     denom = float((codes_N**2).sum() * (vector_D**2).sum())

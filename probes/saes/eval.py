@@ -112,7 +112,9 @@ def reconstruction_stats(
     for idx in _row_chunks(rows_R, chunk_rows):
         x_ND = torch.from_numpy(np.asarray(cache.acts_ND[idx])).to(sae.device)
         adjacent_N = torch.from_numpy(np.r_[False, (np.diff(idx) == 1) & (cache.pos_N[idx[1:]] > 0)])
-        sums = _chunk_sums(sae, x_ND, torch.from_numpy(cache.role_N[idx]).to(sae.device), adjacent_N.to(sae.device), high_width)
+        sums = _chunk_sums(
+            sae, x_ND, torch.from_numpy(cache.role_N[idx]).to(sae.device), adjacent_N.to(sae.device), high_width
+        )
         total = {k: total[k] + v.cpu() if k in total else v.cpu() for k, v in sums.items()}
     n_R = total["n_R"]
     by_role = {

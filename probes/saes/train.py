@@ -189,7 +189,9 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def build_crosscoder(spec: SAESpec, d_model: int, metadata: dict, device: str = "cpu", seed: int = 0) -> crosscoder.CrosscoderTrainingSAE:
+def build_crosscoder(
+    spec: SAESpec, d_model: int, metadata: dict, device: str = "cpu", seed: int = 0
+) -> crosscoder.CrosscoderTrainingSAE:
     """A freshly initialised crosscoder over two models of width ``d_model`` (rows ``[a_base | a_tuned]``), its
     initialisation drawn from ``seed``; ``spec.arch`` is ignored: a crosscoder is BatchTopK."""
     crosscoder.register()
@@ -217,7 +219,9 @@ def build_sae(spec: SAESpec, d_in: int, metadata: dict, device: str = "cpu", see
         if spec.arch == "batchtopk":
             return BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**common))
         if spec.arch == "matryoshka":
-            return MatryoshkaBatchTopKTrainingSAE(MatryoshkaBatchTopKTrainingSAEConfig(**common, matryoshka_widths=widths))
+            return MatryoshkaBatchTopKTrainingSAE(
+                MatryoshkaBatchTopKTrainingSAEConfig(**common, matryoshka_widths=widths)
+            )
         tsae.register()
         cfg = tsae.TemporalMatryoshkaTrainingSAEConfig(
             **common,
@@ -282,7 +286,9 @@ def load_sae(path: Path, device: str = "cpu") -> SAE:
     try:
         return SAE.load_from_disk(path, device=device)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
-        raise CheckpointError(f"{path / 'sae_weights.safetensors'}: cannot load SAE ({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"{path / 'sae_weights.safetensors'}: cannot load SAE ({type(e).__name__}: {e})"
+        ) from None
 
 
 def check_sae_fits(sae: SAE, bridge, sae_dir: Path) -> None:
@@ -291,4 +297,6 @@ def check_sae_fits(sae: SAE, bridge, sae_dir: Path) -> None:
     if hook not in bridge.hook_dict:
         raise CheckpointError(f"{sae_dir / 'cfg.json'}: hook {hook!r} does not exist in this model")
     if sae.cfg.d_in != bridge.cfg.d_model:
-        raise CheckpointError(f"{sae_dir / 'cfg.json'}: d_in {sae.cfg.d_in} != model width {bridge.cfg.d_model} at {hook}")
+        raise CheckpointError(
+            f"{sae_dir / 'cfg.json'}: d_in {sae.cfg.d_in} != model width {bridge.cfg.d_model} at {hook}"
+        )

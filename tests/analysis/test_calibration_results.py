@@ -46,8 +46,10 @@ def test_split_table__finds_a_planted_calibration_gain_at_equal_accuracy():
 def test_verdict__a_planted_accuracy_cost_is_a_trade_off():
     rng = np.random.default_rng(1)
     p = rng.uniform(0.3, 0.9, 200)
-    runs = {"binary": planted(rng, p, 8, lambda p: np.full_like(p, 1.0)),
-            "brier": planted(rng, p - 0.2, 8, lambda p: p)}  # fmt: skip
+    runs = {
+        "binary": planted(rng, p, 8, lambda p: np.full_like(p, 1.0)),
+        "brier": planted(rng, p - 0.2, 8, lambda p: p),
+    }
     table = split_table(runs, np.arange(p.size), n_boot=200, seed=0, reference="binary", level=LEVEL)
     assert verdict({"all": table}, "binary", "brier", LEVEL)[0] == "trade_off"
 
@@ -61,8 +63,9 @@ def test_verdict__keeps_its_error_rate_when_both_rewards_give_the_same_model():
     claims = 0
     for _ in range(40):
         runs = {v: planted(rng, p, 4, lambda p: np.full_like(p, 0.9)) for v in ("binary", "brier")}
-        table = split_table(runs, np.arange(p.size), n_boot=100, seed=int(rng.integers(1 << 30)), reference="binary",
-                            level=LEVEL)  # fmt: skip
+        table = split_table(
+            runs, np.arange(p.size), n_boot=100, seed=int(rng.integers(1 << 30)), reference="binary", level=LEVEL
+        )
         claims += verdict({"all": table}, "binary", "brier", LEVEL)[0] != "no_calibration_gain"
     assert claims / 40 <= 0.1
 

@@ -14,7 +14,9 @@ from experiments.analysis.contrasts import ALPHA, SEQUENCE, contrasts, verdict
 from experiments.harness.reading.feature_groups import CONTRASTED
 from probes.bands import BANDS
 
-null_rate = runpy.run_path(str(Path(__file__).parents[2] / "scripts" / "verdict_null_rate.py"))  # the simulation, shared
+null_rate = runpy.run_path(
+    str(Path(__file__).parents[2] / "scripts" / "verdict_null_rate.py")
+)  # the simulation, shared
 null_rate = types.SimpleNamespace(**null_rate)
 SEEDS, PLAN, PASSED, records = null_rate.SEEDS, null_rate.PLAN, null_rate.CONFIRMED, null_rate.records
 
@@ -35,8 +37,16 @@ def test_verdict__familywise_false_positives_stay_at_most_alpha(scenario):
 def test_verdict__planted_main_difference_is_found_with_five_seeds_and_then_holm_runs():
     rng = np.random.default_rng(1)
     g, a, b = SEQUENCE[0]
-    found = [decide(records(rng, dict.fromkeys(BANDS, 5), {(a, g): 0.6, (a, "shortcut"): 0.6}), SEEDS, PASSED,
-                    dict.fromkeys(BANDS, 5), PLAN) for _ in range(200)]  # fmt: skip
+    found = [
+        decide(
+            records(rng, dict.fromkeys(BANDS, 5), {(a, g): 0.6, (a, "shortcut"): 0.6}),
+            SEEDS,
+            PASSED,
+            dict.fromkeys(BANDS, 5),
+            PLAN,
+        )
+        for _ in range(200)
+    ]
     assert np.mean([cls == "differs" for _, cls, _ in found]) > 0.8
     tests, cls, text = next(f for f in found if f[1] == "differs")
     assert tests[0].order == 0 and (tests[0].group, tests[0].a, tests[0].b) == SEQUENCE[0] and tests[0].diff > 0
@@ -59,7 +69,9 @@ def test_contrasts__skip_rules_and_the_closed_gate():
     assert "fewer than 3 seeds" in contrasts(few, {})[0].status and "hard 2" in contrasts(few, {})[0].status
     # the first tested contrast is not rejected: nothing after it is tested, the huge difference included
     closed = contrasts(values, {})
-    assert closed[0].status == "not rejected" and all(r.status.startswith("not tested: the gate closed") for r in closed[1:])
+    assert closed[0].status == "not rejected" and all(
+        r.status.startswith("not tested: the gate closed") for r in closed[1:]
+    )
     assert not any(r.significant for r in closed)
 
 
@@ -75,5 +87,10 @@ def test_verdict__classes_and_sentences_come_from_the_numbers():
     values["hard"]["deliberation"] = rng.normal(1.0, 0.1, 5).tolist()
     cls, text = verdict(0.04, 0.006, True, hits, 5, contrasts(values, {}), "share")
     assert cls == "differs" and "deliberation: easy vs hard: difference -1.9" in text, text
-    cls, text = verdict(0.04, 0.006, True, hits, 5, contrasts(values, {"deliberation": "failed its causal check"}), "share")
-    assert cls in ("no_difference", "differs") and "skipped before it: deliberation: easy vs hard (the deliberation group" in text
+    cls, text = verdict(
+        0.04, 0.006, True, hits, 5, contrasts(values, {"deliberation": "failed its causal check"}), "share"
+    )
+    assert (
+        cls in ("no_difference", "differs")
+        and "skipped before it: deliberation: easy vs hard (the deliberation group" in text
+    )

@@ -16,12 +16,18 @@ def record(carried_deliberation: float, rng) -> dict:
     noise = lambda: float(rng.normal(0, 0.002))  # noqa: E731
     groups = CONTRASTED
     res = GainAttribution(
-        base, tuned, tuned,
-        patched={"shortcut": tuned - 0.02 + noise(), "computation": tuned - 0.1 + noise(), "deliberation": tuned - 0.2 * carried_deliberation + noise()},
+        base,
+        tuned,
+        tuned,
+        patched={
+            "shortcut": tuned - 0.02 + noise(),
+            "computation": tuned - 0.1 + noise(),
+            "deliberation": tuned - 0.2 * carried_deliberation + noise(),
+        },
         random_patched={g: [tuned - 0.01 + noise() for _ in range(4)] for g in groups},
         random_tuned={g: [tuned] * 4 for g in groups},
         path_agreement=1.0,
-    )  # fmt: skip
+    )
     return {"step": 10, **dataclasses.asdict(res)}
 
 

@@ -10,13 +10,44 @@ from probes.layout import read_json
 
 def planted_analysis() -> Analysis:
     """One size only, and random pruning without error there: the power law has one point, so no fit (nan)."""
-    d = Design(sizes=(40,), fractions=(0.5, 1.0), headline="el2n", metrics=("k",), other_fractions=(0.5,), other_sizes=(40,),
-               seeds=(0, 1), rl_fractions=(0.5,), rl_seeds=(0,), n_boot=50)  # fmt: skip
+    d = Design(
+        sizes=(40,),
+        fractions=(0.5, 1.0),
+        headline="el2n",
+        metrics=("k",),
+        other_fractions=(0.5,),
+        other_sizes=(40,),
+        seeds=(0, 1),
+        rl_fractions=(0.5,),
+        rl_seeds=(0,),
+        n_boot=50,
+    )
     cell = {"mean": 0.1, "ci": [0.0, 0.2]}
-    table = [{"size": 40, "fraction": f, "kept": round(40 * f), "metric": m, "policy": p, "acc": 1.0 if p == "random" else 0.5, "ci": [0.4, 0.6],
-              "vs_random": cell, "composition": {"deliberate": 0.5, "k": 2.0}}
-             for m, p, f in [("all", "all", 1.0), *d.grid(40)]]  # fmt: skip
-    crossover = [{"metric": "el2n", "fraction": 0.5, "size": 40, "hard_minus_easy": 0.1, "ci": [-0.1, 0.3], "level": 0.975, "headline": True}]
+    table = [
+        {
+            "size": 40,
+            "fraction": f,
+            "kept": round(40 * f),
+            "metric": m,
+            "policy": p,
+            "acc": 1.0 if p == "random" else 0.5,
+            "ci": [0.4, 0.6],
+            "vs_random": cell,
+            "composition": {"deliberate": 0.5, "k": 2.0},
+        }
+        for m, p, f in [("all", "all", 1.0), *d.grid(40)]
+    ]
+    crossover = [
+        {
+            "metric": "el2n",
+            "fraction": 0.5,
+            "size": 40,
+            "hard_minus_easy": 0.1,
+            "ci": [-0.1, 0.3],
+            "level": 0.975,
+            "headline": True,
+        }
+    ]
     text, cls = verdict(crossover, table, d)
     return Analysis(d, table, crossover, power_law(table), [], [1, 2], text, cls)
 

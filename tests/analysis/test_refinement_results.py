@@ -38,22 +38,43 @@ def planted_result() -> RefinementResult:
     decided = decisions(2)
     level = level_of(len(decided))
     claims = [decide(t, runs, splits, level) for t in decided]
-    undefined = dataclasses.replace(claims[0], split="in range", diff=math.nan, ci=(math.nan, math.nan), outcome="no difference")
+    undefined = dataclasses.replace(
+        claims[0], split="in range", diff=math.nan, ci=(math.nan, math.nan), outcome="no difference"
+    )
     level_N = np.array(["original", *LEVELS] * 8)
     k_N = np.repeat([1, 2, 3, 4], 8)
     ifd_N = np.where((level_N == "original") & (k_N == 4), np.nan, rng.random(level_N.size))
     reads = read_summary(level_N, k_N, ifd_N, rng.random(level_N.size) + 0.5, rng.random(level_N.size) < 0.5)
-    frontier = Frontier([FrontierBin(b, 12, 0.2 + 0.5 * i, 2.0 + i) for i, b in enumerate(bins)],
-                        split_tables({b: runs[b] for b in bins}, splits, bins[0], level, n_boot=50, seed=10))  # fmt: skip
-    competence = {"student, deliberate": {str(k): 1 / k for k in range(1, 5)}, "teacher, deliberate": {str(k): 1.0 for k in range(1, 5)}}
+    frontier = Frontier(
+        [FrontierBin(b, 12, 0.2 + 0.5 * i, 2.0 + i) for i, b in enumerate(bins)],
+        split_tables({b: runs[b] for b in bins}, splits, bins[0], level, n_boot=50, seed=10),
+    )
+    competence = {
+        "student, deliberate": {str(k): 1 / k for k in range(1, 5)},
+        "teacher, deliberate": {str(k): 1.0 for k in range(1, 5)},
+    }
     return RefinementResult(
-        preset="test", k_train_max=2, teacher_k_max=4, seeds=[0, 1], ft=Schedule(8, 8, 3e-4, 2), teacher_steps=60,
-        level=level, n_tests=len(decided), n_eval={s: int(r.size) for s, r in splits.items()}, competence=competence,
-        student_before={"in range": 0.9, "beyond": 0.1}, teacher_verified=6, n_problems=8, reads=reads,
+        preset="test",
+        k_train_max=2,
+        teacher_k_max=4,
+        seeds=[0, 1],
+        ft=Schedule(8, 8, 3e-4, 2),
+        teacher_steps=60,
+        level=level,
+        n_tests=len(decided),
+        n_eval={s: int(r.size) for s, r in splits.items()},
+        competence=competence,
+        student_before={"in range": 0.9, "beyond": 0.1},
+        teacher_verified=6,
+        n_problems=8,
+        reads=reads,
         n_train={a: [12, 12] for a in runs},
         arms=split_tables({a: runs[a] for a in MAIN_ARMS}, splits, MAIN_ARMS[0], level, n_boot=50, seed=0),
-        frontier=frontier, claims=claims, reported=[undefined], verdict=verdict(claims, level),
-    )  # fmt: skip
+        frontier=frontier,
+        claims=claims,
+        reported=[undefined],
+        verdict=verdict(claims, level),
+    )
 
 
 def test_refinement_result__round_trips_through_its_json(tmp_path):
@@ -74,10 +95,36 @@ def test_refinement_result__round_trips_through_its_json(tmp_path):
 def test_refinement_result__to_json_keeps_the_written_layout():
     """results.json's keys, in order, as the study wrote them before it had a typed result."""
     d = planted_result().to_json()
-    assert list(d) == ["preset", "k_train_max", "teacher_k_max", "seeds", "ft", "teacher_steps", "level", "n_tests", "n_eval",
-                       "competence", "student_before", "teacher_verified", "n_problems", "reads", "n_train", "arms", "frontier",
-                       "claims", "reported", "verdict"]  # fmt: skip
+    assert list(d) == [
+        "preset",
+        "k_train_max",
+        "teacher_k_max",
+        "seeds",
+        "ft",
+        "teacher_steps",
+        "level",
+        "n_tests",
+        "n_eval",
+        "competence",
+        "student_before",
+        "teacher_verified",
+        "n_problems",
+        "reads",
+        "n_train",
+        "arms",
+        "frontier",
+        "claims",
+        "reported",
+        "verdict",
+    ]
     assert d["ft"] == {"steps": 8, "batch_size": 8, "lr": 3e-4, "warmup": 2}
-    assert list(d["reads"]["full"]) == ["n", "kept_share", "ifd", "rifd", "per_k"] and list(d["reads"]["full"]["per_k"]["1"]) == ["n", "ifd", "rifd"]
-    assert list(d["frontier"]) == ["bins", "splits"] and list(d["frontier"]["bins"][0]) == ["arm", "n", "distance", "mean_k"]
+    assert list(d["reads"]["full"]) == ["n", "kept_share", "ifd", "rifd", "per_k"] and list(
+        d["reads"]["full"]["per_k"]["1"]
+    ) == ["n", "ifd", "rifd"]
+    assert list(d["frontier"]) == ["bins", "splits"] and list(d["frontier"]["bins"][0]) == [
+        "arm",
+        "n",
+        "distance",
+        "mean_k",
+    ]
     assert list(d["claims"][0]) == ["claim", "split", "arm", "against", "diff", "ci", "outcome"]

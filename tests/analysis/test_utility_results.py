@@ -55,10 +55,15 @@ def test_decisions__answered_respects_abstentions_and_the_threshold():
 
 def read_of(rng, d: Decisions, forced: float, probe: float) -> dict:
     """What the study reads of a model (``experiments.utility.read_model``), from planted decisions."""
-    rows = [{"correct": bool(c), "abstained": bool(a), "p": None if np.isnan(p) else float(p)}
-            for c, a, p in zip(d.correct_PN.ravel(), d.abstained_PN.ravel(), d.p_PN.ravel())]  # fmt: skip
-    return {"rows": rows, "forced_deliberate": (rng.random(d.correct_PN.shape[0]) < forced).tolist(),
-            "probe": {"accuracy": probe, "shuffled_accuracy": 0.3, "majority": 0.25, "n_test": 40}}  # fmt: skip
+    rows = [
+        {"correct": bool(c), "abstained": bool(a), "p": None if np.isnan(p) else float(p)}
+        for c, a, p in zip(d.correct_PN.ravel(), d.abstained_PN.ravel(), d.p_PN.ravel())
+    ]
+    return {
+        "rows": rows,
+        "forced_deliberate": (rng.random(d.correct_PN.shape[0]) < forced).tolist(),
+        "probe": {"accuracy": probe, "shuffled_accuracy": 0.3, "majority": 0.25, "n_test": 40},
+    }
 
 
 def test_utility_result__round_trips_through_its_json(tmp_path):
@@ -70,11 +75,24 @@ def test_utility_result__round_trips_through_its_json(tmp_path):
     reads = {"base": read_of(rng, model(rng, p, 4), 0.5, 0.6)}
     reads |= {f"{DIRECT}/seed{s}": read_of(rng, model(rng, p, 4, abstain_below=0.75), 0.5, 0.6) for s in (0, 1)}
     reads |= {f"{SYMMETRIC}/seed{s}": read_of(rng, model(rng, p, 4), 0.7, 0.8) for s in (0, 1)}
-    r = analyse(reads, k_P, 3, preset="test", band="medium", seeds=(0, 1), eval_samples=4, payoffs=(1.0, -3.0, 0.0),
-                level=0.99, n_boot=50)  # fmt: skip
+    r = analyse(
+        reads,
+        k_P,
+        3,
+        preset="test",
+        band="medium",
+        seeds=(0, 1),
+        eval_samples=4,
+        payoffs=(1.0, -3.0, 0.0),
+        level=0.99,
+        n_boot=50,
+    )
     assert list(r.splits) == ["in distribution", "beyond"] and len(r.thresholds_fitted) == 2
-    assert set(r.features) == {"forced-deliberate accuracy, in distribution", "forced-deliberate accuracy, beyond",
-                               "computation probe accuracy"}  # fmt: skip
+    assert set(r.features) == {
+        "forced-deliberate accuracy, in distribution",
+        "forced-deliberate accuracy, beyond",
+        "computation probe accuracy",
+    }
     assert UtilityResult.from_json(r.to_json()) == r
     write_json(tmp_path / "results.json", r.to_json())
     back = UtilityResult.from_json(read_json(tmp_path / "results.json"))

@@ -3,6 +3,7 @@ import torch
 from transformers import LlamaConfig, Qwen2Config
 
 from experiments import bench
+from experiments.harness.executors import usable_cpus
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,5 @@ def test_bench__returns_rates_flops_and_fractions_of_matmul_that_agree(smoke_res
 
 def test_bench__ragged_work_ratios_are_measured(smoke_result):
     assert smoke_result["eval/rows_leave_over_stay"] > 0 and smoke_result["train/chunked_over_whole"] > 0
+    shared = [v for k, v in smoke_result.items() if k.endswith("_processes_over_1")]
+    assert (len(shared) == 1 and shared[0] > 0) if usable_cpus() > 1 else not shared

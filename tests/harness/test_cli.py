@@ -7,7 +7,7 @@ import pytest
 
 from experiments import bands
 from experiments.analysis.profile import profile_lines
-from experiments.harness import cli
+from experiments.harness import cli, tally
 from experiments.pretrain import PRESETS, PretrainArgs
 
 
@@ -69,7 +69,9 @@ def test_main__unwritable_out_dir_is_a_one_line_error(tmp_path):
     blocker.write_text("not a directory")
     res = run_module("--preset", "smoke", "--out", str(blocker / "run"))
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == [f"error: {blocker / 'run'}: not writable ({blocker} is not a writable directory)"]
+    assert res.stderr.strip().splitlines() == [
+        f"error: {blocker / 'run'}: not writable ({blocker} is not a writable directory)"
+    ]
 
 
 def test_parse__config_file_sits_between_preset_and_flags(tmp_path):
@@ -95,7 +97,9 @@ def test_study_config__one_section_per_stage_reaches_each_stage(tmp_path):
     assert pre.d_model == PRESETS["smoke"]["d_model"]  # the rest of the stage preset stays
     g = args.grpo_args("hard", 1)
     assert (g.lr, g.band, g.seed, g.steps) == (5e-05, "hard", 1, args.grpo_steps)
-    assert args.bands_args.candidates_per_k == bands.PRESETS["smoke"]["candidates_per_k"]  # no section: the stage's smoke preset
+    assert (
+        args.bands_args.candidates_per_k == bands.PRESETS["smoke"]["candidates_per_k"]
+    )  # no section: the stage's smoke preset
 
 
 @pytest.mark.parametrize(
@@ -113,7 +117,9 @@ def test_study_config__unknown_or_bad_keys_exit_2_naming_the_key(tmp_path, confi
 
     cfg = tmp_path / "study.json"
     cfg.write_text(config)
-    monkeypatch.setattr(sys, "argv", ["band_study", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "r")])
+    monkeypatch.setattr(
+        sys, "argv", ["band_study", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / "r")]
+    )
     with pytest.raises(SystemExit) as stop:
         cli.run(band_study.main, band_study.BandStudyArgs, band_study.PRESETS)
     err = capsys.readouterr().err
@@ -127,8 +133,9 @@ def test_stage_clock__a_resumed_study_adds_its_stages_to_the_first_invocations(t
     log, clock = tmp_path / "profile.jsonl", [0.0]
     monkeypatch.setattr(cli.time, "perf_counter", lambda: clock[0])
     first = cli.StageClock("study", log)
-    for stage, seconds in (("train", 2.0), ("read", 3.0)):
+    for stage, seconds, (kind, tokens) in (("train", 2.0, ("trained", 40)), ("read", 3.0, ("sampled", 30))):
         first(stage)
+        tally.add(kind, tokens)
         clock[0] += seconds
     first.finish()
     clock[0] = 100.0
@@ -139,7 +146,8 @@ def test_stage_clock__a_resumed_study_adds_its_stages_to_the_first_invocations(t
     second.finish()
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(r["stage"], r["seconds"]) for r in rows] == [("train", 2.0), ("read", 3.0), ("read", 1.0)]
+    assert [r["tokens"] for r in rows[:2]] == [{"sampled": 0, "trained": 40}, {"sampled": 30, "trained": 0}]
     lines = profile_lines(log)
     assert lines[0].startswith("Wall time: 6 s over 2 invocations")
-    assert "| train | 2 | 33% |" in lines and "| read | 4 | 67% |" in lines
+    assert "| train | 2 | 33% | 0 | 40 | 20 |" in lines and "| read | 4 | 67% | 30 | 0 | 8 |" in lines
     assert "[study      2 s] read" in capsys.readouterr().out

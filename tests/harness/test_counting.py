@@ -21,8 +21,14 @@ def test_counting__canonical_words_and_the_running_counts():
     "words, flags",
     [
         # b 2 is wrong; a 3 follows from the 2 written before it (steps are judged from what was written)
-        (["<think>", "a", "1", "b", "2", "a", "3", "</think>", "2", "<eos>"], dict(correct=True, n_wrong_steps=1, lucky_success=True)),
-        (["<think>", "a", "1", "a", "2", "</think>", "2", "<eos>"], dict(correct=True, n_skipped_steps=1, lucky_success=True)),
+        (
+            ["<think>", "a", "1", "b", "2", "a", "3", "</think>", "2", "<eos>"],
+            dict(correct=True, n_wrong_steps=1, lucky_success=True),
+        ),
+        (
+            ["<think>", "a", "1", "a", "2", "</think>", "2", "<eos>"],
+            dict(correct=True, n_skipped_steps=1, lucky_success=True),
+        ),
         (["3", "<eos>"], dict(correct=False, copied_answer=True, n_skipped_steps=3)),
         (["2", "<eos>"], dict(correct=True, lucky_success=True)),  # a direct count of 3 items is luck
         (["<think>", "a", "</think>", "2", "<eos>"], dict(correct=False, format_error=True)),
@@ -46,7 +52,11 @@ def test_band_study__runs_on_the_counting_family(tmp_path):
     from experiments import band_study
     from experiments.harness import cli
 
-    args = cli.parse(band_study.BandStudyArgs, band_study.PRESETS, ["--preset", "smoke", "--task", "counting", "--out", str(tmp_path / "c")])
+    args = cli.parse(
+        band_study.BandStudyArgs,
+        band_study.PRESETS,
+        ["--preset", "smoke", "--task", "counting", "--out", str(tmp_path / "c")],
+    )
     band_study.main(args)
     results = json.loads((tmp_path / "c" / "results.json").read_text())
     assert results["verdict"] and json.loads((tmp_path / "c" / "config.json").read_text())["task"]["task"] == "counting"

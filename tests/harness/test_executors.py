@@ -1,5 +1,8 @@
+import functools
+
 import torch
 
+from experiments.harness import tally
 from experiments.harness.executors import run_jobs, torch_threads
 
 
@@ -10,3 +13,11 @@ def test_run_jobs__every_job_runs_with_the_asked_threads_and_the_caller_gets_its
         assert torch.get_num_threads() == 2
         assert run_jobs(lambda job: torch.get_num_threads(), [0], "local") == [2]  # None: the caller's count
     assert torch.get_num_threads() == before
+
+
+def test_run_jobs__pool_workers_count_tokens_into_the_callers_tally():
+    """The profile's token counts include what jobs in worker processes did (the counters are shared)."""
+    before = tally.snapshot()
+    run_jobs(functools.partial(tally.add, "sampled"), [3, 4, 5], "pool", workers=2, threads=1)
+    after = tally.snapshot()
+    assert after["sampled"] - before["sampled"] == 12 and after["trained"] == before["trained"]

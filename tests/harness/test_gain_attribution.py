@@ -28,8 +28,18 @@ def test_attribute_gain__the_planted_latent_carries_the_whole_gain_and_a_random_
     shortcut latent carries it all too, so the deliberation group's specific share is -1: specificity is relative."""
     base, tuned, sae = ToyBridge(short=0.0), ToyBridge(short=2.0), IdentitySAE(D)
     groups = {"shortcut": [SHORT], "deliberation": [DELIB], "mode": []}
-    res = attribute_gain(score, len(IDS), 0.5, 1.0, tuned, base, sae, "hook", groups,
-                         randoms={"shortcut": [[3], [4]], "deliberation": [[SHORT], [SHORT]]})  # fmt: skip
+    res = attribute_gain(
+        score,
+        len(IDS),
+        0.5,
+        1.0,
+        tuned,
+        base,
+        sae,
+        "hook",
+        groups,
+        randoms={"shortcut": [[3], [4]], "deliberation": [[SHORT], [SHORT]]},
+    )
     assert res.acc_tuned == 1.0 and res.gain == 0.5 and set(res.patched) == {"shortcut", "deliberation"}
     assert res.path_agreement == 1.0 and all(len(v) == 2 for v in res.random_patched.values())
     frac = res.fractions()
@@ -75,10 +85,19 @@ def test_lockstep__kv_cached_sampling_matches_full_forwards(smoke_study, group):
     tok = load_tokenizer(run / "base")
     sae = load_sae(next((run / "sae").iterdir()))
     hook = sae.cfg.metadata.hook_name
-    model = Lockstep(bridge, donor, hook, lambda acts: patch_hook(sae, range(sae.cfg.d_sae) if group == "all" else group, acts))
+    model = Lockstep(
+        bridge, donor, hook, lambda acts: patch_hook(sae, range(sae.cfg.d_sae) if group == "all" else group, acts)
+    )
     problems = seeds.problems("causal", 0, 2, 4, Arithmetic(TaskSpec(5, ("+",))))
     prompts = [tok.convert_tokens_to_ids(prompt_words(pr)) for pr in problems]
-    out = sample(model, prompts, max_new=8, eos_id=tok.convert_tokens_to_ids(EOS), pad_id=tok.convert_tokens_to_ids(PAD), temperature=0.0)
+    out = sample(
+        model,
+        prompts,
+        max_new=8,
+        eos_id=tok.convert_tokens_to_ids(EOS),
+        pad_id=tok.convert_tokens_to_ids(PAD),
+        temperature=0.0,
+    )
     for prompt, new in zip(prompts, out):
         full = torch.tensor([prompt + new])
         with torch.no_grad():

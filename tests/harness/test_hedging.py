@@ -24,7 +24,9 @@ def hedged(request):
 
 
 def test_hedged__keeps_the_familys_token_ids_and_round_trips_through_params_and_vocab(hedged):
-    assert hedged.vocab[: len(hedged.inner.vocab)] == hedged.inner.vocab and {CONF, ABSTAIN, *LEVELS} <= set(hedged.vocab)
+    assert hedged.vocab[: len(hedged.inner.vocab)] == hedged.inner.vocab and {CONF, ABSTAIN, *LEVELS} <= set(
+        hedged.vocab
+    )
     assert task_of(hedged.params) == hedged and task_of(hedged.inner.params) == hedged.inner
     assert task_of_vocab(build_tokenizer(hedged).get_vocab()) == hedged
     k = hedged.knobs(5)[-1]
@@ -38,7 +40,11 @@ def test_hedged__canonical_completions_carry_a_neutral_confidence_and_parse_like
             assert words == [*inner_words[:-1], CONF, "0.5", EOS]
             out, inner = pr.parse(words), pr.inner.parse(inner_words)
             assert out.q == 0.5 and not out.abstained and out.correct and out.mode == mode == inner.mode
-            assert (out.n_wrong_steps, out.n_skipped_steps, out.lucky_success) == (inner.n_wrong_steps, inner.n_skipped_steps, inner.lucky_success)
+            assert (out.n_wrong_steps, out.n_skipped_steps, out.lucky_success) == (
+                inner.n_wrong_steps,
+                inner.n_skipped_steps,
+                inner.lucky_success,
+            )
             roles, steps = pr.roles(words)
             inner_roles, _ = pr.inner.roles(inner_words)
             assert len(roles) == len(steps) == len(pr.prompt_words()) + len(words)
@@ -75,13 +81,33 @@ def test_pretraining_words__uniform_levels_and_the_abstain_share():
     abstained = [w for w in drawn if w == [ABSTAIN, EOS]]
     assert abs(len(abstained) / 4000 - 0.2) < 0.03
     counts = np.array([sum(w[-2] == q for w in drawn if w != [ABSTAIN, EOS]) for q in LEVELS])
-    assert counts.sum() == 4000 - len(abstained) and counts.min() > 0.6 * counts.mean() and counts.max() < 1.4 * counts.mean()
+    assert (
+        counts.sum() == 4000 - len(abstained)
+        and counts.min() > 0.6 * counts.mean()
+        and counts.max() < 1.4 * counts.mean()
+    )
 
 
 def test_recipe__a_hedged_batch_draws_the_familys_problems_in_the_same_order():
-    fields = dict(task="arith", p=5, ops=("+",), arch="llama", d_model=32, n_layers=1, n_heads=2, d_mlp=64, seed=0,
-                  k_train_max=3, k_weighting="uniform", direct_frac=0.5, steps=10, batch_size=16, lr=1e-3,
-                  weight_decay=0.0, warmup=1)  # fmt: skip
+    fields = dict(
+        task="arith",
+        p=5,
+        ops=("+",),
+        arch="llama",
+        d_model=32,
+        n_layers=1,
+        n_heads=2,
+        d_mlp=64,
+        seed=0,
+        k_train_max=3,
+        k_weighting="uniform",
+        direct_frac=0.5,
+        steps=10,
+        batch_size=16,
+        lr=1e-3,
+        weight_decay=0.0,
+        warmup=1,
+    )
     plain, hedged = Recipe.of(fields), Recipe.of({**fields, "confidence": True, "abstain_frac": 0.25})
     assert isinstance(hedged.task, Hedged) and hedged.task.abstain
     vocab = {w: i for i, w in enumerate(hedged.task.vocab)}
@@ -103,7 +129,11 @@ def test_reward__variants_on_hand_made_completions():
     assert reward(w8, "brier") == pytest.approx(-0.64) and reward(w8, "log") == pytest.approx(math.log(0.2))
     assert reward(w10, "brier") == -1.0 and reward(w10, "log") == pytest.approx(math.log(LOG_FLOOR))
     no_conf = pr.parse(right)  # right, but no confidence: a format error under the confidence-scored rewards
-    assert reward(no_conf, "binary") == 1.0 and reward(no_conf, "brier") == -1.0 and reward(no_conf, "log") == math.log(LOG_FLOOR)
+    assert (
+        reward(no_conf, "binary") == 1.0
+        and reward(no_conf, "brier") == -1.0
+        and reward(no_conf, "log") == math.log(LOG_FLOOR)
+    )
     u = Utility(right=1, wrong=-3, abstain=0)
     abstained = pr.parse([ABSTAIN, EOS])
     assert [reward(o, "utility", u) for o in (r8, w8, abstained)] == [1, -3, 0] and reward(abstained, "brier") == 0.0
@@ -118,5 +148,7 @@ def test_reward__proper_scoring_the_expected_reward_peaks_at_the_level_nearest_t
             self.correct, self.q = correct, q
 
     for p in np.linspace(0.1, 0.9, 9):
-        expected = [p * reward(Said(True, float(q)), variant) + (1 - p) * reward(Said(False, float(q)), variant) for q in LEVELS]
+        expected = [
+            p * reward(Said(True, float(q)), variant) + (1 - p) * reward(Said(False, float(q)), variant) for q in LEVELS
+        ]
         assert float(LEVELS[int(np.argmax(expected))]) == pytest.approx(round(p, 1))

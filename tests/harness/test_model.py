@@ -48,7 +48,8 @@ def test_load__transformers_and_bridge_give_identical_logits(model_dir):
         hf_out = hf(x, output_hidden_states=True)
         bridge_logits, cache = bridge.run_with_cache(x, names_filter=lambda n: n == "blocks.0.hook_resid_post")
     torch.testing.assert_close(bridge_logits, hf_out.logits, atol=1e-5, rtol=1e-5)
-    # hook names read the HF model's own residual stream (hidden_states[i+1] is after block i; the last one is after the final norm)
+    # hook names read the HF model's own residual stream (hidden_states[i+1] is after block i; the last one is after
+    # the final norm)
     torch.testing.assert_close(cache["blocks.0.hook_resid_post"], hf_out.hidden_states[1], atol=1e-5, rtol=1e-5)
 
 

@@ -57,7 +57,9 @@ def logits(model):
 
 
 @pytest.mark.parametrize("make", [difference, crosscoder])
-def test_change_hook__steering_the_base_with_the_planted_latent_gives_the_tuned_model_and_ablating_it_gives_the_base(make):
+def test_change_hook__steering_the_base_with_the_planted_latent_gives_the_tuned_model_and_ablating_it_gives_the_base(
+    make,
+):
     base, tuned, dic = ToyBridge(short=0.0), ToyBridge(short=2.0), make()
     assert kind_of(dic.sae) == dic.kind
     steer = lambda g: logits(Lockstep(base, tuned, "hook", lambda p: change_hook(dic, g, "base", p)))  # noqa: E731

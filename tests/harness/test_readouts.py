@@ -22,7 +22,9 @@ def test_task_readouts__each_kind_reads_the_right_token_at_the_row_before_it():
             assert np.flatnonzero(num).tolist() == [vocab["<think>"] if kind == "mode" else vocab[words[pos + 1]]]
             assert label == (-1 if kind == "mode" else vocab[words[pos + 1]])
             assert den.sum() == (len(vocab) if kind == "deliberation" else spec.p)
-    computed = [problems[s // 2].running[(p - len(prompt_words(problems[s // 2])) + 1 - 1) // 3]
-                for s, p in zip(ro["computation"].seq_R, ro["computation"].pos_R)]  # fmt: skip
+    computed = [
+        problems[s // 2].running[(p - len(prompt_words(problems[s // 2])) + 1 - 1) // 3]
+        for s, p in zip(ro["computation"].seq_R, ro["computation"].pos_R)
+    ]
     inv = {i: w for w, i in vocab.items()}
     assert [int(inv[t]) for t in ro["computation"].label_R] == computed

@@ -17,8 +17,14 @@ def test_primed__a_planted_chain_keeps_its_last_steps_to_compute():
     primed = Primed(chain, 1)
     assert primed.prompt_words() == ["<bos>", "3", "+", "4", "*", "2", "=", "<think>", "3", "+", "4", "7"]
     assert primed.completion_words("deliberate") == ["*", "2", "3", "</think>", "3", "<eos>"]
-    right, wrong = primed.parse(["*", "2", "3", "</think>", "3", "<eos>"]), primed.parse(["*", "2", "4", "</think>", "4", "<eos>"])
-    assert (right.correct, right.n_wrong_steps, right.length) == (True, 0, 11) and (wrong.correct, wrong.n_wrong_steps) == (False, 1)
+    right, wrong = (
+        primed.parse(["*", "2", "3", "</think>", "3", "<eos>"]),
+        primed.parse(["*", "2", "4", "</think>", "4", "<eos>"]),
+    )
+    assert (right.correct, right.n_wrong_steps, right.length) == (True, 0, 11) and (
+        wrong.correct,
+        wrong.n_wrong_steps,
+    ) == (False, 1)
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
@@ -49,8 +55,9 @@ def test_sample_groups__posed_prompts_carry_the_given_steps_and_are_scored_on_th
     pool = task.problems(0, 4, 6)
     spec = rl.PolicySpec(prompts_per_step=3, group_size=2, rollout_batch=8)
     pose = poser(10)
-    groups, _ = rl.sample_groups(model, tok, pool, spec, np.random.default_rng(0), torch.Generator().manual_seed(0),
-                                 lambda pr: pose(pr, t=0))  # fmt: skip
+    groups, _ = rl.sample_groups(
+        model, tok, pool, spec, np.random.default_rng(0), torch.Generator().manual_seed(0), lambda pr: pose(pr, t=0)
+    )
     for r in (r for g in groups for r in g):
         prefix = r.problem.inner.trace_prefix(3)  # 4 steps: 3 given at update 0
         assert list(r.prompt_ids[-len(prefix) :]) == tok.convert_tokens_to_ids(prefix)

@@ -32,7 +32,10 @@ def test_step_accuracy__counts_steps_against_the_operations_a_correct_trace_perf
     words = chain.completion_words("deliberate")
     assert step_accuracy(chain.parse(words), chain) == 1.0
     words[4] = str((int(words[4]) + 1) % 11)  # r_1 written wrong
-    assert step_accuracy(chain.parse(words), chain) == pytest.approx(1 - chain.parse(words).n_wrong_steps / 3) and chain.parse(words).n_wrong_steps >= 1
+    assert (
+        step_accuracy(chain.parse(words), chain) == pytest.approx(1 - chain.parse(words).n_wrong_steps / 3)
+        and chain.parse(words).n_wrong_steps >= 1
+    )
     maze = max(Mazes(MazeSpec(7)).problems(0, 5, 20), key=lambda m: m.difficulty)
     words = maze.completion_words("deliberate")
     assert step_accuracy(maze.parse(words), maze) == 1.0 and maze.difficulty > maze.k

@@ -23,7 +23,9 @@ def test_sample__stops_at_eos_and_bans_first_tokens():
     prompts = [tok.convert_tokens_to_ids(prompt_words(pr)) for pr in generate_problems(0, 2, 16, TaskSpec())]
     gen = torch.Generator().manual_seed(0)
     think = tok.convert_tokens_to_ids("<think>")
-    out = sample(model, prompts, max_new=8, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, generator=gen, banned_first=[think])
+    out = sample(
+        model, prompts, max_new=8, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, generator=gen, banned_first=[think]
+    )
     assert all(seq[0] != think for seq in out)
     assert all(tok.eos_token_id not in seq[:-1] and len(seq) <= 8 for seq in out)
 
@@ -47,14 +49,19 @@ def test_sample__finished_rows_leave_the_batch_and_the_others_keep_their_tokens(
     leave the batch (the model sees fewer rows); a shared generator keeps every row to the end."""
     tok = build_tokenizer(TaskSpec())
     model = build_model(ModelSpec(d_model=32, n_layers=2, n_heads=2, d_mlp=64), tok, seed=2).eval()
-    prompts = [tok.convert_tokens_to_ids(prompt_words(pr)) for k in (1, 4) for pr in generate_problems(0, k, 8, TaskSpec())]
+    prompts = [
+        tok.convert_tokens_to_ids(prompt_words(pr)) for k in (1, 4) for pr in generate_problems(0, k, 8, TaskSpec())
+    ]
     uniforms = torch.rand(len(prompts), 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     eos = tok.convert_tokens_to_ids("3")  # a frequent token of the untrained model stands in for <eos>
     rows: list[int] = []
     model.register_forward_pre_hook(lambda m, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
     together = sample(model, prompts, max_new=10, eos_id=eos, pad_id=tok.pad_token_id, uniforms_BT=uniforms)
     shrank = min(rows)
-    alone = [sample(model, [p], max_new=10, eos_id=eos, pad_id=tok.pad_token_id, uniforms_BT=u[None])[0] for p, u in zip(prompts, uniforms)]
+    alone = [
+        sample(model, [p], max_new=10, eos_id=eos, pad_id=tok.pad_token_id, uniforms_BT=u[None])[0]
+        for p, u in zip(prompts, uniforms)
+    ]
     assert together == alone and len({len(c) for c in together}) > 1 and shrank < len(prompts)
     rows.clear()
     sample(model, prompts, max_new=10, eos_id=eos, pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))

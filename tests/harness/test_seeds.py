@@ -5,7 +5,6 @@ by content wherever the problem space allows it, and no two named streams share 
 import collections
 import hashlib
 import itertools
-import types
 import zlib
 
 import numpy as np
@@ -16,6 +15,7 @@ from experiments.band_steps import sae_groups
 from experiments.harness import seeds
 from experiments.harness.reading.labelling import split_problems
 from experiments.harness.reading.probe_sets import probe_problems
+from experiments.harness.studies import refinements
 from experiments.harness.tasks.arith import Arithmetic, TaskSpec
 from experiments.harness.tasks.maze import Mazes
 
@@ -48,8 +48,8 @@ def study_sets(task: Arithmetic) -> dict[str, list]:
         "diff_probe": [pr for pr, _ in probe_problems(study.diff_source.probe, task)],
         "causal_label": causal_label,
         "causal_test": causal_test,
-        "refinement_eval": refinement.eval_problems(types.SimpleNamespace(task=task), ref),
-    }  # fmt: skip
+        "refinement_eval": refinements.eval_problems(task, ref.seed, ref.teacher_k_max, ref.eval_per_k),
+    }
 
 
 def by_k(problems) -> dict[int, set]:
@@ -86,22 +86,47 @@ def test_study_sets__pairwise_disjoint_where_the_space_allows_overlap_stated_bel
     assert {k: n for k, n in shared.items() if n} == SHARED_OVERLAP
 
 
-DISTINCT_AT_K1 = {"band_candidates": 84, "band_eval": 44, "pretrain_eval": 89, "sae_probe": 148, "diff_probe": 10,
-                  "causal_label": 95, "causal_test": 120, "refinement_eval": 36}  # fmt: skip
+DISTINCT_AT_K1 = {
+    "band_candidates": 84,
+    "band_eval": 44,
+    "pretrain_eval": 89,
+    "sae_probe": 148,
+    "diff_probe": 10,
+    "causal_label": 95,
+    "causal_test": 120,
+    "refinement_eval": 36,
+}
 """Distinct k = 1 chains in each default set."""
 OVERLAP_AT_K1 = {
-    ("band_candidates", "band_eval"): 12, ("band_candidates", "pretrain_eval"): 21,
-    ("band_candidates", "sae_probe"): 34, ("band_candidates", "diff_probe"): 1,
-    ("band_candidates", "causal_label"): 30, ("band_candidates", "causal_test"): 20,
-    ("band_candidates", "refinement_eval"): 12, ("band_eval", "pretrain_eval"): 10, ("band_eval", "sae_probe"): 23,
-    ("band_eval", "diff_probe"): 0, ("band_eval", "causal_label"): 8, ("band_eval", "causal_test"): 13,
-    ("band_eval", "refinement_eval"): 4, ("pretrain_eval", "sae_probe"): 40, ("pretrain_eval", "diff_probe"): 6,
-    ("pretrain_eval", "causal_label"): 19, ("pretrain_eval", "causal_test"): 30,
-    ("pretrain_eval", "refinement_eval"): 9, ("sae_probe", "diff_probe"): 5, ("sae_probe", "causal_label"): 0,
-    ("sae_probe", "causal_test"): 0, ("sae_probe", "refinement_eval"): 15, ("diff_probe", "causal_label"): 2,
-    ("diff_probe", "causal_test"): 3, ("diff_probe", "refinement_eval"): 2, ("causal_label", "causal_test"): 0,
-    ("causal_label", "refinement_eval"): 11, ("causal_test", "refinement_eval"): 10,
-}  # fmt: skip
+    ("band_candidates", "band_eval"): 12,
+    ("band_candidates", "pretrain_eval"): 21,
+    ("band_candidates", "sae_probe"): 34,
+    ("band_candidates", "diff_probe"): 1,
+    ("band_candidates", "causal_label"): 30,
+    ("band_candidates", "causal_test"): 20,
+    ("band_candidates", "refinement_eval"): 12,
+    ("band_eval", "pretrain_eval"): 10,
+    ("band_eval", "sae_probe"): 23,
+    ("band_eval", "diff_probe"): 0,
+    ("band_eval", "causal_label"): 8,
+    ("band_eval", "causal_test"): 13,
+    ("band_eval", "refinement_eval"): 4,
+    ("pretrain_eval", "sae_probe"): 40,
+    ("pretrain_eval", "diff_probe"): 6,
+    ("pretrain_eval", "causal_label"): 19,
+    ("pretrain_eval", "causal_test"): 30,
+    ("pretrain_eval", "refinement_eval"): 9,
+    ("sae_probe", "diff_probe"): 5,
+    ("sae_probe", "causal_label"): 0,
+    ("sae_probe", "causal_test"): 0,
+    ("sae_probe", "refinement_eval"): 15,
+    ("diff_probe", "causal_label"): 2,
+    ("diff_probe", "causal_test"): 3,
+    ("diff_probe", "refinement_eval"): 2,
+    ("causal_label", "causal_test"): 0,
+    ("causal_label", "refinement_eval"): 11,
+    ("causal_test", "refinement_eval"): 10,
+}
 """Distinct k = 1 chains shared by two default sets (none between the SAE probe set and the causal splits, which
 skip what the SAE saw, nor between the two causal splits)."""
 SHARED_OVERLAP: dict[int, int] = {}
@@ -123,29 +148,49 @@ def test_refinement_eval__disjoint_from_every_pretrain_eval_set_where_partitione
                 assert all(seeds.content_bucket(p) == seeds.bucket_of("band_eval") for p in held_out)
     ref = refinement.RefinementArgs()
     task = Arithmetic(TaskSpec())
-    held_out = refinement.eval_problems(types.SimpleNamespace(task=task), ref)
+    held_out = refinements.eval_problems(task, ref.seed, ref.teacher_k_max, ref.eval_per_k)
     assert len(held_out) == ref.eval_per_k * ref.teacher_k_max and {p.k for p in held_out} == set(range(1, 11))
     assert all(p.pid.startswith("refinement_eval-s0-") for p in held_out)
 
 
 def _digest(task, streams) -> dict[str, str]:
     ks = task.knobs(6)
-    return {s: hashlib.sha256(repr([(p.pid, p.key) for seed in (0, 1, 2, 7) for k in ks
-                                    for p in seeds.problems(s, seed, k, 12, task)]).encode()).hexdigest()[:16]
-            for s in streams}  # fmt: skip
+    return {
+        s: hashlib.sha256(
+            repr(
+                [(p.pid, p.key) for seed in (0, 1, 2, 7) for k in ks for p in seeds.problems(s, seed, k, 12, task)]
+            ).encode()
+        ).hexdigest()[:16]
+        for s in streams
+    }
 
 
 HEAD_DIGESTS = {
-    "default": {"band_candidates": "def91c8d71efa8ab", "band_eval": "7f4319610235cc8e",
-                "pretrain_eval": "def8243df09c0833", "sae_probe": "f8a376b698ca5d94",
-                "diff_probe": "2323428b90bd03f8", "causal": "85ef91facf824481"},
-    "smoke": {"band_candidates": "826062870d05f6e1", "band_eval": "42a106f847e109fc",
-              "pretrain_eval": "6b93e90676e26fe3", "sae_probe": "7b632e0a822acb18",
-              "diff_probe": "871546bcee264bc3", "causal": "7cc959c5692492f4"},
-    "maze": {"band_candidates": "a2205222fbddfb2a", "band_eval": "d906cd93f3202234",
-             "pretrain_eval": "74faa1d5dc4da0e1", "sae_probe": "7ac20d362c56d63e",
-             "diff_probe": "685cb010baf6f5bb", "causal": "9f8c4073a5f41556"},
-}  # fmt: skip
+    "default": {
+        "band_candidates": "def91c8d71efa8ab",
+        "band_eval": "7f4319610235cc8e",
+        "pretrain_eval": "def8243df09c0833",
+        "sae_probe": "f8a376b698ca5d94",
+        "diff_probe": "2323428b90bd03f8",
+        "causal": "85ef91facf824481",
+    },
+    "smoke": {
+        "band_candidates": "826062870d05f6e1",
+        "band_eval": "42a106f847e109fc",
+        "pretrain_eval": "6b93e90676e26fe3",
+        "sae_probe": "7b632e0a822acb18",
+        "diff_probe": "871546bcee264bc3",
+        "causal": "7cc959c5692492f4",
+    },
+    "maze": {
+        "band_candidates": "a2205222fbddfb2a",
+        "band_eval": "d906cd93f3202234",
+        "pretrain_eval": "74faa1d5dc4da0e1",
+        "sae_probe": "7ac20d362c56d63e",
+        "diff_probe": "685cb010baf6f5bb",
+        "causal": "9f8c4073a5f41556",
+    },
+}
 """Digests of the six original streams' problems (seeds 0, 1, 2, 7; every knob up to 6; 12 each), computed with
 the code before the refinement stream was added (commit 687c5c1): adding a stream moved none of them."""
 
@@ -160,8 +205,13 @@ def test_sampling_seeds__the_band_study_and_older_streams_seed_what_they_seeded_
     """The torch seeds every older sampling stream gives (a digest from commit 687c5c1), and the affine ones."""
     drawn = []
     for s in (0, 1, 3):
-        drawn += [seeds.rollout_activity(s), seeds.band_eval_sampling(s), seeds.calibration_eval(s),
-                  seeds.utility_eval(s), seeds.eval_sampling(s)]  # fmt: skip
+        drawn += [
+            seeds.rollout_activity(s),
+            seeds.band_eval_sampling(s),
+            seeds.calibration_eval(s),
+            seeds.utility_eval(s),
+            seeds.eval_sampling(s),
+        ]
         for t in (0, 1, 5):
             pairs = seeds.grpo_step(s, t), seeds.one_shot_step(s, 2, t), seeds.pruning_rl_step(s, 1, t)
             for r, g in (*pairs, seeds.blind_gradient(s, t - 1)):
@@ -199,17 +249,33 @@ DRAW_KEYS = {
     "blind_gradient": [(s, i + 1) for s in SEEDS for i in range(-1, 40)],
     "fixed_data_order": [(s, e) for s in SEEDS for e in STEPS],
     "pruning_halves": [(s, n) for s in SEEDS for n in STEPS],
-    "pruning_keep": [(s, t, n, zlib.crc32(m.encode())) for s in SEEDS for t in SMALL for n in (10, 20)
-                     for m in ("el2n", "random")],
+    "pruning_keep": [
+        (s, t, n, zlib.crc32(m.encode())) for s in SEEDS for t in SMALL for n in (10, 20) for m in ("el2n", "random")
+    ],
     "pruning_rl_step": [(s, a, t) for s in SEEDS for a in SMALL for t in SMALL],
-    "refinement": [(s, 0, p, *key) for s in SEEDS for p in range(1, 6)  # purposes, then a purpose's own key
-                   for key in [(), *((b,) for b in SMALL), *itertools.product(SMALL, SMALL)]]
-                  + [(s, k) for s in SEEDS for k in range(1, 12)],  # training problems at k
+    "refinement": [
+        (s, 0, p, *key)
+        for s in SEEDS
+        for p in range(1, 6)  # purposes, then a purpose's own key
+        for key in [(), *((b,) for b in SMALL), *itertools.product(SMALL, SMALL)]
+    ]
+    + [(s, k) for s in SEEDS for k in range(1, 12)],  # training problems at k
     "memo_sampling": [(s, r) for s in SEEDS for r in SMALL],
-    **{name: [(s,) for s in SEEDS] for name in ("band_pools", "value_sample", "rollout_activity", "calibration_eval",
-                                                "utility_eval", "pruning_data", "value_base_sampling",
-                                                "value_eval_sampling", "value_eval_gradient")},
-}  # fmt: skip
+    **{
+        name: [(s,) for s in SEEDS]
+        for name in (
+            "band_pools",
+            "value_sample",
+            "rollout_activity",
+            "calibration_eval",
+            "utility_eval",
+            "pruning_data",
+            "value_base_sampling",
+            "value_eval_sampling",
+            "value_eval_gradient",
+        )
+    },
+}
 """The keys each draw stream is read at (``seeds.rng(stream, *key)``), as its call sites build them, over small
 ranges that reach past every small salt."""
 
@@ -243,8 +309,14 @@ def test_stream_keys__no_two_streams_share_one_except_pretrain_batch_at_the_olde
         assert batch == "pretrain_batch" and key == (s,) and (step,) == seeds.DRAW_SALTS[name]
 
 
-OLD_ONE_WORD_STREAMS = {"band_pools", "value_sample", "rollout_activity", "calibration_eval", "utility_eval",
-                        "pruning_data"}  # fmt: skip
+OLD_ONE_WORD_STREAMS = {
+    "band_pools",
+    "value_sample",
+    "rollout_activity",
+    "calibration_eval",
+    "utility_eval",
+    "pruning_data",
+}
 """Streams read at (seed,) whose small salt a pretraining step reaches: pretrain_batch's (seed, salt) draws what
 they draw (the same PCG64 key; kept, as changing either would change the band study)."""
 
@@ -260,14 +332,21 @@ def sampling_seeds() -> dict[str, list]:
         "pretrain_eval_sampling": [(pre.seed, seeds.pretrain_eval_sampling(pre.seed))],
         "band_candidates_sampling": [(b.seed, seeds.band_candidates_sampling(b.seed))],
         "band_eval_sampling": [(b.seed, seeds.band_eval_sampling(b.seed))],
-        "probe_sampling": [(("sae_probe", sae.seed), seeds.probe_sampling(sae.seed).initial_seed()),
-                           (("diff_probe", b.seed), seeds.probe_sampling(study.diff_source.probe.seed).initial_seed())],
+        "probe_sampling": [
+            (("sae_probe", sae.seed), seeds.probe_sampling(sae.seed).initial_seed()),
+            (("diff_probe", b.seed), seeds.probe_sampling(study.diff_source.probe.seed).initial_seed()),
+        ],
         "eval_sampling": [(s, seeds.eval_sampling(s)) for s in study.seeds],
-        "grpo_sampling": [((s, t), seeds.grpo_step(s, t)[1].initial_seed())
-                          for s in study.seeds for t in range(study.grpo_steps)],
+        "grpo_sampling": [
+            ((s, t), seeds.grpo_step(s, t)[1].initial_seed()) for s in study.seeds for t in range(study.grpo_steps)
+        ],
         "rollout_activity": [(s, seeds.rollout_activity(s)) for s in study.seeds],
-        "one_shot_step": [((s, i, t), seeds.one_shot_step(s, i, t)[1].initial_seed()) for s in v.value_seeds
-                          for i in range(n_sample + v.memo_subsets) for t in range(steps)],
+        "one_shot_step": [
+            ((s, i, t), seeds.one_shot_step(s, i, t)[1].initial_seed())
+            for s in v.value_seeds
+            for i in range(n_sample + v.memo_subsets)
+            for t in range(steps)
+        ],
         "blind_gradient": [(i, seeds.blind_gradient(v.seed, i)[1].initial_seed()) for i in range(-1, n_sample)],
         "value_base_sampling": [(v.seed, seeds.value_base_sampling(v.seed))],
         "value_eval_sampling": [(v.seed, seeds.value_eval_sampling(v.seed))],
@@ -275,10 +354,14 @@ def sampling_seeds() -> dict[str, list]:
         "memo_sampling": [(r, seeds.memo_sampling(v.seed, r)) for r in range(v.memo_subsets)],
         "calibration_eval": [(0, seeds.calibration_eval(0))],
         "utility_eval": [(0, seeds.utility_eval(0))],
-        "pruning_rl_step": [((s, a, t), seeds.pruning_rl_step(s, a, t)[1].initial_seed())
-                            for s in range(3) for a in range(4) for t in range(40)],
+        "pruning_rl_step": [
+            ((s, a, t), seeds.pruning_rl_step(s, a, t)[1].initial_seed())
+            for s in range(3)
+            for a in range(4)
+            for t in range(40)
+        ],
         "refinement": [(ref.seed, refinement.draw_seed(ref, refinement.PASS))],
-    }  # fmt: skip
+    }
 
 
 def test_sampling_seeds__no_two_streams_share_one_except_the_band_studys_affine_ones_stated_below():
@@ -295,13 +378,19 @@ def test_sampling_seeds__no_two_streams_share_one_except_the_band_studys_affine_
 
 
 AFFINE_SHARED = {
-    0: [("band_candidates_sampling", 0), ("eval_sampling", 0), ("grpo_sampling", (0, 0)), ("pretrain_eval_sampling", 0),
-        ("probe_sampling", ("diff_probe", 0)), ("probe_sampling", ("sae_probe", 0))],
+    0: [
+        ("band_candidates_sampling", 0),
+        ("eval_sampling", 0),
+        ("grpo_sampling", (0, 0)),
+        ("pretrain_eval_sampling", 0),
+        ("probe_sampling", ("diff_probe", 0)),
+        ("probe_sampling", ("sae_probe", 0)),
+    ],
     1: [("band_eval_sampling", 0), ("eval_sampling", 1), ("grpo_sampling", (0, 1))],
     2: [("eval_sampling", 2), ("grpo_sampling", (0, 2))],
     3: [("eval_sampling", 3), ("grpo_sampling", (0, 3))],
     4: [("eval_sampling", 4), ("grpo_sampling", (0, 4))],
-}  # fmt: skip
+}
 """Sampling seeds shared by the band study's affine streams at its defaults (bands, SAE and pretraining seed 0,
 GRPO seeds 0..4): the seed itself, seed + 1 and seed * 1_000_003 + step meet at small values."""
 

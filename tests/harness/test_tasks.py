@@ -12,7 +12,10 @@ from experiments.harness.tasks.registry import FAMILIES, run_task, task_of, task
 from experiments.harness.training.model import build_tokenizer
 from probes.activations import ROLES
 
-PARAMS = {"arith": ({"p": 5, "ops": ["+", "*"]}, {"p": 7}), "maze": ({"max_size": 7, "loop_frac": 0.3}, {"loop_frac": 0.5})}
+PARAMS = {
+    "arith": ({"p": 5, "ops": ["+", "*"]}, {"p": 7}),
+    "maze": ({"max_size": 7, "loop_frac": 0.3}, {"loop_frac": 0.5}),
+}
 """Per family: parameters other than its defaults, and a change of them that draws another stream (a family not
 listed runs at its defaults)."""
 TASKS = {name: family.make(PARAMS.get(name, ({}, {}))[0]) for name, family in FAMILIES.items()}
@@ -52,7 +55,13 @@ def test_task__canonical_completions_parse_as_right_in_their_mode_and_stay_in_th
             assert words["deliberate"][0] != words["direct"][0]  # the first word is the mode decision
             for mode, w in words.items():
                 out = p.parse(w)
-                assert (out.mode, out.correct, out.format_error, out.length, out.reward) == (mode, True, False, len(w), 1.0)
+                assert (out.mode, out.correct, out.format_error, out.length, out.reward) == (
+                    mode,
+                    True,
+                    False,
+                    len(w),
+                    1.0,
+                )
                 assert out.n_wrong_steps == 0 and not out.copied_answer
                 assert set(p.prompt_words() + w) <= vocab
                 roles, steps = p.roles(w)
@@ -88,7 +97,9 @@ def test_task__knobs_stream_keys_and_records_identify_the_family_and_its_languag
 
 
 def test_task_of_table__reads_a_table_made_before_the_task_interface():
-    assert task_of_table({"p": 5}).from_record({"pid": "a", "k": 1, "start": 2, "ops": ["+"], "operands": [4]}).answer == 1
+    assert (
+        task_of_table({"p": 5}).from_record({"pid": "a", "k": 1, "start": 2, "ops": ["+"], "operands": [4]}).answer == 1
+    )
 
 
 def test_run_task__reads_the_recorded_section_then_the_vocabulary(task_ks, tmp_path):
@@ -110,8 +121,12 @@ def test_task__read_out_targets_point_at_words_of_the_canonical_completions(task
         targets = p.targets(shortcut_k=ks[0])
         assert {t.kind for t in targets} == set(READOUTS) - ({"shortcut"} if p.k > ks[0] else set())
         for t in targets:
-            assert p.completion_words(t.mode)[t.index] == t.word or (t.kind == "mode" and t.word == "<think>" and t.index == 0)
-            assert t.word in vocab and (t.support is None or (set(t.support) <= vocab and t.word in t.support) or t.kind == "mode")
+            assert p.completion_words(t.mode)[t.index] == t.word or (
+                t.kind == "mode" and t.word == "<think>" and t.index == 0
+            )
+            assert t.word in vocab and (
+                t.support is None or (set(t.support) <= vocab and t.word in t.support) or t.kind == "mode"
+            )
         mode = next(t for t in targets if t.kind == "mode")
         assert p.completion_words("direct")[0] in mode.support  # <think> against the direct opener
 

@@ -67,8 +67,19 @@ def test_completion_roles__canonical_trace_and_direct_answer():
     pr = generate_problems(0, 2, 1, SPEC)[0]
     words = completion_words(pr, "deliberate")  # <think> r0 op1 x1 r1 op2 x2 r2 </think> a <eos>
     roles, steps = completion_roles(words)
-    assert roles == ["special", "intermediate", "operator", "operand", "intermediate",
-                     "operator", "operand", "intermediate", "special", "answer", "special"]  # fmt: skip
+    assert roles == [
+        "special",
+        "intermediate",
+        "operator",
+        "operand",
+        "intermediate",
+        "operator",
+        "operand",
+        "intermediate",
+        "special",
+        "answer",
+        "special",
+    ]
     assert steps == [-1, 0, 1, 1, 1, 2, 2, 2, -1, -1, -1]
     assert completion_roles(completion_words(pr, "direct")) == (["answer", "special"], [-1, -1])
 
@@ -125,7 +136,11 @@ def test_build_probe_set__canonical_and_own_samples_per_problem(probe):
         assert sorted(s.mode for s in canonical) == ["deliberate", "direct"] and all(s.correct for s in canonical)
         prompt = group[0].token_ids[: group[0].n_prompt]
         assert all(s.token_ids[: s.n_prompt] == prompt for s in group)
-    problems = {pr.pid: pr for k in range(1, 4) for pr in seeds.problems(PROBE.stream, PROBE.seed, k, PROBE.per_k, Arithmetic(SPEC))}
+    problems = {
+        pr.pid: pr
+        for k in range(1, 4)
+        for pr in seeds.problems(PROBE.stream, PROBE.seed, k, PROBE.per_k, Arithmetic(SPEC))
+    }
     for s in (s for s in seqs if s.source == "sampled"):  # labels agree with the task's own parser
         parsed = parse_completion(problems[s.pid], tok.convert_ids_to_tokens(list(s.token_ids[s.n_prompt :])))
         assert s.correct == parsed.correct

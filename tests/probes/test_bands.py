@@ -8,7 +8,16 @@ from probes.bands import band_of, ledger_pass_rates, relabel, stale_fraction, st
 
 
 @pytest.mark.parametrize(
-    "rate, band", [(0.0, "hard"), (0.125, "hard"), (0.126, "medium"), (0.5, "medium"), (0.749, "medium"), (0.75, "easy"), (1.0, "easy")]
+    "rate, band",
+    [
+        (0.0, "hard"),
+        (0.125, "hard"),
+        (0.126, "medium"),
+        (0.5, "medium"),
+        (0.749, "medium"),
+        (0.75, "easy"),
+        (1.0, "easy"),
+    ],
 )
 def test_band_of__default_thresholds(rate, band):
     assert band_of(rate, hard_max=1 / 8, easy_min=3 / 4) == band
@@ -35,11 +44,13 @@ def test_transitions__and_stale_fraction():
     assert stale_fraction(before, after, "easy") != stale_fraction(before, after, "easy")  # nan: d not re-measured
 
 
-
 def test_stale_fractions__per_run_share_of_the_band_that_moved():
     static = {"a": "medium", "b": "medium", "c": "hard"}
     runs = [
-        [{"step": 4, "pid": "a", "successes": 8, "group_size": 8}, {"step": 4, "pid": "b", "successes": 4, "group_size": 8}],
+        [
+            {"step": 4, "pid": "a", "successes": 8, "group_size": 8},
+            {"step": 4, "pid": "b", "successes": 4, "group_size": 8},
+        ],
         [{"step": 1, "pid": "a", "successes": 8, "group_size": 8}],  # visited only before the window
     ]
     got = stale_fractions(runs, static, "medium", step=4, window=2, hard_max=1 / 8, easy_min=3 / 4)

@@ -72,14 +72,21 @@ def test_coloured_html__escapes_and_shades_by_value():
 
 def test_contexts_html__one_line_per_context_with_the_top_token_outlined_after_the_prompt_bar():
     cache = _cache()
-    cache = dataclasses.replace(cache, sequences=tuple(s | {"n_prompt": 1, "mode": "direct", "source": "canonical", "correct": True} for s in cache.sequences))
+    cache = dataclasses.replace(
+        cache,
+        sequences=tuple(
+            s | {"n_prompt": 1, "mode": "direct", "source": "canonical", "correct": True} for s in cache.sequences
+        ),
+    )
     ctx = top_activating_contexts(_IdentitySAE(), cache, latent=0, n=2)
     out = contexts_html(ctx, lambda ids: [f"w{i}" for i in ids])
     assert out.count("<div") == 2 and out.index("5.000") < out.index("2.000")
     first = out.split("</div>")[0]
     assert ">|</span>" in first and first.count("outline") == 1
     assert first.index(">w10<") < first.index(">|<") < first.index(">w11<")
-    assert "outline:2px solid #000;padding:1px 3px;margin:1px;font-family:monospace\">w12<" in first  # the top token, pos 2
+    assert (
+        'outline:2px solid #000;padding:1px 3px;margin:1px;font-family:monospace">w12<' in first
+    )  # the top token, pos 2
 
 
 def test_paired_cache__holds_the_change_dictionary_inputs_row_for_row_and_refuses_other_sequences():
@@ -88,6 +95,10 @@ def test_paired_cache__holds_the_change_dictionary_inputs_row_for_row_and_refuse
     diff = paired_cache("difference", base, tuned)
     assert np.allclose(diff.acts_ND, [[1.0, 2.0]] * 5) and diff.token_N is tuned.token_N
     cross = paired_cache("crosscoder", base, tuned)
-    assert cross.d_model == 4 and np.allclose(cross.acts_ND[:, :2], base.acts_ND) and np.allclose(cross.acts_ND[:, 2:], tuned.acts_ND)
+    assert (
+        cross.d_model == 4
+        and np.allclose(cross.acts_ND[:, :2], base.acts_ND)
+        and np.allclose(cross.acts_ND[:, 2:], tuned.acts_ND)
+    )
     with pytest.raises(ValueError, match="row for row"):
         paired_cache("difference", base, dataclasses.replace(tuned, token_N=tuned.token_N[::-1]))

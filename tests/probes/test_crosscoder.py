@@ -96,7 +96,9 @@ def test_crosscoder__a_control_pair_with_no_added_feature_yields_no_confirmed_fi
 def test_crosscoder__saves_and_loads_through_sae_lens_own_loader(tmp_path):
     torch.manual_seed(0)
     provider, _ = toy_pairs(extra=True, batch=256)
-    sae = build_crosscoder(SAESpec(d_sae=32, top_k=4.0), D, {"hook_name": "blocks.1.hook_resid_post", "model_name": "base|tuned"})
+    sae = build_crosscoder(
+        SAESpec(d_sae=32, top_k=4.0), D, {"hook_name": "blocks.1.hook_resid_post", "model_name": "base|tuned"}
+    )
     sae = train_sae(sae, provider, TrainSpec(n_samples=256 * 40, batch_size=256, dead_window=5)).sae
     save_sae(sae, tmp_path / "xc")
     loaded = SAE.load_from_disk(tmp_path / "xc")
@@ -105,8 +107,12 @@ def test_crosscoder__saves_and_loads_through_sae_lens_own_loader(tmp_path):
     rows = next(toy_pairs(extra=True, batch=64, seed=3)[0])
     with torch.no_grad():
         _, hidden_NF = sae.encode_with_hidden_pre(rows)
-        torch.testing.assert_close(loaded(rows), sae.decode(hidden_NF * (hidden_NF > sae.topk_threshold.float())), atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(relative_norm(loaded.W_dec.detach()), relative_norm(sae.W_dec.detach()), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            loaded(rows), sae.decode(hidden_NF * (hidden_NF > sae.topk_threshold.float())), atol=1e-4, rtol=1e-4
+        )
+    torch.testing.assert_close(
+        relative_norm(loaded.W_dec.detach()), relative_norm(sae.W_dec.detach()), atol=1e-5, rtol=1e-4
+    )
 
 
 def _cache(seqs: list[dict], acts: list[list[float]]):
@@ -116,8 +122,20 @@ def _cache(seqs: list[dict], acts: list[list[float]]):
     token_N = np.concatenate([s["tokens"] for s in seqs])
     zeros = np.zeros(len(seq_N), dtype=np.int32)
     meta = tuple({"split": "train", "source": s["source"], "pid": s["pid"], "mode": s["mode"]} for s in seqs)
-    return ActivationCache(Path(seqs[0]["pid"]), "h", "", "", np.asarray(acts, np.float32), seq_N, pos_N, token_N,
-                           zeros, zeros, np.ones(len(seq_N), bool), meta)  # fmt: skip
+    return ActivationCache(
+        Path(seqs[0]["pid"]),
+        "h",
+        "",
+        "",
+        np.asarray(acts, np.float32),
+        seq_N,
+        pos_N,
+        token_N,
+        zeros,
+        zeros,
+        np.ones(len(seq_N), bool),
+        meta,
+    )
 
 
 def test_aligned_rows__pairs_the_same_canonical_tokens_whatever_the_row_order_and_skips_own_samples():

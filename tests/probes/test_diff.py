@@ -23,16 +23,21 @@ def cache(acts, roles, pos, n_prompt, k, source):
     """One sequence per row block: seq ids follow the given per-row sequence labels."""
     seq = np.arange(len(acts))
     return types.SimpleNamespace(
-        acts_ND=np.asarray(acts, np.float32)[:, None], role_N=np.asarray(roles), pos_N=np.asarray(pos),
-        unique_N=np.ones(len(acts), bool), seq_N=seq,
+        acts_ND=np.asarray(acts, np.float32)[:, None],
+        role_N=np.asarray(roles),
+        pos_N=np.asarray(pos),
+        unique_N=np.ones(len(acts), bool),
+        seq_N=seq,
         seq_column=lambda name: np.asarray({"k": k, "n_prompt": n_prompt, "source": source}[name])[seq],
-    )  # fmt: skip
+    )
 
 
 def test_stratified_means__each_stratum_weighs_the_same_whatever_its_size():
     operand, answer = ROLES.index("operand"), ROLES.index("answer")
     # three operand rows at k=1 (value 1), one answer row at k=1 (value 5), one decision row (value 9)
-    c = cache([1, 1, 1, 5, 9], [operand] * 3 + [answer, 0], [0, 1, 2, 5, 3], [9, 9, 9, 9, 4], [1] * 5, ["canonical"] * 5)
+    c = cache(
+        [1, 1, 1, 5, 9], [operand] * 3 + [answer, 0], [0, 1, 2, 5, 3], [9, 9, 9, 9, 4], [1] * 5, ["canonical"] * 5
+    )
     rows = rows_of(c, "canonical")
     assert len(set(strata(c, rows).tolist())) == 3
     assert stratified_means(Identity(), c, rows).item() == torch.tensor((1 + 5 + 9) / 3).item()

@@ -38,9 +38,17 @@ def _cache_from(seqs, acts_ND: np.ndarray) -> ActivationCache:
     cols = {k: v.astype(np.int32) for k, v in cols.items()}
     fields = ("pid", "k", "band", "mode", "source", "correct", "split", "n_prompt")
     return ActivationCache(
-        path=Path("synthetic"), hook_name="blocks.0.hook_resid_post", model_dir="", fingerprint="",
-        acts_ND=acts_ND, seq_N=cols["seq"], pos_N=cols["pos"], token_N=cols["token"], role_N=cols["role"],
-        step_N=cols["step"], unique_N=np.concatenate(unique_prefix_masks(seqs)),
+        path=Path("synthetic"),
+        hook_name="blocks.0.hook_resid_post",
+        model_dir="",
+        fingerprint="",
+        acts_ND=acts_ND,
+        seq_N=cols["seq"],
+        pos_N=cols["pos"],
+        token_N=cols["token"],
+        role_N=cols["role"],
+        step_N=cols["step"],
+        unique_N=np.concatenate(unique_prefix_masks(seqs)),
         sequences=tuple({f: getattr(s, f) for f in fields} for s in seqs),
     )
 

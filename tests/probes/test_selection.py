@@ -55,12 +55,14 @@ def _mean_nll(model, ids: list[int], n_context: int) -> float:
 
 def test_ifd_and_reverse_ifd__equal_the_ratios_of_perplexities_of_a_model_with_known_probabilities():
     BOS, Q, A, B = 0, 1, 2, 3
-    probs = torch.tensor([
-        [0.05, 0.50, 0.15, 0.30],  # after <bos>
-        [0.10, 0.10, 0.60, 0.20],  # after q: the answer's first token is likely
-        [0.10, 0.40, 0.10, 0.40],  # after a
-        [0.25, 0.25, 0.25, 0.25],  # after b
-    ])  # fmt: skip
+    probs = torch.tensor(
+        [
+            [0.05, 0.50, 0.15, 0.30],  # after <bos>
+            [0.10, 0.10, 0.60, 0.20],  # after q: the answer's first token is likely
+            [0.10, 0.40, 0.10, 0.40],  # after a
+            [0.25, 0.25, 0.25, 0.25],  # after b
+        ]
+    )
     model = Bigram(probs)
     question, answer = [BOS, Q], [A, B]
     a_given_q = _mean_nll(model, question + answer, 2)  # -log(P(a|q) P(b|a)) / 2
@@ -69,7 +71,9 @@ def test_ifd_and_reverse_ifd__equal_the_ratios_of_perplexities_of_a_model_with_k
     q_alone = _mean_nll(model, question, 1)  # -log P(q|bos)
     got = ifd([a_given_q], [a_alone])[0]
     assert got == pytest.approx(math.sqrt(0.15 / 0.60), rel=1e-5) and got < 1  # the question helps: IFD < 1
-    assert reverse_ifd([q_given_a], [q_alone])[0] == pytest.approx(0.50 / 0.25, rel=1e-5)  # the answer hides the question
+    assert reverse_ifd([q_given_a], [q_alone])[0] == pytest.approx(
+        0.50 / 0.25, rel=1e-5
+    )  # the answer hides the question
 
 
 def test_student_filter__needs_ifd_below_one_and_no_worse_reverse_ifd_than_the_original():

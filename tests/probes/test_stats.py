@@ -105,10 +105,17 @@ def test_seeds_then_rows__differences_are_paired_on_rows_and_seed_spread_widens_
     rng = np.random.default_rng(0)
     x_P = rng.normal(0, 1, 300)
     mean = lambda v: {"mean": float(v.mean())}  # noqa: E731
-    arms = {"a": [(x_P + rng.normal(0, 0.01, 300),) for _ in range(3)], "b": [(x_P + 0.1 + rng.normal(0, 0.01, 300),) for _ in range(3)]}
+    arms = {
+        "a": [(x_P + rng.normal(0, 0.01, 300),) for _ in range(3)],
+        "b": [(x_P + 0.1 + rng.normal(0, 0.01, 300),) for _ in range(3)],
+    }
     out = seeds_then_rows(arms, np.arange(300), mean, reference="a", n_boot=300)
     b = out["b"]["mean"]
-    assert b["ci"][1] - b["ci"][0] > 0.15 and b["diff"]["ci"][0] < 0.1 < b["diff"]["ci"][1] and b["diff"]["ci"][1] - b["diff"]["ci"][0] < 0.02
+    assert (
+        b["ci"][1] - b["ci"][0] > 0.15
+        and b["diff"]["ci"][0] < 0.1 < b["diff"]["ci"][1]
+        and b["diff"]["ci"][1] - b["diff"]["ci"][0] < 0.02
+    )
     assert out["a"]["mean"]["diff"] == {"mean": 0.0, "ci": [0.0, 0.0]}
     spread = {**arms, "b": [(x_P + 0.1 + off,) for off in (-0.3, 0.0, 0.3)]}
     wide = seeds_then_rows(spread, np.arange(300), mean, reference="a", n_boot=300)["b"]["mean"]["diff"]
@@ -117,7 +124,9 @@ def test_seeds_then_rows__differences_are_paired_on_rows_and_seed_spread_widens_
 
 def _seed_accuracies(rng, p_R: np.ndarray, n_seeds: int, seed_sd: float) -> np.ndarray:
     """Held-out accuracy of n_seeds trained models: each seed shifts every problem's chance by a common amount."""
-    return np.array([(rng.random(p_R.size) < np.clip(p_R + rng.normal(0, seed_sd), 0, 1)).mean() for _ in range(n_seeds)])
+    return np.array(
+        [(rng.random(p_R.size) < np.clip(p_R + rng.normal(0, seed_sd), 0, 1)).mean() for _ in range(n_seeds)]
+    )
 
 
 def test_welch_interval__keeps_its_level_under_the_null_where_a_seed_bootstrap_does_not():
@@ -133,8 +142,13 @@ def test_welch_interval__keeps_its_level_under_the_null_where_a_seed_bootstrap_d
         lo, hi = stats.welch_interval(a, b, 0.975)[1]
         welch_hits += lo > 0 or hi < 0
         if i < 150:  # the bootstrap is slower; 150 draws show its excess
-            runs = {name: [((rng.random(400) < np.clip(p_R + rng.normal(0, 0.06), 0, 1)).astype(float),) for _ in range(3)] for name in "ab"}
-            ci = seeds_then_rows(runs, np.arange(400), lambda c: {"acc": float(c.mean())}, "b", 0.975, 200, seed=i)["a"]["acc"]["diff"]["ci"]
+            runs = {
+                name: [((rng.random(400) < np.clip(p_R + rng.normal(0, 0.06), 0, 1)).astype(float),) for _ in range(3)]
+                for name in "ab"
+            }
+            ci = seeds_then_rows(runs, np.arange(400), lambda c: {"acc": float(c.mean())}, "b", 0.975, 200, seed=i)[
+                "a"
+            ]["acc"]["diff"]["ci"]
             boot_hits += ci[0] > 0 or ci[1] < 0
     assert welch_hits / 400 <= 0.025 + 2 * math.sqrt(0.025 * 0.975 / 400)
     assert boot_hits / 150 > 0.05

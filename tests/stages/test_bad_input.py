@@ -37,7 +37,17 @@ def byo(smoke_study, tmp_path) -> dict[str, Path]:
 
 
 def feature_study(byo) -> subprocess.CompletedProcess:
-    return run("feature_study", "--preset", "smoke", "--checkpoint", str(byo["ckpt"]), "--sae", str(byo["sae"]), "--out", str(byo["out"]))
+    return run(
+        "feature_study",
+        "--preset",
+        "smoke",
+        "--checkpoint",
+        str(byo["ckpt"]),
+        "--sae",
+        str(byo["sae"]),
+        "--out",
+        str(byo["out"]),
+    )
 
 
 def test_truncated_checkpoint(byo):
@@ -54,7 +64,9 @@ def test_truncated_sae(byo):
     one_line_error(feature_study(byo), str(weights))
 
 
-@pytest.mark.parametrize("field, value, needle", [("hook_name", "blocks.7.hook_resid_post", "does not exist"), ("d_in", 999, "d_in 999")])
+@pytest.mark.parametrize(
+    "field, value, needle", [("hook_name", "blocks.7.hook_resid_post", "does not exist"), ("d_in", 999, "d_in 999")]
+)
 def test_sae_that_does_not_fit_the_model(byo, field, value, needle):
     cfg_path = byo["sae"] / "cfg.json"
     cfg = json.loads(cfg_path.read_text())
@@ -93,7 +105,11 @@ STAGES = sorted(p.stem for p in (Path(__file__).parents[2] / "experiments").glob
 def stage(module: str):
     """(the stage's module, its Args class)."""
     mod = importlib.import_module(f"experiments.{module}")
-    return mod, next(v for k, v in vars(mod).items() if k.endswith("Args") and dataclasses.is_dataclass(v) and v.__module__ == mod.__name__)
+    return mod, next(
+        v
+        for k, v in vars(mod).items()
+        if k.endswith("Args") and dataclasses.is_dataclass(v) and v.__module__ == mod.__name__
+    )
 
 
 @pytest.mark.parametrize("module", STAGES)
@@ -106,7 +122,12 @@ def test_help__every_stage_prints_its_usage_and_exits_0(module, capsys, monkeypa
     assert stop.value.code == 0 and "usage:" in capsys.readouterr().out
 
 
-BAD = [("seed", ("--seed", "-1")), ("seeds", ("--seeds", "0", "-1")), ("device", ("--device", "tpu")), ("device", ("--device", "cuda:7"))]
+BAD = [
+    ("seed", ("--seed", "-1")),
+    ("seeds", ("--seeds", "0", "-1")),
+    ("device", ("--device", "tpu")),
+    ("device", ("--device", "cuda:7")),
+]
 
 
 @pytest.mark.parametrize("module", STAGES)

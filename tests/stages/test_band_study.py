@@ -33,31 +33,58 @@ def study(smoke_study):
     return smoke_study
 
 
-def test_band_study__smoke_end_to_end_matches_the_bands_that_reach_the_target_and_runs_the_verdict_path(study, tmp_path):
+def test_band_study__smoke_end_to_end_matches_the_bands_that_reach_the_target_and_runs_the_verdict_path(
+    study, tmp_path
+):
     """Whatever the smoke bands gain: a target is set, at least two bands have enough seeds hitting it, each reached
     run hits it within the tolerance, its gain is attributed on the matched draws, and the verdict comes from the
     registered contrasts (which bands reach the target depends on the base model's exact bytes: chunked pretraining
     left the smoke easy band short of it)."""
     out, res, _ = study
     on_disk = json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
-    for key in ("preset", "seeds", "bands", "matched_gain_target", "matched_tol", "reach", "noise_floor", "contrasts", "verdict"):
+    for key in (
+        "preset",
+        "seeds",
+        "bands",
+        "matched_gain_target",
+        "matched_tol",
+        "reach",
+        "noise_floor",
+        "contrasts",
+        "verdict",
+    ):
         assert key in on_disk
-    write_json(tmp_path / "again.json", band_results.BandStudyResult.from_json(on_disk).to_json())  # read back, written again
+    write_json(
+        tmp_path / "again.json", band_results.BandStudyResult.from_json(on_disk).to_json()
+    )  # read back, written again
     assert (tmp_path / "again.json").read_bytes() == (out / "results.json").read_bytes()
     matchable = set(on_disk["matchable_bands"])
     assert on_disk["verdict_class"] != "no_target" and len(matchable) >= 2
     target, tol = on_disk["matched_gain_target"], on_disk["matched_tol"]
     for name, band in on_disk["bands"].items():
-        assert {"gain", "matched_step", "matched_gain", "matched_hit", "matched_kl", "behaviour", "feature_change", "gain_share"} <= set(band)
+        assert {
+            "gain",
+            "matched_step",
+            "matched_gain",
+            "matched_hit",
+            "matched_kl",
+            "behaviour",
+            "feature_change",
+            "gain_share",
+        } <= set(band)
         assert (sum(band["matched_hit"]) >= band_results.MIN_SEEDS) == (name in matchable)
         for step, gain, hit in zip(band["matched_step"], band["matched_gain"], band["matched_hit"]):
             assert hit == (step is not None) and (not hit or abs(gain - target) <= tol)  # reached means hit
         assert band["gain_share"]["deliberation"]["specific"]["n"] == sum(band["matched_hit"])
-    assert all(c["agree"] and c["path_agreement"] > 0.95 for c in on_disk["gain_check"].values()) and on_disk["gain_check"]
+    assert (
+        all(c["agree"] and c["path_agreement"] > 0.95 for c in on_disk["gain_check"].values()) and on_disk["gain_check"]
+    )
     assert [c["order"] for c in on_disk["contrasts"][:3]] == [0, 1, 2] and len(on_disk["contrasts"]) == 9
     report = (out / "report.md").read_text()
     assert report.index("![headline](figures/headline.png)") < report.index("## Matched gain")
-    assert report.splitlines()[2].startswith("**The question.**") and "## Glossary" in report  # plain words first, terms last
+    assert (
+        report.splitlines()[2].startswith("**The question.**") and "## Glossary" in report
+    )  # plain words first, terms last
     assert on_disk["verdict"] in report and "temporal" in report and "batchtopk" in report  # SAEs side by side
     for fig in ("headline", "gain", "feature_change", "behaviour", "sae_quality"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
@@ -74,13 +101,18 @@ def test_band_study__the_contrasts_and_verdict_run_on_the_smoke_studys_own_share
     features = {n: json.loads((out / "sae" / n / "features.json").read_text()) for n in RunLayout(out).saes()}
     monkeypatch.setattr(band_results, "group_issues", lambda labels: dict.fromkeys(CONTRASTED))
     monkeypatch.setattr(contrasts, "SEQUENCE", (("deliberation", *res["matchable_bands"][:2]),))
-    analysis = band_study.results(args, features, diffing.diff_stage(args, features), attribution.gain_stage(args, features),
-                                  {}, {})  # fmt: skip
+    analysis = band_study.results(
+        args, features, diffing.diff_stage(args, features), attribution.gain_stage(args, features), {}, {}
+    )
     first = analysis.result.contrasts[0]
-    assert analysis.result.verdict_class in ("no_difference", "differs") and first["status"] in ("rejected", "not rejected")
+    assert analysis.result.verdict_class in ("no_difference", "differs") and first["status"] in (
+        "rejected",
+        "not rejected",
+    )
     assert (first["n_a"], first["n_b"]) == tuple(sum(res["bands"][b]["matched_hit"]) for b in (first["a"], first["b"]))
 
 
+@pytest.mark.slow  # 38 s; the kill-and-rerun test (slow too) resumes at several points
 def test_band_study__rerun_resumes_without_retraining(study, monkeypatch):
     out, res, _ = study
     monkeypatch.setattr(train_sae, "train_and_save", lambda *a: pytest.fail("retrained an SAE"))
@@ -98,7 +130,9 @@ def test_features_and_causal_checks__on_a_users_own_checkpoint_and_sae(study, tm
     sae_name = next(p.name for p in (out / "sae").iterdir() if p.name.startswith("batchtopk"))
     shutil.copytree(out / "sae" / sae_name, user_sae)
     sae = load_sae(user_sae)
-    args = preset_args(train_sae.TrainSAEArgs, train_sae.PRESETS, "smoke", run=tmp_path / "scratch", checkpoint=str(user_ckpt))
+    args = preset_args(
+        train_sae.TrainSAEArgs, train_sae.PRESETS, "smoke", run=tmp_path / "scratch", checkpoint=str(user_ckpt)
+    )
     src = open_source(args.source_spec, user_ckpt)
     task = Arithmetic(TaskSpec(5, ("+",)))
     seen = [pr for pr, _ in probe_problems(args.probe_spec, task)]
@@ -107,7 +141,9 @@ def test_features_and_causal_checks__on_a_users_own_checkpoint_and_sae(study, tm
     seen = {(pr.start, pr.ops, pr.operands) for pr in seen}
     assert not seen & {(pr.start, pr.ops, pr.operands) for pr in label_split + test_split}
     spec = labelling.LabelSpec(n_random=2)
-    features = labelling.label_and_check(sae, src, args.hook, label_split, test_split, spec, {"checkpoint": str(user_ckpt)})
+    features = labelling.label_and_check(
+        sae, src, args.hook, label_split, test_split, spec, {"checkpoint": str(user_ckpt)}
+    )
     assert len(features["features"]) == sae.cfg.d_sae
     assert set(features["causal"]["clean"]) == {"direct_correct", "deliberate_correct", "step_acc", "p_think"}
     in_groups = [i for g in features["groups"].values() for i in g]
@@ -136,7 +172,9 @@ def test_match_stage__replays_whole_steps_then_blends_fractions_of_one_update(st
     out = tmp_path / "run"
     shutil.copytree(study[0], out, ignore=shutil.ignore_patterns("acts", "sae", "match.jsonl", "interp-*"))
     monkeypatch.setattr(band_results, "MIN_TARGET_SE", 0.0)
-    args = preset_args(BandStudyArgs, PRESETS, "smoke", out=out, target_gain=1e-6, matched_tol=0.0, seeds=(0,))  # one run per band: time
+    args = preset_args(
+        BandStudyArgs, PRESETS, "smoke", out=out, target_gain=1e-6, matched_tol=0.0, seeds=(0,)
+    )  # one run per band: time
     matching.match_stage(args)
     data = matching.run_data(args)
     measured = {n: sorted(steps) for n, steps in data.extra.items() if steps}
@@ -155,7 +193,10 @@ def test_match_stage__replays_whole_steps_then_blends_fractions_of_one_update(st
 def test_band_study__replicate_runs_one_study_per_pretraining_seed_and_counts_verdicts(tmp_path):
     summary = band_study.main(preset_args(BandStudyArgs, PRESETS, "smoke", out=tmp_path / "rep", replicate=2))
     assert summary["replicates"] == 2 and sum(summary["verdict_classes"].values()) == 2
-    seeds = [json.loads((tmp_path / "rep" / f"pretrain-seed{s}" / "config.json").read_text())["stages"]["pretrain"]["seed"] for s in (0, 1)]
+    seeds = [
+        json.loads((tmp_path / "rep" / f"pretrain-seed{s}" / "config.json").read_text())["stages"]["pretrain"]["seed"]
+        for s in (0, 1)
+    ]
     assert seeds == [0, 1]
     assert json.loads((tmp_path / "rep" / "replicates.json").read_text()) == summary
 
@@ -187,7 +228,9 @@ def test_gain_stage__attributes_every_hitting_run_on_its_own_matched_draws_and_r
 def test_compare_studies__prints_finished_studies_side_by_side_and_refuses_an_unfinished_one(study, tmp_path):
     script = Path(__file__).parents[2] / "scripts" / "compare_studies.py"
     run = study[0]
-    out = subprocess.run([sys.executable, str(script), str(run), str(run), "--names", "a", "b"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(script), str(run), str(run), "--names", "a", "b"], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     res = json.loads((run / "results.json").read_text())
     assert "| verdict class | " + " | ".join([res["verdict_class"]] * 2) + " |" in out.stdout
@@ -196,7 +239,9 @@ def test_compare_studies__prints_finished_studies_side_by_side_and_refuses_an_un
     assert bad.returncode == 2 and "no results.json" in bad.stderr
 
 
-def test_activity_stage__reads_the_base_and_every_stored_hard_checkpoint_with_the_runs_own_successes(study, tmp_path, monkeypatch):
+def test_activity_stage__reads_the_base_and_every_stored_hard_checkpoint_with_the_runs_own_successes(
+    study, tmp_path, monkeypatch
+):
     """Each hard run gets one reading per stored checkpoint (not replays) and the base model; the success
     flags are those of the checkpoint's own rollouts with the stage's draws; a rerun reuses the file."""
     from experiments.harness import seeds
@@ -220,7 +265,9 @@ def test_activity_stage__reads_the_base_and_every_stored_hard_checkpoint_with_th
     assert all(len(r["activity"]) == len(r["correct"]) == n for r in rec.values())
     ckpt = gargs.out / f"checkpoint-{stored[-1]}"
     problems = grpo.RunInputs.read(gargs).pool[: args.activity_problems]
-    own = sampled_rollouts(load_hf(ckpt), load_tokenizer(ckpt), problems, args.activity_samples, seeds.rollout_activity(args.seeds[0]))
+    own = sampled_rollouts(
+        load_hf(ckpt), load_tokenizer(ckpt), problems, args.activity_samples, seeds.rollout_activity(args.seeds[0])
+    )
     assert rec[str(stored[-1])]["correct"] == [bool(r.parsed.correct) for r in own]
     assert read_json(gargs.out / ROLLOUT_ACTIVITY)["steps"] == rec
     monkeypatch.setattr(attribution, "rollout_activity", lambda *a: pytest.fail("read a checkpoint again"))
@@ -229,9 +276,10 @@ def test_activity_stage__reads_the_base_and_every_stored_hard_checkpoint_with_th
 
 def test_diffing_stage__per_band_dictionaries_readings_and_effects_saved_loaded_reported_and_reused(study, monkeypatch):
     """On the smoke study (a matchable band's claim is the matched point of its first diffing_seeds hitting runs,
-    another band's the last step of its first diffing_seeds runs): both dictionaries load through sae_lens's loader and say what they are; readings are consistent with their rules;
-    every seed has its spliced and causal accuracies; results.json and the report carry the three readings and
-    the faithfulness table; a rerun reads the records instead of redoing them."""
+    another band's the last step of its first diffing_seeds runs): both dictionaries load through sae_lens's loader and
+    say what they are; readings are consistent with their rules; every seed has its spliced and causal accuracies;
+    results.json and the report carry the three readings and the faithfulness table; a rerun reads the records instead
+    of redoing them."""
     from probes.layout import MODEL_DIFFING, read_json
     from probes.saes.change import DICTIONARIES, kind_of
     from probes.saes.crosscoder import NU_MAX, TUNED_ONLY
@@ -244,7 +292,11 @@ def test_diffing_stage__per_band_dictionaries_readings_and_effects_saved_loaded_
     for band in band_results.BANDS:
         rec = records[band] = read_json(layout.diffing(band) / MODEL_DIFFING)
         band_res = res["bands"][band]
-        hits = {f"bands/{band}/seed{s}": step for s, step, hit in zip(args.seeds, band_res["matched_step"], band_res["matched_hit"]) if hit}
+        hits = {
+            f"bands/{band}/seed{s}": step
+            for s, step, hit in zip(args.seeds, band_res["matched_step"], band_res["matched_hit"])
+            if hit
+        }
         if band in res["matchable_bands"]:
             claim, steps = "matched", dict(list(hits.items())[: args.diffing_seeds])
         else:
@@ -257,27 +309,40 @@ def test_diffing_stage__per_band_dictionaries_readings_and_effects_saved_loaded_
             assert sae.cfg.d_in == (2 if kind == "crosscoder" else 1) * d_model
             d = rec["dictionaries"][kind]
             assert set(d["unique"]) <= set(d["group"]) <= set(d["candidates"]) and set(d["fve"]) == set(runs)
-            assert all(d["fire_rate"][j] > 0 for j in d["candidates"]) and set(d["labels"]) == {str(j) for j in d["group"]}
+            assert all(d["fire_rate"][j] > 0 for j in d["candidates"]) and set(d["labels"]) == {
+                str(j) for j in d["group"]
+            }
             if kind == "crosscoder":
                 assert all(d["relative_norm"][j] > TUNED_ONLY for j in d["candidates"])
                 assert all(max(abs(v) for v in d["nu"][str(j)]) < NU_MAX for j in d["group"])
             for e in rec["effects"].values():
                 assert {f"acc/base/{kind}", f"acc/tuned/{kind}", f"ce/tuned/{kind}"} <= set(e)
-                assert (f"acc/tuned/{kind}/group" in e) == bool(d["group"]) and all(0 <= v <= 1 for k, v in e.items() if k.startswith("acc/"))
+                assert (f"acc/tuned/{kind}/group" in e) == bool(d["group"]) and all(
+                    0 <= v <= 1 for k, v in e.items() if k.startswith("acc/")
+                )
     md = res["model_diffing"]
     assert set(md) == set(band_results.BANDS)
     for band, b in md.items():
         assert set(b["readings"]["groups"]) == set(ATTRIBUTED) and len(b["faithfulness"]) == args.diffing_seeds * 5
         assert b["crosscoder"]["n"] == len(records[band]["dictionaries"]["crosscoder"]["group"])
     report = (out / "report.md").read_text()
-    assert "## Model diffing" in report and "verdict rests on the base SAE's groups" in report and (out / "figures" / "crosscoder_norms.png").exists()
+    assert (
+        "## Model diffing" in report
+        and "verdict rests on the base SAE's groups" in report
+        and (out / "figures" / "crosscoder_norms.png").exists()
+    )
     monkeypatch.setattr(diffing, "band_record", lambda *a, **k: pytest.fail("redid a band's model diffing"))
-    features = {args.sae_args(a).sae_name: read_json(layout.sae(args.sae_args(a).sae_name) / "features.json") for a in args.sae_archs}
+    features = {
+        args.sae_args(a).sae_name: read_json(layout.sae(args.sae_args(a).sae_name) / "features.json")
+        for a in args.sae_archs
+    }
     assert diffing.diffing_stage(args, features) == records
 
 
 @pytest.mark.slow  # 86 s of the suite's budget; the arithmetic smoke study stays in the default run
-def test_band_study__on_mazes_every_stage_reads_the_runs_task_and_a_band_that_never_moved_is_not_diffed(tmp_path, study):
+def test_band_study__on_mazes_every_stage_reads_the_runs_task_and_a_band_that_never_moved_is_not_diffed(
+    tmp_path, study
+):
     """``--task maze`` end to end on the smoke presets: the run's config.json has the maze task section, the bands,
     probe sets and causal splits hold mazes, and a band is left out of model diffing exactly when none of its
     diffed runs had a group with reward variance (so no update moved the weights)."""
@@ -285,17 +350,28 @@ def test_band_study__on_mazes_every_stage_reads_the_runs_task_and_a_band_that_ne
     from probes.layout import MODEL_DIFFING, read_json, read_jsonl
 
     out = tmp_path / "maze"
-    args = preset_args(BandStudyArgs, PRESETS, "smoke", out=out, task="maze", seeds=(0, 1), sae_archs=("batchtopk",))  # two seeds, one SAE: time
+    args = preset_args(
+        BandStudyArgs, PRESETS, "smoke", out=out, task="maze", seeds=(0, 1), sae_archs=("batchtopk",)
+    )  # two seeds, one SAE: time
     res = band_study.main(args)
     layout = RunLayout(out)
     assert read_json(layout.config)["task"] == args.pretrain_args.family.params and args.pretrain_args.task == "maze"
     assert read_json(layout.band_table)["task"]["task"] == "maze"
     sequences = [s for p in layout.acts.glob("*/probe-*/sequences.json") for s in load_sequences(p)[1]]
-    assert sequences and {s.k for s in sequences} <= {3, 5} and all(s.pid.startswith(("sae_probe", "diff_probe")) for s in sequences)
+    assert (
+        sequences
+        and {s.k for s in sequences} <= {3, 5}
+        and all(s.pid.startswith(("sae_probe", "diff_probe")) for s in sequences)
+    )
     assert res["verdict"] and set(res["bands"]) == set(band_results.BANDS)
     for band in band_results.BANDS:
         rec = read_json(layout.diffing(band) / MODEL_DIFFING)
-        silent = all(r["grpo/frac_zero_std"] == 1.0 for run in rec["steps"] for r in read_jsonl(out / run / "metrics.jsonl") if "grpo/frac_zero_std" in r)
+        silent = all(
+            r["grpo/frac_zero_std"] == 1.0
+            for run in rec["steps"]
+            for r in read_jsonl(out / run / "metrics.jsonl")
+            if "grpo/frac_zero_std" in r
+        )
         assert rec.get("unchanged", False) == silent and (band in res["model_diffing"]) != silent
     not_diffed = set(band_results.BANDS) - set(res["model_diffing"])
     assert not_diffed == {"hard"}  # the smoke model never solves side 5, so no hard-band group has reward variance
@@ -309,8 +385,16 @@ def test_band_study__the_device_flag_reaches_every_stage_and_the_readers(monkeyp
     monkeypatch.setattr(cli, "check_device", lambda name: None)  # routing only: this machine may have no GPU
     args = BandStudyArgs(preset="smoke", device="cuda:1", stages={"grpo": {"device": "cpu"}})
     assert args.pretrain_args.device == args.bands_args.device == args.grpo_args("easy", 0).device == "cuda:1"
-    assert args.sae_args("batchtopk").device == args.run_device == args.diffing_spec.train.device == args.diffing_source.device == "cuda:1"
-    assert BandStudyArgs(preset="smoke", stages={"grpo": {"device": "cpu"}}).grpo_args("easy", 0).device == "cpu"  # no flag: the section
+    assert (
+        args.sae_args("batchtopk").device
+        == args.run_device
+        == args.diffing_spec.train.device
+        == args.diffing_source.device
+        == "cuda:1"
+    )
+    assert (
+        BandStudyArgs(preset="smoke", stages={"grpo": {"device": "cpu"}}).grpo_args("easy", 0).device == "cpu"
+    )  # no flag: the section
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -322,7 +406,10 @@ def test_sample__a_cpu_seed_stream_gives_the_same_completions_on_cuda(smoke_run)
 
     base = smoke_run / "base"
     problems = [pr for k in (1, 2, 3) for pr in seeds.problems("causal", 0, k, 20, Arithmetic(TaskSpec(5, ("+",))))]
-    out = {dev: [r.completion_ids for r in sampled_rollouts(load_hf(base, dev), load_tokenizer(base), problems, 4, 7)] for dev in ("cpu", "cuda")}
+    out = {
+        dev: [r.completion_ids for r in sampled_rollouts(load_hf(base, dev), load_tokenizer(base), problems, 4, 7)]
+        for dev in ("cpu", "cuda")
+    }
     same = sum(a == b for a, b in zip(out["cpu"], out["cuda"]))
     assert same >= 0.95 * len(out["cpu"])  # only where float differences move a probability across a draw
 
@@ -354,7 +441,11 @@ def test_band_study__a_parallel_executor_writes_the_same_bytes_as_running_one_af
     run_jobs(cache_activations, [(spec, c) for c in ckpts], executor, workers=2)
     for ckpt in ckpts:
         mine = sorted(RunLayout(pooled).acts.glob(f"{checkpoint_tag(pooled, ckpt)}/probe-*/{spec.hook}/acts.npy"))
-        theirs = sorted(RunLayout(out).acts.glob(f"{checkpoint_tag(out, out / ckpt.relative_to(pooled))}/probe-*/{spec.hook}/acts.npy"))
+        theirs = sorted(
+            RunLayout(out).acts.glob(
+                f"{checkpoint_tag(out, out / ckpt.relative_to(pooled))}/probe-*/{spec.hook}/acts.npy"
+            )
+        )
         assert len(mine) == 1 and mine[0].read_bytes() in [t.read_bytes() for t in theirs], ckpt
     with pytest.raises(ValueError, match="executor"):
         BandStudyArgs(executor="threads")
@@ -374,7 +465,9 @@ def test_report_figures__no_legend_covers_an_axes_data_area(study, tmp_path, mon
     args = sae_groups.hook_stage(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))
     features = {n: json.loads((out / "sae" / n / "features.json").read_text()) for n in RunLayout(out).saes()}
     stages = (diffing.diff_stage, attribution.gain_stage, attribution.activity_stage, diffing.diffing_stage)
-    analysis = band_study.results(args, features, *(stage(args, features) for stage in stages))  # every stage reads its files
+    analysis = band_study.results(
+        args, features, *(stage(args, features) for stage in stages)
+    )  # every stage reads its files
     checked = []
 
     def check(fig, path):

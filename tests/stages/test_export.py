@@ -49,7 +49,9 @@ print(json.dumps({"scores": scores, "heavy": heavy, "signature": signature}))
 def probe(out: Path, module: str, cases: list[dict], tmp_path: Path) -> dict:
     cases_file = tmp_path / f"{module}-cases.json"
     cases_file.write_text(json.dumps(cases))
-    res = subprocess.run([sys.executable, "-c", PROBE, str(out), module, str(cases_file)], cwd=tmp_path, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE, str(out), module, str(cases_file)], cwd=tmp_path, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -85,7 +87,12 @@ def cases(table: dict, run: Path) -> list[tuple[dict, list[str], list[str]]]:
     for rec in table["pools"]["medium"][:4]:
         pr = task.from_record(rec)
         words = pr.completion_words("deliberate")
-        row = {"prompt": ef.prompt_text(pr), "problem": json.dumps(pr.as_record()), "pid": pr.pid, "data_source": "bandlens/arith"}
+        row = {
+            "prompt": ef.prompt_text(pr),
+            "problem": json.dumps(pr.as_record()),
+            "pid": pr.pid,
+            "data_source": "bandlens/arith",
+        }
         out.append((row, words, [*words[:-2], str((pr.answer + 1) % pr.p), words[-1]]))
     return out
 
@@ -101,13 +108,19 @@ def test_export__trl_rows_hold_every_pool_and_eval_problem_once_with_its_band(ou
         assert [r["pid"] for r in rows] == [r["pid"] for r in records] and {r["band"] for r in rows} == {band}
         assert [r["k"] for r in rows] == [r["k"] for r in records]
     rows = read_rows(out / "trl" / "eval.jsonl")
-    assert [(r["pid"], r["band"]) for r in rows] == [(r["pid"], r["band"]) for r in table["eval_set"]]  # the base model's bands
-    assert set(rows[0]) == {"prompt", "problem", "pid", "band", "k", "split", "index"} and isinstance(rows[0]["problem"], str)
+    assert [(r["pid"], r["band"]) for r in rows] == [
+        (r["pid"], r["band"]) for r in table["eval_set"]
+    ]  # the base model's bands
+    assert set(rows[0]) == {"prompt", "problem", "pid", "band", "k", "split", "index"} and isinstance(
+        rows[0]["problem"], str
+    )
 
 
 def test_export__trl_jsonl_loads_with_datasets(out, tmp_path):
     datasets = pytest.importorskip("datasets")
-    data = datasets.load_dataset("json", data_files=str(out / "trl" / "train_medium.jsonl"), cache_dir=str(tmp_path))["train"]
+    data = datasets.load_dataset("json", data_files=str(out / "trl" / "train_medium.jsonl"), cache_dir=str(tmp_path))[
+        "train"
+    ]
     assert len(data) == len(read_rows(out / "trl" / "train_medium.jsonl")) and "prompt" in data.column_names
     assert isinstance(data[0]["prompt"], str) and isinstance(data[0]["problem"], str)
 
@@ -116,13 +129,18 @@ def test_export__prompt_text_and_chat_template_tokenize_to_the_ids_bandlens_feed
     tok, base_tok, task = AutoTokenizer.from_pretrained(out / "model"), load_tokenizer(run / "base"), run_task(run)
     rows = read_rows(out / "trl" / "train_hard.jsonl") + read_rows(out / "trl" / "eval.jsonl")
     for row in rows:
-        ids = base_tok.convert_tokens_to_ids(task.from_record(json.loads(row["problem"])).prompt_words())  # rollout.rollouts
+        ids = base_tok.convert_tokens_to_ids(
+            task.from_record(json.loads(row["problem"])).prompt_words()
+        )  # rollout.rollouts
         assert ids[0] == base_tok.bos_token_id
         assert tok([row["prompt"]])["input_ids"][0] == ids  # TRL: processing_class(text=prompts)
         assert tok(row["prompt"], add_special_tokens=False)["input_ids"] == ids  # verl: after the chat template
         messages = [{"role": "user", "content": row["prompt"]}]
         assert tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == row["prompt"]
-        assert tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"] == ids
+        assert (
+            tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
+            == ids
+        )
     assert tok.convert_ids_to_tokens(list(range(len(tok)))) == list(task.vocab)
 
 
@@ -144,7 +162,10 @@ def test_export__trl_reward_is_bandlens_verifier_without_torch(out, run, table, 
             with_ids.append({**row, "completion": decoded(words), "ids": ids})
             expected.append(score)
         for words in (right, wrong):
-            text += [{**row, "completion": decoded(words), "ids": None}, {**row, "completion": [{"role": "assistant", "content": decoded(words)}], "ids": None}]
+            text += [
+                {**row, "completion": decoded(words), "ids": None},
+                {**row, "completion": [{"role": "assistant", "content": decoded(words)}], "ids": None},
+            ]
     res_ids, res_text = probe(out, "reward_trl", with_ids, tmp_path), probe(out, "reward_trl", text, tmp_path)
     assert res_ids["scores"] == expected and res_text["scores"] == [1.0, 1.0, 0.0, 0.0] * (len(text) // 4)
     assert res_ids["heavy"] == res_text["heavy"] == []  # bandlens's verifier loads numpy, not torch
@@ -177,9 +198,14 @@ def test_export__verl_reward_is_bandlens_verifier_with_verls_signature(out, run,
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     params = inspect.signature(module.compute_score).parameters
-    assert list(params) == ["data_source", "solution_str", "ground_truth", "extra_info"] and params["extra_info"].default is None
+    assert (
+        list(params) == ["data_source", "solution_str", "ground_truth", "extra_info"]
+        and params["extra_info"].default is None
+    )
     rows = [(row, words) for row, right, wrong in cases(table, run) for words in (right, wrong)]
-    res = probe(out, "reward_verl", [{**row, "completion": decoded(words), "ids": None} for row, words in rows], tmp_path)
+    res = probe(
+        out, "reward_verl", [{**row, "completion": decoded(words), "ids": None} for row, words in rows], tmp_path
+    )
     assert res["scores"] == [1.0, 0.0] * (len(rows) // 2) and res["heavy"] == []
     limit = json.loads((out / ef.TASK_FILE).read_text())["max_completion_length"]
     row, right = rows[0]
@@ -196,15 +222,28 @@ def test_export__launch_files_carry_the_grpo_settings(out):
     trl = (out / "trl_grpo.py").read_text()
     compile(trl, "trl_grpo.py", "exec")
     smoke = ExportArgs(**PRESETS["smoke"])
-    for setting in (f"num_generations={smoke.group_size}", "beta=0.0", 'scale_rewards="group"', 'loss_type="dapo"', "epsilon=0.2",
-                    "log_completions=True", f"per_device_train_batch_size={smoke.group_size * smoke.prompts_per_step}"):
+    for setting in (
+        f"num_generations={smoke.group_size}",
+        "beta=0.0",
+        'scale_rewards="group"',
+        'loss_type="dapo"',
+        "epsilon=0.2",
+        "log_completions=True",
+        f"per_device_train_batch_size={smoke.group_size * smoke.prompts_per_step}",
+    ):
         assert setting in trl
     if (out / "verl_grpo.sh").exists():
         verl = (out / "verl_grpo.sh").read_text()
         assert subprocess.run(["bash", "-n", str(out / "verl_grpo.sh")]).returncode == 0
-        for key in ("algorithm.adv_estimator=grpo", f"actor_rollout_ref.rollout.n={smoke.group_size}", 'actor_rollout_ref.model.path="$HERE/model"',
-                    'reward.custom_reward_function.path="$HERE/reward_verl.py"', "reward.custom_reward_function.name=compute_score",
-                    "trainer.rollout_data_dir=", "python -m verl.model_merger merge --backend fsdp"):
+        for key in (
+            "algorithm.adv_estimator=grpo",
+            f"actor_rollout_ref.rollout.n={smoke.group_size}",
+            'actor_rollout_ref.model.path="$HERE/model"',
+            'reward.custom_reward_function.path="$HERE/reward_verl.py"',
+            "reward.custom_reward_function.name=compute_score",
+            "trainer.rollout_data_dir=",
+            "python -m verl.model_merger merge --backend fsdp",
+        ):
             assert key in verl
         bad = subprocess.run(["bash", str(out / "verl_grpo.sh"), "extreme"], capture_output=True, text=True)
         assert bad.returncode == 2 and "band must be one of" in bad.stderr
@@ -275,7 +314,10 @@ def test_export__trl_script_command_line_and_config_file_override_the_defaults(o
 
 
 def test_export__presets_and_defaults_are_grpos():
-    shared = {f.name for f in dataclasses.fields(ExportArgs)} & {f.name for f in dataclasses.fields(grpo.GRPOArgs)} - {"run", "preset"}
+    shared = {f.name for f in dataclasses.fields(ExportArgs)} & {f.name for f in dataclasses.fields(grpo.GRPOArgs)} - {
+        "run",
+        "preset",
+    }
     assert shared >= {"steps", "prompts_per_step", "group_size", "lr", "clip_eps", "checkpoint_every", "seed"}
     assert {n: getattr(ExportArgs(), n) for n in shared} == {n: getattr(grpo.GRPOArgs(), n) for n in shared}
     assert set(PRESETS) == set(grpo.PRESETS)
@@ -284,15 +326,23 @@ def test_export__presets_and_defaults_are_grpos():
 
 
 def test_export__refuses_bad_input_in_one_line(run, tmp_path, monkeypatch):
-    assert "table.json: missing" in single_error_line(run_entry("export", "--run", str(tmp_path / "nowhere"), "--out", str(tmp_path / "a")))
+    assert "table.json: missing" in single_error_line(
+        run_entry("export", "--run", str(tmp_path / "nowhere"), "--out", str(tmp_path / "a"))
+    )
     assert not (tmp_path / "a").exists()
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    assert "not empty and not an export" in single_error_line(run_entry("export", "--run", str(run), "--out", str(busy)))
+    assert "not empty and not an export" in single_error_line(
+        run_entry("export", "--run", str(run), "--out", str(busy))
+    )
     assert [p.name for p in busy.iterdir()] == ["notes.txt"]
-    res = subprocess.run([sys.executable, "-m", "experiments.export", "--run", str(run), "--format", "onnx"], cwd=ROOT,
-                         capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", "experiments.export", "--run", str(run), "--format", "onnx"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and "invalid choice: 'onnx'" in res.stderr
     with pytest.raises(ValueError, match="format: must be one of trl, verl"):
         ExportArgs(format="onnx")  # type: ignore[arg-type]
@@ -307,14 +357,18 @@ def test_export__refuses_bad_input_in_one_line(run, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("params", [{"task": "maze", "max_size": 7}, {"task": "arith", "p": 7, "confidence": True}])
 def test_engine_formats__rows_and_verifier_serve_every_family(params):
-    """No model needed: a table of a family's problems, its rows, and the verifier on canonical and broken completions."""
+    """No model needed: a table of a family's problems, its rows, and the verifier on canonical and broken
+    completions."""
     task = task_of(params)
     problems = [pr for k in task.knobs(7)[:2] for pr in task.problems(0, k, 2)]
     records = [{**pr.as_record(), "band": "medium", "pass_rate": 0.5} for pr in problems]
     splits = ef.items({"pools": {"medium": records}, "eval_set": records}, task, ("medium",))
     assert list(splits) == ["train_medium", "eval"] and [it.pid for it in splits["eval"]] == [pr.pid for pr in problems]
     row = ef.verl_row(splits["train_medium"][0], task)
-    assert row["ability"] == {"maze": "planning", "arith": "math"}[task.name] and row["data_source"] == f"bandlens/{task.name}"
+    assert (
+        row["ability"] == {"maze": "planning", "arith": "math"}[task.name]
+        and row["data_source"] == f"bandlens/{task.name}"
+    )
     limit = max(len(pr.completion_words("deliberate")) for pr in problems) + 4
     verifier = ef.Verifier(ef.task_spec(task, task.vocab, limit, ROOT))
     for it, pr in zip(splits["train_medium"], problems, strict=True):

@@ -69,14 +69,28 @@ def test_policy_update__brier_pays_the_confident_right_completion_and_binary_can
     model = build_model(ModelSpec(d_model=32, n_layers=1, n_heads=2, d_mlp=64), tok, seed=0)
     problem: HedgedProblem = task.problems(0, 2, 1)[0]
     said = [[*problem.inner.completion_words("direct")[:-1], CONF, q, "<eos>"] for q in ("1.0", "0.2")]
-    sure, unsure = (Rollout(problem, tuple(tok.convert_tokens_to_ids(problem.prompt_words())), tuple(tok.convert_tokens_to_ids(w)),
-                            problem.parse(w)) for w in said)  # fmt: skip
-    assert rl.scores([[sure, unsure]], variant).tolist() == ([[1.0, 1.0]] if variant == "binary" else [[1.0, pytest.approx(0.36)]])
+    sure, unsure = (
+        Rollout(
+            problem,
+            tuple(tok.convert_tokens_to_ids(problem.prompt_words())),
+            tuple(tok.convert_tokens_to_ids(w)),
+            problem.parse(w),
+        )
+        for w in said
+    )
+    assert rl.scores([[sure, unsure]], variant).tolist() == (
+        [[1.0, 1.0]] if variant == "binary" else [[1.0, pytest.approx(0.36)]]
+    )
     before = completion_logprob(model, sure) - completion_logprob(model, unsure)
     args = smoke_args(tmp_path, lr=1e-3, reward=variant)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    rl.policy_update(model.train(), build_model(ModelSpec(d_model=32, n_layers=1, n_heads=2, d_mlp=64), tok, seed=0), opt,
-                     [[sure, unsure]], args.policy)  # fmt: skip
+    rl.policy_update(
+        model.train(),
+        build_model(ModelSpec(d_model=32, n_layers=1, n_heads=2, d_mlp=64), tok, seed=0),
+        opt,
+        [[sure, unsure]],
+        args.policy,
+    )
     after = completion_logprob(model.eval(), sure) - completion_logprob(model, unsure)
     assert after > before + 0.01 if variant == "brier" else after == pytest.approx(before, abs=1e-6)
 
@@ -97,7 +111,9 @@ def test_grpo__band_run_writes_metrics_ledger_and_checkpoints(smoke_run, tmp_pat
     args = smoke_args(smoke_run, band="hard")
     out = grpo.main(args)
     every = args.checkpoint_every
-    assert {p.name for p in out.glob("checkpoint-*")} == {f"checkpoint-{s}" for s in range(every, args.steps + 1, every)}
+    assert {p.name for p in out.glob("checkpoint-*")} == {
+        f"checkpoint-{s}" for s in range(every, args.steps + 1, every)
+    }
     metrics = read_jsonl(out / "metrics.jsonl")
     assert [r["step"] for r in metrics] == list(range(args.steps + 1))
     evaluated = [r["step"] for r in metrics if "eval/acc/all/greedy" in r]
@@ -149,7 +165,10 @@ def test_grpo__resume_after_interrupt_matches_uninterrupted(smoke_run, tmp_path,
     resumed = smoke_args(run_b, band="medium").out
     assert latest_checkpoint(resumed) == 2
     grpo.main(smoke_args(run_b, band="medium"))
-    a, b = load_file(straight / "checkpoint-4" / "model.safetensors"), load_file(resumed / "checkpoint-4" / "model.safetensors")
+    a, b = (
+        load_file(straight / "checkpoint-4" / "model.safetensors"),
+        load_file(resumed / "checkpoint-4" / "model.safetensors"),
+    )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for name in ("metrics.jsonl", "ledger.jsonl"):
         assert read_jsonl(resumed / name) == read_jsonl(straight / name)
@@ -183,12 +202,14 @@ def test_grpo__replay_regenerates_any_step_bit_for_bit(smoke_run, tmp_path):
     again = load_file(args.out / "checkpoint-4" / "model.safetensors")
     assert all(torch.equal(stored[k], again[k]) for k in stored)
     grpo.replay(args, 3)
-    assert latest_checkpoint(args.out) == args.steps and (args.out / "checkpoint-3" / "trainer_state.safetensors").exists()
+    assert (
+        latest_checkpoint(args.out) == args.steps and (args.out / "checkpoint-3" / "trainer_state.safetensors").exists()
+    )
 
 
 def test_grpo__a_fractional_step_is_the_update_taken_at_a_fraction_of_the_learning_rate(smoke_run, tmp_path):
-    """Sub-step matching's premise, planted: blending checkpoint-2 and checkpoint-3 at a = 0.375 must give the weights of
-    update 2 (the same rollouts, the same optimizer state) taken with AdamW at learning rate 0.375 * lr."""
+    """Sub-step matching's premise, planted: blending checkpoint-2 and checkpoint-3 at a = 0.375 must give the weights
+    of update 2 (the same rollouts, the same optimizer state) taken with AdamW at learning rate 0.375 * lr."""
     args = smoke_args(copy_run(smoke_run, tmp_path / "run"), band="medium", steps=3, checkpoint_every=1)
     grpo.main(args)
     blend = grpo.blended(args, 2.375)
@@ -196,10 +217,15 @@ def test_grpo__a_fractional_step_is_the_update_taken_at_a_fraction_of_the_learni
     for group in opt.param_groups:
         group["lr"] = 0.375 * args.lr
     gens = lambda t: grpo.seeds.grpo_step(args.seed, t)  # noqa: E731
-    for _ in rl.train(model, load_hf(args.run / "base"), opt, tok, grpo.RunInputs.read(args).pool, args.policy, gens, range(2, 3)):
+    for _ in rl.train(
+        model, load_hf(args.run / "base"), opt, tok, grpo.RunInputs.read(args).pool, args.policy, gens, range(2, 3)
+    ):
         pass
     moved = [(p_b - p_m).abs().max().item() for p_b, p_m in zip(blend.parameters(), model.parameters(), strict=True)]
-    step = [(p_b - p_0).abs().max().item() for p_b, p_0 in zip(blend.parameters(), load_hf(args.out / "checkpoint-2").parameters(), strict=True)]
+    step = [
+        (p_b - p_0).abs().max().item()
+        for p_b, p_0 in zip(blend.parameters(), load_hf(args.out / "checkpoint-2").parameters(), strict=True)
+    ]
     # The update is real, and the two agree to the rounding of fp32 weights (a few ulps), 1% of the update's size.
     assert max(step) > 1e-5 and max(moved) < 0.01 * max(step)
     path = grpo.at_step(args, 2.375)
@@ -228,4 +254,8 @@ def test_grpo__a_seeds_band_runs_share_one_step0_evaluation_equal_to_a_fresh_one
     medium = grpo.main(smoke_args(run, band="medium", steps=1))
     assert len(calls) == 3  # the last step only
     fresh = grpo.main(smoke_args(copy_run(smoke_run, tmp_path / "fresh"), band="medium", steps=1))
-    assert read_jsonl(medium / "metrics.jsonl")[0] == read_jsonl(easy / "metrics.jsonl")[0] == read_jsonl(fresh / "metrics.jsonl")[0]
+    assert (
+        read_jsonl(medium / "metrics.jsonl")[0]
+        == read_jsonl(easy / "metrics.jsonl")[0]
+        == read_jsonl(fresh / "metrics.jsonl")[0]
+    )

@@ -24,7 +24,9 @@ def _hf_series(root, run, names) -> None:
 
 def test_ingest__hf_folders_become_a_band_run_evaluated_here_and_never_trained(run, tmp_path):
     _hf_series(tmp_path / "hf", run, ["step-5", "run_at_10"])
-    out = ingest.main(ingest.IngestArgs(engine="hf", path=tmp_path / "hf", run=run, band="easy", seed=3, preset="smoke"))
+    out = ingest.main(
+        ingest.IngestArgs(engine="hf", path=tmp_path / "hf", run=run, band="easy", seed=3, preset="smoke")
+    )
     assert out == RunLayout(run).band_run("easy", 3) and sorted(checkpoints(out)) == [5, 10]
     record = read_json(out / INGESTED)
     assert record["engine"] == "hf" and set(record["checkpoints"]) == {"5", "10"} and "folder" in record["step_unit"]
@@ -38,7 +40,9 @@ def test_ingest__hf_folders_become_a_band_run_evaluated_here_and_never_trained(r
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
     # another band of the same run evaluated with other settings would be compared without a word: refused
     config = RunLayout(run).config.read_bytes()
-    with pytest.raises(RunDirError, match="ingest/easy/seed3 was evaluated with 8 samples per problem, --preset maze-smoke gives 2"):
+    with pytest.raises(
+        RunDirError, match="ingest/easy/seed3 was evaluated with 8 samples per problem, --preset maze-smoke gives 2"
+    ):
         ingest.main(ingest.IngestArgs(engine="hf", path=tmp_path / "hf", run=run, band="hard", preset="maze-smoke"))
     assert RunLayout(run).config.read_bytes() == config and not RunLayout(run).band_run("hard", 0).exists()
 
@@ -47,21 +51,29 @@ def test_ingest__refuses_in_one_line_unmerged_shards_a_foreign_vocabulary_and_a_
     shards = tmp_path / "verl" / "global_step_20" / "actor"
     shards.mkdir(parents=True)
     (shards / "model_world_size_2_rank_0.pt").write_bytes(b"")
-    said = single_error_line(run_entry("ingest", "--engine", "verl", "--path", str(tmp_path / "verl"), "--run", str(run)))
+    said = single_error_line(
+        run_entry("ingest", "--engine", "verl", "--path", str(tmp_path / "verl"), "--run", str(run))
+    )
     assert "unmerged FSDP shards" in said and "verl.model_merger merge" in said
 
     _hf_series(tmp_path / "foreign", run, ["step-7"])
     build_tokenizer(Arithmetic(TaskSpec(7, ("+", "-")))).save_pretrained(tmp_path / "foreign" / "step-7")
-    said = single_error_line(run_entry("ingest", "--engine", "hf", "--path", str(tmp_path / "foreign"), "--run", str(run)))
+    said = single_error_line(
+        run_entry("ingest", "--engine", "hf", "--path", str(tmp_path / "foreign"), "--run", str(run))
+    )
     assert "vocabulary does not match" in said
 
     _hf_series(tmp_path / "bare", run, ["step-3"])
     for f in ("tokenizer.json", "tokenizer_config.json"):
         (tmp_path / "bare" / "step-3" / f).unlink()
-    assert "no tokenizer" in single_error_line(run_entry("ingest", "--engine", "hf", "--path", str(tmp_path / "bare"), "--run", str(run)))
+    assert "no tokenizer" in single_error_line(
+        run_entry("ingest", "--engine", "hf", "--path", str(tmp_path / "bare"), "--run", str(run))
+    )
 
     _hf_series(tmp_path / "nameless", run, ["final"])
-    said = single_error_line(run_entry("ingest", "--engine", "hf", "--path", str(tmp_path / "nameless"), "--run", str(run)))
+    said = single_error_line(
+        run_entry("ingest", "--engine", "hf", "--path", str(tmp_path / "nameless"), "--run", str(run))
+    )
     assert "no step number" in said
     assert not RunLayout(run).band_run("medium", 0).exists()  # nothing was written for any of them
 
@@ -84,9 +96,16 @@ def test_ledger__reads_verl_rollout_dumps_by_problem_and_rescores_them(run, tmp_
         prompt = " ".join(pr.prompt_words()[1:])
         right = [" ".join(pr.completion_words(m)[:-1]) for m in ("deliberate", "direct")]
         wrong = str((pr.answer + 1) % 5)
-        lines += [{"input": prompt, "output": o, "score": s, "step": 3} for o, s in [(right[0], 1.0), (right[1], 1.0), (wrong, 0.0)]]
+        lines += [
+            {"input": prompt, "output": o, "score": s, "step": 3}
+            for o, s in [(right[0], 1.0), (right[1], 1.0), (wrong, 0.0)]
+        ]
     (dumps / "3.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     verifier = Verifier(er.verifier_spec(run))
-    rows = er.ledger(er.completion_rows("verl", dumps), {" ".join(pr.prompt_words()): pr for pr in pool}, verifier.words)
-    assert [(r["step"], r["pid"], r["successes"], r["group_size"]) for r in rows] == sorted((3, pr.pid, 2, 3) for pr in pool)
+    rows = er.ledger(
+        er.completion_rows("verl", dumps), {" ".join(pr.prompt_words()): pr for pr in pool}, verifier.words
+    )
+    assert [(r["step"], r["pid"], r["successes"], r["group_size"]) for r in rows] == sorted(
+        (3, pr.pid, 2, 3) for pr in pool
+    )
     assert all(r["modes"] == {"deliberate": 1, "direct": 2, "invalid": 0} for r in rows)

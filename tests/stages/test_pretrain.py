@@ -12,7 +12,9 @@ from experiments.pretrain import BEYOND_RANGE, PRESETS, PretrainArgs
 from probes.layout import RunDirError
 
 # The smoke preset shortened further: these tests check mechanics, not competence.
-SMOKE = dataclasses.replace(PretrainArgs(**{**PRESETS["smoke"], **BEYOND_RANGE["smoke"]}), steps=30, checkpoint_every=10, eval_per_k=4)
+SMOKE = dataclasses.replace(
+    PretrainArgs(**{**PRESETS["smoke"], **BEYOND_RANGE["smoke"]}), steps=30, checkpoint_every=10, eval_per_k=4
+)
 
 
 def smoke(tmp_path, name="run", **kw) -> PretrainArgs:

@@ -24,7 +24,9 @@ def test_pruning__smoke_writes_every_arm_and_each_policy_keeps_what_its_scores_s
     args, res = study
     out = RunLayout(args.run).pruning
     assert out.report.exists() and {p.name for p in out.figures.iterdir()} == {"error_vs_kept.png", "crossover.png"}
-    write_json(tmp_path / "again.json", Analysis.from_json(read_json(out.results)).to_json())  # read back, written again
+    write_json(
+        tmp_path / "again.json", Analysis.from_json(read_json(out.results)).to_json()
+    )  # read back, written again
     assert (tmp_path / "again.json").read_bytes() == out.results.read_bytes()
     assert res["verdict_class"] in ("crossover", "easy_wins_small_only", "hard_wins_large_only", "no_crossover")
     largest = read_json(out.dataset(max(args.sizes)))
@@ -47,7 +49,12 @@ def test_pruning__smoke_writes_every_arm_and_each_policy_keeps_what_its_scores_s
     share = np.mean([r["mode"] == "deliberate" for r in largest[: min(args.sizes)]])
     rows = [r for r in res["table"] if r["size"] == min(args.sizes)]
     assert [r["composition"]["deliberate"] for r in rows if r["policy"] == "all"] == [pytest.approx(share)]
-    assert {(r["metric"], r["policy"]) for r in rows} >= {("all", "all"), ("random", "random"), ("el2n", "keep_high"), ("k", "keep_low")}
+    assert {(r["metric"], r["policy"]) for r in rows} >= {
+        ("all", "all"),
+        ("random", "random"),
+        ("el2n", "keep_high"),
+        ("k", "keep_low"),
+    }
     assert len([r for r in res["crossover"] if r["headline"]]) == len(args.sizes)
 
 
@@ -62,7 +69,10 @@ def test_pruning__held_out_problems_stay_out_of_large_problem_spaces_and_rl_pool
     assert res["overlap_ks"] == sorted({pr.k for pr in problems if pr.key not in large})
     rate = {r["pid"]: r["pass_rate"] for band in read_json(run.band_table)["pools"].values() for r in band}
     f = args.rl_fractions[0]
-    hard, easy = (read_json(out.arm(out.arm_name("rl", "failure_rate", p, f), args.rl_seeds[0]))["pids"] for p in ("keep_high", "keep_low"))
+    hard, easy = (
+        read_json(out.arm(out.arm_name("rl", "failure_rate", p, f), args.rl_seeds[0]))["pids"]
+        for p in ("keep_high", "keep_low")
+    )
     assert max(rate[p] for p in hard) <= min(rate[p] for p in easy)
 
 

@@ -31,7 +31,11 @@ def test_refinement__smoke_study_builds_every_arm_and_resumes(run, monkeypatch, 
     assert on_disk["verdict"] == res.verdict and res.verdict in out.report.read_text()
     write_json(tmp_path / "again.json", RefinementResult.from_json(on_disk).to_json())  # read back, written again
     assert (tmp_path / "again.json").read_bytes() == out.results.read_bytes()
-    assert res.level == pytest.approx(1 - 0.05 / 3) and [c.split for c in res.claims] == ["beyond", "in range", "beyond"]
+    assert res.level == pytest.approx(1 - 0.05 / 3) and [c.split for c in res.claims] == [
+        "beyond",
+        "in range",
+        "beyond",
+    ]
     assert all(c.outcome in ("holds", "no difference", "opposite") for c in res.claims)
     for fig in ("arms.png", "frontier.png"):
         assert (out.figures / fig).stat().st_size > 1000
@@ -47,9 +51,11 @@ def test_refinement__smoke_study_builds_every_arm_and_resumes(run, monkeypatch, 
     # the teacher is competent beyond the student's range, and the training problems are not held out
     k_max, comp = res.k_train_max, res.competence
     beyond = [k for k in comp["teacher, deliberate"] if int(k) > k_max]
-    assert np.mean([comp["teacher, deliberate"][k] for k in beyond]) > np.mean([comp["student, deliberate"][k] for k in beyond])
+    assert np.mean([comp["teacher, deliberate"][k] for k in beyond]) > np.mean(
+        [comp["student, deliberate"][k] for k in beyond]
+    )
     task = run_task(run)
-    held_out = {pr.key for pr in refinement.eval_problems(refinement.student_recipe(args), args)}
+    held_out = {pr.key for pr in refinements.eval_problems(task, args.seed, args.teacher_k_max, args.eval_per_k)}
     problems = [task.from_record(p) for p in samples["problems"]]
     assert not held_out & {pr.key for pr in problems}
 
@@ -68,7 +74,9 @@ def test_refinement__smoke_study_builds_every_arm_and_resumes(run, monkeypatch, 
     assert np.allclose(ifd_N, [r["ifd"] for r in rows]) and np.allclose(rifd_N, [r["rifd"] for r in rows])
     original = {r["problem"]: rifd_N[i] for i, r in enumerate(rows) if r["level"] == "original"}
     refined = [i for i, r in enumerate(rows) if r["level"] != "original"]
-    expected = student_filter(ifd_N[refined], rifd_N[refined], np.array([original[rows[i]["problem"]] for i in refined]))
+    expected = student_filter(
+        ifd_N[refined], rifd_N[refined], np.array([original[rows[i]["problem"]] for i in refined])
+    )
     assert [rows[i]["keep_by_student"] for i in refined] == expected.tolist()
 
     # a rerun trains nothing and reads nothing again
@@ -83,10 +91,14 @@ def test_refinement__smoke_study_builds_every_arm_and_resumes(run, monkeypatch, 
 
 
 def test_refinement__a_missing_or_non_arithmetic_run_stops_in_one_line(run, tmp_path):
-    assert "no finished base model" in single_error_line(run_entry("refinement", "--preset", "smoke", "--run", str(tmp_path / "nothing")))
+    assert "no finished base model" in single_error_line(
+        run_entry("refinement", "--preset", "smoke", "--run", str(tmp_path / "nothing"))
+    )
     config = read_json(run / "config.json")
     (run / "config.json").write_text(json.dumps({**config, "task": {"task": "maze", "max_size": 5, "loop_frac": 0.0}}))
-    assert "needs a plain arithmetic run" in single_error_line(run_entry("refinement", "--preset", "smoke", "--run", str(run)))
+    assert "needs a plain arithmetic run" in single_error_line(
+        run_entry("refinement", "--preset", "smoke", "--run", str(run))
+    )
     assert not (run / "refinement").exists() and not (tmp_path / "nothing").exists()
 
 
@@ -112,13 +124,26 @@ def test_frontier_bins__equal_sizes_nearest_first_ties_at_random():
     pass_rate = np.array([1.0, 1.0, 1.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0])
     bins = frontier_bins(pass_rate, 3, seed=0)
     assert np.bincount(bins).tolist() == [3, 3, 3]
-    assert bins[:5].tolist() == [0, 0, 0, 1, 1] and sorted(bins[5:].tolist()) == [1, 2, 2, 2]  # one tied 0.0 joins bin 1
+    assert bins[:5].tolist() == [0, 0, 0, 1, 1] and sorted(bins[5:].tolist()) == [
+        1,
+        2,
+        2,
+        2,
+    ]  # one tied 0.0 joins bin 1
     assert sorted(frontier_bins(np.zeros(9), 3, seed=1).tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # all tied: random
     assert frontier_bins(np.zeros(9), 3, seed=1).tolist() != frontier_bins(np.zeros(9), 3, seed=2).tolist()
 
 
-@pytest.mark.parametrize("ci, direction, said", [((0.1, 0.3), +1, "holds"), ((-0.3, -0.1), +1, "opposite"), ((-0.1, 0.2), -1, "no difference"),
-                                                  ((-0.3, -0.1), -1, "holds"), ((float("nan"), float("nan")), +1, "no difference")])  # fmt: skip
+@pytest.mark.parametrize(
+    "ci, direction, said",
+    [
+        ((0.1, 0.3), +1, "holds"),
+        ((-0.3, -0.1), +1, "opposite"),
+        ((-0.1, 0.2), -1, "no difference"),
+        ((-0.3, -0.1), -1, "holds"),
+        ((float("nan"), float("nan")), +1, "no difference"),
+    ],
+)
 def test_outcome__the_interval_decides_in_the_claimed_direction(ci, direction, said):
     assert outcome(ci, direction) == said
 
@@ -138,5 +163,7 @@ def test_decide__finds_a_planted_gain_only_in_its_split_and_says_no_difference_w
     helps = Test("self-filtering helps", "beyond", "student_filtered", "random_same_size", +1)
     claim = decide(helps, runs, splits, 1 - 0.05 / 3)
     assert claim.outcome == "holds" and 0.3 < claim.diff < 0.5 and claim.ci[0] > 0
-    in_range = decide(Test("self-filtering helps", "in range", "student_filtered", "random_same_size", +1), runs, splits, 1 - 0.05 / 3)
+    in_range = decide(
+        Test("self-filtering helps", "in range", "student_filtered", "random_same_size", +1), runs, splits, 1 - 0.05 / 3
+    )
     assert in_range.outcome == "no difference"

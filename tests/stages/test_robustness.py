@@ -45,6 +45,12 @@ def test_band_study__killed_at_several_points_then_rerun_matches_uninterrupted(r
     res = subprocess.run(study_cmd(out), cwd=ROOT, capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads((out / "results.json").read_text()) == json.loads((reference / "results.json").read_text())
-    weights = sorted(p.relative_to(reference) for p in reference.rglob("*.safetensors") if p.relative_to(reference).parts[0] != "acts")
-    assert weights and all((out / w).read_bytes() == (reference / w).read_bytes() for w in weights)  # every model and dictionary
+    weights = sorted(
+        p.relative_to(reference)
+        for p in reference.rglob("*.safetensors")
+        if p.relative_to(reference).parts[0] != "acts"
+    )
+    assert weights and all(
+        (out / w).read_bytes() == (reference / w).read_bytes() for w in weights
+    )  # every model and dictionary
     assert leftovers(out) == []

@@ -40,7 +40,9 @@ def test_trace_length__maze_run_end_to_end(tmp_path, monkeypatch):
     result = trace_length.main(args)
     res = result.runs[0]
     names = [s.setting for s in res.settings]
-    assert names == ["in distribution", "k = 5", "loops 0.3", "loops 0.6"] and res.task["task"] == "maze"  # maze-smoke: side 3, then 5
+    assert (
+        names == ["in distribution", "k = 5", "loops 0.3", "loops 0.6"] and res.task["task"] == "maze"
+    )  # maze-smoke: side 3, then 5
     assert len(res.rows) == 6 * len(names)
     assert all(r.canonical == 5 * r.difficulty for r in res.rows)  # five words per A* op
     assert {r.k for r in res.rows if r.setting == "k = 5"} == {5}
@@ -54,7 +56,10 @@ def test_trace_length__maze_run_end_to_end(tmp_path, monkeypatch):
 
 
 def test_trace_length__a_run_without_a_base_model_stops_before_writing_anything(tmp_path, smoke_run):
-    for args in (TraceLengthArgs(run=tmp_path / "nothing"), TraceLengthArgs(run=smoke_run, also=(tmp_path / "nothing",))):
+    for args in (
+        TraceLengthArgs(run=tmp_path / "nothing"),
+        TraceLengthArgs(run=smoke_run, also=(tmp_path / "nothing",)),
+    ):
         before = sorted(p.name for p in smoke_run.iterdir())
         with pytest.raises(RunDirError, match="no finished base model"):
             trace_length.main(args)
@@ -62,8 +67,12 @@ def test_trace_length__a_run_without_a_base_model_stops_before_writing_anything(
 
 
 def test_by_band__change_from_base_per_band_over_its_seeds():
-    after = {"bands/hard/seed0": {"beyond": 0.1}, "bands/hard/seed1": {"beyond": 0.0}, "bands/easy/seed0": {"beyond": 0.6},
-             "bands/easy/seed1": {"beyond": float("nan")}}  # fmt: skip
+    after = {
+        "bands/hard/seed0": {"beyond": 0.1},
+        "bands/hard/seed1": {"beyond": 0.0},
+        "bands/easy/seed0": {"beyond": 0.6},
+        "bands/easy/seed1": {"beyond": float("nan")},
+    }
     out = trace_length.by_band({"beyond": 0.2}, after)
     assert list(out) == ["easy", "hard"]  # band order, not name order
     assert out["hard"]["beyond"].change.mean == pytest.approx(-0.15) and out["hard"]["beyond"].rho == [0.1, 0.0]

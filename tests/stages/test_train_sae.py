@@ -113,7 +113,7 @@ def test_checkpoint_tag__inside_the_run_and_outside(tmp_path):
         (["--batch-size", "3"], "batch_size"),
         (["--k-min", "5", "--k-max", "2"], "k_min"),
         (["--arch", "gated"], "arch"),
-    ],  # fmt: skip
+    ],
 )
 def test_parse__invalid_values_exit_2_naming_the_field(argv, field, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -124,5 +124,7 @@ def test_parse__invalid_values_exit_2_naming_the_field(argv, field, capsys):
 def test_parse__every_field_has_help_and_presets_are_valid():
     assert set(cli.field_docs(TrainSAEArgs)) == {f.name for f in dataclasses.fields(TrainSAEArgs)}
     for preset in PRESETS:
-        args = cli.parse(TrainSAEArgs, PRESETS, ["--preset", preset, "--arch", "temporal", "--device", "cpu"])  # gpu presets too
+        args = cli.parse(
+            TrainSAEArgs, PRESETS, ["--preset", preset, "--arch", "temporal", "--device", "cpu"]
+        )  # gpu presets too
         assert args.sae_spec.arch == "temporal" and args.train_spec.batch_size == args.batch_size

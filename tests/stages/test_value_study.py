@@ -51,11 +51,17 @@ def test_value_study__smoke_writes_results_report_and_examples(value_run, tmp_pa
     assert len(examples) == 3 * 4 and {e["band"] for e in examples} == {"easy", "medium", "hard"}
     assert all(-1 <= e["value"] <= 1 and 0 <= e["damage"] <= 1 for e in examples)
     assert on_disk["has_ledgers"] and on_disk["drift"]["medium"]["curve"]
-    assert set(on_disk["tests"]) == set(METRICS) and all(set(t) == {"all", "easy", "medium", "hard"} for t in on_disk["tests"].values())
+    assert set(on_disk["tests"]) == set(METRICS) and all(
+        set(t) == {"all", "easy", "medium", "hard"} for t in on_disk["tests"].values()
+    )
     assert all(t["p_holm"] is None for m in TARGET_AWARE for t in on_disk["tests"][m].values())
-    assert {"single", "of_mean", "ceiling"} <= set(on_disk["reliability"]["value"]) and on_disk["reliability"]["value"]["m"] == 2
+    assert {"single", "of_mean", "ceiling"} <= set(on_disk["reliability"]["value"]) and on_disk["reliability"]["value"][
+        "m"
+    ] == 2
     assert set(on_disk["leakage"]) == {"grad_cos", "grad_adam"}
-    assert set(on_disk["supervised"]["by_read_step"]) == {"2", "6"} and set(on_disk["supervised"]["by_presentations"]) == {"1", "2", "4"}
+    assert set(on_disk["supervised"]["by_read_step"]) == {"2", "6"} and set(
+        on_disk["supervised"]["by_presentations"]
+    ) == {"1", "2", "4"}
     assert "Holm" in (out / "report.md").read_text() and "Spearman-Brown" in (out / "report.md").read_text()
     assert on_disk["verdict"] in (out / "report.md").read_text()
     for fig in ("value_vs_pass_rate", "correlations", "drift", "one_shot_behaviour"):
@@ -143,10 +149,16 @@ def test_target_batch__labels_are_the_completion_only():
 
 
 def test_drift__stale_fraction_from_ledger_windows():
-    table = {"thresholds": {"hard_max": 0.125, "easy_min": 0.75},
-             "pools": {"easy": [], "hard": [], "medium": [{"pid": "a"}, {"pid": "b"}]}}  # fmt: skip
-    ledger = [{"step": 1, "pid": "a", "successes": 4, "group_size": 8}, {"step": 1, "pid": "b", "successes": 4, "group_size": 8},
-              {"step": 2, "pid": "a", "successes": 8, "group_size": 8}, {"step": 2, "pid": "b", "successes": 3, "group_size": 8}]  # fmt: skip
+    table = {
+        "thresholds": {"hard_max": 0.125, "easy_min": 0.75},
+        "pools": {"easy": [], "hard": [], "medium": [{"pid": "a"}, {"pid": "b"}]},
+    }
+    ledger = [
+        {"step": 1, "pid": "a", "successes": 4, "group_size": 8},
+        {"step": 1, "pid": "b", "successes": 4, "group_size": 8},
+        {"step": 2, "pid": "a", "successes": 8, "group_size": 8},
+        {"step": 2, "pid": "b", "successes": 3, "group_size": 8},
+    ]
     d = drift({"easy": [], "medium": [ledger], "hard": []}, table, 1, {"a": 0.5, "b": 1.0})
     assert [c["stale"] for c in d["medium"]["curve"]] == [0.0, 0.5]
     assert d["medium"]["label_noise"] == 0.5 and d["medium"]["transitions_first_run_last_window"]["medium"]["easy"] == 1
@@ -179,7 +191,9 @@ def test_scoring_run__reproducible_and_training_lowers_el2n(smoke_run):
     run = scoring_run(pre, 0, problems, 80, 4, read_steps=(0, 80))
     assert {k: v for k, v in run.items() if k.endswith("@0")} == {k: v for k, v in at_init.items() if k.endswith("@0")}
     for mode in ("deliberate", "direct"):
-        assert all(0 <= x <= math.sqrt(2) for x in run[f"el2n/{mode}@80"]) and all(g > 0 for g in run[f"grand/{mode}@80"])
+        assert all(0 <= x <= math.sqrt(2) for x in run[f"el2n/{mode}@80"]) and all(
+            g > 0 for g in run[f"grand/{mode}@80"]
+        )
         assert np.mean(run[f"el2n/{mode}@80"]) < np.mean(run[f"el2n/{mode}@0"])
         assert np.mean(run[f"loss/{mode}@80"]) < np.mean(run[f"loss/{mode}@0"])
     with pytest.raises(ValueError, match="read_steps"):
@@ -199,11 +213,21 @@ def test_verdict__names_the_best_difficulty_metric_counts_corrected_tests_and_ke
     tested = {
         "k": {s: _test(-0.2, 0.04, 0.3) for s in strata} | {"medium": _test(-0.5, 0.001, 0.01)},
         "grad_cos/blind": {s: _test(0.3, 0.001, 0.008, _est(0.33, 0.1, 0.5)) for s in strata},
-        "grad_cos/target_aware": {s: _test(0.8, 0.0001, None) for s in strata},  # the largest rho, not a difficulty metric
+        "grad_cos/target_aware": {
+            s: _test(0.8, 0.0001, None) for s in strata
+        },  # the largest rho, not a difficulty metric
     }
-    rel = {"value": {"ceiling": _est(0.95, 0.9, 0.97), "m": 3},
-           "value_within_bands": {"medium": {"ceiling": _est(0.7, 0.5, 0.8)}}}
-    leak = {"grad_cos": {"target_aware": _est(0.8, 0.7, 0.9), "blind": _est(0.3, 0.1, 0.5), "difference": _est(0.5, 0.3, 0.7)}}
+    rel = {
+        "value": {"ceiling": _est(0.95, 0.9, 0.97), "m": 3},
+        "value_within_bands": {"medium": {"ceiling": _est(0.7, 0.5, 0.8)}},
+    }
+    leak = {
+        "grad_cos": {
+            "target_aware": _est(0.8, 0.7, 0.9),
+            "blind": _est(0.3, 0.1, 0.5),
+            "difference": _est(0.5, 0.3, 0.7),
+        }
+    }
     curve = {"curvature": _est(-0.1, -0.3, 0.05), "vertex": _est(0.5, 0.3, 0.7), "inverted_u": False}
     bands = {"hard": {"value": _est(-0.01, -0.02, 0.0)}}
     text = verdict(tested, rel, leak, curve, bands, {"hard": {"inert_frac": 0.25}})
@@ -226,7 +250,9 @@ def test_validation_set__shares_no_problem_with_the_eval_set_or_the_sample_even_
     content = lambda prs: {pr.key for pr in prs}  # noqa: E731
     assert not content(val) & (content(ev_problems) | content(sample))
     assert sorted(pr.k for pr in val) == sorted(pr.k for pr in ev_problems)
-    assert len(content(ev_problems) & content(seeds.problems("band_eval", seeds.VALIDATION_SEED, 1, 96, spec))) > 0  # collisions exist
+    assert (
+        len(content(ev_problems) & content(seeds.problems("band_eval", seeds.VALIDATION_SEED, 1, 96, spec))) > 0
+    )  # collisions exist
     assert val == value_study.validation_set(ev, sample, 0, spec)
 
 
@@ -241,7 +267,11 @@ def test_tests__holm_runs_over_the_difficulty_metrics_only_and_a_planted_metric_
     true = rng.normal(size=n)
     cols = {f"value@seed{s}": true + rng.normal(scale=0.3, size=n) for s in seeds_}
     cols["value"] = (cols["value@seed0"] + cols["value@seed1"]) / 2
-    cols |= {"planted": true + rng.normal(scale=0.3, size=n), "noise": rng.normal(size=n), "aware": cols["value"].copy()}
+    cols |= {
+        "planted": true + rng.normal(scale=0.3, size=n),
+        "noise": rng.normal(size=n),
+        "aware": cols["value"].copy(),
+    }
     bands = [("easy", "medium", "hard")[i % 3] for i in range(n)]
     out = tests(cols, ["planted", "noise", "aware"], ["planted", "noise"], seeds_, bands, n_boot=100)
     family = [(m, s) for m in ("planted", "noise") for s in STRATA]

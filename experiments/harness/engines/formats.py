@@ -67,7 +67,8 @@ def split_name(band: str) -> str:
 
 
 def prompt_text(problem: Problem) -> str:
-    """The prompt words joined by single spaces: what a whitespace-split word-level tokenizer reads back word for word."""
+    """The prompt words joined by single spaces: what a whitespace-split word-level tokenizer reads back word for
+    word."""
     return " ".join(problem.prompt_words())
 
 
@@ -87,7 +88,15 @@ def items(table: Mapping[str, Any], task: Task, bands: Sequence[str] = BANDS) ->
 
 def trl_row(item: Item) -> dict[str, Any]:
     """A TRL dataset row: ``prompt`` (plain text) and the columns TRL hands the reward function as keyword lists."""
-    return {"prompt": item.prompt, "problem": item.problem, "pid": item.pid, "band": item.band, "k": item.k, "split": item.split, "index": item.index}
+    return {
+        "prompt": item.prompt,
+        "problem": item.problem,
+        "pid": item.pid,
+        "band": item.band,
+        "k": item.k,
+        "split": item.split,
+        "index": item.index,
+    }
 
 
 def verl_row(item: Item, task: Task) -> dict[str, Any]:
@@ -127,7 +136,15 @@ def verl_schema():
             ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
             (
                 "extra_info",
-                pa.struct([("pid", pa.string()), ("band", pa.string()), ("k", pa.int64()), ("split", pa.string()), ("index", pa.int64())]),
+                pa.struct(
+                    [
+                        ("pid", pa.string()),
+                        ("band", pa.string()),
+                        ("k", pa.int64()),
+                        ("split", pa.string()),
+                        ("index", pa.int64()),
+                    ]
+                ),
             ),
         ]
     )
@@ -159,7 +176,12 @@ def has_pyarrow() -> bool:
 def task_spec(task: Task, vocab: Sequence[str], max_completion_length: int, source_root: Path) -> dict[str, Any]:
     """What the sidecar records: the task (``task_of`` reads it back), the tokenizer's words by id, the engine's
     completion limit (a completion of that many tokens without ``<eos>`` was cut short) and where bandlens lives."""
-    return {"task": task.params, "vocab": list(vocab), "max_completion_length": max_completion_length, "bandlens_root": str(source_root)}
+    return {
+        "task": task.params,
+        "vocab": list(vocab),
+        "max_completion_length": max_completion_length,
+        "bandlens_root": str(source_root),
+    }
 
 
 class Verifier:
@@ -207,7 +229,7 @@ def data_source_of(spec: Mapping[str, Any]) -> str:
 
 # The reward modules an export writes beside its data. Each reads the sidecar beside it and imports bandlens's
 # verifier (this module), from the installed package or else from the checkout that made the export.
-_REWARD_PREAMBLE = '''
+_REWARD_PREAMBLE = """
 import json
 import sys
 from pathlib import Path
@@ -223,14 +245,19 @@ except ImportError:  # bandlens is not installed here: use the checkout that mad
         raise ImportError(f"bandlens is not importable: pip install -e {_SPEC['bandlens_root']} ({e})") from None
 
 _VERIFIER = Verifier(_SPEC)
-'''
+"""
 
-_REWARD_DOC = """bandlens's own verifier: the task's parser (``experiments.harness.tasks.registry``: ``task_of(params).from_record(problem)
+_REWARD_DOC = (
+    """bandlens's own verifier: the task's parser (``experiments.harness.tasks.registry``: """
+    """``task_of(params).from_record(problem)
 .parse(words).reward``), the same binary reward bandlens's GRPO pays: 1.0 iff the completion is well formed and its
 answer is right, else 0.0. The task, the vocabulary and the completion limit come from bandlens_task.json beside
 this file; importing this module loads bandlens's task code and numpy, not torch or transformers."""
+)
 
-REWARD_TRL = f'''"""Reward function for TRL's GRPOTrainer (``reward_funcs=reward_trl.reward``), written by ``experiments.export``.
+REWARD_TRL = (
+    '''"""Reward function for TRL's GRPOTrainer (``reward_funcs=reward_trl.reward``), written by '''
+    f'''``experiments.export``.
 
 {_REWARD_DOC}
 
@@ -245,8 +272,11 @@ def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
     ids = completion_ids if completion_ids is not None else [None] * len(completions)
     return [_VERIFIER.score(p, c, i) for p, c, i in zip(kwargs["problem"], completions, ids, strict=True)]
 '''
+)
 
-REWARD_VERL = f'''"""verl custom reward (``reward.custom_reward_function.path=<this file> ...name=compute_score``), written by
+REWARD_VERL = (
+    '''"""verl custom reward (``reward.custom_reward_function.path=<this file> ...name=compute_score``), '''
+    f'''written by
 ``experiments.export``.
 
 {_REWARD_DOC}
@@ -263,3 +293,4 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None) -> f
         raise ValueError(f"data_source: this reward scores {{data_source_of(_SPEC)}} rows, got {{data_source!r}}")
     return _VERIFIER.score(ground_truth, solution_str)
 '''
+)

@@ -133,7 +133,8 @@ if __name__ == "__main__":
     main()
 '''
 
-_VERL_SCRIPT = """#!/usr/bin/env bash
+_VERL_SCRIPT = (
+    """#!/usr/bin/env bash
 # GRPO with verl on one band of bandlens run {run}: bash verl_grpo.sh BAND [key=value overrides...]
 #
 # Written by experiments.export. The settings mirror bandlens's GRPO (experiments.grpo): {steps} updates of
@@ -144,7 +145,8 @@ _VERL_SCRIPT = """#!/usr/bin/env bash
 #
 # Checkpoints: verl_runs/BAND/checkpoints/global_step_N/actor/ (sharded). Merge one into an HF model dir with
 #   python -m verl.model_merger merge --backend fsdp \\
-#     --local_dir verl_runs/BAND/checkpoints/global_step_N/actor --target_dir verl_runs/BAND/checkpoints/global_step_N/actor/huggingface
+#     --local_dir verl_runs/BAND/checkpoints/global_step_N/actor """
+    """--target_dir verl_runs/BAND/checkpoints/global_step_N/actor/huggingface
 # then: python -m experiments.ingest --engine verl --path verl_runs/BAND/checkpoints --logs verl_runs/BAND/rollouts ...
 # Rollouts: verl_runs/BAND/rollouts/ (one JSON line per response per step).
 set -euo pipefail
@@ -203,6 +205,7 @@ python -m verl.trainer.main_ppo \\
   trainer.rollout_data_dir="$RUN_DIR/rollouts" \\
   "$@"
 """
+)
 
 
 def _fields(launch: Launch) -> dict[str, Any]:

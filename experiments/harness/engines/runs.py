@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+import experiments
 from experiments.harness.engines.formats import task_spec
 from experiments.harness.tasks.family import BOS, PAD, Problem
 from experiments.harness.tasks.registry import run_task
@@ -58,8 +59,10 @@ def _merged(step_dir: Path) -> Path:
         if _has_weights(d):
             return d
     if list(step_dir.glob("actor/*.pt")):
-        raise RunDirError(f"{step_dir}: unmerged FSDP shards; run python -m verl.model_merger merge --backend fsdp "
-                          f"--local_dir {step_dir / 'actor'} --target_dir {step_dir / 'actor' / 'huggingface'}")  # fmt: skip
+        raise RunDirError(
+            f"{step_dir}: unmerged FSDP shards; run python -m verl.model_merger merge --backend fsdp "
+            f"--local_dir {step_dir / 'actor'} --target_dir {step_dir / 'actor' / 'huggingface'}"
+        )
     raise RunDirError(f"{step_dir}: no HF weights (config.json and model.safetensors) inside")
 
 
@@ -88,13 +91,14 @@ def checkpoint_series(engine: str, path: Path) -> dict[int, Path]:
 
 def verifier_spec(run: Path) -> dict:
     """What an engine's reward and an ingest re-read completions with (``engine_formats.Verifier``): the run's task,
-    its base model's vocabulary by id, and the completion limit (bandlens's own room over every pool and the eval set)."""
+    its base model's vocabulary by id, and the completion limit (bandlens's own room over every pool and the eval
+    set)."""
     layout = RunLayout(run)
     tokenizer = load_tokenizer(layout.base)  # refuses a base that is not a checkpoint, in one line
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     table, task = read_json(layout.band_table), run_task(run, vocab)
     problems = [task.from_record(r) for rows in (*table["pools"].values(), table["eval_set"]) for r in rows]
-    return task_spec(task, vocab, max_new_tokens(problems), Path(__file__).resolve().parents[2])
+    return task_spec(task, vocab, max_new_tokens(problems), Path(experiments.__file__).resolve().parents[1])  # checkout
 
 
 def check_vocabulary(ckpt: Path, vocab: Sequence[str], read_vocab: Callable[[Path], list[str]]) -> None:
@@ -104,8 +108,10 @@ def check_vocabulary(ckpt: Path, vocab: Sequence[str], read_vocab: Callable[[Pat
     theirs = read_vocab(ckpt)
     if list(theirs) != list(vocab):
         differ = next((i for i, (a, b) in enumerate(zip(theirs, vocab)) if a != b), min(len(theirs), len(vocab)))
-        raise RunDirError(f"{ckpt}: vocabulary does not match the run's ({len(theirs)} vs {len(vocab)} words, first "
-                          f"difference at id {differ}); it was not trained from this run's base model")  # fmt: skip
+        raise RunDirError(
+            f"{ckpt}: vocabulary does not match the run's ({len(theirs)} vs {len(vocab)} words, first "
+            f"difference at id {differ}); it was not trained from this run's base model"
+        )
 
 
 def trl_log(path: Path, last: Path) -> list[dict]:
@@ -118,7 +124,9 @@ def trl_log(path: Path, last: Path) -> list[dict]:
         if "step" not in entry or "train_runtime" in entry:  # the end-of-training summary row
             continue
         row = {"step": int(entry["step"])}
-        row |= {TRL_METRICS.get(k, f"engine/{k}"): v for k, v in entry.items() if k != "step" and isinstance(v, int | float)}
+        row |= {
+            TRL_METRICS.get(k, f"engine/{k}"): v for k, v in entry.items() if k != "step" and isinstance(v, int | float)
+        }
         rows.append(row)
     return rows
 
@@ -134,14 +142,24 @@ def completion_rows(engine: str, path: Path) -> list[dict]:
             import pyarrow.parquet as pq
         except ImportError:
             raise RunDirError("reading TRL's completions needs pyarrow (pip install pyarrow)") from None
-        return [{"step": int(r["step"]), "prompt": r["prompt"], "completion": r["completion"], "reward": float(r["reward"])}
-                for f in files for r in pq.read_table(f).to_pylist()]  # fmt: skip
+        return [
+            {"step": int(r["step"]), "prompt": r["prompt"], "completion": r["completion"], "reward": float(r["reward"])}
+            for f in files
+            for r in pq.read_table(f).to_pylist()
+        ]
     if engine == "verl":
         out = []
         for f in sorted(Path(path).rglob("*.jsonl"), key=lambda p: (len(p.stem), p.stem)):
             for line in f.read_text().splitlines():
                 r = json.loads(line)
-                out.append({"step": int(r.get("step", f.stem)), "prompt": r["input"], "completion": r["output"], "reward": float(r["score"])})
+                out.append(
+                    {
+                        "step": int(r.get("step", f.stem)),
+                        "prompt": r["input"],
+                        "completion": r["output"],
+                        "reward": float(r["score"]),
+                    }
+                )
         return out
     return []
 

@@ -34,17 +34,49 @@ class FeatureGroup:
 
 
 FEATURE_GROUPS: tuple[FeatureGroup, ...] = (
-    FeatureGroup(name="shortcut", readout="shortcut", behaviour="direct_correct", sign=-1.0,
-                 off_target="deliberate_correct", checked_on="direct works", contrasted=True, attributed=True),
-    FeatureGroup(name="computation", readout="computation", behaviour="step_acc", sign=-1.0,
-                 off_target=None, checked_on="all", contrasted=True, attributed=True),
-    FeatureGroup(name="deliberation", readout="deliberation", behaviour="deliberate_correct", sign=-1.0,
-                 off_target="direct_correct", checked_on="trace only", contrasted=True, attributed=True),
+    FeatureGroup(
+        name="shortcut",
+        readout="shortcut",
+        behaviour="direct_correct",
+        sign=-1.0,
+        off_target="deliberate_correct",
+        checked_on="direct works",
+        contrasted=True,
+        attributed=True,
+    ),
+    FeatureGroup(
+        name="computation",
+        readout="computation",
+        behaviour="step_acc",
+        sign=-1.0,
+        off_target=None,
+        checked_on="all",
+        contrasted=True,
+        attributed=True,
+    ),
+    FeatureGroup(
+        name="deliberation",
+        readout="deliberation",
+        behaviour="deliberate_correct",
+        sign=-1.0,
+        off_target="direct_correct",
+        checked_on="trace only",
+        contrasted=True,
+        attributed=True,
+    ),
     # The choice to deliberate: its gain share is reported beside the contrasted three, not in the verdict's
     # family (RL can raise accuracy by choosing to deliberate more often).
-    FeatureGroup(name="mode", readout="mode", behaviour="p_think", sign=0.0,
-                 off_target=None, checked_on="all", contrasted=False, attributed=True),
-)  # fmt: skip
+    FeatureGroup(
+        name="mode",
+        readout="mode",
+        behaviour="p_think",
+        sign=0.0,
+        off_target=None,
+        checked_on="all",
+        contrasted=False,
+        attributed=True,
+    ),
+)
 """Every group, in the order of every table and results.json key (checks and problem sets fixed before any result)."""
 BY_NAME: dict[str, FeatureGroup] = {g.name: g for g in FEATURE_GROUPS}
 NAMES: tuple[str, ...] = tuple(g.name for g in FEATURE_GROUPS)

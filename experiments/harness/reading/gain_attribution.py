@@ -97,16 +97,24 @@ def attribute_gain(
     conditions: list[tuple[str, Sequence[int], np.ndarray]] = [("path", [], slices(n_rows, 64)[0])]
     conditions += [(f"carried/{name}", g, np.arange(n_rows)) for name, g in live.items()]
     for name in live:
-        conditions += [(f"random/{name}/{i}", r, part) for i, (r, part) in enumerate(zip(randoms[name], slices(n_rows, len(randoms[name]))))]
+        conditions += [
+            (f"random/{name}/{i}", r, part)
+            for i, (r, part) in enumerate(zip(randoms[name], slices(n_rows, len(randoms[name]))))
+        ]
     masks_CF = torch.zeros(len(conditions), sae.cfg.d_sae)
     for c, (_, latents, _) in enumerate(conditions):
         masks_CF[c, list(latents)] = 1.0
     cond_R = np.concatenate([np.full(len(rows), c) for c, (_, _, rows) in enumerate(conditions)])
     current: list[torch.Tensor] = [masks_CF[:0]]
     # Each batch's masks, of the rows still sampled (finished rows leave the batch: ``Lockstep.live_rows``).
-    pair = Lockstep(tuned_bridge, base_bridge, hook, lambda acts: row_patch_hook(sae, lambda: pair.live_rows(current[0]), acts))
-    correct_R = score(pair, rows=np.concatenate([rows for _, _, rows in conditions]),
-                      on_batch=lambda idx: current.__setitem__(0, masks_CF[cond_R[idx]]))  # fmt: skip
+    pair = Lockstep(
+        tuned_bridge, base_bridge, hook, lambda acts: row_patch_hook(sae, lambda: pair.live_rows(current[0]), acts)
+    )
+    correct_R = score(
+        pair,
+        rows=np.concatenate([rows for _, _, rows in conditions]),
+        on_batch=lambda idx: current.__setitem__(0, masks_CF[cond_R[idx]]),
+    )
     per = {name: correct_R[cond_R == c] for c, (name, _, _) in enumerate(conditions)}
     rows_of = {name: rows for name, _, rows in conditions}
     random_of = lambda name, f: [float(f(i)) for i in range(len(randoms[name]))]  # noqa: E731
@@ -116,6 +124,8 @@ def attribute_gain(
         acc_tuned=float(tuned.mean()),
         patched={name: float(per[f"carried/{name}"].mean()) for name in live},
         random_patched={name: random_of(name, lambda i, n=name: per[f"random/{n}/{i}"].mean()) for name in live},
-        random_tuned={name: random_of(name, lambda i, n=name: tuned[rows_of[f"random/{n}/{i}"]].mean()) for name in live},
+        random_tuned={
+            name: random_of(name, lambda i, n=name: tuned[rows_of[f"random/{n}/{i}"]].mean()) for name in live
+        },
         path_agreement=float((per["path"] == tuned[rows_of["path"]]).mean()),
     )

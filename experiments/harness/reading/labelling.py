@@ -132,9 +132,12 @@ def confirm(kind: str, group: list[int], label: Split, test: Split, randoms: lis
     share = group_share(attr_F, group)
     codes = lambda split: split.attributions[ro].codes_RF[:, group]  # noqa: E731
     res = probe(codes(label), label.labels[ro], codes(test), test.labels[ro], seed)
-    return {"test_share": share, "random_share_mean": float(np.mean(rand)) if rand else None,
-            "share_percentile": float(np.mean([r < share for r in rand])) if rand else None,
-            "probe": dataclasses.asdict(res)}  # fmt: skip
+    return {
+        "test_share": share,
+        "random_share_mean": float(np.mean(rand)) if rand else None,
+        "share_percentile": float(np.mean([r < share for r in rand])) if rand else None,
+        "probe": dataclasses.asdict(res),
+    }
 
 
 def checked_on(kind: str, problems: Sequence[Problem], shortcut_k: int) -> np.ndarray:
@@ -153,7 +156,9 @@ def needed(kind: str) -> tuple[str, ...]:
     return (e.behaviour,) + ((e.off_target,) if e.off_target else ())
 
 
-def causal_check(sae, src: Source, hook: str, kind: str, group: list[int], randoms: list[list[int]], problems, spec: LabelSpec) -> dict:
+def causal_check(
+    sae, src: Source, hook: str, kind: str, group: list[int], randoms: list[list[int]], problems, spec: LabelSpec
+) -> dict:
     """Ablate the group and each random group on the kind's problems; the check's record (``probes.causal.check``)."""
     chosen = [problems[i] for i in checked_on(kind, problems, spec.shortcut_k)]
     table = lambda hooks: behaviour_table(src.bridge, src.tokenizer, chosen, hooks, needed(kind))  # noqa: E731
@@ -169,42 +174,83 @@ def selected(sae, src: Source, label: Split, spec: LabelSpec):
     attr = {g.name: label.mean_attr(g.readout) for g in FEATURE_GROUPS}
     groups = select_groups(attr, live_F, spec.share, spec.max_group)
     live = np.flatnonzero(live_F).tolist()
-    randoms = {k: matched_random_groups(g, live, stats.fire_rate_F, stats.mean_F, spec.n_random, spec.seed) for k, g in groups.items() if g}
+    randoms = {
+        k: matched_random_groups(g, live, stats.fire_rate_F, stats.mean_F, spec.n_random, spec.seed)
+        for k, g in groups.items()
+        if g
+    }
     return stats, groups, randoms
 
 
-def labelling_checks(sae, src: Source, hook: str, label_problems: Sequence[Problem], kinds: Sequence[str], spec: LabelSpec) -> dict:
+def labelling_checks(
+    sae, src: Source, hook: str, label_problems: Sequence[Problem], kinds: Sequence[str], spec: LabelSpec
+) -> dict:
     """The causal checks of ``kinds``' groups run on the labelling split itself (in sample): what a rule that picks
     among hooks may read without touching the test split. Per kind: passed, percentile and group size."""
     label = read_split(sae, src, hook, label_problems, spec.shortcut_k)
     _, groups, randoms = selected(sae, src, label, spec)
     out = {}
     for kind in kinds:
-        c = causal_check(sae, src, hook, kind, groups[kind], randoms[kind], label_problems, spec) if groups[kind] else None
-        out[kind] = {"n": len(groups[kind]), "passed": bool(c and c["passed"]), "percentile": c["percentile"] if c else 0.0}
+        c = (
+            causal_check(sae, src, hook, kind, groups[kind], randoms[kind], label_problems, spec)
+            if groups[kind]
+            else None
+        )
+        out[kind] = {
+            "n": len(groups[kind]),
+            "passed": bool(c and c["passed"]),
+            "percentile": c["percentile"] if c else 0.0,
+        }
     return out
 
 
 def label_and_check(
-    sae, src: Source, hook: str, label_problems: Sequence[Problem], test_problems: Sequence[Problem], spec: LabelSpec, meta: dict
+    sae,
+    src: Source,
+    hook: str,
+    label_problems: Sequence[Problem],
+    test_problems: Sequence[Problem],
+    spec: LabelSpec,
+    meta: dict,
 ) -> dict:
-    """features.json content: groups selected on ``label_problems``, confirmed and causally checked on ``test_problems``."""
+    """features.json content: groups selected on ``label_problems``, confirmed and causally checked on
+    ``test_problems``."""
     label, test = (read_split(sae, src, hook, ps, spec.shortcut_k) for ps in (label_problems, test_problems))
     stats, groups, randoms = selected(sae, src, label, spec)
-    selection = {k: {"n": len(g)} | (confirm(k, g, label, test, randoms[k], spec.seed) if g else {}) for k, g in groups.items()}
+    selection = {
+        k: {"n": len(g)} | (confirm(k, g, label, test, randoms[k], spec.seed) if g else {}) for k, g in groups.items()
+    }
     clean = behaviour_table(src.bridge, src.tokenizer, test_problems)
-    checks = {kind: causal_check(sae, src, hook, kind, g, randoms[kind], test_problems, spec) for kind, g in groups.items() if g}
+    checks = {
+        kind: causal_check(sae, src, hook, kind, g, randoms[kind], test_problems, spec)
+        for kind, g in groups.items()
+        if g
+    }
     owner = {i: kind for kind, g in groups.items() for i in g}
     shares = {g.name: positive_share(label.mean_attr(g.readout)) for g in FEATURE_GROUPS}
-    features = [{"latent": i, "label": owner.get(i, UNLABELLED),
-                 "evidence": stats.evidence(i) | {f"attr_share/{k}": float(shares[k][i]) for k in NAMES}}
-                for i in range(stats.n_latents)]  # fmt: skip
-    return finite_or_none({
-        "meta": dict(meta), "spec": dataclasses.asdict(spec),
-        "counts": {k: len(g) for k, g in groups.items()}, "groups": groups, "selection": selection,
-        "causal": {"problems": len(test_problems), "clean": {b: float(np.mean(v)) for b, v in clean.items()}, "checks": checks},
-        "features": features,
-    })  # fmt: skip
+    features = [
+        {
+            "latent": i,
+            "label": owner.get(i, UNLABELLED),
+            "evidence": stats.evidence(i) | {f"attr_share/{k}": float(shares[k][i]) for k in NAMES},
+        }
+        for i in range(stats.n_latents)
+    ]
+    return finite_or_none(
+        {
+            "meta": dict(meta),
+            "spec": dataclasses.asdict(spec),
+            "counts": {k: len(g) for k, g in groups.items()},
+            "groups": groups,
+            "selection": selection,
+            "causal": {
+                "problems": len(test_problems),
+                "clean": {b: float(np.mean(v)) for b, v in clean.items()},
+                "checks": checks,
+            },
+            "features": features,
+        }
+    )
 
 
 def summary(features: dict) -> dict[str, dict]:
@@ -214,9 +260,15 @@ def summary(features: dict) -> dict[str, dict]:
         c = features["causal"]["checks"].get(kind)
         out[kind] = {"n": features["counts"][kind], "passed": None if c is None else c["passed"]}
         if c:
-            out[kind] |= {"metric": c["behaviour"], "effect": c["effect"]["mean"], "ci95": c["effect"]["ci95"],
-                          "percentile": c["percentile"], "random_effects": c["random_effects"],
-                          "dissociation": c["dissociation"], "probe": features["selection"][kind]["probe"],
-                          "test_share": features["selection"][kind]["test_share"],
-                          "random_share_mean": features["selection"][kind]["random_share_mean"]}  # fmt: skip
+            out[kind] |= {
+                "metric": c["behaviour"],
+                "effect": c["effect"]["mean"],
+                "ci95": c["effect"]["ci95"],
+                "percentile": c["percentile"],
+                "random_effects": c["random_effects"],
+                "dissociation": c["dissociation"],
+                "probe": features["selection"][kind]["probe"],
+                "test_share": features["selection"][kind]["test_share"],
+                "random_share_mean": features["selection"][kind]["random_share_mean"],
+            }
     return out

@@ -89,7 +89,9 @@ class Pair:
         rows_2R = self.rows_2R[:, self.base.cache.seq_column("split")[self.rows_2R[0]] == split]
         if rows_2R.shape[1] == 0:
             raise ValueError(f"{self.run}: no aligned canonical tokens in the {split!r} split")
-        base, tuned = (torch.from_numpy(np.asarray(s.cache.acts_ND[rows_2R[m]])) for m, s in enumerate((self.base, self.tuned)))
+        base, tuned = (
+            torch.from_numpy(np.asarray(s.cache.acts_ND[rows_2R[m]])) for m, s in enumerate((self.base, self.tuned))
+        )
         return base, tuned
 
     @functools.cached_property
@@ -110,9 +112,17 @@ def train_dictionary(kind: Kind, pairs: Sequence[Pair], spec: DiffingSpec, metad
     base, tuned = pooled(pairs, "train")
     shape = dataclasses.replace(spec.dictionary, arch="batchtopk")
     if kind == "crosscoder":
-        sae, rows = build_crosscoder(shape, base.shape[1], metadata, spec.train.device, spec.train.seed), torch.cat([base, tuned], -1)
+        sae, rows = (
+            build_crosscoder(shape, base.shape[1], metadata, spec.train.device, spec.train.seed),
+            torch.cat([base, tuned], -1),
+        )
     else:
-        sae, rows = build_sae(shape, base.shape[1], {**metadata, "dictionary": "difference"}, spec.train.device, spec.train.seed), tuned - base
+        sae, rows = (
+            build_sae(
+                shape, base.shape[1], {**metadata, "dictionary": "difference"}, spec.train.device, spec.train.seed
+            ),
+            tuned - base,
+        )
     return train_sae(sae, tensor_batches(rows, spec.train.batch_size, seed=spec.train.seed), spec.train).sae
 
 
@@ -135,7 +145,8 @@ class Reading:
     group: list[int]
     """The band's change latents: confirmed candidates (crosscoder) or the candidates (difference SAE)."""
     elsewhere: dict[str, dict[int, float]]
-    """Per other band: per group latent, beta of its change direction in that band's changes over beta in this band's."""
+    """Per other band: per group latent, beta of its change direction in that band's changes over beta in this
+    band's."""
     fire_rate: list[float]
     mass: list[float]
     """Per latent: firing rate and mean code on the held-out tokens (for matched random groups)."""
@@ -152,7 +163,9 @@ def _fve(x_ND: Tensor, x_hat_ND: Tensor) -> float:
 
 
 @torch.no_grad()
-def read_dictionary(dic: ChangeDictionary, pairs: Sequence[Pair], others: Mapping[str, Sequence[Pair]], spec: DiffingSpec) -> Reading:
+def read_dictionary(
+    dic: ChangeDictionary, pairs: Sequence[Pair], others: Mapping[str, Sequence[Pair]], spec: DiffingSpec
+) -> Reading:
     """Faithfulness per pair, the change group, Latent Scaling (crosscoder) and the other bands' share of it."""
     inputs = lambda b, t: torch.cat([b, t], -1) if dic.kind == "crosscoder" else t - b  # noqa: E731
     on = lambda xs: tuple(x.to(dic.sae.W_dec.device) for x in xs)  # noqa: E731 -- caches are read on the CPU
@@ -184,12 +197,29 @@ def read_dictionary(dic: ChangeDictionary, pairs: Sequence[Pair], others: Mappin
             raise ValueError(f"{band}: its pairs do not read the same base tokens as {pairs[0].run}'s")
         theirs_beta = {j: latent_scaling(codes_NF[: len(b), j], t - b, dic.change_dec[j]) for j in group}
         elsewhere[band] = {j: beta / own[j] if own[j] else float("nan") for j, beta in theirs_beta.items()}
-    return Reading(fve, l0, float((fires_F == 0).float().mean()), rel_F.tolist(), candidates, nu, group, elsewhere,
-                   fires_F.tolist(), mass_F.tolist(), change_F.tolist())  # fmt: skip
+    return Reading(
+        fve,
+        l0,
+        float((fires_F == 0).float().mean()),
+        rel_F.tolist(),
+        candidates,
+        nu,
+        group,
+        elsewhere,
+        fires_F.tolist(),
+        mass_F.tolist(),
+        change_F.tolist(),
+    )
 
 
 def labels(
-    dic: ChangeDictionary, pairs: Sequence[Pair], live: Sequence[int], hook: str, problems: Sequence[Problem], shortcut_k: int, spec: DiffingSpec
+    dic: ChangeDictionary,
+    pairs: Sequence[Pair],
+    live: Sequence[int],
+    hook: str,
+    problems: Sequence[Problem],
+    shortcut_k: int,
+    spec: DiffingSpec,
 ) -> dict[int, str]:
     """Every latent's behaviour group: attribution of each read-out in the tuned models (codes from
     the pair in lockstep), averaged over the pairs, then the band study's selection rule."""
@@ -217,7 +247,13 @@ def random_group(reading: Reading, spec: DiffingSpec) -> list[int]:
     return matched_random_groups(reading.group, live, fire, mass, 1, spec.seed)[0] if reading.group else []
 
 
-def pair_effects(pair: Pair, accuracy: Accuracy, hook: str, base_sae, dics: Mapping[str, tuple[ChangeDictionary, list[int], list[int]]]) -> dict[str, float]:
+def pair_effects(
+    pair: Pair,
+    accuracy: Accuracy,
+    hook: str,
+    base_sae,
+    dics: Mapping[str, tuple[ChangeDictionary, list[int], list[int]]],
+) -> dict[str, float]:
     """One seed's accuracies (``acc/...``) and canonical next-token losses (``ce/...``): clean, each
     dictionary spliced into each model, and with each dictionary's group (and its random twin)
     steered into the base model or ablated in the tuned one."""
@@ -225,7 +261,12 @@ def pair_effects(pair: Pair, accuracy: Accuracy, hook: str, base_sae, dics: Mapp
     evals = [s for s in pair.tuned.sequences if s.split == "eval"]
     pad = pair.tuned.tokenizer.pad_token_id
     ce = lambda m: next_token_loss(m, [s.token_ids for s in evals], [s.n_prompt for s in evals], pad_id=pad)  # noqa: E731
-    out = {"acc/base": accuracy(base.original_model), "acc/tuned": accuracy(tuned.original_model), "ce/base": ce(base), "ce/tuned": ce(tuned)}
+    out = {
+        "acc/base": accuracy(base.original_model),
+        "acc/tuned": accuracy(tuned.original_model),
+        "ce/base": ce(base),
+        "ce/tuned": ce(tuned),
+    }
     with spliced(tuned, hook, sae_replacement(base_sae)):
         out["acc/tuned/base_sae"], out["ce/tuned/base_sae"] = accuracy(tuned.original_model), ce(tuned)
     for name, (dic, group, rand) in dics.items():
@@ -242,8 +283,11 @@ def pair_effects(pair: Pair, accuracy: Accuracy, hook: str, base_sae, dics: Mapp
 def dictionary(kind: Kind, pairs: Sequence[Pair], spec: DiffingSpec, hook: str, path: Path) -> ChangeDictionary:
     """The band's dictionary of this kind: the saved one when its metadata names these pairs and this spec,
     else trained and saved (then read back from disk, so a fresh and a resumed run read the same model)."""
-    metadata = {"hook_name": hook, "model_name": "|".join(f"{p.run}/{p.tuned.checkpoint.name}" for p in pairs),
-                "diffing_spec": json.dumps(dataclasses.asdict(spec), sort_keys=True)}  # fmt: skip
+    metadata = {
+        "hook_name": hook,
+        "model_name": "|".join(f"{p.run}/{p.tuned.checkpoint.name}" for p in pairs),
+        "diffing_spec": json.dumps(dataclasses.asdict(spec), sort_keys=True),
+    }
     if (path / "cfg.json").is_file():
         saved = load_sae(path, spec.train.device)
         if all(saved.cfg.metadata.get(k) == v for k, v in metadata.items()):
@@ -255,8 +299,15 @@ def dictionary(kind: Kind, pairs: Sequence[Pair], spec: DiffingSpec, hook: str, 
 
 
 def band_record(
-    pairs: Sequence[Pair], others: Mapping[str, Sequence[Pair]], spec: DiffingSpec, hook: str, problems: Sequence[Problem],
-    shortcut_k: int, accuracy_of: Callable[[Pair], Accuracy], base_sae, out_dir: Path,
+    pairs: Sequence[Pair],
+    others: Mapping[str, Sequence[Pair]],
+    spec: DiffingSpec,
+    hook: str,
+    problems: Sequence[Problem],
+    shortcut_k: int,
+    accuracy_of: Callable[[Pair], Accuracy],
+    base_sae,
+    out_dir: Path,
 ) -> dict:
     """One band's readings of both dictionaries and every seed's spliced and causal accuracies."""
     read: dict[str, tuple] = {}
@@ -264,12 +315,26 @@ def band_record(
         dic = dictionary(kind, pairs, spec, hook, out_dir / kind)
         reading = read_dictionary(dic, pairs, others, spec)
         live = [j for j, f in enumerate(reading.fire_rate) if f > 0]
-        read[kind] = (dic, reading, labels(dic, pairs, live, hook, problems, shortcut_k, spec), random_group(reading, spec))
+        read[kind] = (
+            dic,
+            reading,
+            labels(dic, pairs, live, hook, problems, shortcut_k, spec),
+            random_group(reading, spec),
+        )
     checks = {kind: (dic, reading.group, rand) for kind, (dic, reading, _, rand) in read.items()}
-    effects = {p.run: pair_effects(p, accuracy_of(p), hook, base_sae, checks) for p in tqdm(pairs, desc="diffing: spliced and causal")}
+    effects = {
+        p.run: pair_effects(p, accuracy_of(p), hook, base_sae, checks)
+        for p in tqdm(pairs, desc="diffing: spliced and causal")
+    }
     return {
-        "dictionaries": {kind: {**dataclasses.asdict(reading), "unique": reading.unique(), "random": rand,
-                                "labels": {j: lab[j] for j in reading.group}}
-                         for kind, (_, reading, lab, rand) in read.items()},
+        "dictionaries": {
+            kind: {
+                **dataclasses.asdict(reading),
+                "unique": reading.unique(),
+                "random": rand,
+                "labels": {j: lab[j] for j in reading.group},
+            }
+            for kind, (_, reading, lab, rand) in read.items()
+        },
         "effects": effects,
-    }  # fmt: skip
+    }

@@ -29,7 +29,9 @@ class Lockstep(torch.nn.Module):
     """``main`` with ``make_hook(donor_acts)`` at ``hook``, the donor run first on the same tokens
     (no hook on main when ``make_hook`` is None: the donor's activations are only captured)."""
 
-    def __init__(self, main_bridge, donor_bridge, hook: str, make_hook: Callable[[list[torch.Tensor]], HookFn] | None = None):
+    def __init__(
+        self, main_bridge, donor_bridge, hook: str, make_hook: Callable[[list[torch.Tensor]], HookFn] | None = None
+    ):
         super().__init__()
         self.main, self.donor = main_bridge.original_model, donor_bridge.original_model
         self._bridges = (main_bridge, donor_bridge)
@@ -39,8 +41,8 @@ class Lockstep(torch.nn.Module):
         self._main_hook = make_hook(self.donor_acts) if make_hook else None
         self._donor_cache = None
         self.live: torch.Tensor | None = None
-        """In a cached generation: the batch positions (as the generation started) of the rows still sampled (on the CPU);
-        None otherwise."""
+        """In a cached generation: the batch positions (as the generation started) of the rows still sampled (on the
+        CPU); None otherwise."""
 
     @property
     def original_model(self) -> Lockstep:
@@ -59,13 +61,17 @@ class Lockstep(torch.nn.Module):
         self._donor_cache.batch_select_indices(keep_B)
         self.live = self.live[keep_B.cpu()]
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=False, past_key_values=None, **kwargs):
+    def forward(
+        self, input_ids, attention_mask=None, position_ids=None, use_cache=False, past_key_values=None, **kwargs
+    ):
         if not use_cache:
             self.live = None
         elif past_key_values is None or past_key_values.get_seq_length() == 0:
             self._donor_cache = kv_cache()  # a new generation: the donor starts over too
             self.live = torch.arange(input_ids.shape[0])
-        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache)
+        inputs = dict(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache
+        )
         main_point, donor_point = self._points
 
         def capture(acts, hook):

@@ -37,7 +37,9 @@ def _rows(vocab: dict[str, int], problems: Sequence[Problem], shortcut_k: int) -
         for t in pr.targets(shortcut_k):
             seq = 2 * i if t.mode == "direct" else 2 * i + 1
             den = everything if t.support is None else [vocab[w] for w in t.support]
-            rows[t.kind].append((seq, decision + t.index, [vocab[t.word]], den, -1 if t.kind == "mode" else vocab[t.word]))
+            rows[t.kind].append(
+                (seq, decision + t.index, [vocab[t.word]], den, -1 if t.kind == "mode" else vocab[t.word])
+            )
     return rows
 
 

@@ -109,8 +109,16 @@ def open_source(spec: SourceSpec, checkpoint: Path) -> Source:
     if cached_fingerprint(cache_dir) != fingerprint:
         start = time.perf_counter()
         with atomic_dir(cache_dir) as tmp:
-            write_cache(bridge, spec.hook, sequences, tmp, model_dir=str(checkpoint.resolve()), fingerprint=fingerprint,
-                        pad_id=tokenizer.pad_token_id, batch_size=spec.collect_batch_size)  # fmt: skip
+            write_cache(
+                bridge,
+                spec.hook,
+                sequences,
+                tmp,
+                model_dir=str(checkpoint.resolve()),
+                fingerprint=fingerprint,
+                pad_id=tokenizer.pad_token_id,
+                batch_size=spec.collect_batch_size,
+            )
         acts_s = time.perf_counter() - start
     return Source(checkpoint, bridge, tokenizer, sequences, open_cache(cache_dir), probe_s, acts_s)
 

@@ -84,7 +84,9 @@ def value_of(after: EvalResult, base: EvalResult, bands: Sequence[str]) -> dict[
     return out
 
 
-def one_shot(model, ref_model, tokenizer, pool: Sequence[Problem], index: int, seed: int, spec: PolicySpec, steps: int) -> dict:
+def one_shot(
+    model, ref_model, tokenizer, pool: Sequence[Problem], index: int, seed: int, spec: PolicySpec, steps: int
+) -> dict:
     """Train ``model`` in place with GRPO on ``pool`` (one problem for a one-sample run) for
     ``steps`` updates, drawing from ``seeds.one_shot_step(seed, index, step)``.
 
@@ -113,7 +115,9 @@ def pg_loss_sum(model, b: rl.GroupBatch) -> Tensor:
     return -(b.adv_B[:, None] * logp_BT * b.comp_BT).sum()
 
 
-def example_gradient(model, tokenizer, problem: Problem, spec: PolicySpec, generators: tuple[np.random.Generator, torch.Generator]) -> Float[Tensor, " P"]:
+def example_gradient(
+    model, tokenizer, problem: Problem, spec: PolicySpec, generators: tuple[np.random.Generator, torch.Generator]
+) -> Float[Tensor, " P"]:
     """Gradient of the problem's first GRPO update from rollouts drawn with ``generators`` (a one-sample
     run's ``seeds.one_shot_step(seed, index, 0)`` gives that run's own step-0 rollouts)."""
     rng, gen = generators

@@ -31,19 +31,25 @@ def answer_probability(model, tokenizer, rollouts: Sequence[Rollout], batch_size
     for lo in range(0, len(rollouts), batch_size):
         part = rollouts[lo : lo + batch_size]
         ids_BL, mask_BL = right_pad([list(r.prompt_ids) + list(r.completion_ids) for r in part], tokenizer.pad_token_id)
-        logp_BT = token_logprobs(model(input_ids=ids_BL.to(device), attention_mask=mask_BL.to(device)).logits, ids_BL.to(device)).cpu()
+        logp_BT = token_logprobs(
+            model(input_ids=ids_BL.to(device), attention_mask=mask_BL.to(device)).logits, ids_BL.to(device)
+        ).cpu()
         for b, r in enumerate(part):
             words = tokenizer.convert_ids_to_tokens(list(r.completion_ids))
             roles, _ = r.problem.roles(words)
             n_prompt = len(roles) - len(words)
             at = [n_prompt + i for i, role in enumerate(roles[n_prompt:]) if role == "answer"]
-            if at and not r.parsed.format_error:  # token t is predicted at row t - 1 (prompt ids as the problem writes them)
+            if (
+                at and not r.parsed.format_error
+            ):  # token t is predicted at row t - 1 (prompt ids as the problem writes them)
                 offset = len(r.prompt_ids) - n_prompt  # a forced <think> sits between prompt words and completion
                 out[lo + b] = float(np.exp(sum(logp_BT[b, t + offset - 1] for t in at)))
     return out
 
 
-def _rows(bridge, tokenizer, hook: str, problems: Sequence[Problem], batch_size: int = 64) -> tuple[np.ndarray, list[str]]:
+def _rows(
+    bridge, tokenizer, hook: str, problems: Sequence[Problem], batch_size: int = 64
+) -> tuple[np.ndarray, list[str]]:
     """Residuals at the rows predicting each computation target of the problems' canonical traces."""
     xs, ys = [], []
     for lo in range(0, len(problems), batch_size):
@@ -59,7 +65,9 @@ def _rows(bridge, tokenizer, hook: str, problems: Sequence[Problem], batch_size:
     return np.array(xs), ys
 
 
-def computation_probe(bridge, tokenizer, hook: str, train: Sequence[Problem], test: Sequence[Problem], seed: int = 0) -> ProbeResult:
+def computation_probe(
+    bridge, tokenizer, hook: str, train: Sequence[Problem], test: Sequence[Problem], seed: int = 0
+) -> ProbeResult:
     """Linear probe accuracy for the computation targets on ``test`` (trained on ``train``), with its
     shuffled-label control."""
     x_train, y_train = _rows(bridge, tokenizer, hook, train)

@@ -73,15 +73,28 @@ def scoring_run(recipe: Recipe, records: Sequence[dict], schedule: Schedule, see
         if step == score_step:
             early.update(read_scores(model, ids_NL, labels_NL))
 
-    model = fixed_data.train(recipe, [data[i] for i in inside], schedule, seed, presented=presented, before=read_early,
-                             desc=f"scoring n={len(data)} s{seed}")  # fmt: skip
+    model = fixed_data.train(
+        recipe,
+        [data[i] for i in inside],
+        schedule,
+        seed,
+        presented=presented,
+        before=read_early,
+        desc=f"scoring n={len(data)} s{seed}",
+    )
     forgetting = [forgetting_events(np.array([seen[i]]))[0] if seen[i] else math.nan for i in range(len(data))]
     never = [math.isinf(f) for f in forgetting]  # JSON has no inf: never learned is a flag of its own
     end = teacher_forced(model(input_ids=ids_NL).logits.detach(), labels_NL).correct.tolist()
     mask = np.zeros(len(data), dtype=bool)
     mask[inside] = True
-    return {"inside": mask.tolist(), "el2n": early["el2n"], "grand": early["grand"],
-            "forgetting": [0.0 if n else f for f, n in zip(forgetting, never)], "never_learned": never, "correct_end": end}  # fmt: skip
+    return {
+        "inside": mask.tolist(),
+        "el2n": early["el2n"],
+        "grand": early["grand"],
+        "forgetting": [0.0 if n else f for f, n in zip(forgetting, never)],
+        "never_learned": never,
+        "correct_end": end,
+    }
 
 
 def combine(records: Sequence[dict], runs: Sequence[dict]) -> dict[str, list[float]]:
@@ -96,8 +109,13 @@ def combine(records: Sequence[dict], runs: Sequence[dict]) -> dict[str, list[flo
         warnings.simplefilter("ignore", RuntimeWarning)  # an example inside no run: all-nan column
         forgetting = np.nanmedian(forget_RN, axis=0)
     memo = memorization(inside_RN, np.array([r["correct_end"] for r in runs], dtype=float))
-    return {"el2n": el2n.tolist(), "grand": grand.tolist(), "forgetting": forgetting.tolist(),
-            "memorization": memo.tolist(), "k": [float(r["k"]) for r in records]}  # fmt: skip
+    return {
+        "el2n": el2n.tolist(),
+        "grand": grand.tolist(),
+        "forgetting": forgetting.tolist(),
+        "memorization": memo.tolist(),
+        "k": [float(r["k"]) for r in records],
+    }
 
 
 SPACE_PER_HELD_OUT = 20

@@ -80,8 +80,18 @@ def scoring_run(
         rows, epochs = np.nonzero(when_SE == step)
         correct_SE[rows, epochs] = teacher_forced(logits, labels).correct.cpu().numpy()
 
-    fit(model, opt, recipe, vocab, range(steps), before=read_early, extra=presented, observe=record,
-        width=ids_SL.shape[1], desc=f"sft scores s{seed}")  # fmt: skip
+    fit(
+        model,
+        opt,
+        recipe,
+        vocab,
+        range(steps),
+        before=read_early,
+        extra=presented,
+        observe=record,
+        width=ids_SL.shape[1],
+        desc=f"sft scores s{seed}",
+    )
     if steps in read_steps:
         scores[steps] = read_scores(model, ids_SL, labels_SL)  # after the last update
     n = len(problems)

@@ -119,7 +119,13 @@ class Problem:
 
     def as_record(self) -> dict:
         """JSON-ready fields (the modulus is stored once per table, not per problem)."""
-        return {"pid": self.pid, "k": self.k, "start": self.start, "ops": list(self.ops), "operands": list(self.operands)}
+        return {
+            "pid": self.pid,
+            "k": self.k,
+            "start": self.start,
+            "ops": list(self.ops),
+            "operands": list(self.operands),
+        }
 
     @classmethod
     def from_record(cls, rec: dict, p: int) -> Problem:
@@ -156,7 +162,15 @@ class Problem:
         for c, word in enumerate(completion_words(self, "deliberate")[1:], start=1):  # word 0 is the mode choice
             if word != EOS:
                 computed = c >= 4 and (c - 1) % 3 == 0  # r_i sits at 1 + 3i
-                out.append(Target("computation" if computed else "deliberation", "deliberate", c, word, numbers if computed else None))
+                out.append(
+                    Target(
+                        "computation" if computed else "deliberation",
+                        "deliberate",
+                        c,
+                        word,
+                        numbers if computed else None,
+                    )
+                )
         return out
 
 
@@ -402,4 +416,3 @@ def _speaks(vocab: Collection[str]) -> Arithmetic | None:
 FAMILY = Family(
     "arith", make=lambda f: Arithmetic(TaskSpec(f.get("p", 11), tuple(f.get("ops", ALL_OPS)))), speaks=_speaks
 )  # the default family: its presets are every stage's plain ones (smoke, default, gpu)
-

@@ -51,12 +51,22 @@ class CountSpec:
 
     def __post_init__(self) -> None:
         if not 2 <= self.n_symbols <= len(LETTERS) or self.max_items < 1:
-            raise ValueError(f"need 2 <= n_symbols <= {len(LETTERS)} and max_items >= 1, got {self.n_symbols}, {self.max_items}")
+            raise ValueError(
+                f"need 2 <= n_symbols <= {len(LETTERS)} and max_items >= 1, got {self.n_symbols}, {self.max_items}"
+            )
 
     @property
     def vocab(self) -> tuple[str, ...]:
         """Every word; the order fixes token ids."""
-        return (*SPECIAL_TOKENS, EQUALS, THINK, END_THINK, COUNT, *LETTERS[: self.n_symbols], *map(str, range(self.max_items + 1)))
+        return (
+            *SPECIAL_TOKENS,
+            EQUALS,
+            THINK,
+            END_THINK,
+            COUNT,
+            *LETTERS[: self.n_symbols],
+            *map(str, range(self.max_items + 1)),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +155,10 @@ class Problem:
 
     def roles(self, completion: Sequence[str]) -> tuple[list[str], list[int]]:
         """The symbol to count is the operator, list items operands, running counts intermediates."""
-        roles, steps = ["special", "special", "operator"] + ["operand"] * self.k + ["special"], [-1, -1, -1, *range(1, self.k + 1), -1]
+        roles, steps = (
+            ["special", "special", "operator"] + ["operand"] * self.k + ["special"],
+            [-1, -1, -1, *range(1, self.k + 1), -1],
+        )
         inside, step = False, 0
         for w in completion:
             if w in (THINK, END_THINK) or not (w.isdigit() or w in LETTERS):
@@ -168,7 +181,15 @@ class Problem:
         for c, word in enumerate(self.completion_words("deliberate")[1:], start=1):
             if word != EOS:
                 computed = c <= 2 * self.k and c % 2 == 0
-                out.append(Target("computation" if computed else "deliberation", "deliberate", c, word, numbers if computed else None))
+                out.append(
+                    Target(
+                        "computation" if computed else "deliberation",
+                        "deliberate",
+                        c,
+                        word,
+                        numbers if computed else None,
+                    )
+                )
         return out
 
 
@@ -239,8 +260,27 @@ FAMILY = Family(
     speaks=_speaks,
     # A tiny toy: its default is the smoke scale of every stage, pretraining on lists up to 6 of the 8 evaluated.
     presets={
-        "pretrain": {p: dict(task="counting", k_train_max=6, k_eval_max=8, k_weighting="uniform", steps=300, batch_size=64, lr=3e-3,
-                             warmup=20, d_model=64, n_layers=2, d_mlp=128, eval_per_k=16, checkpoint_every=100) for p in ("smoke", "default")},
-        **{stage: {p: ("smoke", {}) for p in ("smoke", "default")} for stage in ("bands", "grpo", "train_sae", "export")},
+        "pretrain": {
+            p: dict(
+                task="counting",
+                k_train_max=6,
+                k_eval_max=8,
+                k_weighting="uniform",
+                steps=300,
+                batch_size=64,
+                lr=3e-3,
+                warmup=20,
+                d_model=64,
+                n_layers=2,
+                d_mlp=128,
+                eval_per_k=16,
+                checkpoint_every=100,
+            )
+            for p in ("smoke", "default")
+        },
+        **{
+            stage: {p: ("smoke", {}) for p in ("smoke", "default")}
+            for stage in ("bands", "grpo", "train_sae", "export")
+        },
     },
-)  # fmt: skip
+)

@@ -52,7 +52,8 @@ class Target(NamedTuple):
 
 
 class Outcome(ParsedLike, Protocol):
-    """A parsed completion (``task.Parsed``, ``maze.MazeParsed``): the behaviour flags every family reports, and its reward."""
+    """A parsed completion (``task.Parsed``, ``maze.MazeParsed``): the behaviour flags every family reports, and its
+    reward."""
 
     @property
     def reward(self) -> float: ...

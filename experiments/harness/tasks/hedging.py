@@ -122,7 +122,6 @@ class HedgedProblem(Posed):
         return roles[:-1] + ["special"] * 2 + roles[-1:], steps[:-1] + [-1, -1] + steps[-1:]
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Hedged:
     """A task family whose completions state a confidence (``confidence``) and may abstain (``abstain``)."""

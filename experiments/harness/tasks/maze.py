@@ -205,14 +205,22 @@ class Maze:
         coords = tuple(str(v) for v in range(self.size))
         numbers = tuple(str(v) for v in range(self.size * self.size + 1))
         direct = completion_words(self, "direct")
-        out = [Target("shortcut", "direct", c, w, coords) for c, w in enumerate(direct) if 3 <= c < len(direct) - 1] if self.size <= shortcut_k else []
+        out = (
+            [Target("shortcut", "direct", c, w, coords) for c, w in enumerate(direct) if 3 <= c < len(direct) - 1]
+            if self.size <= shortcut_k
+            else []
+        )
         out.append(Target("mode", "direct", 0, THINK, (PLAN,)))
         words = completion_words(self, "deliberate")
         n_trace = 5 * self.search.n_ops
         for c, w in enumerate(words[1:], start=1):  # word 0 is the mode choice
             if w != EOS:
                 computed = c <= n_trace and (c - 1) % 5 >= 3  # each op is kind x y g h
-                out.append(Target("computation" if computed else "deliberation", "deliberate", c, w, numbers if computed else None))
+                out.append(
+                    Target(
+                        "computation" if computed else "deliberation", "deliberate", c, w, numbers if computed else None
+                    )
+                )
         return out
 
     @classmethod
@@ -569,13 +577,52 @@ FAMILY = Family(
         # for time and for both modes and all three bands existing; 1500 steps, 12-23 min, reach 1.00 / 0.66 / 0).
         # smoke: side 3 only, side 5 beyond; ~25 s, greedy plan accuracy 0.75 at side 3.
         "pretrain": {
-            "smoke": dict(task="maze", max_size=5, k_train_max=3, k_eval_max=5, k_weighting="uniform", max_len=512, steps=300,
-                          batch_size=32, lr=3e-3, warmup=20, d_model=64, n_layers=2, d_mlp=128, eval_per_k=8, checkpoint_every=100),
-            "default": dict(task="maze", max_size=7, k_train_max=5, k_eval_max=7, k_weighting="uniform", max_len=512, steps=600,
-                            batch_size=64, eval_per_k=50),
-            "gpu": dict(task="maze", max_size=11, k_train_max=7, k_eval_max=11, k_weighting="uniform", max_len=1024, steps=8000,
-                        batch_size=256, d_model=256, n_layers=4, d_mlp=1024, n_heads=8, eval_per_k=200, device="cuda",
-                        precision="bf16", batch_workers=4),
+            "smoke": dict(
+                task="maze",
+                max_size=5,
+                k_train_max=3,
+                k_eval_max=5,
+                k_weighting="uniform",
+                max_len=512,
+                steps=300,
+                batch_size=32,
+                lr=3e-3,
+                warmup=20,
+                d_model=64,
+                n_layers=2,
+                d_mlp=128,
+                eval_per_k=8,
+                checkpoint_every=100,
+            ),
+            "default": dict(
+                task="maze",
+                max_size=7,
+                k_train_max=5,
+                k_eval_max=7,
+                k_weighting="uniform",
+                max_len=512,
+                steps=600,
+                batch_size=64,
+                eval_per_k=50,
+            ),
+            "gpu": dict(
+                task="maze",
+                max_size=11,
+                k_train_max=7,
+                k_eval_max=11,
+                k_weighting="uniform",
+                max_len=1024,
+                steps=8000,
+                batch_size=256,
+                d_model=256,
+                n_layers=4,
+                d_mlp=1024,
+                n_heads=8,
+                eval_per_k=200,
+                device="cuda",
+                precision="bf16",
+                batch_workers=4,
+            ),
         },
         # Three grid sides (3, 5, 7) where arithmetic has ten chain lengths, and a completion ~5x longer: fewer
         # candidates and samples keep the stage's time near arithmetic's (chosen for time).
@@ -602,5 +649,4 @@ FAMILY = Family(
             "gpu": ("gpu", {}),
         },
     },
-)  # fmt: skip
-
+)

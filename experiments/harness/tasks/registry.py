@@ -10,9 +10,9 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from experiments.harness.tasks import arith, counting, hedging, maze
 from experiments.harness.tasks.family import Family, Task
 from experiments.harness.tasks.hedging import Hedged
-from experiments.harness.tasks import arith, counting, hedging, maze
 from probes.layout import RunDirError, RunLayout, read_json
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (arith.FAMILY, maze.FAMILY, counting.FAMILY)}
@@ -52,7 +52,9 @@ def task_of(fields: Mapping[str, Any]) -> Task:
     if name not in FAMILIES:
         raise ValueError(f"task: must be one of {', '.join(TASKS)}, got {name!r}")
     family = FAMILIES[name].make(fields)
-    return hedged(family, bool(fields.get("confidence")), bool(fields.get("abstain", fields.get("abstain_frac", 0) > 0)))
+    return hedged(
+        family, bool(fields.get("confidence")), bool(fields.get("abstain", fields.get("abstain_frac", 0) > 0))
+    )
 
 
 def task_of_vocab(vocab: Collection[str]) -> Task:
@@ -60,7 +62,9 @@ def task_of_vocab(vocab: Collection[str]) -> Task:
     maze loop fraction, at their defaults: a run's own task comes from its config with ``task_of``)."""
     family = next((t for f in FAMILIES.values() if (t := f.speaks(vocab)) is not None), None)
     if family is None:
-        raise ValueError(f"no task family speaks a vocabulary of {len(vocab)} words ({', '.join(sorted(vocab)[:8])}, ...)")
+        raise ValueError(
+            f"no task family speaks a vocabulary of {len(vocab)} words ({', '.join(sorted(vocab)[:8])}, ...)"
+        )
     return hedged(family, hedging.CONF in vocab, hedging.ABSTAIN in vocab)
 
 
@@ -88,7 +92,9 @@ def hedged_task(run: Path, needs: str, user: str) -> Task:
     (``experiments.harness.tasks.hedging``); a one-line RunDirError naming the missing step otherwise."""
     layout = RunLayout(run)
     if not layout.band_table.exists():
-        raise RunDirError(f"{layout.band_table}: missing; run experiments.pretrain {HEDGING_FLAGS[needs]} ..., then experiments.bands")
+        raise RunDirError(
+            f"{layout.band_table}: missing; run experiments.pretrain {HEDGING_FLAGS[needs]} ..., then experiments.bands"
+        )
     task = run_task(run)
     if not getattr(task, needs, False):
         raise RunDirError(f"{run}: pretrained without {HEDGING_FLAGS[needs]}, which {user} needs")

@@ -57,7 +57,6 @@ class Primed(Posed):
         return self.inner.roles(self.prefix + list(completion))
 
 
-
 def steps_given(n: int, t: int, anneal_steps: int) -> int:
     """Trace steps given to a problem of n steps at update t: ceil((n - 1) (1 - t / anneal_steps)), so n - 1 at
     update 0 and none from update ``anneal_steps`` on (0 anneal steps: none ever)."""
@@ -71,7 +70,9 @@ def poser(anneal_steps: int) -> Callable[[Problem, int], Problem]:
 
     def pose(problem: Problem, t: int) -> Problem:
         if not isinstance(problem, Steppable):
-            raise TypeError(f"the reverse curriculum needs problems that can cut their trace; {type(problem).__name__} cannot")
+            raise TypeError(
+                f"the reverse curriculum needs problems that can cut their trace; {type(problem).__name__} cannot"
+            )
         j = steps_given(problem.difficulty, t, anneal_steps)
         return Primed(problem, j) if j else problem
 

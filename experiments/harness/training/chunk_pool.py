@@ -64,7 +64,9 @@ class ChunkPool:
         for _ in range(helpers):
             slots = [[torch.zeros_like(p).share_memory_() for p in self.params] for _ in range(max_chunks - 1)]
             here, there = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(model, slots, torch.get_num_threads(), autocast, there), daemon=True)
+            proc = ctx.Process(
+                target=_serve, args=(model, slots, torch.get_num_threads(), autocast, there), daemon=True
+            )
             proc.start()
             self.helpers.append((proc, here, slots))
         self._sent: list[int] = []  # helpers (by index) with a request out, in chunk order
@@ -100,7 +102,9 @@ class ChunkPool:
 
 
 @contextlib.contextmanager
-def chunk_pool(model: torch.nn.Module, processes: int, max_chunks: int, autocast=contextlib.nullcontext) -> Iterator[ChunkPool | None]:
+def chunk_pool(
+    model: torch.nn.Module, processes: int, max_chunks: int, autocast=contextlib.nullcontext
+) -> Iterator[ChunkPool | None]:
     """Helpers for ``model``'s steps, ``processes`` in all with this one, closed after the block (None: one process)."""
     helpers = min(processes, max_chunks) - 1
     if helpers < 1 or next(model.parameters()).device.type != "cpu":

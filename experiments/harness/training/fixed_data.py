@@ -68,7 +68,9 @@ def train(
     shape). ``presented(rows, correct)`` sees, for each batch before its update, which dataset rows it
     held and whether the model got every target token of each right; ``before(model, step)`` runs
     before each update (reading scores early)."""
-    run = dataclasses.replace(recipe, seed=seed, batch_size=0, steps=schedule.steps, lr=schedule.lr, warmup=schedule.warmup)
+    run = dataclasses.replace(
+        recipe, seed=seed, batch_size=0, steps=schedule.steps, lr=schedule.lr, warmup=schedule.warmup
+    )
     tokenizer = build_tokenizer(recipe.task)
     vocab = tokenizer.get_vocab()
     if model is None:
@@ -81,13 +83,25 @@ def train(
     def observe(step: int, logits, labels) -> None:
         presented(rows(step), teacher_forced(logits, labels).correct.cpu().numpy())
 
-    fit(model, opt, run, vocab, range(schedule.steps), extra=lambda step: [data[i] for i in rows(step)],
-        observe=observe if presented else None, before=(lambda step: before(model, step)) if before else None,
-        desc=desc)  # fmt: skip
+    fit(
+        model,
+        opt,
+        run,
+        vocab,
+        range(schedule.steps),
+        extra=lambda step: [data[i] for i in rows(step)],
+        observe=observe if presented else None,
+        before=(lambda step: before(model, step)) if before else None,
+        desc=desc,
+    )
     return model.eval()
 
 
 def greedy_correct(model, tokenizer, problems: Sequence[Problem], mode: Mode | None = None) -> Bool[np.ndarray, " N"]:
     """Whether the model's greedy completion of each problem is right (free choice, or forced into ``mode``)."""
-    return np.array([r.parsed.correct for r in rollouts(model, tokenizer, problems, mode=mode, temperature=0.0,
-                                                         batch_size=EVAL_BATCH)])  # fmt: skip
+    return np.array(
+        [
+            r.parsed.correct
+            for r in rollouts(model, tokenizer, problems, mode=mode, temperature=0.0, batch_size=EVAL_BATCH)
+        ]
+    )

@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from experiments.harness import tally
 from experiments.harness.tasks.family import Outcome, Problem
 from experiments.harness.training.rewards import DEFAULT_PAYOFFS, DEFAULT_UTILITY, REWARDS, Reward, reward
 from experiments.harness.training.rl_loss import (
@@ -32,6 +33,7 @@ from experiments.harness.training.rl_loss import (
     token_logprobs,
 )
 from experiments.harness.training.rollout import Rollout, rollouts
+from experiments.harness.training.shaping import Shaper
 from probes.behaviour import behaviour_rates
 from probes.calibration import Utility
 from probes.padding import right_pad
@@ -95,11 +97,21 @@ class PolicySpec:
 
 def scores(groups: Groups, variant: Reward = "binary", utility: Utility = DEFAULT_UTILITY) -> Float[np.ndarray, "N G"]:
     """Each rollout's reward under ``variant``."""
-    return np.array([[reward(r.parsed, variant, utility) for r in g] for g in groups], dtype=float) if groups else np.zeros((0, 0))
+    return (
+        np.array([[reward(r.parsed, variant, utility) for r in g] for g in groups], dtype=float)
+        if groups
+        else np.zeros((0, 0))
+    )
 
 
 def sample_groups(
-    model, tokenizer, pool: Sequence[Problem], spec: PolicySpec, rng, gen, pose: Callable[[Problem], Problem] | None = None
+    model,
+    tokenizer,
+    pool: Sequence[Problem],
+    spec: PolicySpec,
+    rng,
+    gen,
+    pose: Callable[[Problem], Problem] | None = None,
 ) -> tuple[Groups, int]:
     """G rollouts per drawn prompt, each prompt as ``pose`` poses it (None: as drawn); with dynamic sampling, only
     groups with reward variance. Returns the groups to train on and how many groups were drawn in total."""
@@ -109,7 +121,15 @@ def sample_groups(
         idx = rng.choice(len(pool), size=need, replace=len(pool) < need)
         posed = [pool[i] if pose is None else pose(pool[i]) for i in idx]
         batch = [pr for pr in posed for _ in range(spec.group_size)]
-        res = rollouts(model, tokenizer, batch, mode=None, temperature=spec.temperature, generator=gen, batch_size=spec.rollout_batch)
+        res = rollouts(
+            model,
+            tokenizer,
+            batch,
+            mode=None,
+            temperature=spec.temperature,
+            generator=gen,
+            batch_size=spec.rollout_batch,
+        )
         groups = [res[i : i + spec.group_size] for i in range(0, len(res), spec.group_size)]
         drawn += len(groups)
         kept += [g for g in groups if not spec.dynamic_sampling or np.ptp(scores([g], spec.reward, spec.utility)) > 0]
@@ -139,10 +159,15 @@ def group_batch(groups: Groups, rewards_NG: Float[np.ndarray, "N G"], scale_std:
     return GroupBatch(ids_BL, mask_BL, comp_BT, adv_B)
 
 
-def policy_update(model, ref_model, opt, groups: Groups, spec: PolicySpec) -> dict[str, float]:
-    """One or more clipped policy-gradient steps on the sampled groups; returns loss stats."""
-    b = group_batch(groups, scores(groups, spec.reward, spec.utility), spec.scale_std, spec.device)
+def policy_update(
+    model, ref_model, opt, groups: Groups, spec: PolicySpec, rewards_NG: Float[np.ndarray, "N G"] | None = None
+) -> dict[str, float]:
+    """One or more clipped policy-gradient steps on the sampled groups, paid ``rewards_NG`` (None: the spec's reward);
+    returns loss stats."""
+    paid_NG = scores(groups, spec.reward, spec.utility) if rewards_NG is None else rewards_NG
+    b = group_batch(groups, paid_NG, spec.scale_std, spec.device)
     ids_BL, mask_BL, comp_BT, adv_B = b.ids_BL, b.mask_BL, b.comp_BT, b.adv_B
+    tally.add("trained", spec.inner_updates * sum(len(r.prompt_ids) + len(r.completion_ids) for g in groups for r in g))
     logp_old_BT = None
     with torch.no_grad():
         logp_ref_BT = token_logprobs(ref_model(input_ids=ids_BL, attention_mask=mask_BL).logits, ids_BL)
@@ -162,7 +187,12 @@ def policy_update(model, ref_model, opt, groups: Groups, spec: PolicySpec) -> di
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
     entropy = masked_mean(token_entropy(logits_BLV.detach()), comp_BT)
-    return {"grpo/loss": loss.item(), "grpo/kl": kl.item(), "grpo/entropy": entropy.item(), "grpo/grad_norm": grad_norm.item()}
+    return {
+        "grpo/loss": loss.item(),
+        "grpo/kl": kl.item(),
+        "grpo/entropy": entropy.item(),
+        "grpo/grad_norm": grad_norm.item(),
+    }
 
 
 def optimizer(model, spec: PolicySpec) -> torch.optim.Optimizer:
@@ -182,6 +212,10 @@ class Update:
     """``policy_update``'s statistics (empty when no group was kept)."""
     rewards_NG: Float[np.ndarray, "N G"]
     """The groups' rewards (the run's variant)."""
+    bonus_NG: Float[np.ndarray, "N G"] | None = None
+    """Feature-guided credit paid on top of them (``shaping``; None: off)."""
+    activity_NG: Float[np.ndarray, "N G"] | None = None
+    """The shaping group's activity per rollout (share of completion tokens where it fires; None: off)."""
 
 
 def train(
@@ -194,18 +228,24 @@ def train(
     generators: Generators,
     steps: Sequence[int],
     pose: Callable[[Problem, int], Problem] | None = None,
+    shaper: Shaper | None = None,
 ):
     """Run GRPO updates ``steps`` (indices t; update t draws from ``generators(t)`` and poses each drawn problem as
-    ``pose(problem, t)``, None: as drawn), yielding each ``Update``.
+    ``pose(problem, t)``, None: as drawn), yielding each ``Update``. A ``shaper`` adds its bonus to failed rollouts'
+    rewards before the advantages are taken.
 
     The model is in eval mode while sampling and between updates, in train mode while updating."""
     for t in steps:
         rng, gen = generators(t)
         posed = None if pose is None else functools.partial(pose, t=t)
         groups, drawn = sample_groups(model.eval(), tokenizer, pool, spec, rng, gen, posed)
-        loss = policy_update(model.train(), ref_model, opt, groups, spec) if groups else {}
+        rewards_NG, bonus_NG, activity_NG = scores(groups, spec.reward, spec.utility), None, None
+        if shaper is not None and groups:
+            bonus_NG, activity_NG = shaper.bonus(model, groups)
+        paid_NG = rewards_NG if bonus_NG is None else rewards_NG + bonus_NG
+        loss = policy_update(model.train(), ref_model, opt, groups, spec, paid_NG) if groups else {}
         model.eval()
-        yield Update(t + 1, groups, drawn, loss, scores(groups, spec.reward, spec.utility))
+        yield Update(t + 1, groups, drawn, loss, rewards_NG, bonus_NG, activity_NG)
 
 
 def rollout_metrics(update: Update) -> dict[str, float]:
@@ -216,7 +256,22 @@ def rollout_metrics(update: Update) -> dict[str, float]:
         "grpo/reward_std": float(rewards_NG.std()),
         "grpo/frac_zero_std": float((rewards_NG.std(1) == 0).mean()),
         "grpo/groups_drawn": update.drawn,
+        **shaping_metrics(update),
         **{f"behaviour/{k}": v for k, v in behaviour_rates(flat).items()},
+    }
+
+
+def shaping_metrics(update: Update) -> dict[str, float | None]:
+    """With feature-guided credit: the group's mean activity (all rollouts, failed ones) and the share of the paid
+    reward that came from the bonus (reward hacking: activity rising while the task reward does not)."""
+    if update.bonus_NG is None:
+        return {}
+    failed_NG = np.array([[not r.parsed.correct for r in g] for g in update.groups])
+    paid = update.rewards_NG.sum() + update.bonus_NG.sum()
+    return {
+        "shaping/activity": float(update.activity_NG.mean()),
+        "shaping/activity_failed": float(update.activity_NG[failed_NG].mean()) if failed_NG.any() else None,
+        "shaping/bonus_share": float(update.bonus_NG.sum() / paid) if paid > 0 else 0.0,
     }
 
 
@@ -224,12 +279,15 @@ def ledger_row(step: int, problem: Problem, parsed: Sequence[Outcome]) -> dict:
     """One group's ledger row: which prompt, how often it was solved (and by luck), how long, which modes."""
     modes = [p.mode or "invalid" for p in parsed]
     return {
-        "step": step, "pid": problem.pid, "k": problem.k,
-        "successes": sum(p.correct for p in parsed), "lucky_successes": sum(p.lucky_success for p in parsed),
+        "step": step,
+        "pid": problem.pid,
+        "k": problem.k,
+        "successes": sum(p.correct for p in parsed),
+        "lucky_successes": sum(p.lucky_success for p in parsed),
         "group_size": len(parsed),
         "mean_length": float(np.mean([p.length for p in parsed])),
         "modes": {m: modes.count(m) for m in ("deliberate", "direct", "invalid")},
-    }  # fmt: skip
+    }
 
 
 def ledger_rows(update: Update) -> list[dict]:

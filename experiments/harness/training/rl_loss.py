@@ -12,7 +12,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 
-def group_advantages(rewards_NG: Float[Tensor, "N G"], scale_std: bool = True, eps: float = 1e-6) -> Float[Tensor, "N G"]:
+def group_advantages(
+    rewards_NG: Float[Tensor, "N G"], scale_std: bool = True, eps: float = 1e-6
+) -> Float[Tensor, "N G"]:
     """Reward minus its group mean, optionally divided by the group's (unbiased) std.
 
     A group whose rewards are all equal carries no signal: its advantages are exactly 0.
@@ -27,9 +29,7 @@ def group_advantages(rewards_NG: Float[Tensor, "N G"], scale_std: bool = True, e
     return torch.where(std_N1 > eps, centred_NG / (std_N1 + eps), torch.zeros_like(centred_NG))
 
 
-def token_logprobs(
-    logits_BLV: Float[Tensor, "B L V"], ids_BL: Int[Tensor, "B L"]
-) -> Float[Tensor, "B L-1"]:
+def token_logprobs(logits_BLV: Float[Tensor, "B L V"], ids_BL: Int[Tensor, "B L"]) -> Float[Tensor, "B L-1"]:
     """log p(ids[t+1] | ids[:t+1]) for every position."""
     logp_BLV = torch.log_softmax(logits_BLV[:, :-1].float(), -1)
     return logp_BLV.gather(-1, ids_BL[:, 1:, None]).squeeze(-1)

@@ -92,7 +92,11 @@ def rollouts(
 
 
 def sampled_completions(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, problems: Sequence[Problem], n: int, seed: int,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    problems: Sequence[Problem],
+    n: int,
+    seed: int,
     on_batch: Callable[[list[int]], None] | None = None,
 ) -> list[list[Outcome]]:
     """n free-choice completions at T = 1 per problem, parsed, from a generator seeded with ``seed``."""
@@ -113,11 +117,21 @@ def sampled_rollouts(
     evaluation batches, or only the given ``rows``. Every row has its own uniforms, drawn once for the whole
     set from a generator seeded with ``seed``: the same seed gives every model the same random numbers, and a
     row gets the same ones whichever rows are sampled with it (so a subset of rows is the same measurement)."""
-    uniforms_RT = torch.rand(len(problems) * n, max_new_tokens(problems), generator=seeds.sampler(seed), dtype=torch.float64)
+    uniforms_RT = torch.rand(
+        len(problems) * n, max_new_tokens(problems), generator=seeds.sampler(seed), dtype=torch.float64
+    )
     chosen = range(len(problems) * n) if rows is None else rows
     many = [problems[r // n] for r in chosen]
-    return rollouts(model, tokenizer, many, mode=None, temperature=1.0, uniforms=uniforms_RT[list(chosen)], batch_size=EVAL_BATCH,
-                    on_batch=on_batch)  # fmt: skip
+    return rollouts(
+        model,
+        tokenizer,
+        many,
+        mode=None,
+        temperature=1.0,
+        uniforms=uniforms_RT[list(chosen)],
+        batch_size=EVAL_BATCH,
+        on_batch=on_batch,
+    )
 
 
 def accuracy_by_k(
@@ -155,11 +169,15 @@ def kl_to_reference(model: PreTrainedModel, reference: PreTrainedModel, res: Seq
     device, total, count = next(model.parameters()).device, 0.0, 0
     for lo in range(0, len(res), EVAL_BATCH):
         chunk = res[lo : lo + EVAL_BATCH]
-        ids_BL, mask_BL = (t.to(device) for t in right_pad([list(r.prompt_ids) + list(r.completion_ids) for r in chunk]))
+        ids_BL, mask_BL = (
+            t.to(device) for t in right_pad([list(r.prompt_ids) + list(r.completion_ids) for r in chunk])
+        )
         n_prompt_B = torch.tensor([len(r.prompt_ids) for r in chunk], device=device)
         comp_BT = (torch.arange(1, ids_BL.shape[1], device=device)[None] >= n_prompt_B[:, None]) & mask_BL[:, 1:].bool()
-        logp_BTV, logq_BTV = (torch.log_softmax(m(input_ids=ids_BL, attention_mask=mask_BL).logits[:, :-1].float(), -1)
-                              for m in (model, reference))  # fmt: skip
+        logp_BTV, logq_BTV = (
+            torch.log_softmax(m(input_ids=ids_BL, attention_mask=mask_BL).logits[:, :-1].float(), -1)
+            for m in (model, reference)
+        )
         kl_BT = (logp_BTV.exp() * (logp_BTV - logq_BTV)).sum(-1)
         total, count = total + float(kl_BT[comp_BT].sum()), count + int(comp_BT.sum())
     return total / max(count, 1)
@@ -192,7 +210,12 @@ def eval_metrics(
             groups[name] = np.array([r[key] == value for r in eval_set])
     out = {}
     if greedy:
-        greedy_N = np.array([r.parsed.correct for r in rollouts(model, tokenizer, problems, mode=None, temperature=0.0, batch_size=EVAL_BATCH)])
+        greedy_N = np.array(
+            [
+                r.parsed.correct
+                for r in rollouts(model, tokenizer, problems, mode=None, temperature=0.0, batch_size=EVAL_BATCH)
+            ]
+        )
         out |= {f"eval/acc/{g}/greedy": float(greedy_N[sel].mean()) for g, sel in groups.items()}
     res = sampled_rollouts(model, tokenizer, problems, n_samples, seed)
     sampled_N = np.array([r.parsed.correct for r in res], float).reshape(len(problems), n_samples).mean(1)
@@ -203,7 +226,10 @@ def eval_metrics(
         out["eval/kl_to_base"] = kl_to_reference(model, reference, res)
     if getattr(task, "confidence", False):  # the stated confidences of the sampled answers (abstentions are none)
         said = [r.parsed for r in res if not r.parsed.abstained]
-        out |= {f"eval/calibration/{k}": v for k, v in calibration_summary([p.q for p in said], [p.correct for p in said]).items()}
+        out |= {
+            f"eval/calibration/{k}": v
+            for k, v in calibration_summary([p.q for p in said], [p.correct for p in said]).items()
+        }
     return out
 
 
@@ -232,7 +258,9 @@ def think_probability(model, tokenizer, problems: Sequence[Problem]) -> np.ndarr
     ids_BL, mask_BL = left_pad([tokenizer.convert_tokens_to_ids(pr.prompt_words()) for pr in problems], pad_id)
     device = next(model.parameters()).device
     pos_BL = (mask_BL.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids_BL.to(device), attention_mask=mask_BL.to(device), position_ids=pos_BL.to(device)).logits
+    logits = model(
+        input_ids=ids_BL.to(device), attention_mask=mask_BL.to(device), position_ids=pos_BL.to(device)
+    ).logits
     return torch.softmax(logits[:, -1].float(), -1)[:, think_id].cpu().double().numpy()
 
 

@@ -20,6 +20,7 @@ from torch import Tensor
 from transformers import Cache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
+from experiments.harness import tally
 from probes.padding import left_pad
 
 
@@ -31,15 +32,19 @@ class _SpareRoomLayer(DynamicLayer):
         super().__init__()
         self.length = 0
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         n = key_states.shape[-2]
         if not self.is_initialized:
             self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
             self._k, self._v = (t.new_empty(*t.shape[:2], n + 64, t.shape[-1]) for t in (key_states, value_states))
         if self.length + n > self._k.shape[-2]:
             grown = 2 * (self.length + n)
-            self._k, self._v = (torch.cat([b[..., : self.length, :], b.new_empty(*b.shape[:2], grown - self.length, b.shape[-1])], -2)
-                                for b in (self._k, self._v))  # fmt: skip
+            self._k, self._v = (
+                torch.cat([b[..., : self.length, :], b.new_empty(*b.shape[:2], grown - self.length, b.shape[-1])], -2)
+                for b in (self._k, self._v)
+            )
         self._k[..., self.length : self.length + n, :] = key_states
         self._v[..., self.length : self.length + n, :] = value_states
         self.length += n
@@ -95,6 +100,7 @@ def sample(
     live_B = torch.arange(len(prompts), device=device)  # batch positions of the rows still sampling
     new_BT = torch.full((len(prompts), max_new), pad_id, dtype=torch.long, device=device)
     done_B = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    positions = sum(len(p) for p in prompts)  # computed by forward passes (host-side counts: no device sync)
     for t in range(max_new):
         if t == 0 and banned_first:
             logits_BV[:, list(banned_first)] = -torch.inf
@@ -102,7 +108,9 @@ def sample(
             tok_B = logits_BV.argmax(-1)
         else:
             probs_BV = torch.softmax(logits_BV.float() / temperature, -1)
-            tok_B = _draw(probs_BV, generator) if uniforms_BT is None else _invert(probs_BV, uniforms_BT[live_B.cpu(), t])
+            tok_B = (
+                _draw(probs_BV, generator) if uniforms_BT is None else _invert(probs_BV, uniforms_BT[live_B.cpu(), t])
+            )
         tok_B = torch.where(done_B, pad_id, tok_B)
         new_BT[live_B, t] = tok_B
         done_B |= tok_B == eos_id
@@ -116,6 +124,7 @@ def sample(
             live_B, tok_B, done_B = live_B[keep_B], tok_B[keep_B], done_B[keep_B]
             mask_BL, next_pos_B = mask_BL[keep_B], next_pos_B[keep_B]
         mask_BL = torch.cat([mask_BL, torch.ones_like(mask_BL[:, :1])], dim=1)  # done rows are ignored
+        positions += len(tok_B)
         out = model(
             input_ids=tok_B[:, None],
             attention_mask=mask_BL,
@@ -125,6 +134,7 @@ def sample(
         )
         logits_BV = out.logits[:, -1]
         next_pos_B = next_pos_B + 1
+    tally.add("sampled", positions)
     return [_until_eos(row.tolist(), eos_id) for row in new_BT[:, : t + 1].cpu()]
 
 
@@ -142,7 +152,9 @@ def _invert(probs_BV: Float[Tensor, "B V"], u_B: Float[Tensor, " B"]) -> Int[Ten
     """The token whose CDF interval holds u: the first v with cumsum(probs)[v] > u (the uniforms come from CPU
     generators, so a seed gives the same stream on every device)."""
     cdf_BV = probs_BV.cumsum(-1)
-    u_B1 = u_B.to(device=cdf_BV.device, dtype=cdf_BV.dtype)[:, None] * cdf_BV[:, -1:]  # rounding: the CDF may end below 1
+    u_B1 = (
+        u_B.to(device=cdf_BV.device, dtype=cdf_BV.dtype)[:, None] * cdf_BV[:, -1:]
+    )  # rounding: the CDF may end below 1
     return (cdf_BV <= u_B1).sum(-1).clamp(max=probs_BV.shape[-1] - 1)
 
 

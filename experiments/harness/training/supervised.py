@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from experiments.harness import seeds
+from experiments.harness import seeds, tally
 from experiments.harness.tasks.family import PAD, Mode, NoisyTraces, Problem, Task
 from experiments.harness.tasks.hedging import Hedged
 from experiments.harness.tasks.registry import task_of
@@ -95,10 +95,25 @@ class Recipe:
         """The recipe from a pretraining stage's resolved arguments (``config.json``'s ``stages.pretrain``)."""
         f = fields
         model = ModelSpec(f["arch"], f["d_model"], f["n_layers"], f["n_heads"], f["d_mlp"], f.get("max_len", 128))
-        return cls(task_of(f), model, f["seed"], f["k_train_max"], f["k_weighting"],
-                   f["direct_frac"], f["steps"], f["batch_size"], f["lr"], f["weight_decay"], f["warmup"], f.get("device", "cpu"),
-                   f.get("trace_error", 0.0), f.get("trace_error_from", 0), f.get("direct_k_max", 0),
-                   f.get("precision", "fp32"), f.get("abstain_frac", 0.0))  # fmt: skip
+        return cls(
+            task_of(f),
+            model,
+            f["seed"],
+            f["k_train_max"],
+            f["k_weighting"],
+            f["direct_frac"],
+            f["steps"],
+            f["batch_size"],
+            f["lr"],
+            f["weight_decay"],
+            f["warmup"],
+            f.get("device", "cpu"),
+            f.get("trace_error", 0.0),
+            f.get("trace_error_from", 0),
+            f.get("direct_k_max", 0),
+            f.get("precision", "fp32"),
+            f.get("abstain_frac", 0.0),
+        )
 
     @property
     def family(self) -> Task:
@@ -142,7 +157,9 @@ class Recipe:
                 words = family.noisy_trace(problem, rng, self.trace_error)
             else:
                 words = problem.completion_words(mode)
-            out.append(example(problem, hedged.pretraining_words(words, rng, self.abstain_frac) if hedged else words, vocab))
+            out.append(
+                example(problem, hedged.pretraining_words(words, rng, self.abstain_frac) if hedged else words, vocab)
+            )
         return out
 
     def init(self, tokenizer) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
@@ -174,7 +191,14 @@ def batches(recipe: Recipe, vocab: dict[str, int], steps: range, workers: int = 
     """``recipe.batch(step)`` for each step, built by ``workers`` processes ahead of the loop (0: in it)."""
     if not workers:
         return (recipe.batch(step, vocab) for step in steps)
-    loader = DataLoader(_Batches(recipe, vocab), batch_size=None, sampler=steps, num_workers=workers, collate_fn=_as_is, prefetch_factor=8)
+    loader = DataLoader(
+        _Batches(recipe, vocab),
+        batch_size=None,
+        sampler=steps,
+        num_workers=workers,
+        collate_fn=_as_is,
+        prefetch_factor=8,
+    )
     return iter(loader)
 
 
@@ -227,8 +251,17 @@ def fit(
             for group in opt.param_groups:
                 group["lr"] = recipe.lr_at(step)
             opt.zero_grad(set_to_none=True)
-            loss = accumulate(model, stream, more, vocab, width=width, observe=observe and functools.partial(observe, step),
-                              device=recipe.device, autocast=recipe.autocast, pool=pool)  # fmt: skip
+            loss = accumulate(
+                model,
+                stream,
+                more,
+                vocab,
+                width=width,
+                observe=observe and functools.partial(observe, step),
+                device=recipe.device,
+                autocast=recipe.autocast,
+                pool=pool,
+            )
             finite &= torch.isfinite(loss)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -263,9 +296,12 @@ def accumulate(
     stream's later chunks (the same floats, added in the same order).
     """
     order = sorted(range(len(stream)), key=lambda i: len(stream[i][0]))
-    chunks = [collate([stream[i] for i in order[lo : lo + CHUNK_ROWS]], vocab) for lo in range(0, len(order), CHUNK_ROWS)]
+    chunks = [
+        collate([stream[i] for i in order[lo : lo + CHUNK_ROWS]], vocab) for lo in range(0, len(order), CHUNK_ROWS)
+    ]
     last = [collate(more, vocab, width)] if more else []
     n_items = sum(int((labels_BL[:, 1:] != NOT_TARGET).sum()) for _, labels_BL in chunks + last)
+    tally.add("trained", sum(len(ids) for ids, _ in (*stream, *more)))
     here = pool.dispatch(chunks, n_items) if pool else len(chunks)  # the helpers run the later chunks meanwhile
     loss = torch.zeros((), device=device)
 

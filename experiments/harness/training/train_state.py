@@ -24,13 +24,18 @@ def save_state(path: Path, opt: torch.optim.Optimizer, step: int, model: torch.n
     tensors = {f"opt.{pid}.{name}": v.contiguous() for pid, st in sd["state"].items() for name, v in st.items()}
     if model is not None:
         tensors |= {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
-    meta = {"step": str(step), "param_groups": json.dumps(sd["param_groups"]),
-            "state_keys": json.dumps({str(pid): list(st) for pid, st in sd["state"].items()})}  # fmt: skip
+    meta = {
+        "step": str(step),
+        "param_groups": json.dumps(sd["param_groups"]),
+        "state_keys": json.dumps({str(pid): list(st) for pid, st in sd["state"].items()}),
+    }
     with atomic_file(path) as tmp:  # one metadata key: safetensors writes several in a per-process random order
         save_file(tensors, str(tmp), metadata={STATE: json.dumps(meta, sort_keys=True)})
 
 
-def load_state(path: Path, opt: torch.optim.Optimizer, model: torch.nn.Module | None = None, device: str = "cpu") -> int:
+def load_state(
+    path: Path, opt: torch.optim.Optimizer, model: torch.nn.Module | None = None, device: str = "cpu"
+) -> int:
     """Restore what ``save_state`` wrote into ``opt`` (and ``model``); returns the step."""
     tensors = load_file(str(path), device=device)
     with safe_open(str(path), "pt") as f:
