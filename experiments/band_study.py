@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from experiments import bands, grpo, pretrain, train_sae
 from experiments.analysis.band_report import write_report
 from experiments.analysis.band_results import BandAnalysis, StudySettings, analyse, diff_record
-from experiments.analysis.diffing_results import summarise
+from experiments.analysis.model_diffing_results import summarise
 from experiments.band_steps.attribution import activity_stage, gain_stage
 from experiments.band_steps.diffing import diff_stage, diffing_stage
 from experiments.band_steps.matching import match_stage, run_data

@@ -37,7 +37,7 @@ ORCHESTRATORS = {
 STUDIES = ["band_study", "calibration", "pruning", "refinement", "trace_length", "utility", "value_study"]
 """Every study, one visible unit: ``experiments/<s>.py``, its typed result in ``analysis/<a>_results.py`` and its
 rendering in ``analysis/<a>_report.py``, where <a> is the study's name without ``_study``."""
-SECTIONS = {"experiments.analysis.diffing_report"}
+SECTIONS = {"experiments.analysis.model_diffing_report"}
 """Report modules that render a section of a study's report rather than a study's own."""
 
 

@@ -10,8 +10,8 @@ from matplotlib.lines import Line2D
 
 from experiments.analysis.band_results import BEHAVIOURS, MIN_TARGET_SE, BandAnalysis, BandStudyResult
 from experiments.analysis.contrasts import ALPHA, MIN_SEEDS, SEQUENCE
-from experiments.analysis.diffing_report import REMOVED, diffing_lines, fig_crosscoder_norms
 from experiments.analysis.figures import save_figure
+from experiments.analysis.model_diffing_report import REMOVED, diffing_lines, fig_crosscoder_norms
 from experiments.analysis.profile import profile_lines
 from experiments.analysis.text import interval
 from experiments.harness.reading.feature_groups import ATTRIBUTED, CONTRASTED

@@ -344,7 +344,7 @@ class BandStudyResult:
     successful and failed rollouts, with the gap (``experiments.analysis.activity_results``)."""
     model_diffing: dict[str, BandDiffing] = dataclasses.field(default_factory=dict)
     """Per band: crosscoder and difference-SAE readings of its claim checkpoints beside the base SAE's,
-    with faithfulness per dictionary and checkpoint (``experiments.analysis.diffing_results``)."""
+    with faithfulness per dictionary and checkpoint (``experiments.analysis.model_diffing_results``)."""
     hook_choice: dict = dataclasses.field(default_factory=dict)
     """The hook the SAEs read and, where the labelling-split rule chose it, every candidate's scores (empty: given)."""
 

@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from experiments.analysis.band_results import BandDiffing
-from experiments.analysis.diffing_results import FLAG_SE, UNFAITHFUL_SHARE
 from experiments.analysis.figures import save_figure
+from experiments.analysis.model_diffing_results import FLAG_SE, UNFAITHFUL_SHARE
 from experiments.analysis.text import interval
 from probes.bands import BANDS
 from probes.layout import MODEL_DIFFING, RunLayout, read_json

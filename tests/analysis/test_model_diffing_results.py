@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from experiments.analysis.band_results import BandDiffing
-from experiments.analysis.diffing_results import flagged, summarise
+from experiments.analysis.model_diffing_results import flagged, summarise
 
 SEEDS = ("bands/medium/seed0", "bands/medium/seed1", "bands/medium/seed2")
 
