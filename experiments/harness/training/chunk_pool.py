@@ -33,6 +33,15 @@ def split(costs: Sequence[int], n: int) -> list[int]:
     return bounds + [len(costs)] * (n + 1 - len(bounds))
 
 
+def chunk_backward(model: torch.nn.Module, ids_BL: Tensor, labels_BL: Tensor, n_items: int, autocast):
+    """One chunk's loss (its targets' summed loss over the step's ``n_items``), its gradient added into ``.grad``; the
+    one computation this process and the helpers run, so a chunk's gradient is the same floats wherever it ran."""
+    with autocast():
+        out = model(input_ids=ids_BL, labels=labels_BL, num_items_in_batch=n_items)
+    out.loss.backward()
+    return out
+
+
 def _serve(model: torch.nn.Module, slots: list[list[Tensor]], threads: int, autocast, conn) -> None:
     """A helper's loop: for each request (chunks, n_items), every chunk's gradient alone into its slot."""
     torch.set_num_threads(threads)
@@ -43,9 +52,7 @@ def _serve(model: torch.nn.Module, slots: list[list[Tensor]], threads: int, auto
         for slot, (ids_BL, labels_BL) in zip(slots, chunks):
             for p in params:
                 p.grad = None
-            with autocast():
-                out = model(input_ids=ids_BL, labels=labels_BL, num_items_in_batch=n_items)
-            out.loss.backward()
+            out = chunk_backward(model, ids_BL, labels_BL, n_items, autocast)
             for s, p in zip(slot, params):
                 if p.grad is not None:
                     s.copy_(p.grad)

@@ -29,7 +29,7 @@ from experiments.harness import seeds, tally
 from experiments.harness.tasks.family import PAD, Mode, NoisyTraces, Problem, Task
 from experiments.harness.tasks.hedging import Hedged
 from experiments.harness.tasks.registry import task_of
-from experiments.harness.training.chunk_pool import ChunkPool, chunk_pool
+from experiments.harness.training.chunk_pool import ChunkPool, chunk_backward, chunk_pool
 from experiments.harness.training.model import ModelSpec, build_model
 from probes.padding import NOT_TARGET, supervised_batch
 
@@ -307,10 +307,7 @@ def accumulate(
 
     def backward(ids_BL: Tensor, labels_BL: Tensor):  # the model's output, its gradient added into .grad
         ids_BL, labels_BL = ids_BL.to(device, non_blocking=True), labels_BL.to(device, non_blocking=True)
-        with autocast():
-            out = model(input_ids=ids_BL, labels=labels_BL, num_items_in_batch=n_items)
-        out.loss.backward()
-        return out
+        return chunk_backward(model, ids_BL, labels_BL, n_items, autocast)
 
     for ids_BL, labels_BL in chunks[:here]:
         loss += backward(ids_BL, labels_BL).loss.detach()
