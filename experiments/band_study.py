@@ -30,7 +30,7 @@ from experiments.band_steps.diffing import diff_stage, diffing_stage
 from experiments.band_steps.matching import match_stage, run_data
 from experiments.band_steps.sae_groups import feature_stage, hook_stage
 from experiments.harness import cli
-from experiments.harness.executors import EXECUTORS, run_jobs, torch_threads, usable_cpus
+from experiments.harness.executors import EXECUTORS, kept_pools, run_jobs, torch_threads, usable_cpus
 from experiments.harness.reading.labelling import summary
 from experiments.harness.reading.model_diffing import DiffingSpec
 from experiments.harness.reading.probe_sets import ProbeSetSpec
@@ -38,7 +38,7 @@ from experiments.harness.reading.sources import SourceSpec
 from experiments.harness.rundir import check_writable, init_run, write_json
 from experiments.harness.tasks.registry import TASKS, stage_preset
 from probes.bands import BANDS
-from probes.layout import RunLayout, read_json, run_name
+from probes.layout import RunDirError, RunLayout, read_json, run_name
 from probes.saes.train import SAESpec
 
 STAGES: dict[str, tuple[type, dict]] = {
@@ -310,6 +310,18 @@ def results(
     )
 
 
+def recorded(run: Path) -> BandStudyArgs:
+    """The finished band study in ``run`` as it was run: its section of config.json (fields added since keep their
+    defaults), at the hook its rule chose; a one-line RunDirError where no band study finished there."""
+    layout = RunLayout(run)
+    section = read_json(layout.config)["stages"].get("band_study") if layout.config.is_file() else None
+    if section is None or not layout.results.is_file():
+        raise RunDirError(f"{run}: no finished band study there (run experiments.band_study --out {run} first)")
+    known = {f.name for f in dataclasses.fields(BandStudyArgs)}
+    args = BandStudyArgs(out=Path(run), **cli.as_field_values({k: v for k, v in section.items() if k in known}))
+    return hook_stage(args)  # reads hook_choice.json: a finished study chose its hook
+
+
 def replicate(args: BandStudyArgs) -> dict:
     """The study once per pretraining seed; returns (and writes) how often each verdict class came out."""
     runs = []
@@ -337,7 +349,9 @@ def main(args: BandStudyArgs) -> dict:
     layout = RunLayout(args.out)
     stage = cli.StageClock("band_study", layout.profile)
 
-    with torch_threads(args.job_threads):  # every step, on every executor: the numbers do not depend on the machine
+    # every step, on every executor, with the same threads: the numbers do not depend on the machine; one pool of
+    # worker processes for every stage's jobs
+    with torch_threads(args.job_threads), kept_pools():
         stage("pretrain, bands, GRPO per band x seed")
         train_stages(args)
         stage("matched gain: pin each run's crossing of the target by replay")

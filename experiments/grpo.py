@@ -376,7 +376,7 @@ def main(args: GRPOArgs) -> Path:
     if start == 0:
         write_jsonl(metrics_path, [{"step": 0, **step0_evaluation(model, tokenizer, args, inputs, ref_model)}])
         write_jsonl(ledger_path, [])
-    bar = tqdm(total=args.steps, initial=start, desc=f"grpo {args.band} s{args.seed}")
+    bar = tqdm(total=args.steps, initial=start, desc=args.stage)
     last_acc = math.nan
     gens = functools.partial(seeds.grpo_step, args.seed)
     for u in rl.train(

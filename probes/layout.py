@@ -260,6 +260,11 @@ class RunLayout(_StudyOutputs):
         return RewardStudyLayout(self.root / "utility" / band)
 
     @property
+    def remedies(self) -> RewardStudyLayout:
+        """The remedies study on the hard pool (``remedies/``; its runs in ``<arm>/seed<s>/`` there)."""
+        return RewardStudyLayout(self.root / "remedies")
+
+    @property
     def pruning(self) -> PruningLayout:
         """The pruning study (``pruning/``)."""
         return PruningLayout(self.root / "pruning")

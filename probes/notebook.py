@@ -23,6 +23,7 @@ MAKE_SMOKE: dict[str, tuple[tuple[str, ...], ...]] = {
     "utility": (*SIGNALS_BASE, ("utility", "--preset", "smoke", "--run")),
     "pruning": (("band_study", "--preset", "smoke", "--out"), ("pruning", "--preset", "smoke", "--run")),
     "refinement": (("band_study", "--preset", "smoke", "--out"), ("refinement", "--preset", "smoke", "--run")),
+    "remedies": (("band_study", "--preset", "smoke", "--out"), ("remedies", "--preset", "smoke", "--run")),
 }
 """How a missing study is made: the commands a user types, each ending with the run directory."""
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +49,7 @@ def open_run(path: str | Path | None = None, needs: tuple[str, ...] = ("band_stu
         "utility": layout.utility().results,
         "pruning": layout.pruning.results,
         "refinement": layout.refinement.results,
+        "remedies": layout.remedies.results,
     }
     missing = [study for study in needs if not done[study].exists()]
     if missing:

@@ -85,3 +85,16 @@ def smoke_study(tmp_path_factory) -> tuple[Path, dict, float]:
         preset_args(band_study.BandStudyArgs, band_study.PRESETS, "smoke", out=out, executor="pool", workers=2)
     )
     return out, res, time.perf_counter() - start
+
+
+@pytest.fixture(scope="session")
+def remedies_study(tmp_path_factory, smoke_study) -> tuple[Path, object, dict[Path, bytes]]:
+    """(run dir, result, the band study's metrics files as they were before) of the remedies study at smoke scale,
+    on a copy of the smoke band study."""
+    from experiments import remedies
+
+    out = tmp_path_factory.mktemp("remedies") / "run"
+    shutil.copytree(smoke_study[0], out)
+    before = {p: p.read_bytes() for p in out.glob("bands/*/seed*/metrics.jsonl")}
+    res = remedies.main(preset_args(remedies.RemediesArgs, remedies.PRESETS, "smoke", run=out, workers=2))
+    return out, res, before

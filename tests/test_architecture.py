@@ -30,11 +30,12 @@ ORCHESTRATORS = {
     "experiments.band_study",
     "experiments.calibration",
     "experiments.utility",
+    "experiments.remedies",
     "experiments.ingest",
     *STEPS,
 }
 """Studies that run other stages through their ``main`` (and so may import them), and the band study's steps."""
-STUDIES = ["band_study", "calibration", "pruning", "refinement", "trace_length", "utility", "value_study"]
+STUDIES = ["band_study", "calibration", "pruning", "refinement", "remedies", "trace_length", "utility", "value_study"]
 """Every study, one visible unit: ``experiments/<s>.py``, its typed result in ``analysis/<a>_results.py`` and its
 rendering in ``analysis/<a>_report.py``, where <a> is the study's name without ``_study``."""
 SECTIONS = {"experiments.analysis.model_diffing_report"}

@@ -21,10 +21,10 @@ def _listing(root: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def study_run(tmp_path_factory, smoke_study) -> Path:
-    """A copy of the session's smoke band study, with the studies that build on it."""
+def study_run(tmp_path_factory, remedies_study) -> Path:
+    """A copy of the session's smoke band study and its remedies study, with the other studies that build on it."""
     out = tmp_path_factory.mktemp("nb_study") / "run"
-    shutil.copytree(smoke_study[0], out)
+    shutil.copytree(remedies_study[0], out)
     value_study.main(preset_args(value_study.ValueArgs, value_study.PRESETS, "smoke", run=out))
     trace_length.main(preset_args(trace_length.TraceLengthArgs, trace_length.PRESETS, "smoke", run=out))
     pruning.main(preset_args(pruning.PruningArgs, pruning.PRESETS, "smoke", run=out))
@@ -40,7 +40,7 @@ def signals_studies(signals_run) -> Path:
 
 
 def test_notebooks__numbered_and_stored_without_outputs():
-    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_", "06_", "07_", "08_"]
+    assert [p.name[:3] for p in NOTEBOOKS] == [f"0{i}_" for i in range(1, 10)]
     for path in NOTEBOOKS:
         assert '"output_type"' not in path.read_text(), f"{path.name} has stored outputs"
         for cell in nbformat.read(path, as_version=4).cells:

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from experiments.harness.tasks.arith import Arithmetic, TaskSpec
+from experiments.harness.training import chunk_pool as chunk_pool_module
 from experiments.harness.training.chunk_pool import chunk_pool, split
 from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer
 from experiments.harness.training.supervised import CHUNK_ROWS, accumulate, collate, example
@@ -37,7 +38,7 @@ def test_chunk_pool_split__contiguous_blocks_of_near_equal_cost_this_process_fir
     assert split([3], 2) == [0, 1, 1]  # one chunk: a helper idles
 
 
-def test_chunk_pool__helpers_give_the_same_gradient_loss_and_extra_logits_bit_for_bit():
+def test_chunk_pool__helpers_give_the_same_gradient_loss_and_extra_logits_bit_for_bit(monkeypatch):
     """Four uneven chunks and an extra chunk, on one process and on two or three (the helpers really running
     chunks): the same loss, gradient and extra logits, bit for bit."""
     task, tok = Arithmetic(TaskSpec()), build_tokenizer(TaskSpec())
@@ -45,6 +46,8 @@ def test_chunk_pool__helpers_give_the_same_gradient_loss_and_extra_logits_bit_fo
     rng = np.random.default_rng(1)
     stream = [example(task.draw(rng, int(k)), "deliberate", vocab) for k in rng.integers(1, 9, 3 * CHUNK_ROWS + 5)]
     more = [example(task.draw(rng, 2), "direct", vocab) for _ in range(3)]
+
+    monkeypatch.setattr(chunk_pool_module, "MIN_PARAMS", 0)  # a tiny model, so the helpers run at all
 
     def step(processes: int):
         model = build_model(ModelSpec(d_model=32, n_layers=2, n_heads=2, d_mlp=64), tok, seed=0).train()

@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from experiments import pretrain
+from experiments.harness.training import chunk_pool
 from experiments.harness.training.model import build_tokenizer
 from experiments.harness.training.supervised import Recipe, collate
 from experiments.pretrain import BEYOND_RANGE, PRESETS, PretrainArgs
@@ -142,7 +143,10 @@ def test_pretrain__resume_after_interrupt_matches_uninterrupted(tmp_path, monkey
     assert json.loads((tmp_path / "resumed" / "base" / "eval.json").read_text()) == straight
 
 
-def test_pretrain__batches_built_by_worker_processes_and_steps_shared_by_helpers_give_the_same_weights(tmp_path):
+def test_pretrain__batches_built_by_worker_processes_and_steps_shared_by_helpers_give_the_same_weights(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(chunk_pool, "MIN_PARAMS", 0)  # the smoke model is small enough to stay in one process
     pretrain.main(smoke(tmp_path, name="loop", processes=1))
     pretrain.main(smoke(tmp_path, name="workers", batch_workers=2, processes=2))
     a = (tmp_path / "loop" / "base" / "model.safetensors").read_bytes()

@@ -1,0 +1,132 @@
+"""The remedies study's figure (held-out gain over updates per arm, beside the groups' activity change) and report."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from experiments.analysis.figures import save_figure
+from experiments.analysis.profile import profile_lines
+from experiments.analysis.remedies_results import ALPHA, BEHAVIOUR, RemediesResult
+from experiments.analysis.text import interval
+from experiments.harness.rundir import write_text
+from probes.bands import BANDS
+from probes.layout import RewardStudyLayout
+
+NAMES = {
+    "plain": "plain GRPO (hard)",
+    "reverse": "reverse curriculum (hard)",
+    "shaping": "feature-guided credit (hard)",
+    "more_samples": "more samples per prompt (hard)",
+    "medium": "plain GRPO (medium)",
+}
+
+
+def _groups(result: RemediesResult) -> list[str]:
+    first = next(iter(result.arms.values()))
+    return [k.split("/", 1)[1] for k in first if k.startswith("change/")]
+
+
+def fig_remedies(out: RewardStudyLayout, result: RemediesResult) -> str:
+    """Left: each arm's held-out gain over updates (mean over seeds, t interval). Right: each arm's change in every
+    group's activity at its final checkpoint, relative to the base model."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.2), width_ratios=(1.2, 1))
+    groups = _groups(result)
+    width = 0.8 / max(1, len(result.arms))
+    for i, (arm, q) in enumerate(result.arms.items()):
+        steps = sorted(int(k.split("/")[1]) for k in q if k.startswith("curve/"))
+        est = [q[f"curve/{s}"] for s in steps]
+        mean = np.array([e["mean"] for e in est])
+        lo, hi = (np.array([e["ci95"][j] for e in est]) for j in (0, 1))
+        left.plot(steps, mean, marker="o", color=f"C{i}", label=NAMES.get(arm, arm))
+        left.fill_between(steps, lo, hi, color=f"C{i}", alpha=0.15)
+        change = [q[f"change/{g}"] for g in groups]
+        x = np.arange(len(groups)) + (i - (len(result.arms) - 1) / 2) * width
+        mid = np.array([c["mean"] for c in change])
+        err = np.abs(np.array([c["ci95"] for c in change]).T - mid)
+        right.bar(x, mid, width, yerr=err, color=f"C{i}", capsize=2, label=NAMES.get(arm, arm))
+    left.axhline(0, color="0.7", lw=1)
+    left.set(xlabel="GRPO update", ylabel="held-out accuracy gain (sampled, T = 1)", title="gain over updates")
+    left.legend(fontsize=8)
+    right.axhline(0, color="0.7", lw=1)
+    right.set_xticks(np.arange(len(groups)), [f"{g}\n(confirmed)" if g in result.confirmed else g for g in groups])
+    right.set(xlabel="feature group (headline SAE)", ylabel="activity change vs base (relative)")
+    right.set_title("group activity at the final checkpoint")
+    return save_figure(fig, out.figures / "remedies.png")
+
+
+def _cell(e: dict, fmt: str = "+.3f") -> str:
+    return interval(e["mean"], *e["ci95"], fmt=fmt)
+
+
+def arm_table(result: RemediesResult) -> list[str]:
+    head = ["gain", *(f"gain on {b}" for b in BANDS), "damage", *BEHAVIOUR]
+    lines = [f"| arm | {' | '.join(head)} | worth |", "|---" * (len(head) + 2) + "|"]
+    for arm, q in result.arms.items():
+        cells = [_cell(q[h]) for h in ("gain", *(f"gain/{b}" for b in BANDS))]
+        cells += [_cell(q[h], ".3f") for h in ("damage", *BEHAVIOUR)]
+        lines.append(f"| {NAMES.get(arm, arm)} | {' | '.join(cells)} | {result.worth[arm]} |")
+    return lines
+
+
+def contrast_table(rows: list[dict], with_call: bool) -> list[str]:
+    lines = ["| contrast | difference [95% Welch] | permutation p | Holm p |" + (" call |" if with_call else "")]
+    lines.append("|---|---|---|---|" + ("---|" if with_call else ""))
+    for c in rows:
+        call = f" {c['call'].replace('_', ' ')} |" if with_call else ""
+        diff = interval(c["diff"], *c["ci95"])
+        lines.append(f"| {c['name']} | {diff} | {c['p']:.3f} | {c['p_holm']:.3f} |{call}")
+    return lines
+
+
+def write_report(out: RewardStudyLayout, result: RemediesResult) -> None:
+    fig = fig_remedies(out, result)
+    groups = _groups(result)
+    change = [
+        f"| {NAMES.get(a, a)} | " + " | ".join(_cell(q[f"change/{g}"]) for g in groups) + " |"
+        for a, q in result.arms.items()
+    ]
+    lines = [
+        "# Remedies for hard samples",
+        "",
+        f"**Verdict.** {result.verdict}",
+        "",
+        f"![held-out gain over updates per arm, beside the groups' activity change]({fig})",
+        "",
+        f"Seeds {result.seeds} per arm, every arm with the band study's budget, learning rate and evaluation draws. "
+        "Gain: held-out accuracy (sampled, T = 1) at the last update minus the base model's, overall and on each "
+        "base band's problems. Damage: the share of held-out problems the base model solved greedily that the final "
+        "checkpoint fails greedily. Behaviour: the final evaluation's own samples. Worth: the arm's gain interval "
+        "against 0. Intervals: Student t over seeds.",
+        "",
+        *arm_table(result),
+        "",
+        f"## Registered contrasts (equal compute; Holm over the family, alpha = {ALPHA})",
+        "",
+        *contrast_table(result.useful, with_call=True),
+        "",
+        "## Which groups changed (the headline SAE's causally confirmed groups; Holm over the family)",
+        "",
+        "Relative change of each group's mean activity on the band study's diff probe set, final checkpoint vs base:",
+        "",
+        f"| arm | {' | '.join(groups)} |",
+        "|---" * (len(groups) + 1) + "|",
+        *change,
+        "",
+        *(contrast_table(result.mechanism, with_call=False) if result.mechanism else ["No confirmed group."]),
+        "",
+    ]
+    if result.shaping:
+        s = result.shaping
+        lines += [
+            "## Reward hacking under feature-guided credit",
+            "",
+            f"Share of the paid reward that came from the bonus: {_cell(s['bonus_share'], '.3f')}. The group's "
+            f"activity on failed rollouts, first fifth of updates {_cell(s['activity_failed_first'], '.3f')}, last "
+            f"fifth {_cell(s['activity_failed_last'], '.3f')}: activity that rises while the gain does not is hacking.",
+            "",
+        ]
+    if result.not_run:
+        lines += ["## Arms not run", "", *(f"- {a}: {why}" for a, why in result.not_run.items()), ""]
+    lines += ["## Profile", "", *profile_lines(out.profile)]
+    write_text(out.report, "\n".join(lines))
