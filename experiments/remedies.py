@@ -24,12 +24,15 @@ read (``experiments.harness.studies.remedy_reads``) and the statistics, the verd
 # No `from __future__ import annotations`: a spawned pool worker re-runs this module as __mp_main__,
 # where string ClassVar annotations read as dataclass fields.
 import dataclasses
+import math
 from pathlib import Path
 from typing import ClassVar
 
 from experiments import band_study, grpo
 from experiments.analysis.remedies_report import write_report
 from experiments.analysis.remedies_results import RemediesResult, analyse
+from experiments.band_steps.attribution import attribute_run, attribution_job
+from experiments.band_steps.matching import match_one
 from experiments.harness import cli
 from experiments.harness.executors import EXECUTORS, kept_pools, run_jobs, torch_threads, usable_cpus
 from experiments.harness.rundir import check_writable, init_run, write_json
@@ -147,6 +150,29 @@ def plan(args: RemediesArgs) -> Plan:
     return Plan(study, seeds, runs, not_run, sae, features)
 
 
+@dataclasses.dataclass(frozen=True)
+class ShareJob:
+    """Match one run at the band study's gain and attribute its gain there to the headline SAE's groups."""
+
+    run: grpo.GRPOArgs
+    target: float
+    tol: float
+    key: str
+    sae: Path
+    features: dict
+    device: str
+
+
+def shares_of_run(job: ShareJob) -> dict | None:
+    """The run's gain attribution record at its matched point, made as the band study makes its own (a band run's
+    own record is reused), or None where the run does not hit the target."""
+    point, row = match_one(job.run, job.target, job.tol, job.key)
+    if not row:
+        return None
+    base = read_jsonl(job.run.out / METRICS)[0][job.key]
+    return attribute_run(attribution_job(job.run, point.step, job.sae, job.features, base, row[job.key], job.device))
+
+
 def model_reads(p: Plan, out: RewardStudyLayout) -> dict[str, ModelRead]:
     """Every model to read: the base model and each run's final checkpoint, by name (``base``, ``<arm>/seed<s>``)."""
     any_run = next(iter(next(iter(p.runs.values())).values()))
@@ -187,9 +213,30 @@ def main(args: RemediesArgs) -> RemediesResult:
         models = model_reads(p, out)
         jobs(read_model, [m for m in models.values() if not m.record.is_file()])
         reads = {name: read_json(m.record) for name, m in models.items()}
+        clock("carried shares: every run matched at the band study's gain (replay) and its gain attributed there")
+        matched = read_json(RunLayout(args.run).results)
+        target = matched["matched_gain_target"] if matched.get("verdict_class") != "no_target" else None
+        share_jobs = {
+            f"{arm}/seed{s}": ShareJob(
+                g, target, matched["matched_tol"], p.study.matched_key, p.sae, p.features, p.study.run_device
+            )
+            for arm, by_seed in p.runs.items()
+            for s, g in by_seed.items()
+        }
+        made = jobs(shares_of_run, list(share_jobs.values())) if target is not None else []
+        attributions = dict(zip(share_jobs, made))
         clock("statistics, figure and report")
         metrics = {arm: {s: read_jsonl(g.out / METRICS) for s, g in by_seed.items()} for arm, by_seed in p.runs.items()}
-        result = analyse(metrics, reads, p.confirmed, preset=args.preset, seeds=p.seeds, not_run=p.not_run)
+        result = analyse(
+            metrics,
+            reads,
+            attributions,
+            p.confirmed,
+            target=math.nan if target is None else target,
+            preset=args.preset,
+            seeds=p.seeds,
+            not_run=p.not_run,
+        )
         write_json(out.results, result.to_json())
     clock.finish()
     write_report(out, result)

@@ -89,12 +89,13 @@ def smoke_study(tmp_path_factory) -> tuple[Path, dict, float]:
 
 @pytest.fixture(scope="session")
 def remedies_study(tmp_path_factory, smoke_study) -> tuple[Path, object, dict[Path, bytes]]:
-    """(run dir, result, the band study's metrics files as they were before) of the remedies study at smoke scale,
-    on a copy of the smoke band study."""
+    """(run dir, result, the band study's metrics and gain attribution files as they were before) of the remedies
+    study at smoke scale, on a copy of the smoke band study."""
     from experiments import remedies
 
     out = tmp_path_factory.mktemp("remedies") / "run"
     shutil.copytree(smoke_study[0], out)
-    before = {p: p.read_bytes() for p in out.glob("bands/*/seed*/metrics.jsonl")}
+    kept = [p for name in ("metrics.jsonl", "gain_attribution.json") for p in out.glob(f"bands/*/*/{name}")]
+    before = {p: p.read_bytes() for p in kept}
     res = remedies.main(preset_args(remedies.RemediesArgs, remedies.PRESETS, "smoke", run=out, workers=2))
     return out, res, before

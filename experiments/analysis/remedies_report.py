@@ -22,9 +22,9 @@ NAMES = {
 }
 
 
-def _groups(result: RemediesResult) -> list[str]:
-    first = next(iter(result.arms.values()))
-    return [k.split("/", 1)[1] for k in first if k.startswith("change/")]
+def _groups(result: RemediesResult, quantity: str = "change") -> list[str]:
+    """The groups a per-arm quantity (``change``, ``share``) is read for."""
+    return [k.split("/", 1)[1] for k in next(iter(result.arms.values())) if k.startswith(f"{quantity}/")]
 
 
 def fig_remedies(out: RewardStudyLayout, result: RemediesResult) -> str:
@@ -73,6 +73,9 @@ def contrast_table(rows: list[dict], with_call: bool) -> list[str]:
     lines = ["| contrast | difference [95% Welch] | permutation p | Holm p |" + (" call |" if with_call else "")]
     lines.append("|---|---|---|---|" + ("---|" if with_call else ""))
     for c in rows:
+        if not np.isfinite(c["p"]):
+            lines.append(f"| {c['name']} | n/a ({c['n'][0]} and {c['n'][1]} seeds) | | |" + (" |" if with_call else ""))
+            continue
         call = f" {c['call'].replace('_', ' ')} |" if with_call else ""
         diff = interval(c["diff"], *c["ci95"])
         lines.append(f"| {c['name']} | {diff} | {c['p']:.3f} | {c['p_holm']:.3f} |{call}")
@@ -82,6 +85,7 @@ def contrast_table(rows: list[dict], with_call: bool) -> list[str]:
 def write_report(out: RewardStudyLayout, result: RemediesResult) -> None:
     fig = fig_remedies(out, result)
     groups = _groups(result)
+    share_groups = _groups(result, "share")
     change = [
         f"| {NAMES.get(a, a)} | " + " | ".join(_cell(q[f"change/{g}"]) for g in groups) + " |"
         for a, q in result.arms.items()
@@ -114,6 +118,24 @@ def write_report(out: RewardStudyLayout, result: RemediesResult) -> None:
         *change,
         "",
         *(contrast_table(result.mechanism, with_call=False) if result.mechanism else ["No confirmed group."]),
+        "",
+    ]
+    shares = [
+        f"| {NAMES.get(a, a)} | {result.hits[a]} | " + " | ".join(_cell(q[f"share/{g}"]) for g in share_groups) + " |"
+        for a, q in result.arms.items()
+    ]
+    lines += [
+        f"## Which groups carry the gain (at the band study's matched gain, {result.target:+.3f})",
+        "",
+        "Each run matched at the band study's target as the band study matches its own (replay, then fractions of an "
+        "update), its gain attributed there: the specific share each group carries (patched back to base values, "
+        "minus its matched random groups), over the seeds that hit the target.",
+        "",
+        f"| arm | seeds hitting | {' | '.join(share_groups)} |",
+        "|---" * (len(share_groups) + 2) + "|",
+        *shares,
+        "",
+        *(contrast_table(result.carried, with_call=False) if result.carried else ["No confirmed group is attributed."]),
         "",
     ]
     if result.shaping:

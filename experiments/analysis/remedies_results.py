@@ -14,6 +14,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from experiments.analysis.contrasts import MIN_SEEDS
+from experiments.analysis.gain_results import attribution_of
+from experiments.harness.reading.feature_groups import ATTRIBUTED
 from experiments.harness.studies.reward_study import JsonFields
 from probes.bands import BANDS
 from probes.diff import relative_change
@@ -31,9 +34,11 @@ BEHAVIOUR = {"lucky": "lucky_success_rate", "skipped": "skipped_step_rate", "tra
 """Behaviour at the final evaluation, from the run's own eval samples (``eval/behaviour/<name>``)."""
 
 
-def seed_values(rows: Sequence[Mapping], read: Mapping, base: Mapping) -> dict[str, float]:
+def seed_values(rows: Sequence[Mapping], read: Mapping, base: Mapping, attribution: Mapping | None) -> dict[str, float]:
     """One run's numbers: its final held-out gain (overall, ``gain/<band>`` by base band), its gain at every
-    evaluated step (``curve/<step>``), damage, behaviour, and each group's activity change (``change/<group>``)."""
+    evaluated step (``curve/<step>``), damage, behaviour, each group's activity change (``change/<group>``) and,
+    where the run hit the band study's matched gain, the specific share of it each group carries (``share/<group>``,
+    nan where it did not)."""
     evals = [r for r in rows if KEY in r]
     first, last = evals[0], evals[-1]
     solved = np.array(base["greedy"], bool)
@@ -44,6 +49,8 @@ def seed_values(rows: Sequence[Mapping], read: Mapping, base: Mapping) -> dict[s
     out["damage"] = float((~now[solved]).mean()) if solved.any() else math.nan
     out |= {name: last[f"eval/behaviour/{m}"] for name, m in BEHAVIOUR.items()}
     out |= {f"change/{g}": c for g, c in relative_change(read["activity"], base["activity"]).items()}
+    fractions = attribution_of(attribution).fractions() if attribution else {}
+    out |= {f"share/{g}": fractions.get(g, {}).get("specific", math.nan) for g in ATTRIBUTED}
     return out
 
 
@@ -60,10 +67,14 @@ def shaping_values(rows: Sequence[Mapping]) -> dict[str, float]:
     }
 
 
-def contrast(name: str, a: Sequence[float], b: Sequence[float]) -> dict:
-    """mean(a) - mean(b) with its Welch interval and exact permutation p (Holm comes after, over the family)."""
-    d, ci = welch_interval(a, b) if min(len(a), len(b)) >= 2 else (float(np.mean(a) - np.mean(b)), (math.nan,) * 2)
-    return {"name": name, "diff": d, "ci95": list(ci), "p": permutation_test(a, b).p}
+def contrast(name: str, a: Sequence[float], b: Sequence[float], min_seeds: int = 2) -> dict:
+    """mean(a) - mean(b) with its Welch interval and exact permutation p over the finite values (Holm comes after,
+    over the family); nan where a side has fewer than ``min_seeds`` (at least 2)."""
+    x, y = (np.asarray(v, float)[np.isfinite(np.asarray(v, float))] for v in (a, b))
+    if min(x.size, y.size) < max(2, min_seeds):
+        return {"name": name, "diff": math.nan, "ci95": [math.nan, math.nan], "p": math.nan, "n": [x.size, y.size]}
+    d, ci = welch_interval(x, y)
+    return {"name": name, "diff": d, "ci95": list(ci), "p": permutation_test(x, y).p, "n": [x.size, y.size]}
 
 
 def with_holm(family: list[dict]) -> list[dict]:
@@ -103,6 +114,13 @@ class RemediesResult(JsonFields):
     mechanism: list[dict]
     """Per registered contrast and causally confirmed group: the difference in the group's activity change, with
     Holm over the family."""
+    target: float
+    """The band study's matched gain, where carried shares are read (nan: it has none)."""
+    hits: dict[str, int]
+    """Per arm: seeds that hit the matched gain (their gain attributed there)."""
+    carried: list[dict]
+    """Per registered contrast and causally confirmed group: the difference in the specific share of the matched
+    gain the group carries (seeds that hit it; nan with fewer than MIN_SEEDS a side), with Holm over the family."""
     shaping: dict[str, dict]
     """The shaped runs' reward-hacking readings (``shaping_values``), if the arm ran."""
     not_run: dict[str, str]
@@ -113,17 +131,21 @@ class RemediesResult(JsonFields):
 def analyse(
     runs: Mapping[str, Mapping[int, Sequence[Mapping]]],
     reads: Mapping[str, Mapping],
+    attributions: Mapping[str, Mapping | None],
     confirmed: Sequence[str],
     *,
+    target: float,
     preset: str,
     seeds: Sequence[int],
     not_run: Mapping[str, str],
 ) -> RemediesResult:
-    """From every run's metrics rows (arm -> seed -> rows), every model's read (``base``, ``<arm>/seed<s>``) and
-    the headline SAE's causally confirmed groups."""
+    """From every run's metrics rows (arm -> seed -> rows), every model's read (``base``, ``<arm>/seed<s>``), every
+    run's gain attribution at the band study's matched gain ``target`` (None or absent: not hit) and the headline
+    SAE's causally confirmed groups."""
     per_seed: dict[str, dict[str, list[float]]] = {}
     for arm, by_seed in runs.items():
-        vals = [seed_values(by_seed[s], reads[f"{arm}/seed{s}"], reads["base"]) for s in seeds]
+        names = [f"{arm}/seed{s}" for s in seeds]
+        vals = [seed_values(by_seed[s], reads[n], reads["base"], attributions.get(n)) for s, n in zip(seeds, names)]
         per_seed[arm] = {k: [v.get(k, math.nan) for v in vals] for k in vals[0]}
     arms = {a: {k: t_mean(v).as_dict() for k, v in q.items()} for a, q in per_seed.items()}
     registered = [(r, c) for r, c in USEFUL if r in per_seed and c in per_seed]
@@ -136,18 +158,41 @@ def analyse(
             for g in confirmed
         ]
     )
+    carried = with_holm(
+        [
+            contrast(f"{r} vs {c}: {g}", per_seed[r][f"share/{g}"], per_seed[c][f"share/{g}"], MIN_SEEDS)
+            for r, c in registered
+            for g in confirmed
+            if g in ATTRIBUTED
+        ]
+    )
+    hits = {a: sum(attributions.get(f"{a}/seed{s}") is not None for s in seeds) for a in per_seed}
     shaped = [shaping_values(runs["shaping"][s]) for s in seeds] if "shaping" in runs else []
     shaping = {k: t_mean([v[k] for v in shaped]).as_dict() for k in (shaped[0] if shaped else {})}
     worth = {a: usefulness(arms[a]["gain"]) for a in arms}
-    verdict = sentence(arms, worth, useful, mechanism, not_run, len(seeds))
+    verdict = sentence(arms, worth, useful, mechanism, carried, target, not_run, len(seeds))
     return RemediesResult(
-        preset, list(seeds), arms, per_seed, worth, useful, list(confirmed), mechanism, shaping, dict(not_run), verdict
+        preset,
+        list(seeds),
+        arms,
+        per_seed,
+        worth,
+        useful,
+        list(confirmed),
+        mechanism,
+        target,
+        hits,
+        carried,
+        shaping,
+        dict(not_run),
+        verdict,
     )
 
 
-def sentence(arms, worth, useful, mechanism, not_run, n_seeds: int) -> str:
+def sentence(arms, worth, useful, mechanism, carried, target: float, not_run, n_seeds: int) -> str:
     """The verdict, computed: each registered contrast's call with its numbers, what each arm's samples were worth,
-    and whether any confirmed group's activity change differs (Holm)."""
+    whether any confirmed group's activity change differs (Holm), and whether any carries a different share of the
+    matched gain (Holm)."""
     fmt = lambda e: f"{e['mean']:+.3f} [{e['ci95'][0]:+.3f}, {e['ci95'][1]:+.3f}]"  # noqa: E731
     parts = [
         f"{c['name']}: held-out gain difference {c['diff']:+.3f} [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}], "
@@ -163,6 +208,15 @@ def sentence(arms, worth, useful, mechanism, not_run, n_seeds: int) -> str:
         if mechanism
         else "no confirmed group to compare"
     )
-    return (
-        f"With {n_seeds} seeds per arm: {'; '.join(parts)}. Held-out gains: {gains}. {groups[0].upper()}{groups[1:]}."
+    tested = [c for c in carried if math.isfinite(c["p"])]
+    differ = [c["name"] for c in tested if c["p_holm"] < ALPHA]
+    shares = (
+        "the band study has no matched gain to read shares at"
+        if not math.isfinite(target)
+        else f"at the band study's matched gain ({target:+.3f}), shares carried that differ (Holm): {', '.join(differ)}"
+        if differ
+        else f"at the band study's matched gain ({target:+.3f}), no confirmed group carries a different share "
+        f"({len(tested)} tests with {MIN_SEEDS}+ hitting seeds a side, Holm)"
     )
+    groups = groups[0].upper() + groups[1:]
+    return f"With {n_seeds} seeds per arm: {'; '.join(parts)}. Held-out gains: {gains}. {groups}; {shares}."

@@ -72,6 +72,18 @@ def attribute_run(job: AttributionJob) -> dict:
     return record[name]
 
 
+def attribution_job(
+    run: grpo.GRPOArgs, step: float, sae_dir: Path, features: dict, acc_base: float, matched_acc: float, device: str
+) -> AttributionJob:
+    """The job attributing ``run``'s gain at ``step`` to the attributed groups of the SAE in ``sae_dir`` (its
+    ``features``: groups, and each causal check's random groups)."""
+    groups = {g: features["groups"][g] for g in ATTRIBUTED}
+    randoms = {g: c["random_groups"] for g, c in features["causal"]["checks"].items()}
+    made = {"step": step, "n_samples": run.eval_samples, "groups": groups, "random_groups": randoms}
+    hook = features["meta"]["hook"]
+    return AttributionJob(run, step, sae_dir, hook, groups, randoms, acc_base, matched_acc, made, device)
+
+
 def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
     """At every hitting run's matched point, patch each group of the headline SAE back to base values, and each of
     its matched random groups (``experiments.harness.reading.gain_attribution``); every condition samples the run's own
@@ -82,20 +94,14 @@ def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
     if not points:
         return {}
     layout, sae_name, runs = RunLayout(args.out), args.sae_args(args.sae_archs[0]).sae_name, run_data(args)
-    feats = features[sae_name]
-    groups = {g: feats["groups"][g] for g in ATTRIBUTED}
-    randoms = {g: c["random_groups"] for g, c in feats["causal"]["checks"].items()}
     jobs = {
-        n: AttributionJob(
+        n: attribution_job(
             g,
             points[n],
             layout.sae(sae_name),
-            feats["meta"]["hook"],
-            groups,
-            randoms,
+            features[sae_name],
             runs.metrics[n][0][args.matched_key],
             runs.row_at(n, points[n])[args.matched_key],
-            {"step": points[n], "n_samples": g.eval_samples, "groups": groups, "random_groups": randoms},
             args.run_device,
         )
         for n, g in args.band_runs.items()

@@ -12,7 +12,7 @@ from experiments.analysis.band_results import RunData, matching, planned
 from experiments.harness.rundir import append_jsonl
 from probes.bands import BANDS
 from probes.layout import INGESTED, MATCH, METRICS, RunLayout, checkpoints, read_jsonl, run_name
-from probes.matched_gain import MAX_HALVINGS, GainCurve, bisect, first_reaching, with_points
+from probes.matched_gain import MAX_HALVINGS, GainCurve, MatchedPoint, bisect, first_reaching, gain_curve, with_points
 from probes.models import load_hf, load_tokenizer
 
 if TYPE_CHECKING:
@@ -70,6 +70,24 @@ def match_run(job: MatchJob) -> None:
         return row[job.key] - job.base_acc
 
     bisect(job.curve, job.target, job.tol, measure, max_halvings=MAX_HALVINGS if g.inner_updates == 1 else 0)
+
+
+def match_one(run: grpo.GRPOArgs, target: float, tol: float, key: str) -> tuple[MatchedPoint, dict]:
+    """Any GRPO run's first crossing of ``target`` pinned as the band study pins its own (``match_run``, where a
+    stored evaluation overshoots), from its metrics, stored checkpoints and match.jsonl: the matched point and the
+    evaluation row at it ({} where the run does not hit the target)."""
+    rows = read_jsonl(run.out / METRICS)
+
+    def curve() -> GainCurve:
+        stored = gain_curve(rows, key, steps=set(checkpoints(run.out)))
+        return with_points(stored, {r["step"]: r[key] - rows[0][key] for r in read_jsonl(run.out / MATCH)})
+
+    point = first_reaching(curve(), target, tol)
+    if point.reached and not point.within_tol:
+        match_run(MatchJob(run, target, tol, key, curve(), rows[0][key]))
+        point = first_reaching(curve(), target, tol)
+    evaluated = [r for r in (*rows, *read_jsonl(run.out / MATCH)) if key in r]
+    return point, next((r for r in evaluated if point.within_tol and r["step"] == point.step), {})
 
 
 def match_stage(args: BandStudyArgs) -> None:

@@ -22,12 +22,31 @@ def read(greedy: list[bool], deliberation: float) -> dict:
     return {"greedy": greedy, "activity": {"deliberation": deliberation, "mode": 1.0}, "fve": 0.9}
 
 
-def planted(gains: dict[str, list[float]], activity: dict[str, float]) -> dict:
+def attribution(specific: float, gain: float = 0.1) -> dict:
+    """A gain attribution record in which the deliberation group carries ``specific`` of the gain beyond its random
+    groups (which carry none)."""
+    return {
+        "acc_base": 0.3,
+        "matched_acc": 0.3 + gain,
+        "acc_tuned": 0.3 + gain,
+        "patched": {"deliberation": 0.3 + gain - specific * gain},
+        "random_patched": {"deliberation": [0.4, 0.4]},
+        "random_tuned": {"deliberation": [0.4, 0.4]},
+        "path_agreement": 1.0,
+    }
+
+
+def planted(gains: dict[str, list[float]], activity: dict[str, float], shares: dict | None = None):
     runs = {arm: {s: rows(g) for s, g in zip(SEEDS, gs)} for arm, gs in gains.items()}
     reads = {"base": read([True, True, True, False], 1.0)}
     for arm in gains:  # reverse fails one of the base model's three greedy successes: damage 1/3
         reads |= {f"{arm}/seed{s}": read([arm != "reverse", True, True, True], activity[arm]) for s in SEEDS}
-    return analyse(runs, reads, ["deliberation"], preset="test", seeds=SEEDS, not_run={})
+    attributions = {
+        f"{arm}/seed{s}": None if v is None else attribution(v)
+        for arm, values in (shares or {}).items()
+        for s, v in zip(SEEDS, values)
+    }
+    return analyse(runs, reads, attributions, ["deliberation"], target=0.1, preset="test", seeds=SEEDS, not_run={})
 
 
 def test_analyse__calls_a_planted_gain_useful_and_a_planted_null_no_difference():
@@ -59,3 +78,24 @@ def test_usefulness_family__keeps_its_familywise_error_rate_under_the_null():
         false += any(call(c) != "no_difference" for c in family)
     rate = false / trials
     assert rate <= ALPHA + 3 * np.sqrt(ALPHA * (1 - ALPHA) / trials), rate
+
+
+def test_analyse__carried_shares_contrast_the_seeds_that_hit_and_skip_an_arm_with_too_few():
+    rng = np.random.default_rng(2)
+    gains = {arm: list(rng.normal(0.1, 0.01, 5)) for arm in ("plain", "reverse", "shaping", "more_samples")}
+    activity = dict.fromkeys(gains, 1.0)
+    shares = {
+        "plain": [0.0, 0.01, -0.01, 0.02, 0.0],
+        "reverse": [0.5, 0.52, 0.49, 0.51, None],  # four seeds hit: the group carries half the gain beyond random
+        "shaping": [0.1, None, None, None, 0.1],  # two hit: too few for a contrast
+        "more_samples": [0.0, 0.0, 0.1, 0.0, 0.0],
+    }
+    res = planted(gains, activity, shares)
+    assert res.hits == {"plain": 5, "reverse": 4, "shaping": 2, "more_samples": 5}
+    by_name = {c["name"]: c for c in res.carried}
+    rev = by_name["reverse vs plain: deliberation"]
+    assert abs(rev["diff"] - (np.mean([0.5, 0.52, 0.49, 0.51]) - np.mean(shares["plain"]))) < 1e-9
+    assert rev["n"] == [4, 5] and rev["p_holm"] < 0.05
+    assert np.isnan(by_name["shaping vs more_samples: deliberation"]["p"])
+    assert np.isnan(res.per_seed["reverse"]["share/deliberation"][4])
+    assert "shares carried that differ (Holm): reverse vs plain: deliberation" in res.verdict

@@ -2,7 +2,7 @@ import functools
 
 import torch
 
-from experiments.harness import tally
+from experiments.harness import executors, tally
 from experiments.harness.executors import run_jobs, torch_threads
 
 
@@ -21,3 +21,15 @@ def test_run_jobs__pool_workers_count_tokens_into_the_callers_tally():
     run_jobs(functools.partial(tally.add, "sampled"), [3, 4, 5], "pool", workers=2, threads=1)
     after = tally.snapshot()
     assert after["sampled"] - before["sampled"] == 12 and after["trained"] == before["trained"]
+
+
+def test_kept_pools__every_run_jobs_call_inside_shares_one_spawn_and_gets_its_results(monkeypatch):
+    spawned = []
+    real = executors._pool
+    monkeypatch.setattr(executors, "_pool", lambda *a: spawned.append(a) or real(*a))
+    with executors.kept_pools():
+        first = run_jobs(abs, [-1, -2, -3], "pool", workers=2, threads=1)
+        second = run_jobs(abs, [-4, -5], "pool", workers=2, threads=1)
+    assert (first, second, spawned) == ([1, 2, 3], [4, 5], [(2, 1)])
+    run_jobs(abs, [-6, -7], "pool", workers=2, threads=1)  # outside the block: a pool of its own
+    assert len(spawned) == 2

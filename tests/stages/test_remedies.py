@@ -3,11 +3,13 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 from entry_points import run_entry, single_error_line
 
 from experiments import remedies
 from experiments.analysis.remedies_results import RemediesResult
+from experiments.band_steps import attribution
 from experiments.harness.cli import preset_args
 from experiments.harness.rundir import write_json
 from experiments.harness.studies import remedy_reads
@@ -16,7 +18,7 @@ from probes.layout import METRICS, RUN_ARGS, RunLayout, read_json, read_jsonl
 
 
 def test_remedies__smoke_trains_each_remedy_reuses_the_band_runs_and_resumes(remedies_study, tmp_path, monkeypatch):
-    run, res, band_metrics = remedies_study
+    run, res, band_files = remedies_study
     args = preset_args(remedies.RemediesArgs, remedies.PRESETS, "smoke", run=run, executor="local")
     out = RunLayout(run).remedies
 
@@ -28,7 +30,15 @@ def test_remedies__smoke_trains_each_remedy_reuses_the_band_runs_and_resumes(rem
         for seed in plan.seeds:
             g = plan.runs[arm][seed]
             assert g.out.is_relative_to(out.root) and read_json(g.out / RUN_ARGS)[field] == value
-    assert {p: p.read_bytes() for p in band_metrics} == band_metrics  # plain and medium: the band study's own runs
+    # plain and medium are the band study's own runs, their matched points and gain attributions reused as they were
+    assert {p: p.read_bytes() for p in band_files} == band_files
+    hits = {b: sum(r["matched_hit"]) for b, r in read_json(run / "results.json")["bands"].items()}
+    assert (res.hits["plain"], res.hits["medium"]) == (hits["hard"], hits["medium"])
+    assert res.target == read_json(run / "results.json")["matched_gain_target"]
+    for arm in ("reverse", "more_samples"):  # a remedy run that hits the target is attributed at its matched point
+        for i, g in enumerate(plan.runs[arm].values()):
+            hit = (g.out / "gain_attribution.json").is_file()
+            assert np.isfinite(res.per_seed[arm]["share/deliberation"][i]) == hit, (arm, i)
     assert [c["name"] for c in res.useful] == ["reverse vs plain"] + (["shaping vs more_samples"] if passed else [])
     for arm, by_seed in plan.runs.items():  # each arm's numbers are its own runs'
         for i, g in enumerate(by_seed.values()):
@@ -43,6 +53,7 @@ def test_remedies__smoke_trains_each_remedy_reuses_the_band_runs_and_resumes(rem
 
     monkeypatch.setattr(rl, "policy_update", lambda *a: pytest.fail("retrained a run"))
     monkeypatch.setattr(remedy_reads, "load_hf", lambda *a: pytest.fail("read a model again"))
+    monkeypatch.setattr(attribution, "attribute_gain", lambda *a: pytest.fail("attributed a gain again"))
     again = remedies.main(args)
     assert json.dumps(again.to_json()) == json.dumps(res.to_json())
 
