@@ -17,8 +17,10 @@ contrasts were fixed in December 2026, before any remedy result:
 
 Every arm has the band study's seeds, budget, learning rate and evaluation draws; its runs live in
 ``<run>/remedies/<arm>/seed<s>/`` (plain and medium: in ``bands/``). Then every final checkpoint and the base model are
-read (``experiments.harness.studies.remedy_reads``) and the statistics, the verdict and the report written to
-``<run>/remedies/`` (``experiments.analysis.remedies_results``). Rerunning resumes.
+read (``experiments.harness.studies.remedy_reads``), every run that hits the band study's matched gain is matched
+there and its gain attributed to the headline SAE's groups (the band study's own steps; its runs' records are
+reused), and the statistics, the verdict and the report written to ``<run>/remedies/``
+(``experiments.analysis.remedies_results``). Rerunning resumes.
 """
 
 # No `from __future__ import annotations`: a spawned pool worker re-runs this module as __mp_main__,

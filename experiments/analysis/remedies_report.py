@@ -27,12 +27,26 @@ def _groups(result: RemediesResult, quantity: str = "change") -> list[str]:
     return [k.split("/", 1)[1] for k in next(iter(result.arms.values())) if k.startswith(f"{quantity}/")]
 
 
-def fig_remedies(out: RewardStudyLayout, result: RemediesResult) -> str:
-    """Left: each arm's held-out gain over updates (mean over seeds, t interval). Right: each arm's change in every
-    group's activity at its final checkpoint, relative to the base model."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.2), width_ratios=(1.2, 1))
-    groups = _groups(result)
+def _bars(ax, result: RemediesResult, quantity: str, ylabel: str, title: str) -> None:
+    """Per group, each arm's mean ``quantity`` with its t interval (arms without a value leave a gap)."""
+    groups = _groups(result, quantity)
     width = 0.8 / max(1, len(result.arms))
+    for i, (arm, q) in enumerate(result.arms.items()):
+        est = [q[f"{quantity}/{g}"] for g in groups]
+        x = np.arange(len(groups)) + (i - (len(result.arms) - 1) / 2) * width
+        mid = np.array([e["mean"] for e in est], float)
+        err = np.abs(np.array([e["ci95"] for e in est], float).T - mid)
+        ax.bar(x, mid, width, yerr=np.nan_to_num(err), color=f"C{i}", capsize=2, label=NAMES.get(arm, arm))
+    ax.axhline(0, color="0.7", lw=1)
+    ax.set_xticks(np.arange(len(groups)), [f"{g}\n(confirmed)" if g in result.confirmed else g for g in groups])
+    ax.set(xlabel="feature group (headline SAE)", ylabel=ylabel, title=title)
+
+
+def fig_remedies(out: RewardStudyLayout, result: RemediesResult) -> str:
+    """Left: each arm's held-out gain over updates (mean over seeds, t interval). Middle: each group's activity
+    change at the final checkpoint. Right: the specific share of the band study's matched gain each group carries,
+    over the seeds that hit it."""
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(17, 4.4), width_ratios=(1.1, 1, 1))
     for i, (arm, q) in enumerate(result.arms.items()):
         steps = sorted(int(k.split("/")[1]) for k in q if k.startswith("curve/"))
         est = [q[f"curve/{s}"] for s in steps]
@@ -40,18 +54,13 @@ def fig_remedies(out: RewardStudyLayout, result: RemediesResult) -> str:
         lo, hi = (np.array([e["ci95"][j] for e in est]) for j in (0, 1))
         left.plot(steps, mean, marker="o", color=f"C{i}", label=NAMES.get(arm, arm))
         left.fill_between(steps, lo, hi, color=f"C{i}", alpha=0.15)
-        change = [q[f"change/{g}"] for g in groups]
-        x = np.arange(len(groups)) + (i - (len(result.arms) - 1) / 2) * width
-        mid = np.array([c["mean"] for c in change])
-        err = np.abs(np.array([c["ci95"] for c in change]).T - mid)
-        right.bar(x, mid, width, yerr=err, color=f"C{i}", capsize=2, label=NAMES.get(arm, arm))
     left.axhline(0, color="0.7", lw=1)
     left.set(xlabel="GRPO update", ylabel="held-out accuracy gain (sampled, T = 1)", title="gain over updates")
     left.legend(fontsize=8)
-    right.axhline(0, color="0.7", lw=1)
-    right.set_xticks(np.arange(len(groups)), [f"{g}\n(confirmed)" if g in result.confirmed else g for g in groups])
-    right.set(xlabel="feature group (headline SAE)", ylabel="activity change vs base (relative)")
-    right.set_title("group activity at the final checkpoint")
+    _bars(middle, result, "change", "activity change vs base (relative)", "group activity at the final checkpoint")
+    hits = ", ".join(f"{a} {n}" for a, n in result.hits.items())
+    _bars(right, result, "share", "specific share of the matched gain", f"shares at gain {result.target:+.3f}")
+    right.text(0.01, 0.01, f"seeds hitting: {hits}", transform=right.transAxes, fontsize=7, va="bottom")
     return save_figure(fig, out.figures / "remedies.png")
 
 
@@ -95,7 +104,7 @@ def write_report(out: RewardStudyLayout, result: RemediesResult) -> None:
         "",
         f"**Verdict.** {result.verdict}",
         "",
-        f"![held-out gain over updates per arm, beside the groups' activity change]({fig})",
+        f"![held-out gain over updates per arm, beside the groups' activity change and carried shares]({fig})",
         "",
         f"Seeds {result.seeds} per arm, every arm with the band study's budget, learning rate and evaluation draws. "
         "Gain: held-out accuracy (sampled, T = 1) at the last update minus the base model's, overall and on each "

@@ -1,5 +1,6 @@
-"""The remedies study's statistics: per arm, gains, damage, behaviour and group activity change with t intervals over
-seeds; the pre-registered contrasts with exact permutation tests and Holm; the computed verdict.
+"""The remedies study's statistics: per arm, gains, damage, behaviour, group activity change and the share of the band
+study's matched gain each group carries, with t intervals over seeds; the registered contrasts with exact permutation
+tests and Holm; the computed verdict.
 
 Every arm is trained with the same seeds, and each seed's evaluations use the same draws in every arm (the eval set
 and its random numbers depend on the seed only), so an arm's gain is measured exactly as the band study measures it.
