@@ -112,9 +112,9 @@ class ChunkPool:
 
 MIN_PARAMS = 200_000
 """Below this many parameters a step stays in one process: moving chunks to a helper and its gradient back costs more
-than the chunk's backward. Measured on 2 quiet cores: the default model (3 layers, d128, 498k parameters, batches
-of 128) pretrained 1.38x faster on two processes than on one, the smoke model (2 layers, d64, 84k, batches of 64)
-2.2x slower (47.5 s against 21.1 s)."""
+than the chunk's backward. Measured on 2 quiet cores: a step of the default model (3 layers, d128, 498k parameters,
+batches of 128) ran 1.3-1.4x faster on two processes than on one (``experiments.bench``); the smoke model (2 layers,
+d64, 84k, batches of 64) pretrained 2.2x slower (47.5 s against 21.1 s)."""
 
 
 @contextlib.contextmanager
