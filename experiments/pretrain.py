@@ -106,8 +106,9 @@ class PretrainArgs:
     """Processes that build training batches ahead of the loop (0: the loop builds them); the same batches either
     way."""
     processes: int = 0
-    """Processes (this one included) that share each step's chunks on a CPU (0: one per CPU this process may use);
-    the same weights, bit for bit, with any number."""
+    """Processes (this one included) that share each step's chunks on a CPU (0: one per CPU this process may use; a
+    model under 200k parameters keeps one, ``chunk_pool.MIN_PARAMS``); the same weights, bit for bit, with any
+    number."""
 
     # how it runs, not what: not recorded, free on resume
     HOW_TO_RUN: ClassVar[tuple[str, ...]] = ("batch_workers", "processes")
