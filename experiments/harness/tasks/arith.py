@@ -33,6 +33,7 @@ from experiments.harness.tasks.family import (
     Mode,
     Target,
     skipped_in_order,
+    trace_targets,
 )
 
 ALL_OPS = ("+", "-", "*")
@@ -159,18 +160,8 @@ class Problem:
         numbers = tuple(str(v) for v in range(self.p))
         out = [Target("shortcut", "direct", 0, str(self.answer), numbers)] if self.k <= shortcut_k else []
         out.append(Target("mode", "direct", 0, THINK, numbers))
-        for c, word in enumerate(completion_words(self, "deliberate")[1:], start=1):  # word 0 is the mode choice
-            if word != EOS:
-                computed = c >= 4 and (c - 1) % 3 == 0  # r_i sits at 1 + 3i
-                out.append(
-                    Target(
-                        "computation" if computed else "deliberation",
-                        "deliberate",
-                        c,
-                        word,
-                        numbers if computed else None,
-                    )
-                )
+        # r_i sits at 1 + 3i
+        out += trace_targets(completion_words(self, "deliberate"), numbers, lambda c: c >= 4 and (c - 1) % 3 == 0)
         return out
 
 

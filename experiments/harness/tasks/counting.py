@@ -32,6 +32,7 @@ from experiments.harness.tasks.family import (
     Mode,
     Target,
     skipped_in_order,
+    trace_targets,
 )
 
 COUNT = "count"
@@ -178,18 +179,7 @@ class Problem:
         numbers = tuple(str(n) for n in range(max(self.k, 1) + 1))
         out = [Target("shortcut", "direct", 0, str(self.running[-1]), numbers)] if self.k <= shortcut_k else []
         out.append(Target("mode", "direct", 0, THINK, numbers))
-        for c, word in enumerate(self.completion_words("deliberate")[1:], start=1):
-            if word != EOS:
-                computed = c <= 2 * self.k and c % 2 == 0
-                out.append(
-                    Target(
-                        "computation" if computed else "deliberation",
-                        "deliberate",
-                        c,
-                        word,
-                        numbers if computed else None,
-                    )
-                )
+        out += trace_targets(self.completion_words("deliberate"), numbers, lambda c: c <= 2 * self.k and c % 2 == 0)
         return out
 
 

@@ -51,6 +51,19 @@ class Target(NamedTuple):
     """Words it competes with (None: the whole vocabulary)."""
 
 
+def trace_targets(words: Sequence[str], numbers: tuple[str, ...], computed: Callable[[int], bool]) -> list[Target]:
+    """Targets on a deliberate completion's trace words after the mode choice (word 0), up to ``<eos>``: computation
+    at the positions ``computed`` names (among ``numbers``), deliberation at every other (against the whole
+    vocabulary)."""
+    return [
+        Target("computation", "deliberate", c, w, numbers)
+        if computed(c)
+        else Target("deliberation", "deliberate", c, w, None)
+        for c, w in enumerate(words[1:], start=1)
+        if w != EOS
+    ]
+
+
 class Outcome(ParsedLike, Protocol):
     """A parsed completion (``task.Parsed``, ``maze.MazeParsed``): the behaviour flags every family reports, and its
     reward."""
