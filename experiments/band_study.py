@@ -17,7 +17,7 @@ stage (``--config study.json``: ``{"pretrain": {"p": 13}, "grpo": {"lr": 5e-5}, 
 # where string ClassVar annotations read as dataclass fields.
 import dataclasses
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,10 +27,18 @@ from experiments.analysis.band_results import BandAnalysis, StudySettings, analy
 from experiments.analysis.model_diffing_results import summarise
 from experiments.band_steps.attribution import activity_stage, gain_stage
 from experiments.band_steps.diffing import diff_stage, diffing_stage
-from experiments.band_steps.matching import match_stage, run_data
-from experiments.band_steps.sae_groups import feature_stage, hook_stage
+from experiments.band_steps.matching import match_jobs, match_run, run_data
+from experiments.band_steps.sae_groups import (
+    by_sae,
+    chosen_hook,
+    feature_jobs,
+    hook_jobs,
+    hook_scores,
+    hook_stage,
+    sae_features,
+)
 from experiments.harness import cli
-from experiments.harness.executors import EXECUTORS, kept_pools, run_jobs, torch_threads, usable_cpus
+from experiments.harness.executors import EXECUTORS, kept_pools, run_jobs, run_together, torch_threads, usable_cpus
 from experiments.harness.reading.labelling import summary
 from experiments.harness.reading.model_diffing import DiffingSpec
 from experiments.harness.reading.probe_sets import ProbeSetSpec
@@ -194,6 +202,10 @@ class BandStudyArgs:
         """``[fn(job) for job in jobs]`` on the study's executor, each job with ``job_threads`` torch threads."""
         return run_jobs(fn, jobs, self.executor, self.workers or usable_cpus(), self.gpus_per_job, self.job_threads)
 
+    def run_together(self, *batches: tuple[Callable, list]) -> list[list]:
+        """``run_jobs`` of several stages' independent ``(fn, jobs)`` at once; each stage's results."""
+        return run_together(batches, self.executor, self.workers or usable_cpus(), self.gpus_per_job, self.job_threads)
+
     @property
     def run_device(self) -> str:
         """Where the study's own readers (features, gain attribution, activity, model diffing) run: the SAE stage's
@@ -281,15 +293,25 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def train_stages(args: BandStudyArgs) -> None:
-    """Base model, bands, and one GRPO run per band x seed (each resumable), on the chosen executor."""
+def train_stages(args: BandStudyArgs) -> BandStudyArgs:
+    """Base model, bands, and one GRPO run per band x seed (each resumable), on the chosen executor beside the hook
+    rule's jobs (``hook_stage``: they read only the base model); returns the arguments at the chosen hook."""
     pretrain.main(args.pretrain_args)
     bands.main(args.bands_args)
     # band-major: the first wave holds distinct seeds, so each seed's step-0 evaluation is made once and read after
     jobs = [args.grpo_args(band, seed) for band in BANDS for seed in args.seeds]
     for g in jobs:  # config.json is written here, in order, before any worker could race on it
         init_run(g.run, g.stage, g)
-    args.run_jobs(grpo.main, jobs)
+    rule = hook_jobs(args)
+    scores, _ = args.run_together((hook_scores, rule), (grpo.main, jobs))  # the longer jobs first
+    return chosen_hook(args, rule, scores)
+
+
+def match_and_feature_stages(args: BandStudyArgs) -> dict[str, dict]:
+    """Every run's matching (``match_run`` per run) beside the shared SAEs' features (``sae_features`` per
+    architecture), which read only the base model; returns the features by SAE name."""
+    records, _ = args.run_together((sae_features, feature_jobs(args)), (match_run, match_jobs(args)))
+    return by_sae(args, records)
 
 
 def results(
@@ -352,15 +374,15 @@ def main(args: BandStudyArgs) -> dict:
     # every step, on every executor, with the same threads: the numbers do not depend on the machine; one pool of
     # worker processes for every stage's jobs
     with torch_threads(args.job_threads), kept_pools():
-        stage("pretrain, bands, GRPO per band x seed")
-        train_stages(args)
-        stage("matched gain: pin each run's crossing of the target by replay")
-        match_stage(args)
-        if not args.hook:
-            stage("hook rule: the headline SAE at every block, its sequence groups checked on the labelling split")
-        args = hook_stage(args)
-        stage(f"SAEs ({', '.join(args.sae_archs)}): train, label latents, causal checks")
-        features = feature_stage(args)
+        # stages that read only the base model run beside those that read the runs, on the same workers
+        rule = "" if args.hook else "; hook rule: the headline SAE at every block, its groups on the labelling split"
+        stage(f"pretrain, bands, GRPO per band x seed{rule}")
+        args = train_stages(args)
+        stage(
+            f"matched gain: pin each run's crossing of the target by replay; SAEs ({', '.join(args.sae_archs)}): "
+            "train, label latents, causal checks"
+        )
+        features = match_and_feature_stages(args)
         stage("gain attribution: patch each group back to base values at the matched checkpoints")
         attributions = gain_stage(args, features)
         stage("deliberation activity on hard-band rollouts, successes vs failures, along training")

@@ -233,10 +233,11 @@ class RunInputs:
 
 
 def evaluate(
-    model, tokenizer, args: GRPOArgs, inputs: RunInputs, reference=None, greedy: bool = True
+    model, tokenizer, args: GRPOArgs, inputs: RunInputs, reference=None, greedy: bool = True, kl_if=None
 ) -> dict[str, float]:
     """The held-out evaluation of a run (the same sampling draws at every step: common random numbers); with the
-    base model as ``reference``, also the KL to it on the samples; ``greedy=False`` skips the greedy pass."""
+    base model as ``reference``, also the KL to it on the samples (where ``kl_if`` of the metrics holds, if given);
+    ``greedy=False`` skips the greedy pass."""
     return eval_metrics(
         model.eval(),
         tokenizer,
@@ -246,12 +247,14 @@ def evaluate(
         args.eval_samples,
         reference,
         greedy,
+        kl_if,
     )
 
 
-def step0_evaluation(model, tokenizer, args: GRPOArgs, inputs: RunInputs, reference) -> dict[str, float]:
+def step0_evaluation(model, tokenizer, args: GRPOArgs, inputs: RunInputs) -> dict[str, float]:
     """``evaluate`` of the base model, which every band run of one seed makes on the same draws: made by the first
-    and read by the others from ``RunLayout.step0_eval`` (keyed by everything it depends on; NaN kept as JSON NaN)."""
+    and read by the others from ``RunLayout.step0_eval`` (keyed by everything it depends on; NaN kept as JSON NaN).
+    The base model is its own reference (KL 0)."""
     path = RunLayout(args.run).step0_eval(args.seed)
     key = {
         "seed": args.seed,
@@ -263,7 +266,7 @@ def step0_evaluation(model, tokenizer, args: GRPOArgs, inputs: RunInputs, refere
     }
     cached = json.loads(path.read_text()) if path.is_file() else {}
     if cached.get("key") != key:
-        cached = {"key": key, "metrics": evaluate(model, tokenizer, args, inputs, reference)}
+        cached = {"key": key, "metrics": evaluate(model, tokenizer, args, inputs, model)}
         write_text(path, json.dumps(cached))
     return cached["metrics"]
 
@@ -374,7 +377,7 @@ def main(args: GRPOArgs) -> Path:
     for path in (metrics_path, ledger_path):
         truncate_jsonl(path, start)
     if start == 0:
-        write_jsonl(metrics_path, [{"step": 0, **step0_evaluation(model, tokenizer, args, inputs, ref_model)}])
+        write_jsonl(metrics_path, [{"step": 0, **step0_evaluation(model, tokenizer, args, inputs)}])
         write_jsonl(ledger_path, [])
     bar = tqdm(total=args.steps, initial=start, desc=args.stage)
     last_acc = math.nan

@@ -39,11 +39,15 @@ def label_spec(args: BandStudyArgs) -> LabelSpec:
     )
 
 
-def feature_stage(args: BandStudyArgs) -> dict[str, dict]:
-    """Every shared SAE's feature record by SAE name, one job per architecture on the study's executor."""
+def feature_jobs(args: BandStudyArgs) -> list[tuple[BandStudyArgs, str]]:
+    """``sae_features``' jobs, one per architecture (their config.json sections written first)."""
     init_saes(args, [args.sae_args(arch) for arch in args.sae_archs])
-    jobs = [(args, arch) for arch in args.sae_archs]
-    return {args.sae_args(arch).sae_name: rec for arch, rec in zip(args.sae_archs, args.run_jobs(sae_features, jobs))}
+    return [(args, arch) for arch in args.sae_archs]
+
+
+def by_sae(args: BandStudyArgs, records: list[dict]) -> dict[str, dict]:
+    """``feature_jobs``' records by SAE name."""
+    return {args.sae_args(arch).sae_name: rec for arch, rec in zip(args.sae_archs, records)}
 
 
 def sae_features(job: tuple[BandStudyArgs, str]) -> dict:
@@ -92,13 +96,28 @@ def hook_stage(args: BandStudyArgs) -> BandStudyArgs:
     any hook but the preset's had been read) chooses it on the labelling split only, before the test split is read
     at that hook: per candidate hook (one job each on the study's executor), ``hook_scores``; the hook whose groups
     pass most, then beat the most random groups on average, then the preset's. hook_choice.json keeps the choice."""
+    jobs = hook_jobs(args)
+    return chosen_hook(args, jobs, args.run_jobs(hook_scores, jobs))
+
+
+def hook_jobs(args: BandStudyArgs) -> list[tuple[BandStudyArgs, str]]:
+    """The hook rule's ``hook_scores`` jobs, one per candidate hook (their SAEs' config.json sections written first);
+    none where the hook is given or already chosen. They read only the base model."""
+    if args.hook or RunLayout(args.out).hook_choice.exists():
+        return []
+    hooks = candidate_hooks(args)
+    init_saes(args, [args.sae_args(args.sae_archs[0], hook=h) for h in hooks])
+    return [(args, h) for h in hooks]
+
+
+def chosen_hook(args: BandStudyArgs, jobs: list[tuple[BandStudyArgs, str]], results: list[dict]) -> BandStudyArgs:
+    """The arguments at the hook the rule picks from ``hook_jobs``' results (written to hook_choice.json), or at the
+    hook given or chosen before."""
     if args.hook:
         return args
     path = RunLayout(args.out).hook_choice
-    if not path.exists():
-        hooks = candidate_hooks(args)
-        init_saes(args, [args.sae_args(args.sae_archs[0], hook=h) for h in hooks])
-        scores = dict(zip(hooks, args.run_jobs(hook_scores, [(args, h) for h in hooks])))
+    if jobs:
+        scores = {hook: res for (_, hook), res in zip(jobs, results)}
         rank = lambda h: (  # noqa: E731
             sum(c["passed"] for c in scores[h].values()),
             sum(c["percentile"] for c in scores[h].values()),

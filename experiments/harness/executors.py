@@ -129,3 +129,16 @@ def run_jobs(
     if (workers, threads) not in kept:
         kept[workers, threads] = _pool(workers, threads)
     return list(kept[workers, threads].map(fn, jobs))
+
+
+def _call(job: tuple[Callable[[Job], Out], Job]) -> Out:
+    fn, arg = job
+    return fn(arg)
+
+
+def run_together(batches: Sequence[tuple[Callable, Sequence]], *args, **kwargs) -> list[list]:
+    """Several stages' independent jobs, ``(fn, jobs)`` each, in one ``run_jobs`` call (its other arguments
+    follow), so that no worker idles while one stage's last job runs; each stage's results, in order. Jobs start in
+    the order given: the longest first packs best."""
+    out = iter(run_jobs(_call, [(fn, job) for fn, jobs in batches for job in jobs], *args, **kwargs))
+    return [[next(out) for _ in jobs] for _, jobs in batches]

@@ -33,3 +33,13 @@ def test_kept_pools__every_run_jobs_call_inside_shares_one_spawn_and_gets_its_re
     assert (first, second, spawned) == ([1, 2, 3], [4, 5], [(2, 1)])
     run_jobs(abs, [-6, -7], "pool", workers=2, threads=1)  # outside the block: a pool of its own
     assert len(spawned) == 2
+
+
+def test_run_together__each_stage_gets_its_own_results_in_order_from_one_pool(monkeypatch):
+    spawned = []
+    real = executors._pool
+    monkeypatch.setattr(executors, "_pool", lambda *a: spawned.append(a) or real(*a))
+    batches = [(abs, [-1, -2, -3]), (str, []), (round, [1.6, 2.2])]
+    assert executors.run_together(batches, "pool", 2, threads=1) == [[1, 2, 3], [], [2, 2]]
+    assert executors.run_together(batches, "local") == [[1, 2, 3], [], [2, 2]]
+    assert len(spawned) == 1  # one spawn for all three stages' jobs

@@ -168,14 +168,15 @@ def test_group_activity_and_relative_change():
 def test_match_stage__replays_whole_steps_then_blends_fractions_of_one_update(study, tmp_path, monkeypatch):
     """Evaluations at steps 4 and 8, checkpoints every 2; with a tiny target and no tolerance every run that
     overshoots is bisected: whole steps by replay (complete checkpoints), then fractions of the update that jumps
-    over the target, blended in memory (no checkpoint to resume from is left behind)."""
+    over the target, blended in memory (no checkpoint to resume from is left behind). The KL to the base model is
+    measured exactly where a gain reaches the target, so every run's matched point has it."""
     out = tmp_path / "run"
     shutil.copytree(study[0], out, ignore=shutil.ignore_patterns("acts", "sae", "match.jsonl", "interp-*"))
     monkeypatch.setattr(band_results, "MIN_TARGET_SE", 0.0)
     args = preset_args(
         BandStudyArgs, PRESETS, "smoke", out=out, target_gain=1e-6, matched_tol=0.0, seeds=(0,)
     )  # one run per band: time
-    matching.match_stage(args)
+    args.run_jobs(matching.match_run, matching.match_jobs(args))
     data = matching.run_data(args)
     measured = {n: sorted(steps) for n, steps in data.extra.items() if steps}
     assert measured and all(0 < s < 4 for steps in measured.values() for s in steps)
@@ -185,8 +186,12 @@ def test_match_stage__replays_whole_steps_then_blends_fractions_of_one_update(st
         for s in (s for s in steps if float(s).is_integer()):
             assert (out / name / f"checkpoint-{s}" / "trainer_state.safetensors").exists()  # replayed, complete
         assert not list((out / name).glob("interp-*"))
-    matching.match_stage(args)  # a rerun measures nothing new
-    assert matching.run_data(args).extra == data.extra
+        base = data.metrics[name][0][args.matched_key]
+        reaches = [r[args.matched_key] - base >= 1e-6 for r in data.measured[name]]
+        assert reaches == ["eval/kl_to_base" in r for r in data.measured[name]]
+    for name, point in matching.matched_points(args).items():
+        assert data.row_at(name, point)["eval/kl_to_base"] >= 0.0
+    assert not matching.match_jobs(args)  # a rerun measures nothing new
 
 
 @pytest.mark.slow

@@ -259,3 +259,20 @@ def test_grpo__a_seeds_band_runs_share_one_step0_evaluation_equal_to_a_fresh_one
         == read_jsonl(easy / "metrics.jsonl")[0]
         == read_jsonl(fresh / "metrics.jsonl")[0]
     )
+
+
+def test_evaluate__kl_to_base_is_zero_on_the_base_itself_and_measured_only_where_kl_if_holds(smoke_run, tmp_path):
+    """The base model as its own reference skips the forward passes and gives what they give (0); a trained
+    checkpoint's KL is positive; ``kl_if`` sees the other metrics and leaves the KL out where it says no."""
+    args = smoke_args(copy_run(smoke_run, tmp_path / "run"), band="medium", steps=2, eval_samples=2)
+    inputs, tok = grpo.RunInputs.read(args), load_tokenizer(smoke_run / "base")
+    base = load_hf(smoke_run / "base")
+    itself = grpo.evaluate(base, tok, args, inputs, base, greedy=False)
+    computed = grpo.evaluate(base, tok, args, inputs, load_hf(smoke_run / "base"), greedy=False)
+    assert itself == computed and itself["eval/kl_to_base"] == 0.0
+    trained = load_hf(grpo.main(args) / "checkpoint-2")
+    seen = []
+    skipped = grpo.evaluate(trained, tok, args, inputs, base, greedy=False, kl_if=lambda m: seen.append(m) or False)
+    assert "eval/kl_to_base" not in skipped and seen[0]["eval/acc/all/sampled"] == skipped["eval/acc/all/sampled"]
+    kept = grpo.evaluate(trained, tok, args, inputs, base, greedy=False, kl_if=lambda m: True)
+    assert kept["eval/kl_to_base"] > 0 and {k: v for k, v in kept.items() if k != "eval/kl_to_base"} == skipped

@@ -165,7 +165,10 @@ def accuracy_by_k(
 def kl_to_reference(model: PreTrainedModel, reference: PreTrainedModel, res: Sequence[Rollout]) -> float:
     """KL(model || reference) per completion token on the model's own samples: at each completion position the
     exact KL of the two next-token distributions, averaged over the completions' tokens (how far the sampling
-    policy has moved from the reference, where it actually goes)."""
+    policy has moved from the reference, where it actually goes). A model is its own reference at step 0: 0, exactly
+    what the forward passes would give, without them."""
+    if reference is model:
+        return 0.0
     device, total, count = next(model.parameters()).device, 0.0, 0
     for lo in range(0, len(res), EVAL_BATCH):
         chunk = res[lo : lo + EVAL_BATCH]
@@ -192,6 +195,7 @@ def eval_metrics(
     n_samples: int = 1,
     reference: PreTrainedModel | None = None,
     greedy: bool = True,
+    kl_if: Callable[[dict[str, float]], bool] | None = None,
 ) -> dict[str, float]:
     """Free-choice accuracy on the shared held-out set: overall, per base-model band, per k.
 
@@ -200,7 +204,8 @@ def eval_metrics(
     mean, averaged); ``eval/acc/all/sampled_se`` is the sampling standard error of the overall
     sampled accuracy on this fixed set. Behaviour rates come from the sampled completions, and with a
     ``reference`` model (the base) so does ``eval/kl_to_base`` (``kl_to_reference``). ``greedy=False`` skips the
-    greedy pass (matching reads only the sampled numbers).
+    greedy pass (matching reads only the sampled numbers). ``kl_if`` (given the metrics so far) limits the KL, two
+    forward passes over every sampled completion and most of the evaluation's cost, to the rows that will be read.
     """
     problems = [task.from_record(r) for r in eval_set]
     groups = {"all": np.ones(len(eval_set), bool)}
@@ -222,7 +227,7 @@ def eval_metrics(
     out |= {f"eval/acc/{g}/sampled": float(sampled_N[sel].mean()) for g, sel in groups.items()}
     out["eval/acc/all/sampled_se"] = sampling_se(sampled_N, n_samples)
     out |= {f"eval/behaviour/{k}": v for k, v in behaviour_rates([r.parsed for r in res]).items()}
-    if reference is not None:
+    if reference is not None and (kl_if is None or kl_if(out)):
         out["eval/kl_to_base"] = kl_to_reference(model, reference, res)
     if getattr(task, "confidence", False):  # the stated confidences of the sampled answers (abstentions are none)
         said = [r.parsed for r in res if not r.parsed.abstained]

@@ -61,6 +61,11 @@ class _SpareRoomLayer(DynamicLayer):
             self.keys, self.values = self._k[..., : self.length, :], self._v[..., : self.length, :]
 
 
+LEAVE_AT = 8
+"""Finished rows leave the batch together once they are at least 1/LEAVE_AT of it: each leaving copies the whole
+cache, and rows leaving one by one made that copy at nearly every token (15% of patched sampling's time)."""
+
+
 def kv_cache() -> Cache:
     """An empty key/value cache for one generation (filled in place by every forward)."""
     return Cache(layer_class_to_replicate=_SpareRoomLayer)
@@ -116,7 +121,7 @@ def sample(
         done_B |= tok_B == eos_id
         if done_B.all() or t == max_new - 1:
             break
-        if compact and done_B.any():
+        if compact and done_B.sum() * LEAVE_AT >= len(done_B):
             keep_B = (~done_B).nonzero().squeeze(-1)
             cache.batch_select_indices(keep_B)
             if hasattr(model, "keep_rows"):
