@@ -5,7 +5,8 @@ T-SAE) on the base model -> feature groups with causal checks -> gain attributio
 checkpoints -> deliberation activity on hard-band rollouts (successes vs failures, along training)
 -> every checkpoint diffed in each SAE basis -> results.json, diff.json and report.md
 with figures. Every stage writes atomically and is skipped when its artifact exists, so rerunning
-the same command resumes where it stopped.
+the same command resumes where it stopped. Steps that read only the base model (the hook rule, the
+SAEs) run beside GRPO and matching on the same workers, so no worker waits on a stage's last job.
 
 The steps after training live in ``experiments/band_steps/`` (matching, SAE groups, attribution, diffing).
 
@@ -25,18 +26,10 @@ from experiments import bands, grpo, pretrain, train_sae
 from experiments.analysis.band_report import write_report
 from experiments.analysis.band_results import BandAnalysis, StudySettings, analyse, diff_record
 from experiments.analysis.model_diffing_results import summarise
+from experiments.band_steps import sae_groups
 from experiments.band_steps.attribution import activity_stage, gain_stage
 from experiments.band_steps.diffing import diff_stage, diffing_stage
 from experiments.band_steps.matching import match_jobs, match_run, run_data
-from experiments.band_steps.sae_groups import (
-    by_sae,
-    chosen_hook,
-    feature_jobs,
-    hook_jobs,
-    hook_scores,
-    hook_stage,
-    sae_features,
-)
 from experiments.harness import cli
 from experiments.harness.executors import EXECUTORS, kept_pools, run_jobs, run_together, torch_threads, usable_cpus
 from experiments.harness.reading.labelling import summary
@@ -302,16 +295,17 @@ def train_stages(args: BandStudyArgs) -> BandStudyArgs:
     jobs = [args.grpo_args(band, seed) for band in BANDS for seed in args.seeds]
     for g in jobs:  # config.json is written here, in order, before any worker could race on it
         init_run(g.run, g.stage, g)
-    rule = hook_jobs(args)
-    scores, _ = args.run_together((hook_scores, rule), (grpo.main, jobs))  # the longer jobs first
-    return chosen_hook(args, rule, scores)
+    rule = sae_groups.hook_jobs(args)
+    scores, _ = args.run_together((sae_groups.hook_scores, rule), (grpo.main, jobs))  # the longer jobs first
+    return sae_groups.chosen_hook(args, rule, scores)
 
 
 def match_and_feature_stages(args: BandStudyArgs) -> dict[str, dict]:
     """Every run's matching (``match_run`` per run) beside the shared SAEs' features (``sae_features`` per
     architecture), which read only the base model; returns the features by SAE name."""
-    records, _ = args.run_together((sae_features, feature_jobs(args)), (match_run, match_jobs(args)))
-    return by_sae(args, records)
+    features = (sae_groups.sae_features, sae_groups.feature_jobs(args))
+    records, _ = args.run_together(features, (match_run, match_jobs(args)))
+    return sae_groups.by_sae(args, records)
 
 
 def results(
@@ -341,7 +335,7 @@ def recorded(run: Path) -> BandStudyArgs:
         raise RunDirError(f"{run}: no finished band study there (run experiments.band_study --out {run} first)")
     known = {f.name for f in dataclasses.fields(BandStudyArgs)}
     args = BandStudyArgs(out=Path(run), **cli.as_field_values({k: v for k, v in section.items() if k in known}))
-    return hook_stage(args)  # reads hook_choice.json: a finished study chose its hook
+    return sae_groups.hook_stage(args)  # reads hook_choice.json: a finished study chose its hook
 
 
 def replicate(args: BandStudyArgs) -> dict:
@@ -372,16 +366,12 @@ def main(args: BandStudyArgs) -> dict:
     stage = cli.StageClock("band_study", layout.profile)
 
     # every step, on every executor, with the same threads: the numbers do not depend on the machine; one pool of
-    # worker processes for every stage's jobs
+    # worker processes for every stage's jobs, steps that read only the base model beside those that read runs
     with torch_threads(args.job_threads), kept_pools():
-        # stages that read only the base model run beside those that read the runs, on the same workers
         rule = "" if args.hook else "; hook rule: the headline SAE at every block, its groups on the labelling split"
         stage(f"pretrain, bands, GRPO per band x seed{rule}")
         args = train_stages(args)
-        stage(
-            f"matched gain: pin each run's crossing of the target by replay; SAEs ({', '.join(args.sae_archs)}): "
-            "train, label latents, causal checks"
-        )
+        stage(f"matched gain by replay; SAEs ({', '.join(args.sae_archs)}): train, label latents, causal checks")
         features = match_and_feature_stages(args)
         stage("gain attribution: patch each group back to base values at the matched checkpoints")
         attributions = gain_stage(args, features)

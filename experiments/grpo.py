@@ -236,25 +236,14 @@ def evaluate(
     model, tokenizer, args: GRPOArgs, inputs: RunInputs, reference=None, greedy: bool = True, kl_if=None
 ) -> dict[str, float]:
     """The held-out evaluation of a run (the same sampling draws at every step: common random numbers); with the
-    base model as ``reference``, also the KL to it on the samples (where ``kl_if`` of the metrics holds, if given);
-    ``greedy=False`` skips the greedy pass."""
-    return eval_metrics(
-        model.eval(),
-        tokenizer,
-        inputs.eval_set,
-        inputs.task,
-        seeds.eval_sampling(args.seed),
-        args.eval_samples,
-        reference,
-        greedy,
-        kl_if,
-    )
+    base model as ``reference``, also the KL to it (``rollout.eval_metrics``: ``greedy``, ``kl_if``)."""
+    draws, n = seeds.eval_sampling(args.seed), args.eval_samples
+    return eval_metrics(model.eval(), tokenizer, inputs.eval_set, inputs.task, draws, n, reference, greedy, kl_if)
 
 
 def step0_evaluation(model, tokenizer, args: GRPOArgs, inputs: RunInputs) -> dict[str, float]:
-    """``evaluate`` of the base model, which every band run of one seed makes on the same draws: made by the first
-    and read by the others from ``RunLayout.step0_eval`` (keyed by everything it depends on; NaN kept as JSON NaN).
-    The base model is its own reference (KL 0)."""
+    """``evaluate`` of the base model (its own KL reference), which every band run of one seed makes on the same
+    draws: made by the first, read by the others from ``RunLayout.step0_eval`` (keyed by what it reads; NaN kept)."""
     path = RunLayout(args.run).step0_eval(args.seed)
     key = {
         "seed": args.seed,

@@ -191,7 +191,8 @@ def test_match_stage__replays_whole_steps_then_blends_fractions_of_one_update(st
         assert reaches == ["eval/kl_to_base" in r for r in data.measured[name]]
     for name, point in matching.matched_points(args).items():
         assert data.row_at(name, point)["eval/kl_to_base"] >= 0.0
-    assert not matching.match_jobs(args)  # a rerun measures nothing new
+    args.run_jobs(matching.match_run, matching.match_jobs(args))  # a rerun measures nothing new
+    assert matching.run_data(args).extra == data.extra
 
 
 @pytest.mark.slow
