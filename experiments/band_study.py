@@ -303,8 +303,8 @@ def train_stages(args: BandStudyArgs) -> BandStudyArgs:
 def match_and_feature_stages(args: BandStudyArgs) -> dict[str, dict]:
     """Every run's matching (``match_run`` per run) beside the shared SAEs' features (``sae_features`` per
     architecture), which read only the base model; returns the features by SAE name."""
-    features = (sae_groups.sae_features, sae_groups.feature_jobs(args))
-    records, _ = args.run_together(features, (match_run, match_jobs(args)))
+    saes = (sae_groups.sae_features, sae_groups.feature_jobs(args))
+    records, _ = args.run_together(saes, (match_run, match_jobs(args)))
     return sae_groups.by_sae(args, records)
 
 

@@ -61,12 +61,17 @@ def gain_curve(metrics: Sequence[Mapping], key: str = DEFAULT_KEY, steps: Collec
     return GainCurve(tuple(r["step"] for r in kept), tuple(r[key] - base for r in kept))
 
 
+def reaches(gain: float, target: float, tol: float = 0.0) -> bool:
+    """A gain reaches the target when it is at least target - tol (a run's matched point is its first such step)."""
+    return gain >= target - tol
+
+
 def first_reaching(curve: GainCurve, target: float, tol: float = 0.0) -> MatchedPoint:
     """First step after 0 whose gain reaches target - tol."""
     later = sorted(zip(curve.steps, curve.gains))[1:]
     max_gain = max((g for _, g in later), default=0.0)
     for step, gain in later:
-        if gain >= target - tol:
+        if reaches(gain, target, tol):
             return MatchedPoint(True, step, gain, max_gain, abs(gain - target) <= tol)
     return MatchedPoint(False, None, None, max_gain)
 
@@ -103,7 +108,7 @@ def bisect(
             break
         if mid not in known:
             known[mid] = measure(mid)
-        p, c = (p, mid) if known[mid] >= target - tol else (mid, c)
+        p, c = (p, mid) if reaches(known[mid], target, tol) else (mid, c)
     return with_points(curve, known)
 
 
