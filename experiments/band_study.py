@@ -31,7 +31,15 @@ from experiments.band_steps.attribution import activity_stage, gain_stage
 from experiments.band_steps.diffing import diff_stage, diffing_stage
 from experiments.band_steps.matching import match_jobs, match_run, run_data
 from experiments.harness import cli
-from experiments.harness.executors import EXECUTORS, kept_pools, run_jobs, run_together, torch_threads, usable_cpus
+from experiments.harness.executors import (
+    EXECUTORS,
+    kept_pools,
+    run_jobs,
+    run_together,
+    torch_threads,
+    usable_cpus,
+    warm_pool,
+)
 from experiments.harness.reading.labelling import summary
 from experiments.harness.reading.model_diffing import DiffingSpec
 from experiments.harness.reading.probe_sets import ProbeSetSpec
@@ -159,20 +167,9 @@ class BandStudyArgs:
             raise ValueError(f"gpus_per_job: must be a fraction in (0, 1] or a whole number, got {self.gpus_per_job}")
         if self.workers < 0:
             raise ValueError(f"workers: must be >= 0 (0: one per usable CPU), got {self.workers}")
-        for name in (
-            "grpo_steps",
-            "job_threads",
-            "diffing_samples",
-            "diffing_per_k",
-            "diffing_rollouts",
-            "activity_problems",
-            "activity_samples",
-            "causal_per_k",
-            "causal_shortcut_per_k",
-            "n_random",
-            "diff_per_k",
-            "replicate",
-        ):
+        counts = ("grpo_steps", "job_threads", "diffing_samples", "diffing_per_k", "diffing_rollouts", "replicate")
+        sizes = ("activity_problems", "activity_samples", "causal_per_k", "causal_shortcut_per_k", "n_random")
+        for name in (*counts, *sizes, "diff_per_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         for stage, values in self.stages.items():
@@ -368,6 +365,8 @@ def main(args: BandStudyArgs) -> dict:
     # every step, on every executor, with the same threads: the numbers do not depend on the machine; one pool of
     # worker processes for every stage's jobs, steps that read only the base model beside those that read runs
     with torch_threads(args.job_threads), kept_pools():
+        if args.executor == "pool":  # its workers start while pretraining runs
+            warm_pool("experiments.band_study", args.workers or usable_cpus(), args.job_threads)
         rule = "" if args.hook else "; hook rule: the headline SAE at every block, its groups on the labelling split"
         stage(f"pretrain, bands, GRPO per band x seed{rule}")
         args = train_stages(args)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import importlib
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -68,6 +69,27 @@ def kept_pools() -> Iterator[None]:
         _KEPT.reset(token)
         for pool in pools.values():
             pool.shutdown()
+
+
+def warm_pool(module: str, workers: int, threads: int) -> None:
+    """Inside ``kept_pools``: spawn now the pool a later ``run_jobs(..., workers=workers, threads=threads)`` will use,
+    each worker importing ``module`` (what its jobs import), so that the spawn overlaps what this process does
+    meanwhile (the smoke study's pretraining runs in one process); nothing elsewhere."""
+    kept = _KEPT.get()
+    if kept is None or workers < 2:
+        return
+    for _ in range(workers):
+        _kept(kept, workers, threads).submit(_import, module)
+
+
+def _import(module: str) -> None:
+    importlib.import_module(module)
+
+
+def _kept(kept: dict[tuple[int, int], ProcessPoolExecutor], workers: int, threads: int) -> ProcessPoolExecutor:
+    if (workers, threads) not in kept:
+        kept[workers, threads] = _pool(workers, threads)
+    return kept[workers, threads]
 
 
 def _pool(workers: int, threads: int) -> ProcessPoolExecutor:
@@ -126,9 +148,7 @@ def run_jobs(
     if kept is None:
         with _pool(min(workers, len(jobs)), threads) as pool:
             return list(pool.map(fn, jobs))
-    if (workers, threads) not in kept:
-        kept[workers, threads] = _pool(workers, threads)
-    return list(kept[workers, threads].map(fn, jobs))
+    return list(_kept(kept, workers, threads).map(fn, jobs))
 
 
 def _call(job: tuple[Callable[[Job], Out], Job]) -> Out:

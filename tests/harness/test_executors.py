@@ -43,3 +43,16 @@ def test_run_together__each_stage_gets_its_own_results_in_order_from_one_pool(mo
     assert executors.run_together(batches, "pool", 2, threads=1) == [[1, 2, 3], [], [2, 2]]
     assert executors.run_together(batches, "local") == [[1, 2, 3], [], [2, 2]]
     assert len(spawned) == 1  # one spawn for all three stages' jobs
+
+
+def test_warm_pool__spawns_the_kept_pool_before_its_jobs_which_then_use_it(monkeypatch):
+    spawned = []
+    real = executors._pool
+    monkeypatch.setattr(executors, "_pool", lambda *a: spawned.append(a) or real(*a))
+    executors.warm_pool("json", 2, 1)  # outside kept_pools: nothing to keep, nothing spawned
+    assert spawned == []
+    with executors.kept_pools():
+        executors.warm_pool("json", 2, 1)
+        assert spawned == [(2, 1)]
+        assert run_jobs(abs, [-1, -2], "pool", workers=2, threads=1) == [1, 2]
+    assert spawned == [(2, 1)]

@@ -3,6 +3,7 @@ import torch
 from experiments import bench
 from experiments.harness.tasks.arith import TaskSpec, generate_problems, prompt_words
 from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer, save_model
+from experiments.harness.training.rollout import max_new_tokens, rollouts
 from experiments.harness.training.sampling import sample
 from probes.models import load_bridge, load_hf
 
@@ -66,3 +67,16 @@ def test_sample__finished_rows_leave_the_batch_and_the_others_keep_their_tokens(
     rows.clear()
     sample(model, prompts, max_new=10, eos_id=eos, pad_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0))
     assert set(rows) == {len(prompts)}
+
+
+def test_rollouts__a_completion_gets_its_own_problems_room_whatever_shares_its_batch():
+    """Greedy rows are their own (finished rows leave), and each is cut at its own problem's room: batches of 2 or
+    one batch of every k give the same rollouts, though an untrained model wanders to the end of every batch."""
+    tok = build_tokenizer(TaskSpec())
+    model = build_model(ModelSpec(d_model=32, n_layers=2, n_heads=2, d_mlp=64), tok, seed=3).eval()
+    problems = [pr for k in (1, 4, 7) for pr in generate_problems(0, k, 2, TaskSpec())]
+    alone, together = (
+        rollouts(model, tok, problems, mode="deliberate", temperature=0.0, batch_size=n) for n in (2, len(problems))
+    )
+    assert [r.completion_ids for r in alone] == [r.completion_ids for r in together]
+    assert [len(r.completion_ids) for r in alone] == [max_new_tokens([pr]) for pr in problems]  # none ended

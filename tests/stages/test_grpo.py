@@ -9,11 +9,12 @@ from safetensors.torch import load_file
 
 from experiments import grpo
 from experiments.grpo import PRESETS, GRPOArgs
+from experiments.harness import seeds
 from experiments.harness.tasks.arith import Problem, completion_words, parse_completion, prompt_words
 from experiments.harness.tasks.registry import task_of_table
 from experiments.harness.training import rl
 from experiments.harness.training.rl_loss import token_logprobs
-from experiments.harness.training.rollout import Rollout
+from experiments.harness.training.rollout import Rollout, kl_to_reference, sampled_rollouts
 from probes.layout import RunLayout, latest_checkpoint, read_jsonl
 from probes.models import load_hf, load_tokenizer
 from probes.padding import right_pad
@@ -263,7 +264,8 @@ def test_grpo__a_seeds_band_runs_share_one_step0_evaluation_equal_to_a_fresh_one
 
 def test_evaluate__kl_to_base_is_zero_on_the_base_itself_and_measured_only_where_kl_if_holds(smoke_run, tmp_path):
     """The base model as its own reference skips the forward passes and gives what they give (0); a trained
-    checkpoint's KL is positive; ``kl_if`` sees the other metrics and leaves the KL out where it says no."""
+    checkpoint's KL is positive, read on each problem's first draw, and near the KL over every draw; ``kl_if`` sees
+    the other metrics and leaves the KL out where it says no."""
     args = smoke_args(copy_run(smoke_run, tmp_path / "run"), band="medium", steps=2, eval_samples=2)
     inputs, tok = grpo.RunInputs.read(args), load_tokenizer(smoke_run / "base")
     base = load_hf(smoke_run / "base")
@@ -276,3 +278,7 @@ def test_evaluate__kl_to_base_is_zero_on_the_base_itself_and_measured_only_where
     assert "eval/kl_to_base" not in skipped and seen[0]["eval/acc/all/sampled"] == skipped["eval/acc/all/sampled"]
     kept = grpo.evaluate(trained, tok, args, inputs, base, greedy=False, kl_if=lambda m: True)
     assert kept["eval/kl_to_base"] > 0 and {k: v for k, v in kept.items() if k != "eval/kl_to_base"} == skipped
+    problems = [inputs.task.from_record(r) for r in inputs.eval_set]
+    draws = sampled_rollouts(trained, tok, problems, args.eval_samples, seeds.eval_sampling(args.seed))
+    every, first = kl_to_reference(trained, base, draws), kl_to_reference(trained, base, draws[:: args.eval_samples])
+    assert kept["eval/kl_to_base"] == first != every and abs(first - every) < 0.2 * every

@@ -60,9 +60,10 @@ def rollouts(
     batch_size: int = 64,
     on_batch: Callable[[list[int]], None] | None = None,
 ) -> list[Rollout]:
-    """One completion per problem, parsed against it. Sampling draws from ``generator``, or from ``uniforms``
-    (a row of uniforms per problem: ``sample``). ``on_batch`` is called with each batch's problem indices
-    before it is sampled (a hook that treats rows differently reads it)."""
+    """One completion per problem, parsed against it, at most ``max_new_tokens`` of its own problem long (a batch
+    samples up to its longest problem's room). Sampling draws from ``generator``, or from ``uniforms`` (a row of
+    uniforms per problem: ``sample``). ``on_batch`` is called with each batch's problem indices before it is sampled
+    (a hook that treats rows differently reads it)."""
     think_id = tokenizer.convert_tokens_to_ids(THINK)
     forced = [THINK] if mode == "deliberate" else []
     # Batches of similar k finish together: a batch runs until its longest completion ends.
@@ -86,6 +87,7 @@ def rollouts(
             banned_first=[think_id] if mode == "direct" else [],
         )
         for i, pr, prompt, comp in zip(idx, chunk, prompts, completions):
+            comp = comp[: max_new_tokens([pr])]  # its own room, whatever problems share its batch
             words = forced + tokenizer.convert_ids_to_tokens(comp)
             out[i] = Rollout(pr, tuple(prompt), tuple(comp), pr.parse(words))
     return out  # type: ignore[return-value]
@@ -163,8 +165,8 @@ def accuracy_by_k(
 
 @torch.no_grad()
 def kl_to_reference(model: PreTrainedModel, reference: PreTrainedModel, res: Sequence[Rollout]) -> float:
-    """KL(model || reference) per completion token on the model's own samples: at each completion position the
-    exact KL of the two next-token distributions, averaged over the completions' tokens (how far the sampling
+    """KL(model || reference) per completion token on the model's own samples ``res``: at each completion position
+    the exact KL of the two next-token distributions, averaged over the completions' tokens (how far the sampling
     policy has moved from the reference, where it actually goes). A model is its own reference at step 0: 0, exactly
     what the forward passes would give, without them."""
     if reference is model:
@@ -203,9 +205,11 @@ def eval_metrics(
     Greedy, and sampled at T = 1 with ``n_samples`` completions per problem (each problem's
     mean, averaged); ``eval/acc/all/sampled_se`` is the sampling standard error of the overall
     sampled accuracy on this fixed set. Behaviour rates come from the sampled completions, and with a
-    ``reference`` model (the base) so does ``eval/kl_to_base`` (``kl_to_reference``). ``greedy=False`` skips the
-    greedy pass (matching reads only the sampled numbers). ``kl_if`` (given the metrics so far) limits the KL, two
-    forward passes over every sampled completion and most of the evaluation's cost, to the rows that will be read.
+    ``reference`` model (the base) so does ``eval/kl_to_base`` (``kl_to_reference``), on each problem's first draw
+    only: two full forward passes over all n draws were most of an evaluation's cost, and an exact per-position KL
+    averaged over one completion per problem already has a small error. ``greedy=False`` skips the greedy pass
+    (matching reads only the sampled numbers). ``kl_if`` (given the metrics so far) limits the KL to the
+    evaluations that will be read.
     """
     problems = [task.from_record(r) for r in eval_set]
     groups = {"all": np.ones(len(eval_set), bool)}
@@ -228,7 +232,7 @@ def eval_metrics(
     out["eval/acc/all/sampled_se"] = sampling_se(sampled_N, n_samples)
     out |= {f"eval/behaviour/{k}": v for k, v in behaviour_rates([r.parsed for r in res]).items()}
     if reference is not None and (kl_if is None or kl_if(out)):
-        out["eval/kl_to_base"] = kl_to_reference(model, reference, res)
+        out["eval/kl_to_base"] = kl_to_reference(model, reference, res[::n_samples])  # problem-major: first draws
     if getattr(task, "confidence", False):  # the stated confidences of the sampled answers (abstentions are none)
         said = [r.parsed for r in res if not r.parsed.abstained]
         out |= {
@@ -284,10 +288,10 @@ def behaviour_table(
     model, out = bridge.original_model, {}
     with bridge.hooks(fwd_hooks=list(fwd_hooks)):
         if "direct_correct" in which:
-            direct = rollouts(model, tokenizer, problems, mode="direct", temperature=0.0)
+            direct = rollouts(model, tokenizer, problems, mode="direct", temperature=0.0, batch_size=EVAL_BATCH)
             out["direct_correct"] = np.array([r.parsed.correct for r in direct], float)
         if {"deliberate_correct", "step_acc"} & set(which):
-            deliberate = rollouts(model, tokenizer, problems, mode="deliberate", temperature=0.0)
+            deliberate = rollouts(model, tokenizer, problems, mode="deliberate", temperature=0.0, batch_size=EVAL_BATCH)
             out["deliberate_correct"] = np.array([r.parsed.correct for r in deliberate], float)
             out["step_acc"] = np.array([step_accuracy(r.parsed, pr) for r, pr in zip(deliberate, problems)])
         if "p_think" in which:
@@ -297,6 +301,6 @@ def behaviour_table(
 
 def greedy_accuracy(model, tokenizer, problems: Sequence[Problem]) -> tuple[float, float]:
     """(accuracy, deliberation rate) of greedy free-choice completions."""
-    res = rollouts(model, tokenizer, problems, mode=None, temperature=0.0)
+    res = rollouts(model, tokenizer, problems, mode=None, temperature=0.0, batch_size=EVAL_BATCH)
     n = max(len(res), 1)
     return sum(r.parsed.correct for r in res) / n, sum(r.parsed.mode == "deliberate" for r in res) / n
