@@ -365,8 +365,7 @@ def main(args: BandStudyArgs) -> dict:
     # every step, on every executor, with the same threads: the numbers do not depend on the machine; one pool of
     # worker processes for every stage's jobs, steps that read only the base model beside those that read runs
     with torch_threads(args.job_threads), kept_pools():
-        if args.executor == "pool":  # its workers start while pretraining runs
-            warm_pool("experiments.band_study", args.workers or usable_cpus(), args.job_threads)
+        warm_pool("experiments.band_study", args.executor, args.workers or usable_cpus(), args.job_threads)
         rule = "" if args.hook else "; hook rule: the headline SAE at every block, its groups on the labelling split"
         stage(f"pretrain, bands, GRPO per band x seed{rule}")
         args = train_stages(args)

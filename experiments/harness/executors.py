@@ -71,12 +71,12 @@ def kept_pools() -> Iterator[None]:
             pool.shutdown()
 
 
-def warm_pool(module: str, workers: int, threads: int) -> None:
-    """Inside ``kept_pools``: spawn now the pool a later ``run_jobs(..., workers=workers, threads=threads)`` will use,
-    each worker importing ``module`` (what its jobs import), so that the spawn overlaps what this process does
-    meanwhile (the smoke study's pretraining runs in one process); nothing elsewhere."""
+def warm_pool(module: str, executor: str, workers: int, threads: int) -> None:
+    """Inside ``kept_pools``: spawn now the pool a later ``run_jobs(..., executor, workers, threads=threads)`` will
+    use, each worker importing ``module`` (what its jobs import), so that the spawn overlaps what this process does
+    meanwhile (the smoke study's pretraining runs in one process); nothing for other executors or outside the block."""
     kept = _KEPT.get()
-    if kept is None or workers < 2:
+    if kept is None or executor != "pool" or workers < 2:
         return
     for _ in range(workers):
         _kept(kept, workers, threads).submit(_import, module)

@@ -49,10 +49,12 @@ def test_warm_pool__spawns_the_kept_pool_before_its_jobs_which_then_use_it(monke
     spawned = []
     real = executors._pool
     monkeypatch.setattr(executors, "_pool", lambda *a: spawned.append(a) or real(*a))
-    executors.warm_pool("json", 2, 1)  # outside kept_pools: nothing to keep, nothing spawned
+    executors.warm_pool("json", "pool", 2, 1)  # outside kept_pools: nothing to keep, nothing spawned
     assert spawned == []
     with executors.kept_pools():
-        executors.warm_pool("json", 2, 1)
+        executors.warm_pool("json", "local", 2, 1)  # no pool to warm
+        assert spawned == []
+        executors.warm_pool("json", "pool", 2, 1)
         assert spawned == [(2, 1)]
         assert run_jobs(abs, [-1, -2], "pool", workers=2, threads=1) == [1, 2]
     assert spawned == [(2, 1)]
