@@ -188,9 +188,11 @@ class BandStudyArgs:
         preset = stage_preset(self.task, self.preset)
         return cls(**{**presets[preset], **values, **device, "preset": preset, **fixed})
 
-    def run_jobs(self, fn, jobs: list) -> list:
-        """``[fn(job) for job in jobs]`` on the study's executor, each job with ``job_threads`` torch threads."""
-        return run_jobs(fn, jobs, self.executor, self.workers or usable_cpus(), self.gpus_per_job, self.job_threads)
+    def run_jobs(self, fn, jobs: list, desc: str = "") -> list:
+        """``[fn(job) for job in jobs]`` on the study's executor, each job with ``job_threads`` torch threads (a
+        ``desc``: with a progress bar of the jobs done)."""
+        workers = self.workers or usable_cpus()
+        return run_jobs(fn, jobs, self.executor, workers, self.gpus_per_job, self.job_threads, desc)
 
     def run_together(self, *batches: tuple[Callable, list]) -> list[list]:
         """``run_jobs`` of several stages' independent ``(fn, jobs)`` at once; each stage's results."""

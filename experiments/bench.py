@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from experiments.harness import cli
-from experiments.harness.executors import usable_cpus
+from experiments.harness.executors import torch_threads, usable_cpus
 from experiments.harness.tasks.arith import TaskSpec
 from experiments.harness.tasks.registry import task_of_vocab
 from experiments.harness.training.chunk_pool import chunk_pool
@@ -161,7 +161,7 @@ def ragged_ratios(model, tok, args: BenchArgs) -> dict[str, float]:
       shared generator (they keep feeding <pad>): the two draw different samples of the same distribution;
     - a supervised step (forward and backward) on those examples in length chunks (``supervised.accumulate``)
       over one batch padded to its longest, and (with more than one usable CPU) the chunks shared by helper
-      processes over one process.
+      processes over one process, one thread each (the study's ``job_threads``).
     """
     vocab = tok.get_vocab()
     family = task_of_vocab(vocab)
@@ -191,10 +191,14 @@ def ragged_ratios(model, tok, args: BenchArgs) -> dict[str, float]:
         "train/chunked_over_whole": best_time(whole, args.repeats) / chunked,
     }
     if usable_cpus() > 1:  # the same chunks shared by helper processes (chunk_pool: the same bytes)
+        # one thread a process, as the study runs pretraining (its job_threads): helpers at this process's thread
+        # count would oversubscribe the cores and time that instead
         chunks = math.ceil(len(examples) / CHUNK_ROWS)
-        with chunk_pool(trained, usable_cpus(), chunks) as pool:
-            shared = best_time(lambda: accumulate(trained, examples, [], vocab, pool=pool), args.repeats)
-        ratios[f"train/{min(usable_cpus(), chunks)}_processes_over_1"] = chunked / shared
+        with torch_threads(1):
+            alone = best_time(lambda: accumulate(trained, examples, [], vocab), args.repeats)
+            with chunk_pool(trained, usable_cpus(), chunks) as pool:
+                shared = best_time(lambda: accumulate(trained, examples, [], vocab, pool=pool), args.repeats)
+        ratios[f"train/{min(usable_cpus(), chunks)}_processes_over_1"] = alone / shared
     return ratios
 
 
@@ -285,7 +289,7 @@ def main(args: BenchArgs) -> dict[str, float]:
     print(f"  supervised step: length chunks / one padded batch            {result['train/chunked_over_whole']:6.2f}x")
     for key in (k for k in result if k.endswith("_processes_over_1")):
         n = key.split("/")[1].split("_")[0]
-        print(f"  supervised step: chunks on {n} processes / on 1 (same bytes)   {result[key]:6.2f}x")
+        print(f"  supervised step: chunks on {n} processes / on 1, a thread each  {result[key]:6.2f}x")
     return result
 
 

@@ -107,7 +107,7 @@ def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
         for n, g in args.band_runs.items()
         if n in points
     }
-    return dict(zip(jobs, args.run_jobs(attribute_run, list(jobs.values()))))
+    return dict(zip(jobs, args.run_jobs(attribute_run, list(jobs.values()), "gain attribution: matched runs")))
 
 
 def activity_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:

@@ -38,7 +38,8 @@ def diff_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
         if not float(step).is_integer()
     ]
     ckpts = [*layout.checkpoints(), *blends]
-    args.run_jobs(cache_activations, [(args.diff_source, c) for c in ckpts])  # reading them after only encodes
+    caching = [(args.diff_source, c) for c in ckpts]
+    args.run_jobs(cache_activations, caching, "diff: probe sets and activations")  # reading them after only encodes
     saes = {name: load_sae(layout.sae(name), args.run_device) for name in features}
     readings = read_all(args.diff_source, ckpts, saes)
     with atomic_file(layout.latent_means) as tmp:

@@ -20,10 +20,11 @@ import importlib
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
 import torch
+from tqdm.auto import tqdm
 
 from experiments.harness import tally
 
@@ -132,10 +133,12 @@ def run_jobs(
     workers: int = 2,
     gpus_per_job: float = 1.0,
     threads: int | None = None,
+    desc: str = "",
 ) -> list[Out]:
     """``[fn(job) for job in jobs]``, in order, on the chosen executor (``fn`` must be importable by name), each job
     with ``threads`` torch threads (None: this process's count) whichever executor runs it: float reductions depend
-    on the thread count, so the executor changes nothing a job writes."""
+    on the thread count, so the executor changes nothing a job writes. A ``desc`` shows a progress bar of the jobs
+    done (local and pool executors)."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor: must be one of {EXECUTORS}, got {executor!r}")
     threads = threads or torch.get_num_threads()
@@ -143,12 +146,20 @@ def run_jobs(
         return _ray(fn, jobs, workers, gpus_per_job, threads)
     if executor == "local" or len(jobs) < 2 or workers < 2:
         with torch_threads(threads):
-            return [fn(job) for job in jobs]
+            return [fn(job) for job in tqdm(jobs, desc=desc, disable=not desc)]
     kept = _KEPT.get()
     if kept is None:
         with _pool(min(workers, len(jobs)), threads) as pool:
-            return list(pool.map(fn, jobs))
-    return list(_kept(kept, workers, threads).map(fn, jobs))
+            return _in_order(pool, fn, jobs, desc)
+    return _in_order(_kept(kept, workers, threads), fn, jobs, desc)
+
+
+def _in_order(pool: ProcessPoolExecutor, fn: Callable[[Job], Out], jobs: Sequence[Job], desc: str) -> list[Out]:
+    """Every job submitted in order (as ``pool.map`` does), counted on a bar as each ends; the results in order."""
+    futures = [pool.submit(fn, job) for job in jobs]
+    for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not desc):
+        pass
+    return [f.result() for f in futures]
 
 
 def _call(job: tuple[Callable[[Job], Out], Job]) -> Out:

@@ -58,3 +58,12 @@ def test_warm_pool__spawns_the_kept_pool_before_its_jobs_which_then_use_it(monke
         assert spawned == [(2, 1)]
         assert run_jobs(abs, [-1, -2], "pool", workers=2, threads=1) == [1, 2]
     assert spawned == [(2, 1)]
+
+
+def test_run_jobs__a_desc_counts_every_job_done_on_a_bar_and_the_results_stay_in_order(capsys):
+    for executor in ("local", "pool"):
+        assert run_jobs(abs, [-3, -1, -2], executor, workers=2, threads=1, desc="jobs") == [3, 1, 2]
+        err = capsys.readouterr().err
+        assert "jobs: 100%" in err and "3/3" in err, executor
+        run_jobs(abs, [-3, -1], executor, workers=2, threads=1)  # no desc: no bar
+        assert "100%" not in capsys.readouterr().err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from experiments import band_study, grpo, train_sae
 from experiments.analysis import band_results, contrasts
@@ -16,7 +17,8 @@ from experiments.band_study import PRESETS, BandStudyArgs
 from experiments.harness import cli
 from experiments.harness.cli import preset_args
 from experiments.harness.executors import run_jobs
-from experiments.harness.reading import labelling
+from experiments.harness.reading import labelling, sources
+from experiments.harness.reading.diffing import read_checkpoint
 from experiments.harness.reading.feature_groups import ATTRIBUTED, CONTRASTED
 from experiments.harness.reading.probe_sets import probe_problems
 from experiments.harness.reading.sources import cache_activations, checkpoint_tag, open_source
@@ -25,6 +27,7 @@ from experiments.harness.tasks.arith import Arithmetic, TaskSpec
 from experiments.harness.training import rl
 from probes.diff import change_vector, group_activity, latent_means, relative_change, rows_of
 from probes.layout import RunLayout
+from probes.models import load_bridge
 from probes.saes.train import load_sae
 
 
@@ -153,6 +156,25 @@ def test_features_and_causal_checks__on_a_users_own_checkpoint_and_sae(study, tm
         assert features["selection"][label]["probe"]["n_test"] > 0
     means = latent_means(sae, src.cache, rows_of(src.cache, "canonical"))
     assert means.shape == (sae.cfg.d_sae,) and (means >= 0).all()
+
+
+def test_open_source__a_cached_checkpoint_is_read_without_booting_its_model_which_a_reader_boots_once(
+    study, monkeypatch
+):
+    """The diff stage reads every checkpoint from its activation cache: opening one boots no TransformerBridge, and a
+    reader that runs the model gets one bridge however often it asks; the readings are the diff stage's own."""
+    out, _, _ = study
+    args = band_study.recorded(out)
+    ckpt = out / "bands" / "medium" / "seed0" / "checkpoint-8"
+    booted = []
+    monkeypatch.setattr(sources, "load_bridge", lambda *a: booted.append(a) or load_bridge(*a))
+    saes = {name: load_sae(RunLayout(out).sae(name)) for name in RunLayout(out).saes()}
+    reading = read_checkpoint(args.diff_source, ckpt, saes)
+    assert booted == []
+    sae, stored = args.sae_args("batchtopk").sae_name, load_file(RunLayout(out).latent_means)
+    assert torch.equal(reading[sae]["means"]["canonical"], stored[f"{RunLayout(out).name_of(ckpt)}|{sae}|canonical"])
+    src = open_source(args.diff_source, ckpt)
+    assert src.bridge is src.bridge and len(booted) == 1 and booted[0][0] == ckpt
 
 
 def test_group_activity_and_relative_change():
@@ -461,13 +483,16 @@ def test_band_study__a_parallel_executor_writes_the_same_bytes_as_running_one_af
 
 def test_report_figures__no_legend_covers_an_axes_data_area(study, tmp_path, monkeypatch):
     """Every figure of the report, rendered on the smoke study: each legend (of an axes or of the figure) lies
-    outside every axes' data area."""
+    outside every axes' data area. The study is a copy, whose stages read every cache and record the original made
+    (a copied run directory keeps them: no model is booted)."""
     import matplotlib.pyplot as plt
 
     from experiments.analysis import band_report
 
     out = tmp_path / "run"
     shutil.copytree(study[0], out)
+    monkeypatch.setattr(sources, "load_bridge", lambda *a: pytest.fail(f"booted {a[0]}: a cache was made again"))
+    monkeypatch.setattr(attribution, "load_bridge", lambda *a: pytest.fail(f"booted {a[0]}: a record was made again"))
     args = sae_groups.hook_stage(preset_args(BandStudyArgs, PRESETS, "smoke", out=out))
     features = {n: json.loads((out / "sae" / n / "features.json").read_text()) for n in RunLayout(out).saes()}
     stages = (diffing.diff_stage, attribution.gain_stage, attribution.activity_stage, diffing.diffing_stage)

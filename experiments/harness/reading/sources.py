@@ -9,9 +9,11 @@ reused by every reader of that (checkpoint, probe set, hook): activations are pa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from experiments.harness.reading.probe_sets import ProbeSetSpec, build_probe_set
@@ -55,7 +57,6 @@ class Source:
     """One checkpoint opened for reading, with its probe set and activation cache at the hook."""
 
     checkpoint: Path
-    bridge: object
     tokenizer: object
     sequences: list[LabelledSequence]
     cache: ActivationCache
@@ -63,6 +64,14 @@ class Source:
     """Seconds spent building the probe set in this call (0 when it was on disk)."""
     activations_s: float
     """Seconds spent collecting activations in this call (0 when they were cached)."""
+    load: Callable[[], object]
+    """The checkpoint's TransformerBridge, booted on the first call (``bridge``)."""
+
+    @property
+    def bridge(self):
+        """The checkpoint in a TransformerBridge. Booted only when a reader runs the model: one that reads the cache
+        alone (diffing every checkpoint) skips the boot, about a quarter of a second per checkpoint."""
+        return self.load()
 
 
 def checkpoint_tag(run: Path, checkpoint: Path) -> str:
@@ -75,16 +84,19 @@ def checkpoint_tag(run: Path, checkpoint: Path) -> str:
 
 
 def model_identity(checkpoint: Path) -> str:
-    """Changes whenever the checkpoint's weights are rewritten."""
+    """Changes whenever the checkpoint's weights are rewritten, and not when its run directory is copied or moved
+    (``shutil.copytree`` keeps modification times): its caches live under its path in the run (``checkpoint_tag``)."""
     st = (checkpoint / "model.safetensors").stat()
-    return f"{checkpoint.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _digest(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def probe_set(spec: SourceSpec, checkpoint: Path, bridge, tokenizer) -> tuple[Path, list[LabelledSequence], float]:
+def probe_set(
+    spec: SourceSpec, checkpoint: Path, bridge: Callable[[], object], tokenizer
+) -> tuple[Path, list[LabelledSequence], float]:
     """(directory, sequences, seconds spent): loaded when on disk, else built from the checkpoint's samples."""
     key = {"probe": dataclasses.asdict(spec.probe), "model": model_identity(checkpoint)}
     root = RunLayout(spec.run).acts / checkpoint_tag(spec.run, checkpoint) / f"probe-{_digest(key)[:12]}"
@@ -93,7 +105,7 @@ def probe_set(spec: SourceSpec, checkpoint: Path, bridge, tokenizer) -> tuple[Pa
         return root, load_sequences(path)[1], 0.0
     start = time.perf_counter()
     task = run_task(spec.run, tokenizer.get_vocab())
-    sequences = build_probe_set(bridge.original_model, tokenizer, spec.probe, task)
+    sequences = build_probe_set(bridge().original_model, tokenizer, spec.probe, task)
     with atomic_file(path) as tmp:
         save_sequences(tmp, sequences, key)
     return root, sequences, time.perf_counter() - start
@@ -101,7 +113,7 @@ def probe_set(spec: SourceSpec, checkpoint: Path, bridge, tokenizer) -> tuple[Pa
 
 def open_source(spec: SourceSpec, checkpoint: Path) -> Source:
     """Load a checkpoint, its probe set and its activation cache at ``spec.hook`` (made if missing)."""
-    bridge, tokenizer = load_bridge(checkpoint, spec.device), load_tokenizer(checkpoint)
+    bridge, tokenizer = functools.cache(lambda: load_bridge(checkpoint, spec.device)), load_tokenizer(checkpoint)
     root, sequences, probe_s = probe_set(spec, checkpoint, bridge, tokenizer)
     cache_dir = root / spec.hook
     fingerprint = _digest([sequences_digest(sequences), spec.hook, model_identity(checkpoint)])
@@ -110,7 +122,7 @@ def open_source(spec: SourceSpec, checkpoint: Path) -> Source:
         start = time.perf_counter()
         with atomic_dir(cache_dir) as tmp:
             write_cache(
-                bridge,
+                bridge(),
                 spec.hook,
                 sequences,
                 tmp,
@@ -120,7 +132,7 @@ def open_source(spec: SourceSpec, checkpoint: Path) -> Source:
                 batch_size=spec.collect_batch_size,
             )
         acts_s = time.perf_counter() - start
-    return Source(checkpoint, bridge, tokenizer, sequences, open_cache(cache_dir), probe_s, acts_s)
+    return Source(checkpoint, tokenizer, sequences, open_cache(cache_dir), probe_s, acts_s, bridge)
 
 
 def cache_activations(job: tuple[SourceSpec, Path]) -> None:
