@@ -137,8 +137,9 @@ def test_grpo__band_run_writes_metrics_ledger_and_checkpoints(smoke_run, tmp_pat
 
 
 def copy_run(smoke_run, dest):
-    """A private copy of the shared smoke run (base model + band table)."""
-    shutil.copytree(smoke_run, dest, ignore=shutil.ignore_patterns("seed*"))
+    """A private copy of the shared smoke run (base model + band table; no band run nor step-0 evaluation that other
+    tests left there)."""
+    shutil.copytree(smoke_run, dest, ignore=shutil.ignore_patterns("seed*", "step0-eval-*"))
     return dest
 
 
@@ -247,17 +248,23 @@ def test_sampled_accuracy__scores_a_model_on_the_evaluations_own_draws(smoke_run
 
 def test_grpo__a_seeds_band_runs_share_one_step0_evaluation_equal_to_a_fresh_one(smoke_run, tmp_path, monkeypatch):
     """Step 0 evaluates the base model on the seed's draws, the same for every band: the first run of a seed makes
-    it, the next reads it (one evaluate call fewer), and what it reads is what a run without the file computes."""
+    it, the next reads it (one evaluate call fewer), and what it reads is what a run without the file computes. A
+    copy of the run directory reads it too (the same base model, wherever it lies)."""
     run, calls, real = copy_run(smoke_run, tmp_path / "run"), [], grpo.evaluate
     monkeypatch.setattr(grpo, "evaluate", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     easy = grpo.main(smoke_args(run, band="easy", steps=1))
     assert len(calls) == 2 and RunLayout(run).step0_eval(0).is_file()  # step 0 and the last step
     medium = grpo.main(smoke_args(run, band="medium", steps=1))
     assert len(calls) == 3  # the last step only
+    moved = shutil.copytree(run, tmp_path / "moved", ignore=shutil.ignore_patterns("seed*"))  # no band run
+    moved = grpo.main(smoke_args(moved, band="medium", steps=1))
+    assert len(calls) == 4
     fresh = grpo.main(smoke_args(copy_run(smoke_run, tmp_path / "fresh"), band="medium", steps=1))
+    assert len(calls) == 6
     assert (
         read_jsonl(medium / "metrics.jsonl")[0]
         == read_jsonl(easy / "metrics.jsonl")[0]
+        == read_jsonl(moved / "metrics.jsonl")[0]
         == read_jsonl(fresh / "metrics.jsonl")[0]
     )
 
