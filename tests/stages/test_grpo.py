@@ -256,8 +256,8 @@ def test_grpo__a_seeds_band_runs_share_one_step0_evaluation_equal_to_a_fresh_one
     assert len(calls) == 2 and RunLayout(run).step0_eval(0).is_file()  # step 0 and the last step
     medium = grpo.main(smoke_args(run, band="medium", steps=1))
     assert len(calls) == 3  # the last step only
-    moved = shutil.copytree(run, tmp_path / "moved", ignore=shutil.ignore_patterns("seed*"))  # no band run
-    moved = grpo.main(smoke_args(moved, band="medium", steps=1))
+    copied = shutil.copytree(run, tmp_path / "copied", ignore=shutil.ignore_patterns("seed*"))  # no band run
+    moved = grpo.main(smoke_args(copied, band="medium", steps=1))
     assert len(calls) == 4
     fresh = grpo.main(smoke_args(copy_run(smoke_run, tmp_path / "fresh"), band="medium", steps=1))
     assert len(calls) == 6
