@@ -79,8 +79,9 @@ def warm_pool(module: str, executor: str, workers: int, threads: int) -> None:
     kept = _KEPT.get()
     if kept is None or executor != "pool" or workers < 2:
         return
+    pool = _kept(kept, workers, threads)
     for _ in range(workers):
-        _kept(kept, workers, threads).submit(_import, module)
+        pool.submit(_import, module)
 
 
 def _import(module: str) -> None:
