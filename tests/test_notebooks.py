@@ -1,7 +1,6 @@
 """Smoke: every notebook runs top to bottom against a smoke run, never writes into it, and is stored without outputs."""
 
 import shutil
-import time
 from pathlib import Path
 
 import nbformat
@@ -57,9 +56,7 @@ def test_notebooks__execute_without_error_and_leave_the_run_untouched(path, stud
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     before = _listing(study_run) | {f"signals/{k}": v for k, v in _listing(signals_studies).items()}
     nb = nbformat.read(path, as_version=4)
-    start = time.perf_counter()
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
-    assert time.perf_counter() - start < 60
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     after = _listing(study_run) | {f"signals/{k}": v for k, v in _listing(signals_studies).items()}

@@ -1,7 +1,6 @@
 import json
 import math
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -30,14 +29,12 @@ def value_run(smoke_study, tmp_path_factory):
     for part in ("base", "bands"):
         shutil.copytree(src / part, run / part)
     shutil.copy(src / "config.json", run / "config.json")
-    start = time.perf_counter()
     res = value_study.main(preset_args(value_study.ValueArgs, value_study.PRESETS, "smoke", run=run))
-    return run, res, time.perf_counter() - start
+    return run, res
 
 
 def test_value_study__smoke_writes_results_report_and_examples(value_run, tmp_path):
-    run, res, seconds = value_run
-    assert seconds < 60
+    run, res = value_run
     out = run / "value"
     on_disk = json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     write_json(tmp_path / "again.json", ValueStudyResult.from_json(on_disk).to_json())  # read back, written again
@@ -69,7 +66,7 @@ def test_value_study__smoke_writes_results_report_and_examples(value_run, tmp_pa
 
 
 def test_value_study__rerun_resumes_without_repeating_runs(value_run):
-    run, res, _ = value_run
+    run, res = value_run
     before = (run / "value" / "one_shot" / "seed0.jsonl").read_text()
     again = value_study.main(preset_args(value_study.ValueArgs, value_study.PRESETS, "smoke", run=run))
     assert (run / "value" / "one_shot" / "seed0.jsonl").read_text() == before
@@ -78,7 +75,7 @@ def test_value_study__rerun_resumes_without_repeating_runs(value_run):
 
 def test_value_study__one_shot_rows_are_reproducible(value_run):
     """A lost line of one_shot/*.jsonl is recomputed to the same numbers."""
-    run, _, _ = value_run
+    run, _ = value_run
     path = run / "value" / "one_shot" / "seed1.jsonl"
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:-1]) + "\n")
@@ -175,7 +172,7 @@ def test_degeneration__inert_runs_and_first_last_behaviour():
 
 
 def test_value_study__sample_keeps_band_and_pool_records(value_run):
-    run, _, _ = value_run
+    run, _ = value_run
     sample = read_json(run / "value" / "sample.json")
     pools = read_json(run / "bands" / "table.json")["pools"]
     for rec in sample:
