@@ -3,7 +3,8 @@
 A band study's band x seed GRPO runs are independent: each is a pure function of its arguments
 (every draw of update t depends only on (seed, t)), so running them in parallel changes nothing
 they write: every job runs with the same number of torch threads on every executor (``run_jobs``'s
-``threads``; float reductions depend on it). A worker is a fresh process (spawn), pinned to one GPU round
+``threads``; float reductions depend on it). A worker is a fresh process, forked from a server process that
+imported the libraries once (``PRELOAD``; spawned where the OS has no forkserver), pinned to one GPU round
 robin through CUDA_VISIBLE_DEVICES where the machine has GPUs, so several tiny-model runs can share
 one GPU or spread over several. On Ray (the optional ``ray`` extra) a job is one task, scheduled
 on whatever node of the cluster has its resources: the torch threads it uses as CPUs, and
@@ -59,9 +60,9 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def kept_pools() -> Iterator[None]:
-    """Inside the block, ``run_jobs`` keeps its worker processes for the next call instead of spawning new ones: a
-    spawn re-imports torch, transformers, TransformerLens and sae_lens, about 9 s on 2 cores, which a study with a
-    pool per stage paid seven times. Workers run one job at a time as before, so nothing a job writes changes."""
+    """Inside the block, ``run_jobs`` keeps its worker processes for the next call instead of starting new ones: a
+    worker imports the study's own modules (about 1 s once ``PRELOAD`` is in; 9 s per spawned worker), which a study
+    with a pool per stage paid seven times. Workers run one job at a time as before, so nothing a job writes changes."""
     pools: dict[tuple[int, int], ProcessPoolExecutor] = {}
     token = _KEPT.set(pools)
     try:
@@ -73,8 +74,8 @@ def kept_pools() -> Iterator[None]:
 
 
 def warm_pool(module: str, executor: str, workers: int, threads: int) -> None:
-    """Inside ``kept_pools``: spawn now the pool a later ``run_jobs(..., executor, workers, threads=threads)`` will
-    use, each worker importing ``module`` (what its jobs import), so that the spawn overlaps what this process does
+    """Inside ``kept_pools``: start now the pool a later ``run_jobs(..., executor, workers, threads=threads)`` will
+    use, each worker importing ``module`` (what its jobs import), so that its start overlaps what this process does
     meanwhile (the smoke study's pretraining runs in one process); nothing for other executors or outside the block."""
     kept = _KEPT.get()
     if kept is None or executor != "pool" or workers < 2:
@@ -94,8 +95,22 @@ def _kept(kept: dict[tuple[int, int], ProcessPoolExecutor], workers: int, thread
     return kept[workers, threads]
 
 
+PRELOAD = ("__main__", "transformer_lens", "sae_lens")
+"""What the forkserver imports once for every worker it forks: the main module (as a spawned worker runs it) and the
+libraries jobs read models with, which pull in torch and transformers: about 8 s on 2 cores that every spawned worker
+of every pool paid (the test suite makes pools in many tests). The server runs no torch op, so forking it is safe."""
+
+
+def _context() -> mp.context.BaseContext:
+    if "forkserver" not in mp.get_all_start_methods():  # Windows
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(list(PRELOAD))  # read when this process first starts its server
+    return ctx
+
+
 def _pool(workers: int, threads: int) -> ProcessPoolExecutor:
-    ctx = mp.get_context("spawn")
+    ctx = _context()
     counter = ctx.Value("i", 0)
     init = (threads, torch.cuda.device_count() if torch.cuda.is_available() else 0, counter, tally.counters())
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init)
