@@ -101,7 +101,8 @@ libraries jobs read models with, which pull in torch and transformers: about 8 s
 of every pool paid (the test suite makes pools in many tests). The server runs no torch op, so forking it is safe."""
 
 
-def _context() -> mp.context.BaseContext:
+def process_context() -> mp.context.BaseContext:
+    """The start method of every worker process the harness makes (pools here, ``chunk_pool``'s helpers)."""
     if "forkserver" not in mp.get_all_start_methods():  # Windows
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
@@ -110,7 +111,7 @@ def _context() -> mp.context.BaseContext:
 
 
 def _pool(workers: int, threads: int) -> ProcessPoolExecutor:
-    ctx = _context()
+    ctx = process_context()
     counter = ctx.Value("i", 0)
     init = (threads, torch.cuda.device_count() if torch.cuda.is_available() else 0, counter, tally.counters())
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init)

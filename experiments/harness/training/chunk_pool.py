@@ -1,12 +1,13 @@
 """Data-parallel supervised steps that compute the bytes one process computes.
 
 A step's loss gradient is a sum over length chunks (``supervised.accumulate``); one process adds each chunk's
-gradient into ``.grad`` in chunk order. Here helper processes (spawned, each with the caller's torch threads) compute
-the later chunks' gradients alone, each into its own shared-memory slot, while this process runs the first chunks;
-their slots are then added in chunk order. Every chunk's gradient is the same floats either way (the same
-shapes, the same threads, weights in shared memory), and so is the order of the additions, so a pretraining run
-is bit for bit the same with one process or several: how many is a how-to-run choice. On two cores the default
-pretraining (four chunks of 32 rows a step) went from about 570 s to 355 s; ``experiments.bench`` prints the ratio.
+gradient into ``.grad`` in chunk order. Here helper processes (``executors.process_context``, each with the caller's
+torch threads) compute the later chunks' gradients alone, each into its own shared-memory slot, while this process
+runs the first chunks; their slots are then added in chunk order. Every chunk's gradient is the same floats either
+way (the same shapes, the same threads, weights in shared memory), and so is the order of the additions, so a
+pretraining run is bit for bit the same with one process or several: how many is a how-to-run choice. On two cores
+the default pretraining (four chunks of 32 rows a step) went from about 570 s to 355 s; ``experiments.bench`` prints
+the ratio.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import contextlib
 from collections.abc import Iterator, Sequence
 
 import torch
-import torch.multiprocessing as mp
+import torch.multiprocessing  # noqa: F401  (registers torch's shared-memory pickling for the helpers' arguments)
 from torch import Tensor
+
+from experiments.harness.executors import process_context
 
 Chunk = tuple[Tensor, Tensor]
 """A chunk's right-padded ids and labels, each [rows, width]."""
@@ -66,7 +69,7 @@ class ChunkPool:
     def __init__(self, model: torch.nn.Module, helpers: int, max_chunks: int, autocast) -> None:
         model.share_memory()  # in place: the optimizer's references stay valid, the helpers see every update
         self.params = list(model.parameters())
-        ctx = mp.get_context("spawn")
+        ctx = process_context()
         self.helpers = []
         for _ in range(helpers):
             slots = [[torch.zeros_like(p).share_memory_() for p in self.params] for _ in range(max_chunks)]
