@@ -108,7 +108,7 @@ def signals_run(tmp_path_factory) -> Path:
 
 def _smoke_study(out: Path) -> None:
     """One uninterrupted smoke band study, its independent jobs (GRPO runs, matching, attribution) on two worker
-    processes: the test process leaves the second core idle otherwise."""
+    processes, as the study runs by default."""
     from experiments import band_study
 
     band_study.main(
