@@ -45,8 +45,10 @@ def chunk_backward(model: torch.nn.Module, ids_BL: Tensor, labels_BL: Tensor, n_
     return out
 
 
-def _serve(model: torch.nn.Module, slots: list[list[Tensor]], threads: int, autocast, conn) -> None:
-    """A helper's loop: for each request (chunks, n_items), every chunk's gradient alone into its slot."""
+def _serve(conn) -> None:
+    """A helper's loop: first its model, slots, threads and autocast; then for each request (chunks, n_items), every
+    chunk's gradient alone into its slot."""
+    model, slots, threads, autocast = conn.recv()
     torch.set_num_threads(threads)
     params = list(model.parameters())
     while (request := conn.recv()) is not None:
@@ -74,10 +76,11 @@ class ChunkPool:
         for _ in range(helpers):
             slots = [[torch.zeros_like(p).share_memory_() for p in self.params] for _ in range(max_chunks)]
             here, there = ctx.Pipe()
-            proc = ctx.Process(
-                target=_serve, args=(model, slots, torch.get_num_threads(), autocast, there), daemon=True
-            )
+            proc = ctx.Process(target=_serve, args=(there,), daemon=True)
             proc.start()
+            # Shared tensors go through the pipe, not the start arguments: a forkserver start passes each one's file
+            # descriptor in one message of at most ~250, which a batch of 512 (16 slots of every parameter) exceeded.
+            here.send((model, slots, torch.get_num_threads(), autocast))
             self.helpers.append((proc, here, slots))
         self._sent: list[int] = []  # helpers (by index) with a request out, in chunk order
 
