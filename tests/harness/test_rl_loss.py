@@ -6,9 +6,11 @@ import torch
 from experiments.harness.training.rl_loss import (
     aggregate,
     clipped_policy_loss,
+    denominator,
     group_advantages,
     kl_k3,
     masked_mean,
+    row_terms,
     token_logprobs,
 )
 
@@ -85,3 +87,19 @@ def test_aggregate__token_mean_seq_mean_and_constant_weigh_lengths_as_documented
     assert aggregate(x, mask, "token_mean").item() == pytest.approx(masked_mean(x, mask).item())
     with pytest.raises(ValueError):
         aggregate(x, mask, "mean")
+
+
+@pytest.mark.parametrize("agg", ["token_mean", "seq_mean", "constant"])
+def test_aggregate__chunks_of_rows_padded_to_their_own_longest_sum_to_the_whole_batch(agg):
+    """Rows of lengths 1..6 padded to 6; split in two chunks, each cut to its own longest row, and each chunk's
+    row terms divided by the whole batch's denominator: the sum is the one-batch aggregate."""
+    torch.manual_seed(0)
+    lengths = torch.tensor([3, 1, 6, 2, 5, 4])
+    mask_BT = torch.arange(6)[None] < lengths[:, None]
+    x_BT = torch.randn(6, 6)
+    den = denominator(agg, int(mask_BT.sum()), 6, 6)
+    parts = [torch.tensor([1, 3, 0]), torch.tensor([5, 4, 2])]  # short rows, long rows
+    chunked = sum(
+        row_terms(x_BT[i, : int(lengths[i].max())], mask_BT[i, : int(lengths[i].max())], agg).sum() / den for i in parts
+    )
+    assert chunked.item() == pytest.approx(aggregate(x_BT, mask_BT, agg).item(), rel=1e-6)

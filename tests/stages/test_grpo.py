@@ -13,7 +13,7 @@ from experiments.harness import seeds
 from experiments.harness.tasks.arith import Problem, completion_words, parse_completion, prompt_words
 from experiments.harness.tasks.registry import task_of_table
 from experiments.harness.training import rl
-from experiments.harness.training.rl_loss import token_logprobs
+from experiments.harness.training.rl_loss import clipped_policy_loss, token_logprobs
 from experiments.harness.training.rollout import Rollout, kl_to_reference, sampled_rollouts
 from probes.layout import RunLayout, latest_checkpoint, read_jsonl
 from probes.models import load_hf, load_tokenizer
@@ -55,6 +55,37 @@ def test_policy_update__rewarded_completion_rises_and_unrewarded_falls(smoke_run
     after = completion_logprob(model.eval(), good), completion_logprob(model, bad)
     assert after[0] > before[0] and after[1] < before[1]
     assert stats["grpo/kl"] == pytest.approx(0.0, abs=1e-6)  # first step: policy == reference
+
+
+@pytest.mark.parametrize("agg", ["token_mean", "seq_mean", "constant"])
+def test_policy_update__in_length_chunks_takes_the_one_batch_step(smoke_run, agg):
+    """70 rollouts of three lengths (three chunks, none padded to the longest): the chunked update has the loss of one
+    batch padded to its longest and moves every weight as a plain gradient step on it does, up to float rounding."""
+    model, tok = load_hf(smoke_run / "base"), load_tokenizer(smoke_run / "base")
+    table = json.loads((smoke_run / "bands" / "table.json").read_text())
+    problems = [task_of_table(table).from_record(r) for r in table["pools"]["medium"][:5]]
+    groups = [
+        [make_rollout(tok, pr, completion_words(pr, "deliberate"))] * 7
+        + [make_rollout(tok, pr, [str((pr.answer + j) % pr.p), "<eos>"]) for j in range(1, 8)]
+        for pr in problems
+    ]
+    policy = dataclasses.replace(smoke_args(smoke_run).policy, lr=1e-3, loss_agg=agg)
+    assert len(rl.group_chunks(groups, rl.scores(groups), True, "cpu")) == 3
+    chunked, whole = model, load_hf(smoke_run / "base")
+    sgd = lambda m: torch.optim.SGD(m.parameters(), lr=0.1)  # noqa: E731 -- a step that is the gradient, scaled
+    stats = rl.policy_update(chunked.train(), load_hf(smoke_run / "base"), sgd(chunked), groups, policy)
+    b = rl.group_batch(groups, rl.scores(groups), True, "cpu")
+    opt = sgd(whole)
+    logp_BT = token_logprobs(whole.train()(input_ids=b.ids_BL, attention_mask=b.mask_BL).logits, b.ids_BL)
+    loss = clipped_policy_loss(logp_BT, logp_BT.detach(), b.adv_B, b.comp_BT, policy.clip_eps, agg)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(whole.parameters(), 1.0)
+    opt.step()
+    assert stats["grpo/loss"] == pytest.approx(loss.item(), rel=1e-5, abs=1e-7)
+    base = load_hf(smoke_run / "base")
+    for (name, p), q, p0 in zip(chunked.named_parameters(), whole.parameters(), base.parameters()):
+        assert (p - p0).abs().max() > 0 or (q - p0).abs().max() == 0, name
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-7, msg=name)
 
 
 @pytest.mark.parametrize("variant", ["binary", "brier"])

@@ -25,15 +25,17 @@ from experiments.harness.training.rewards import DEFAULT_PAYOFFS, DEFAULT_UTILIT
 from experiments.harness.training.rl_loss import (
     LOSS_AGGS,
     LossAgg,
-    clipped_policy_loss,
+    clipped_surrogate,
+    denominator,
     group_advantages,
     kl_k3,
-    masked_mean,
+    row_terms,
     token_entropy,
     token_logprobs,
 )
 from experiments.harness.training.rollout import Rollout, rollouts
 from experiments.harness.training.shaping import Shaper
+from experiments.harness.training.supervised import CHUNK_ROWS
 from probes.behaviour import behaviour_rates
 from probes.calibration import Utility
 from probes.padding import right_pad
@@ -150,43 +152,71 @@ class GroupBatch:
 
 
 def group_batch(groups: Groups, rewards_NG: Float[np.ndarray, "N G"], scale_std: bool, device: str) -> GroupBatch:
-    flat = [r for g in groups for r in g]
+    """Every row in one batch padded to its longest, in the groups' order."""
+    return _padded([r for g in groups for r in g], _advantages(rewards_NG, scale_std), device)
+
+
+def group_chunks(
+    groups: Groups, rewards_NG: Float[np.ndarray, "N G"], scale_std: bool, device: str, rows: int = CHUNK_ROWS
+) -> list[GroupBatch]:
+    """``group_batch``'s rows sorted by length, in chunks of ``rows`` each padded to its own longest (on a CPU; a GPU,
+    launch-bound on these models, takes them all at once)."""
+    flat, adv_B = [r for g in groups for r in g], _advantages(rewards_NG, scale_std)
+    order = sorted(range(len(flat)), key=lambda i: len(flat[i].prompt_ids) + len(flat[i].completion_ids))
+    rows = rows if device == "cpu" else len(flat)
+    parts = [order[lo : lo + rows] for lo in range(0, len(order), rows)]
+    return [_padded([flat[i] for i in part], adv_B[part], device) for part in parts]
+
+
+def _advantages(rewards_NG: Float[np.ndarray, "N G"], scale_std: bool) -> Float[Tensor, " B"]:
+    return group_advantages(torch.as_tensor(rewards_NG, dtype=torch.float32), scale_std).flatten()
+
+
+def _padded(flat: Sequence[Rollout], adv_B: Float[Tensor, " B"], device: str) -> GroupBatch:
     ids_BL, mask_BL = (t.to(device) for t in right_pad([list(r.prompt_ids) + list(r.completion_ids) for r in flat]))
     n_prompt = torch.tensor([len(r.prompt_ids) for r in flat], device=device)
     pos_L = torch.arange(1, ids_BL.shape[1], device=device)
     comp_BT = (pos_L[None] >= n_prompt[:, None]) & mask_BL[:, 1:].bool()
-    adv_B = group_advantages(torch.as_tensor(rewards_NG, dtype=torch.float32), scale_std).flatten().to(device)
-    return GroupBatch(ids_BL, mask_BL, comp_BT, adv_B)
+    return GroupBatch(ids_BL, mask_BL, comp_BT, adv_B.to(device))
 
 
 def policy_update(
     model, ref_model, opt, groups: Groups, spec: PolicySpec, rewards_NG: Float[np.ndarray, "N G"] | None = None
 ) -> dict[str, float]:
     """One or more clipped policy-gradient steps on the sampled groups, paid ``rewards_NG`` (None: the spec's reward);
-    returns loss stats."""
+    returns loss stats.
+
+    The rows go in chunks sorted by length, each padded to its own longest (``group_chunks``: one batch padded to its
+    longest was mostly padding), their gradients accumulated: each chunk's loss is its rows' terms over the whole
+    batch's denominator (``rl_loss.row_terms``, ``rl_loss.denominator``), so the step is the whole batch's up to
+    float rounding."""
     paid_NG = scores(groups, spec.reward, spec.utility) if rewards_NG is None else rewards_NG
-    b = group_batch(groups, paid_NG, spec.scale_std, spec.device)
-    ids_BL, mask_BL, comp_BT, adv_B = b.ids_BL, b.mask_BL, b.comp_BT, b.adv_B
+    chunks = group_chunks(groups, paid_NG, spec.scale_std, spec.device)
     tally.add("trained", spec.inner_updates * sum(len(r.prompt_ids) + len(r.completion_ids) for g in groups for r in g))
-    logp_old_BT = None
+    n_tokens = sum(int(c.comp_BT.sum()) for c in chunks)
+    width = max(c.comp_BT.shape[1] for c in chunks)
+    den = denominator(spec.loss_agg, n_tokens, sum(len(c.adv_B) for c in chunks), width)
+    logp = lambda m, c: token_logprobs(m(input_ids=c.ids_BL, attention_mask=c.mask_BL).logits, c.ids_BL)  # noqa: E731
     with torch.no_grad():
-        logp_ref_BT = token_logprobs(ref_model(input_ids=ids_BL, attention_mask=mask_BL).logits, ids_BL)
-        if spec.inner_updates > 1:
-            logp_old_BT = token_logprobs(model(input_ids=ids_BL, attention_mask=mask_BL).logits, ids_BL)
+        ref_C = [logp(ref_model, c) for c in chunks]
+        old_C = [logp(model, c) for c in chunks] if spec.inner_updates > 1 else [None] * len(chunks)
     for _ in range(spec.inner_updates):
-        logits_BLV = model(input_ids=ids_BL, attention_mask=mask_BL).logits
-        logp_BT = token_logprobs(logits_BLV, ids_BL)
-        old_BT = logp_BT.detach() if logp_old_BT is None else logp_old_BT
-        pg = clipped_policy_loss(logp_BT, old_BT, adv_B, comp_BT, spec.clip_eps, spec.loss_agg)
-        kl = masked_mean(kl_k3(logp_BT, logp_ref_BT), comp_BT)
-        loss = pg + spec.kl_coef * kl
+        opt.zero_grad(set_to_none=True)
+        loss, kl, entropy = (torch.zeros((), device=spec.device) for _ in range(3))
+        for c, ref_BT, old_BT in zip(chunks, ref_C, old_C):
+            logits_BLV = model(input_ids=c.ids_BL, attention_mask=c.mask_BL).logits
+            logp_BT = token_logprobs(logits_BLV, c.ids_BL)
+            old_BT = logp_BT.detach() if old_BT is None else old_BT
+            surrogate_BT = clipped_surrogate(logp_BT, old_BT, c.adv_B, spec.clip_eps)
+            kl_c = (kl_k3(logp_BT, ref_BT) * c.comp_BT).sum() / max(n_tokens, 1)
+            loss_c = -row_terms(surrogate_BT, c.comp_BT, spec.loss_agg).sum() / den + spec.kl_coef * kl_c
+            loss_c.backward()
+            loss, kl = loss + loss_c.detach(), kl + kl_c.detach()
+            entropy += (token_entropy(logits_BLV.detach()) * c.comp_BT).sum() / max(n_tokens, 1)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"grpo: loss is {loss.item()}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    entropy = masked_mean(token_entropy(logits_BLV.detach()), comp_BT)
     return {
         "grpo/loss": loss.item(),
         "grpo/kl": kl.item(),

@@ -58,15 +58,33 @@ def aggregate(x_BT: Float[Tensor, "B T"], mask_BT: Bool[Tensor, "B T"], agg: Los
       updates (a length bias, one mechanism behind length collapse).
     * ``constant`` (Dr. GRPO): sum over tokens divided by (sequences x mask width), a constant per
       batch shape, so no completion's tokens are reweighted by its length.
+
+    It is ``row_terms(...).sum() / denominator(...)``: a batch split into chunks of rows gives the same number summed
+    over its chunks, each divided by the whole batch's denominator.
     """
-    masked_BT = x_BT * mask_BT
-    if agg == "token_mean":
-        return masked_BT.sum() / mask_BT.sum().clamp(min=1)
-    if agg == "seq_mean":
-        return (masked_BT.sum(1) / mask_BT.sum(1).clamp(min=1)).mean()
-    if agg == "constant":
-        return masked_BT.sum() / mask_BT.numel()
-    raise ValueError(f"loss aggregation: unknown {agg!r}, expected one of {LOSS_AGGS}")
+    return row_terms(x_BT, mask_BT, agg).sum() / denominator(agg, int(mask_BT.sum()), *mask_BT.shape)
+
+
+def row_terms(x_BT: Float[Tensor, "B T"], mask_BT: Bool[Tensor, "B T"], agg: LossAgg) -> Float[Tensor, " B"]:
+    """Each row's share of ``aggregate``'s numerator: its masked sum (its mean for seq_mean)."""
+    sum_B = (x_BT * mask_BT).sum(1)
+    return sum_B / mask_BT.sum(1).clamp(min=1) if agg == "seq_mean" else sum_B
+
+
+def denominator(agg: LossAgg, n_tokens: int, n_rows: int, width: int) -> int:
+    """``aggregate``'s divisor for a batch of ``n_rows`` rows, ``n_tokens`` of them unmasked, padded to ``width``."""
+    if agg not in LOSS_AGGS:
+        raise ValueError(f"loss aggregation: unknown {agg!r}, expected one of {LOSS_AGGS}")
+    return {"token_mean": max(n_tokens, 1), "seq_mean": n_rows, "constant": n_rows * width}[agg]
+
+
+def clipped_surrogate(
+    logp_BT: Float[Tensor, "B T"], logp_old_BT: Float[Tensor, "B T"], adv_B: Float[Tensor, " B"], clip_eps: float
+) -> Float[Tensor, "B T"]:
+    """PPO's clipped surrogate per token (to be maximised)."""
+    ratio_BT = torch.exp(logp_BT - logp_old_BT)
+    adv_B1 = adv_B[:, None]
+    return torch.minimum(ratio_BT * adv_B1, ratio_BT.clamp(1 - clip_eps, 1 + clip_eps) * adv_B1)
 
 
 def clipped_policy_loss(
@@ -78,10 +96,7 @@ def clipped_policy_loss(
     agg: LossAgg = "token_mean",
 ) -> Float[Tensor, ""]:
     """PPO-clipped surrogate over completion tokens, reduced by ``aggregate``."""
-    ratio_BT = torch.exp(logp_BT - logp_old_BT)
-    adv_B1 = adv_B[:, None]
-    surrogate_BT = torch.minimum(ratio_BT * adv_B1, ratio_BT.clamp(1 - clip_eps, 1 + clip_eps) * adv_B1)
-    return -aggregate(surrogate_BT, mask_BT, agg)
+    return -aggregate(clipped_surrogate(logp_BT, logp_old_BT, adv_B, clip_eps), mask_BT, agg)
 
 
 def kl_k3(logp_BT: Float[Tensor, "B T"], logp_ref_BT: Float[Tensor, "B T"]) -> Float[Tensor, "B T"]:
