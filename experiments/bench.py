@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 import os
 import tempfile
@@ -37,7 +38,8 @@ from experiments.harness.tasks.arith import TaskSpec
 from experiments.harness.tasks.registry import task_of_vocab
 from experiments.harness.training.chunk_pool import chunk_pool
 from experiments.harness.training.model import ModelSpec, build_model, build_tokenizer, save_model
-from experiments.harness.training.rollout import max_new_tokens
+from experiments.harness.training.rl import PolicySpec, optimizer, policy_update
+from experiments.harness.training.rollout import Rollout, max_new_tokens
 from experiments.harness.training.sampling import sample
 from experiments.harness.training.supervised import CHUNK_ROWS, accumulate, collate, example
 from probes.models import load_bridge, load_hf, load_tokenizer
@@ -161,7 +163,9 @@ def ragged_ratios(model, tok, args: BenchArgs) -> dict[str, float]:
       shared generator (they keep feeding <pad>): the two draw different samples of the same distribution;
     - a supervised step (forward and backward) on those examples in length chunks (``supervised.accumulate``)
       over one batch padded to its longest, and (with more than one usable CPU) the chunks shared by helper
-      processes over one process, one thread each (the study's ``job_threads``).
+      processes over one process, one thread each (the study's ``job_threads``);
+    - a GRPO update on them as rollouts (groups of 8, the reference's forward included) in length chunks over one
+      batch padded to its longest (``rl.policy_update``'s ``rows``).
     """
     vocab = tok.get_vocab()
     family = task_of_vocab(vocab)
@@ -186,9 +190,18 @@ def ragged_ratios(model, tok, args: BenchArgs) -> dict[str, float]:
         trained(input_ids=ids_BL, labels=labels_BL).loss.backward()
 
     chunked = best_time(lambda: accumulate(trained, examples, [], vocab), args.repeats)
+    rolled = [
+        Rollout(pr, tuple(ids[:n]), tuple(ids[n:]), pr.parse(pr.completion_words(mode)))
+        for pr, (ids, n), mode in zip(problems, examples, itertools.cycle(("deliberate", "direct")))
+    ]
+    size = min(8, len(rolled))  # a smoke batch may hold fewer than one group of 8
+    groups, policy = [rolled[i : i + size] for i in range(0, len(rolled) - size + 1, size)], PolicySpec()
+    opt = optimizer(trained, policy)
+    update = lambda rows: best_time(lambda: policy_update(trained, model, opt, groups, policy, rows=rows), args.repeats)  # noqa: E731
     ratios = {
         "eval/rows_leave_over_stay": stay / leave,
         "train/chunked_over_whole": best_time(whole, args.repeats) / chunked,
+        "grpo/chunked_over_whole": update(len(rolled)) / update(CHUNK_ROWS),
     }
     if usable_cpus() > 1:  # the same chunks shared by helper processes (chunk_pool: the same bytes)
         # one thread a process, as the study runs pretraining (its job_threads): helpers at this process's thread
@@ -287,6 +300,7 @@ def main(args: BenchArgs) -> dict[str, float]:
         f"  evaluation sampling: finished rows leave / stay in the batch   {result['eval/rows_leave_over_stay']:6.2f}x"
     )
     print(f"  supervised step: length chunks / one padded batch            {result['train/chunked_over_whole']:6.2f}x")
+    print(f"  GRPO update: length chunks / one padded batch                {result['grpo/chunked_over_whole']:6.2f}x")
     for key in (k for k in result if k.endswith("_processes_over_1")):
         n = key.split("/")[1].split("_")[0]
         print(f"  supervised step: chunks on {n} processes / on 1, a thread each  {result[key]:6.2f}x")

@@ -181,17 +181,23 @@ def _padded(flat: Sequence[Rollout], adv_B: Float[Tensor, " B"], device: str) ->
 
 
 def policy_update(
-    model, ref_model, opt, groups: Groups, spec: PolicySpec, rewards_NG: Float[np.ndarray, "N G"] | None = None
+    model,
+    ref_model,
+    opt,
+    groups: Groups,
+    spec: PolicySpec,
+    rewards_NG: Float[np.ndarray, "N G"] | None = None,
+    rows: int = CHUNK_ROWS,
 ) -> dict[str, float]:
     """One or more clipped policy-gradient steps on the sampled groups, paid ``rewards_NG`` (None: the spec's reward);
     returns loss stats.
 
-    The rows go in chunks sorted by length, each padded to its own longest (``group_chunks``: one batch padded to its
-    longest was mostly padding), their gradients accumulated: each chunk's loss is its rows' terms over the whole
-    batch's denominator (``rl_loss.row_terms``, ``rl_loss.denominator``), so the step is the whole batch's up to
-    float rounding."""
+    The rows go in chunks of ``rows`` sorted by length, each padded to its own longest (``group_chunks``: one batch
+    padded to its longest was mostly padding), their gradients accumulated: each chunk's loss is its rows' terms over
+    the whole batch's denominator (``rl_loss.row_terms``, ``rl_loss.denominator``), so the step is the whole batch's
+    up to float rounding."""
     paid_NG = scores(groups, spec.reward, spec.utility) if rewards_NG is None else rewards_NG
-    chunks = group_chunks(groups, paid_NG, spec.scale_std, spec.device)
+    chunks = group_chunks(groups, paid_NG, spec.scale_std, spec.device, rows)
     tally.add("trained", spec.inner_updates * sum(len(r.prompt_ids) + len(r.completion_ids) for g in groups for r in g))
     n_tokens = sum(int(c.comp_BT.sum()) for c in chunks)
     width = max(c.comp_BT.shape[1] for c in chunks)
