@@ -9,7 +9,6 @@ from experiments.harness.training.rl_loss import (
     denominator,
     group_advantages,
     kl_k3,
-    masked_mean,
     row_terms,
     token_logprobs,
 )
@@ -70,7 +69,7 @@ def test_token_logprobs__match_log_softmax_of_next_token():
     lp = token_logprobs(logits, ids)
     assert lp.shape == (2, 4)
     assert lp[1, 2].item() == pytest.approx(torch.log_softmax(logits[1, 2], -1)[ids[1, 3]].item(), rel=1e-5)
-    assert masked_mean(lp, torch.zeros_like(lp, dtype=torch.bool)).item() == 0.0
+    assert aggregate(lp, torch.zeros_like(lp, dtype=torch.bool), "token_mean").item() == 0.0  # no tokens: 0
 
 
 def test_aggregate__token_mean_seq_mean_and_constant_weigh_lengths_as_documented():
@@ -84,7 +83,7 @@ def test_aggregate__token_mean_seq_mean_and_constant_weigh_lengths_as_documented
     assert weights["token_mean"] == pytest.approx((1 / 4, 1 / 4))  # every token the same
     assert weights["seq_mean"] == pytest.approx((1 / 2, 1 / 6))  # 1/|o|: short completions' tokens weigh more
     assert weights["constant"] == pytest.approx((1 / 8, 1 / 8))  # a constant: no length reweighting
-    assert aggregate(x, mask, "token_mean").item() == pytest.approx(masked_mean(x, mask).item())
+    assert aggregate(x, mask, "token_mean").item() == pytest.approx(x[mask].mean().item())
     with pytest.raises(ValueError):
         aggregate(x, mask, "mean")
 

@@ -69,7 +69,7 @@ def test_policy_update__in_length_chunks_takes_the_one_batch_step(smoke_run, agg
         + [make_rollout(tok, pr, [str((pr.answer + j) % pr.p), "<eos>"]) for j in range(1, 8)]
         for pr in problems
     ]
-    policy = dataclasses.replace(smoke_args(smoke_run).policy, lr=1e-3, loss_agg=agg)
+    policy = dataclasses.replace(smoke_args(smoke_run).policy, loss_agg=agg)
     assert len(rl.group_chunks(groups, rl.scores(groups), True, "cpu")) == 3
     chunked, whole = model, load_hf(smoke_run / "base")
     sgd = lambda m: torch.optim.SGD(m.parameters(), lr=0.1)  # noqa: E731 -- a step that is the gradient, scaled

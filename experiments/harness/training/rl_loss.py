@@ -40,11 +40,6 @@ def token_entropy(logits_BLV: Float[Tensor, "B L V"]) -> Float[Tensor, "B L-1"]:
     return -(logp_BLV.exp() * logp_BLV).sum(-1)
 
 
-def masked_mean(x_BT: Float[Tensor, "B T"], mask_BT: Bool[Tensor, "B T"]) -> Float[Tensor, ""]:
-    """Mean over all unmasked tokens of the batch (token-level aggregation)."""
-    return (x_BT * mask_BT).sum() / mask_BT.sum().clamp(min=1)
-
-
 LossAgg = Literal["token_mean", "seq_mean", "constant"]
 LOSS_AGGS: tuple[LossAgg, ...] = ("token_mean", "seq_mean", "constant")
 
