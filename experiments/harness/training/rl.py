@@ -35,7 +35,7 @@ from experiments.harness.training.rl_loss import (
 )
 from experiments.harness.training.rollout import Rollout, rollouts
 from experiments.harness.training.shaping import Shaper
-from experiments.harness.training.supervised import CHUNK_ROWS
+from experiments.harness.training.supervised import CHUNK_ROWS, length_chunks
 from probes.behaviour import behaviour_rates
 from probes.calibration import Utility
 from probes.padding import right_pad
@@ -162,9 +162,8 @@ def group_chunks(
     """``group_batch``'s rows sorted by length, in chunks of ``rows`` each padded to its own longest (on a CPU; a GPU,
     launch-bound on these models, takes them all at once)."""
     flat, adv_B = [r for g in groups for r in g], _advantages(rewards_NG, scale_std)
-    order = sorted(range(len(flat)), key=lambda i: len(flat[i].prompt_ids) + len(flat[i].completion_ids))
-    rows = rows if device == "cpu" else len(flat)
-    parts = [order[lo : lo + rows] for lo in range(0, len(order), rows)]
+    lengths = [len(r.prompt_ids) + len(r.completion_ids) for r in flat]
+    parts = length_chunks(lengths, rows if device == "cpu" else len(flat))
     return [_padded([flat[i] for i in part], adv_B[part], device) for part in parts]
 
 

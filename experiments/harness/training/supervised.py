@@ -214,6 +214,12 @@ def collate(examples: Sequence[Example], vocab: dict[str, int], width: int = 0) 
     return supervised_batch([ids for ids, _ in examples], [n for _, n in examples], vocab[PAD], width)
 
 
+def length_chunks(lengths: Sequence[int], rows: int = CHUNK_ROWS) -> list[list[int]]:
+    """Indices sorted by length (stably), in chunks of ``rows``: each chunk is padded only to its own longest."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[lo : lo + rows] for lo in range(0, len(order), rows)]
+
+
 def fit(
     model: torch.nn.Module,
     opt: torch.optim.Optimizer,
@@ -295,10 +301,7 @@ def accumulate(
     ``width``; ``observe(logits, labels)`` sees its logits before the update. A ``pool``'s helpers compute the
     stream's later chunks (the same floats, added in the same order).
     """
-    order = sorted(range(len(stream)), key=lambda i: len(stream[i][0]))
-    chunks = [
-        collate([stream[i] for i in order[lo : lo + CHUNK_ROWS]], vocab) for lo in range(0, len(order), CHUNK_ROWS)
-    ]
+    chunks = [collate([stream[i] for i in part], vocab) for part in length_chunks([len(ids) for ids, _ in stream])]
     last = [collate(more, vocab, width)] if more else []
     n_items = sum(int((labels_BL[:, 1:] != NOT_TARGET).sum()) for _, labels_BL in chunks + last)
     tally.add("trained", sum(len(ids) for ids, _ in (*stream, *more)))
