@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import importlib
 import multiprocessing as mp
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
@@ -35,10 +37,17 @@ EXECUTORS = ("local", "pool", "ray")
 Job = TypeVar("Job")
 Out = TypeVar("Out")
 
-_KEPT: contextvars.ContextVar[dict[tuple[int, int], ProcessPoolExecutor] | None] = contextvars.ContextVar(
-    "kept_pools", default=None
-)
-"""The pools ``kept_pools`` keeps open, by (workers, threads): scoped state, set and cleared by that block only."""
+
+@dataclasses.dataclass
+class _Kept:
+    pools: dict[tuple[int, int], ProcessPoolExecutor] = dataclasses.field(default_factory=dict)
+    """By (workers, threads)."""
+    warming: list[threading.Thread] = dataclasses.field(default_factory=list)
+    """``warm_pool``'s threads, joined before the pools shut down."""
+
+
+_KEPT: contextvars.ContextVar[_Kept | None] = contextvars.ContextVar("kept_pools", default=None)
+"""What ``kept_pools`` keeps open: scoped state, set and cleared by that block only."""
 
 
 def usable_cpus() -> int:
@@ -63,36 +72,41 @@ def kept_pools() -> Iterator[None]:
     """Inside the block, ``run_jobs`` keeps its worker processes for the next call instead of starting new ones: a
     worker imports the study's own modules (about 1 s once ``PRELOAD`` is in; 9 s per spawned worker), which a study
     with a pool per stage paid seven times. Workers run one job at a time as before, so nothing a job writes changes."""
-    pools: dict[tuple[int, int], ProcessPoolExecutor] = {}
-    token = _KEPT.set(pools)
+    kept = _Kept()
+    token = _KEPT.set(kept)
     try:
         yield
     finally:
         _KEPT.reset(token)
-        for pool in pools.values():
+        for thread in kept.warming:
+            thread.join()
+        for pool in kept.pools.values():
             pool.shutdown()
 
 
 def warm_pool(module: str, executor: str, workers: int, threads: int) -> None:
     """Inside ``kept_pools``: start now the pool a later ``run_jobs(..., executor, workers, threads=threads)`` will
     use, each worker importing ``module`` (what its jobs import), so that its start overlaps what this process does
-    meanwhile (the smoke study's pretraining runs in one process); nothing for other executors or outside the block."""
+    meanwhile (the smoke study's pretraining runs in one process); nothing for other executors or outside the block.
+    It returns at once: a worker's start waits for the forkserver's imports (``PRELOAD``, about 6 s), so the
+    workers are started from a thread."""
     kept = _KEPT.get()
     if kept is None or executor != "pool" or workers < 2:
         return
     pool = _kept(kept, workers, threads)
-    for _ in range(workers):
-        pool.submit(_import, module)
+    thread = threading.Thread(target=lambda: [pool.submit(_import, module) for _ in range(workers)], daemon=True)
+    kept.warming.append(thread)
+    thread.start()
 
 
 def _import(module: str) -> None:
     importlib.import_module(module)
 
 
-def _kept(kept: dict[tuple[int, int], ProcessPoolExecutor], workers: int, threads: int) -> ProcessPoolExecutor:
-    if (workers, threads) not in kept:
-        kept[workers, threads] = _pool(workers, threads)
-    return kept[workers, threads]
+def _kept(kept: _Kept, workers: int, threads: int) -> ProcessPoolExecutor:
+    if (workers, threads) not in kept.pools:
+        kept.pools[workers, threads] = _pool(workers, threads)
+    return kept.pools[workers, threads]
 
 
 PRELOAD = ("__main__", "transformer_lens", "sae_lens")

@@ -1,4 +1,5 @@
 import functools
+import threading
 
 import torch
 
@@ -58,6 +59,26 @@ def test_warm_pool__spawns_the_kept_pool_before_its_jobs_which_then_use_it(monke
         assert spawned == [(2, 1)]
         assert run_jobs(abs, [-1, -2], "pool", workers=2, threads=1) == [1, 2]
     assert spawned == [(2, 1)]
+
+
+def test_warm_pool__returns_while_its_workers_start_and_the_block_waits_for_them_before_shutting_down(monkeypatch):
+    """A worker's start waits for the forkserver's imports; the study's pretraining must not wait with it."""
+    events, release = [], threading.Event()
+
+    class SlowStart:  # a pool whose submits block, as a worker's start does while the server imports
+        def submit(self, fn, *args):
+            release.wait(10)
+            events.append(args)
+
+        def shutdown(self):
+            events.append("shutdown")
+
+    monkeypatch.setattr(executors, "_pool", lambda *a: SlowStart())
+    with executors.kept_pools():
+        executors.warm_pool("json", "pool", 2, 1)
+        assert events == []  # back before the first worker started
+        release.set()
+    assert events == [("json",), ("json",), "shutdown"]
 
 
 def test_run_jobs__a_desc_counts_every_job_done_on_a_bar_and_the_results_stay_in_order(capsys):
