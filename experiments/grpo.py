@@ -189,7 +189,7 @@ class GRPOArgs:
 
 
 # Smoke: enough prompts, updates and eval samples for a tiny model to gain measurably (lr 1e-3 collapsed it).
-_SMOKE = dict(steps=8, prompts_per_step=8, group_size=8, lr=3e-4, eval_every=4, checkpoint_every=2, eval_samples=8)
+_SMOKE = dict(steps=8, prompts_per_step=8, group_size=8, lr=3e-4, eval_every=4, checkpoint_every=2)
 _GPU = dict(
     steps=200, prompts_per_step=64, group_size=16, rollout_batch=1024, eval_every=20, checkpoint_every=20, device="cuda"
 )

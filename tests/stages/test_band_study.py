@@ -243,10 +243,10 @@ def test_gain_stage__attributes_every_hitting_run_on_its_own_matched_draws_and_r
     points = matching.matched_points(args)
     assert set(records) == set(points) and records
     sae_name = args.sae_args(args.sae_archs[0]).sae_name
-    feats = features[sae_name]
+    feats, draws = features[sae_name], args.grpo_args("easy", args.seeds[0]).eval_samples
     for name, rec in records.items():
         assert read_json(out / name / GAIN_ATTRIBUTION)[sae_name] == rec and rec["step"] == points[name]
-        assert rec["n_samples"] == grpo.PRESETS["smoke"]["eval_samples"] and rec["acc_tuned"] == rec["matched_acc"]
+        assert rec["n_samples"] == draws and rec["acc_tuned"] == rec["matched_acc"]
         live = {g for g in ATTRIBUTED if feats["groups"][g]}
         assert set(rec["patched"]) == set(rec["random_patched"]) == live
         assert all(len(rec["random_patched"][g]) == len(feats["causal"]["checks"][g]["random_groups"]) for g in live)

@@ -41,7 +41,7 @@ def test_ingest__hf_folders_become_a_band_run_evaluated_here_and_never_trained(r
     # another band of the same run evaluated with other settings would be compared without a word: refused
     config = RunLayout(run).config.read_bytes()
     with pytest.raises(
-        RunDirError, match="ingest/easy/seed3 was evaluated with 8 samples per problem, --preset maze-smoke gives 2"
+        RunDirError, match="ingest/easy/seed3 was evaluated with 4 samples per problem, --preset maze-smoke gives 2"
     ):
         ingest.main(ingest.IngestArgs(engine="hf", path=tmp_path / "hf", run=run, band="hard", preset="maze-smoke"))
     assert RunLayout(run).config.read_bytes() == config and not RunLayout(run).band_run("hard", 0).exists()
