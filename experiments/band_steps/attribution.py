@@ -9,8 +9,6 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tqdm.auto import tqdm
-
 from experiments import grpo
 from experiments.band_steps.matching import matched_points, run_data
 from experiments.harness import seeds
@@ -110,39 +108,64 @@ def gain_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict
     return dict(zip(jobs, args.run_jobs(attribute_run, list(jobs.values()), "gain attribution: matched runs")))
 
 
+@dataclasses.dataclass(frozen=True)
+class ActivityJob:
+    """Read one hard-band run's deliberation activity at the checkpoints its record lacks (``activity_run``)."""
+
+    run: grpo.GRPOArgs
+    sae_dir: Path
+    hook: str
+    group: list[int]
+    spec: dict
+    """What the record is made with; a record that says otherwise is redone."""
+    device: str
+
+    @property
+    def path(self) -> Path:
+        return self.run.out / ROLLOUT_ACTIVITY
+
+    def record(self) -> dict:
+        record = read_json(self.path) if self.path.exists() else {}
+        return record if record.get("spec") == self.spec else {"spec": self.spec, "steps": {}}
+
+    def missing(self) -> dict[int, Path]:
+        """The checkpoints to read, by step: the base model (step 0) and every stored one (not replays) the record
+        lacks."""
+        stored = {s: c for s, c in checkpoints(self.run.out).items() if s % self.run.checkpoint_every == 0}
+        done = self.record()["steps"]
+        return {s: c for s, c in {0: RunLayout(self.run.run).base, **stored}.items() if str(s) not in done}
+
+
+def activity_run(job: ActivityJob) -> None:
+    """Read each checkpoint ``job`` lacks on the run's rollouts of its first ``spec["problems"]`` hard-pool problems,
+    writing the record after each."""
+    record, sae, spec = job.record(), load_sae(job.sae_dir, job.device), job.spec
+    problems = grpo.RunInputs.read(job.run).pool[: spec["problems"]]
+    sampling = seeds.rollout_activity(job.run.seed)  # the same draws at every checkpoint of the run
+    for step, ckpt in job.missing().items():
+        bridge, tokenizer = load_bridge(ckpt, job.device), load_tokenizer(ckpt)
+        reading = rollout_activity(bridge, tokenizer, sae, job.hook, job.group, problems, spec["samples"], sampling)
+        record["steps"][str(step)] = reading
+        write_json(job.path, record)
+
+
 def activity_stage(args: BandStudyArgs, features: dict[str, dict]) -> dict[str, dict]:
     """At the base model and every stored checkpoint of each hard-band run, the headline SAE's
-    deliberation-group activity on the run's rollouts of fixed hard-pool problems, with their success;
-    each run's rollout_activity.json keeps the steps done, so a rerun resumes. Returns the records per run."""
+    deliberation-group activity on the run's rollouts of fixed hard-pool problems, with their success; one job per
+    run on the study's executor, for the runs whose rollout_activity.json lacks a step (a rerun resumes). Returns
+    the records per run."""
     layout, sae_name = RunLayout(args.out), args.sae_args(args.sae_archs[0]).sae_name
     feats = features[sae_name]
     group, hook = feats["groups"]["deliberation"], feats["meta"]["hook"]
     if not group:
         return {}
-    sae = load_sae(layout.sae(sae_name), args.run_device)
     spec = {"sae": sae_name, "group": group, "problems": args.activity_problems, "samples": args.activity_samples}
-    out = {}
-    for seed in tqdm(args.seeds, desc="hard-band rollouts: deliberation activity"):
-        gargs = args.grpo_args("hard", seed)
-        path = gargs.out / ROLLOUT_ACTIVITY
-        record = read_json(path) if path.exists() else {}
-        record = record if record.get("spec") == spec else {"spec": spec, "steps": {}}
-        problems = grpo.RunInputs.read(gargs).pool[: args.activity_problems]
-        stored = {s: c for s, c in checkpoints(gargs.out).items() if s % gargs.checkpoint_every == 0}  # not replays
-        sampling = seeds.rollout_activity(seed)  # the same draws at every checkpoint of the run
-        for step, ckpt in {0: layout.base, **stored}.items():
-            if str(step) not in record["steps"]:
-                reading = rollout_activity(
-                    load_bridge(ckpt, args.run_device),
-                    load_tokenizer(ckpt),
-                    sae,
-                    hook,
-                    group,
-                    problems,
-                    args.activity_samples,
-                    sampling,
-                )
-                record["steps"][str(step)] = reading
-                write_json(path, record)
-        out[run_name("hard", seed)] = record["steps"]
-    return out
+    jobs = {
+        run_name("hard", seed): ActivityJob(
+            args.grpo_args("hard", seed), layout.sae(sae_name), hook, group, spec, args.run_device
+        )
+        for seed in args.seeds
+    }
+    todo = [job for job in jobs.values() if job.missing()]
+    args.run_jobs(activity_run, todo, "hard-band rollouts: deliberation activity")
+    return {name: job.record()["steps"] for name, job in jobs.items()}

@@ -299,8 +299,10 @@ def test_activity_stage__reads_the_base_and_every_stored_hard_checkpoint_with_th
     )
     assert rec[str(stored[-1])]["correct"] == [bool(r.parsed.correct) for r in own]
     assert read_json(gargs.out / ROLLOUT_ACTIVITY)["steps"] == rec
+    written = {p: p.stat().st_mtime_ns for p in out.rglob(ROLLOUT_ACTIVITY)}  # a job in a worker writes its record
     monkeypatch.setattr(attribution, "rollout_activity", lambda *a: pytest.fail("read a checkpoint again"))
     assert attribution.activity_stage(args, features) == records
+    assert {p: p.stat().st_mtime_ns for p in out.rglob(ROLLOUT_ACTIVITY)} == written and len(written) == len(args.seeds)
 
 
 def test_diffing_stage__per_band_dictionaries_readings_and_effects_saved_loaded_reported_and_reused(study, monkeypatch):
