@@ -78,7 +78,7 @@ class BandStudyArgs:
     out: Path = Path("runs/default")
     """Run directory."""
     preset: str = "default"
-    """smoke (about 100 s on 2 CPU cores; tests), default (the real study on 2 CPU cores), gpu."""
+    """smoke (about 80 s on 2 CPU cores; tests), default (the real study on 2 CPU cores), gpu."""
     task: str = "arith"
     """Task family: arith (chained modular arithmetic) or maze (A* search traces); picks each stage's preset
     for that family (its parameters go in the pretrain section of --config)."""

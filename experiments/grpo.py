@@ -188,7 +188,8 @@ class GRPOArgs:
         return cli.spec_of(rl.PolicySpec, self)
 
 
-# Smoke: enough prompts, updates and eval samples for a tiny model to gain measurably (lr 1e-3 collapsed it).
+# Smoke: enough prompts and updates for a tiny model to gain measurably (lr 1e-3 collapsed it); 4 eval samples, as the
+# default.
 _SMOKE = dict(steps=8, prompts_per_step=8, group_size=8, lr=3e-4, eval_every=4, checkpoint_every=2)
 _GPU = dict(
     steps=200, prompts_per_step=64, group_size=16, rollout_batch=1024, eval_every=20, checkpoint_every=20, device="cuda"
