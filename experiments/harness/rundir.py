@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import importlib.metadata
 import json
 import math
 import os
+import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -28,10 +31,36 @@ RUN_FORMAT = 1
 TRACKED_PACKAGES = ("torch", "transformers", "transformer-lens", "sae-lens", "numpy")
 
 
+def _temp_prefix(path: Path) -> str:
+    """A temp sibling's name names its writer (host and pid), so that only a dead writer's temps count as stale."""
+    return f".{path.name}.@{_HOST}-{os.getpid()}."
+
+
+_HOST = platform.node().split(".")[0]
+
+
+def _writer_alive(temp: Path, path: Path) -> bool:
+    """Whether the process that made this temp may still be writing it (another host's writer: assumed so)."""
+    named = re.match(rf"\.{re.escape(path.name)}\.@([^.]*)-(\d+)\.", temp.name)
+    if named is None:  # an older name, without its writer
+        return False
+    if named[1] != _HOST or int(named[2]) == os.getpid():
+        return True
+    try:
+        os.kill(int(named[2]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def clear_stale_temps(path: Path) -> None:
-    """Remove temp siblings of ``path`` left by a killed writer (``.<name>.*.tmp*``)."""
+    """Remove temp siblings of ``path`` left by a killed writer (``.<name>.*.tmp*``). A live writer's temp stays:
+    two pool workers can write the same artifact at once (each builds a shared cache it found missing)."""
     for stale in path.parent.glob(f".{path.name}.*.tmp*"):
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+        if not _writer_alive(stale, path):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -42,7 +71,7 @@ def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     clear_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp" + suffix)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -57,18 +86,21 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``path`` only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     clear_stale_temps(path)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp"))
     tmp.chmod(0o755)
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
+        while True:  # a directory in the way (perhaps another worker's, just renamed there) is moved aside
+            try:
+                os.replace(tmp, path)
+                break
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp"))
+            with contextlib.suppress(FileNotFoundError):  # another writer moved it first
+                os.replace(path, old)
             shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
