@@ -1,10 +1,12 @@
 """Smoke: every notebook runs top to bottom against a smoke run, never writes into it, and is stored without outputs."""
 
+import os
 import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client import KernelManager
 from nbclient import NotebookClient
 
 from experiments import calibration, pruning, refinement, trace_length, utility, value_study
@@ -49,14 +51,24 @@ def test_notebooks__numbered_and_stored_without_outputs():
         assert "open_run(" in first  # the one setup helper, not a copied cell
 
 
+@pytest.fixture(scope="module")
+def kernel(study_run, signals_studies):
+    """One kernel, started in the repository, for every notebook: starting one and importing torch, transformers,
+    TransformerLens and sae_lens in it took most of each notebook's run. Each notebook starts from an emptied
+    namespace (``%reset -f``), so a name it uses without defining still fails."""
+    env = {"BANDLENS_RUN": str(study_run), "BANDLENS_SIGNALS_RUN": str(signals_studies), "OMP_NUM_THREADS": "1"}
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(REPO), env=os.environ | env)
+    yield km
+    km.shutdown_kernel(now=True)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebooks__execute_without_error_and_leave_the_run_untouched(path, study_run, signals_studies, monkeypatch):
-    monkeypatch.setenv("BANDLENS_RUN", str(study_run))
-    monkeypatch.setenv("BANDLENS_SIGNALS_RUN", str(signals_studies))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+def test_notebooks__execute_without_error_and_leave_the_run_untouched(path, study_run, signals_studies, kernel):
     before = _listing(study_run) | {f"signals/{k}": v for k, v in _listing(signals_studies).items()}
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    nb.cells.insert(0, nbformat.v4.new_code_cell("%reset -f"))
+    NotebookClient(nb, km=kernel, timeout=120).execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     after = _listing(study_run) | {f"signals/{k}": v for k, v in _listing(signals_studies).items()}
