@@ -31,12 +31,12 @@ RUN_FORMAT = 1
 TRACKED_PACKAGES = ("torch", "transformers", "transformer-lens", "sae-lens", "numpy")
 
 
+_HOST = platform.node().split(".")[0]
+
+
 def _temp_prefix(path: Path) -> str:
     """A temp sibling's name names its writer (host and pid), so that only a dead writer's temps count as stale."""
     return f".{path.name}.@{_HOST}-{os.getpid()}."
-
-
-_HOST = platform.node().split(".")[0]
 
 
 def _writer_alive(temp: Path, path: Path) -> bool:
@@ -47,11 +47,11 @@ def _writer_alive(temp: Path, path: Path) -> bool:
     if named[1] != _HOST or int(named[2]) == os.getpid():
         return True
     try:
-        os.kill(int(named[2]), 0)
+        os.kill(int(named[2]), 0)  # signal 0 only asks whether the process exists
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # it exists, and is another user's
+        pass
     return True
 
 
