@@ -75,6 +75,19 @@ def test_notebooks__execute_without_error_and_leave_the_run_untouched(path, stud
     assert after == before, "a notebook wrote into a run directory"
 
 
+def test_kernel__a_notebook_cannot_use_a_name_an_earlier_notebook_defined(kernel):
+    """The shared kernel keeps the notebooks independent: a name defined by one is gone in the next."""
+
+    def run(source: str) -> list[dict]:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%reset -f"), nbformat.v4.new_code_cell(source)])
+        NotebookClient(nb, km=kernel, timeout=60, allow_errors=True).execute()
+        return [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+    assert run("import json\nleft_behind = json.dumps(1)") == []
+    assert [e["ename"] for e in run("left_behind")] == ["NameError"]
+    assert [e["ename"] for e in run("json")] == ["NameError"]
+
+
 def test_open_run__reads_relative_paths_from_the_repository_and_never_makes_a_study(tmp_path, monkeypatch, study_run):
     """A kernel starts in notebooks/: a relative BANDLENS_RUN still means the repository's runs/, and a missing
     study is refused with the commands that make it, with nothing run or written."""
