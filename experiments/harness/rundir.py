@@ -44,10 +44,11 @@ def _writer_alive(temp: Path, path: Path) -> bool:
     named = re.match(rf"\.{re.escape(path.name)}\.@([^.]*)-(\d+)\.", temp.name)
     if named is None:  # an older name, without its writer
         return False
-    if named[1] != _HOST or int(named[2]) == os.getpid():
+    host, pid = named[1], int(named[2])
+    if host != _HOST or pid == os.getpid():
         return True
     try:
-        os.kill(int(named[2]), 0)  # signal 0 only asks whether the process exists
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
     except ProcessLookupError:
         return False
     except PermissionError:  # it exists, and is another user's
